@@ -1,0 +1,255 @@
+//! The inline picture an agent sees in the tool result.
+//!
+//! MCP clients put image content straight into the model's context, and the
+//! big clients refuse or silently drop images over roughly 1 MB of base64 or
+//! past ~1568 px on the long edge (beyond that the model downsamples anyway).
+//! The saved file keeps full resolution; the preview only has to be seen.
+
+use std::io::Cursor;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use image::codecs::jpeg::JpegEncoder;
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+
+/// How big an inline preview may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviewBudget {
+    /// Upper bound on the base64 text of the preview, in bytes.
+    pub max_base64_bytes: usize,
+    /// Upper bound on the longer side of the preview, in pixels.
+    pub max_edge_px: u32,
+}
+
+impl Default for PreviewBudget {
+    fn default() -> Self {
+        Self {
+            max_base64_bytes: 750 * 1024,
+            max_edge_px: 1568,
+        }
+    }
+}
+
+/// A preview ready to be sent as MCP image content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub base64: String,
+    pub mime_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Why no preview could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("the result image could not be decoded for a preview: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error(
+        "the result image declares {width}x{height} pixels, more than the {max} px per side a preview will decode"
+    )]
+    TooLarge { width: u32, height: u32, max: u32 },
+    #[error(
+        "no preview fits in {max_base64_bytes} bytes of base64 even at {edge_px} px and the lowest quality tried"
+    )]
+    OverBudget {
+        max_base64_bytes: usize,
+        edge_px: u32,
+    },
+}
+
+/// Largest side the preview step agrees to decode. A result larger than this
+/// is far beyond what the model produces; refusing it bounds the memory a
+/// decompression bomb (a tiny PNG declaring enormous dimensions) can claim.
+const MAX_DECODE_EDGE_PX: u32 = 16_384;
+/// Decoder allocation cap: a 16384x16384 RGBA picture is 1 GiB, but real
+/// results are at most a few thousand pixels a side; 512 MiB leaves room for
+/// 8192x8192 RGBA with 16-bit channels.
+const MAX_DECODE_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
+/// JPEG qualities tried in turn until the preview fits the byte budget.
+const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
+
+/// Builds the preview for an edited image.
+///
+/// The original bytes are passed through untouched when they already fit the
+/// budget in a format every client renders (PNG, JPEG, WebP, GIF); otherwise
+/// the picture is decoded with bounded memory, scaled to the edge budget and
+/// re-encoded as JPEG, lowering quality and then size until it fits.
+pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, PreviewError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(image::ImageError::IoError)?;
+    let format = reader.format();
+    let (width, height) = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(image::ImageError::IoError)?
+        .into_dimensions()?;
+
+    if let Some(mime_type) = format.and_then(passthrough_mime)
+        && width.max(height) <= budget.max_edge_px
+        && base64_len(bytes.len()) <= budget.max_base64_bytes
+    {
+        return Ok(Preview {
+            base64: STANDARD.encode(bytes),
+            mime_type,
+            width,
+            height,
+        });
+    }
+    if width > MAX_DECODE_EDGE_PX || height > MAX_DECODE_EDGE_PX {
+        return Err(PreviewError::TooLarge {
+            width,
+            height,
+            max: MAX_DECODE_EDGE_PX,
+        });
+    }
+
+    let mut reader = reader;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_EDGE_PX);
+    limits.max_image_height = Some(MAX_DECODE_EDGE_PX);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC_BYTES);
+    reader.limits(limits);
+    let decoded = flatten_onto_white(reader.decode()?);
+
+    let mut edge = budget.max_edge_px.min(width.max(height)).max(1);
+    loop {
+        let scaled = if width.max(height) > edge {
+            decoded.resize(edge, edge, FilterType::Triangle)
+        } else {
+            decoded.clone()
+        };
+        for quality in JPEG_QUALITIES {
+            let mut jpeg = Vec::new();
+            JpegEncoder::new_with_quality(&mut jpeg, quality).encode_image(&scaled)?;
+            if base64_len(jpeg.len()) <= budget.max_base64_bytes {
+                return Ok(Preview {
+                    base64: STANDARD.encode(&jpeg),
+                    mime_type: "image/jpeg",
+                    width: scaled.width(),
+                    height: scaled.height(),
+                });
+            }
+        }
+        if edge <= 64 {
+            return Err(PreviewError::OverBudget {
+                max_base64_bytes: budget.max_base64_bytes,
+                edge_px: edge,
+            });
+        }
+        edge = edge * 3 / 4;
+    }
+}
+
+fn passthrough_mime(format: ImageFormat) -> Option<&'static str> {
+    match format {
+        ImageFormat::Png => Some("image/png"),
+        ImageFormat::Jpeg => Some("image/jpeg"),
+        ImageFormat::WebP => Some("image/webp"),
+        ImageFormat::Gif => Some("image/gif"),
+        _ => None,
+    }
+}
+
+fn base64_len(raw_len: usize) -> usize {
+    raw_len.div_ceil(3) * 4
+}
+
+/// JPEG has no alpha channel; transparent areas would otherwise turn black.
+fn flatten_onto_white(image: DynamicImage) -> DynamicImage {
+    if !image.color().has_alpha() {
+        return DynamicImage::ImageRgb8(image.into_rgb8());
+    }
+    let rgba = image.into_rgba8();
+    let (width, height) = rgba.dimensions();
+    let mut rgb = image::RgbImage::new(width, height);
+    for (out, pixel) in rgb.pixels_mut().zip(rgba.pixels()) {
+        let [r, g, b, a] = pixel.0;
+        let blend = |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
+        *out = image::Rgb([blend(r), blend(g), blend(b)]);
+    }
+    DynamicImage::ImageRgb8(rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 13) as u8, ((x ^ y) * 3) as u8])
+        });
+        let mut out = Vec::new();
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn small_image_is_passed_through_byte_for_byte() {
+        let bytes = png(64, 48);
+        let preview = make_preview(&bytes, PreviewBudget::default()).unwrap();
+        assert_eq!(preview.mime_type, "image/png");
+        assert_eq!(STANDARD.decode(&preview.base64).unwrap(), bytes);
+        assert_eq!((preview.width, preview.height), (64, 48));
+    }
+
+    #[test]
+    fn large_image_is_scaled_to_the_edge_and_byte_budget() {
+        let bytes = png(3000, 1500);
+        let budget = PreviewBudget {
+            max_base64_bytes: 200 * 1024,
+            max_edge_px: 1568,
+        };
+        let preview = make_preview(&bytes, budget).unwrap();
+        assert_eq!(preview.mime_type, "image/jpeg");
+        assert!(preview.base64.len() <= budget.max_base64_bytes);
+        assert_eq!((preview.width, preview.height), (1568, 784));
+        let decoded = image::load_from_memory(&STANDARD.decode(&preview.base64).unwrap()).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (1568, 784));
+    }
+
+    #[test]
+    fn tight_byte_budget_shrinks_the_picture_further() {
+        let bytes = png(1200, 1200);
+        let budget = PreviewBudget {
+            max_base64_bytes: 8 * 1024,
+            max_edge_px: 1568,
+        };
+        let preview = make_preview(&bytes, budget).unwrap();
+        assert!(preview.base64.len() <= 8 * 1024);
+        assert!(preview.width < 1200);
+    }
+
+    #[test]
+    fn decompression_bomb_is_refused_without_decoding() {
+        // A valid PNG header declaring 100000x100000 pixels, with almost no data.
+        let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        bomb.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
+        let mut chunk = b"IHDR".to_vec();
+        chunk.extend_from_slice(&ihdr);
+        bomb.extend_from_slice(&chunk);
+        bomb.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        let error = make_preview(&bomb, PreviewBudget::default()).unwrap_err();
+        assert!(
+            matches!(error, PreviewError::TooLarge { width: 100_000, height: 100_000, .. }),
+            "{error}"
+        );
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+}

@@ -1,0 +1,146 @@
+//! The `edit_image` tool's declared input and output, derived from the
+//! vendor's request schema so that a field the vendor adds reaches MCP
+//! clients through `cargo xtask codegen` alone.
+
+use rmcp::model::JsonObject;
+use rmcp::schemars::{self, JsonSchema};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Tool argument that is ours, not the vendor's: where to save the result.
+pub const OUTPUT_PATH_ARG: &str = "output_path";
+/// Vendor field that carries the input image; it also accepts local files here.
+pub const IMAGE_URL_ARG: &str = "image_url";
+
+/// Vendor fields the server sets itself rather than the model, and why:
+/// `convert_base64_to_url` is `true` so the API returns a URL the agent can
+/// pass on, and the response JSON stays small; the bytes are downloaded and
+/// saved either way.
+pub const SERVER_CHOSEN: &[(&str, bool)] = &[("convert_base64_to_url", true)];
+
+const IMAGE_URL_DESCRIPTION: &str = "The image to edit. One of: an http(s) URL; a data: URI \
+(data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder \
+this server may read (a previous result's saved path works). PNG, JPEG or WebP.";
+
+const OUTPUT_PATH_DESCRIPTION: &str = "Optional file name, or path relative to the output folder, \
+for the saved result. The extension is corrected to the image's real type; an existing file is \
+never overwritten. Default: a unique name in the output folder.";
+
+/// Builds the tool's input schema from the generated request schema.
+///
+/// Constant fields (single-value enums such as `model`) and the fields in
+/// [`SERVER_CHOSEN`] are removed; `image_url` loses `format: uri`, which an
+/// absolute path would violate; `output_path` is added. Everything else,
+/// including fields the vendor adds later, passes through unchanged.
+pub fn input_schema(request_schema: &Value) -> JsonObject {
+    let mut schema = request_schema
+        .as_object()
+        .cloned()
+        .expect("the generated request schema is a JSON object");
+    schema.remove("$schema");
+    schema.remove("title");
+
+    let mut removed = Vec::new();
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        properties.retain(|name, property| {
+            let constant = property
+                .get("enum")
+                .and_then(Value::as_array)
+                .is_some_and(|values| values.len() == 1);
+            let server_chosen = SERVER_CHOSEN.iter().any(|(field, _)| field == name);
+            if constant || server_chosen {
+                removed.push(name.clone());
+            }
+            !(constant || server_chosen)
+        });
+        if let Some(Value::Object(image_url)) = properties.get_mut(IMAGE_URL_ARG) {
+            image_url.remove("format");
+            image_url.insert("description".into(), IMAGE_URL_DESCRIPTION.into());
+        }
+        properties.insert(
+            OUTPUT_PATH_ARG.into(),
+            json!({ "type": "string", "description": OUTPUT_PATH_DESCRIPTION }),
+        );
+    }
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|name| !removed.iter().any(|r| Some(r.as_str()) == name.as_str()));
+    }
+    schema.insert("additionalProperties".into(), false.into());
+    schema
+}
+
+/// The constant values of the fields [`input_schema`] removed, to be put
+/// back into the request: single-value enums take their one value.
+pub fn fixed_fields(request_schema: &Value) -> Vec<(String, Value)> {
+    let properties = request_schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    let constants = properties.filter_map(|(name, property)| {
+        let values = property.get("enum")?.as_array()?;
+        (values.len() == 1).then(|| (name.clone(), values[0].clone()))
+    });
+    constants
+        .chain(
+            SERVER_CHOSEN
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Value::Bool(*value))),
+        )
+        .collect()
+}
+
+/// What a successful call returns as `structuredContent`.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct EditOutput {
+    /// Absolute path of the saved full-resolution result.
+    pub path: String,
+    /// Where the API published the result, when it returned a URL.
+    pub url: Option<String>,
+    /// MIME type of the saved file, detected from its bytes.
+    pub mime_type: String,
+    /// Width of the saved result in pixels.
+    pub width: u32,
+    /// Height of the saved result in pixels.
+    pub height: u32,
+    /// Size of the saved file in bytes.
+    pub bytes: u64,
+    /// The provider's request id, to quote when reporting a problem.
+    pub request_id: Option<String>,
+    /// Whether the provider flagged the content.
+    pub content_violation: Option<bool>,
+}
+
+pub fn output_schema() -> JsonObject {
+    match serde_json::to_value(schemars::schema_for!(EditOutput)) {
+        Ok(Value::Object(schema)) => schema,
+        _ => unreachable!("schemars produces an object schema for a struct"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_schema_keeps_vendor_fields_and_drops_fixed_ones() {
+        let schema = input_schema(&reve_core::edit_image_request_schema());
+        let properties = schema["properties"].as_object().unwrap();
+        assert!(!properties.contains_key("model"));
+        assert!(!properties.contains_key("convert_base64_to_url"));
+        assert_eq!(
+            properties["prompt"]["maxLength"],
+            json!(reve_core::PROMPT_MAX_LENGTH)
+        );
+        assert!(properties["image_url"].get("format").is_none());
+        assert_eq!(schema["required"], json!(["image_url", "prompt"]));
+    }
+
+    #[test]
+    fn fixed_fields_fill_in_the_model_and_server_choices() {
+        let fixed = fixed_fields(&reve_core::edit_image_request_schema());
+        assert!(fixed.contains(&("model".to_owned(), json!(reve_core::MODEL))));
+        assert!(fixed.contains(&("convert_base64_to_url".to_owned(), json!(true))));
+    }
+}

@@ -1,0 +1,269 @@
+//! The `edit_image` tool: arguments in, edited picture out.
+//!
+//! The arguments are the vendor's request fields (as generated from `spec/`)
+//! plus `output_path`; the server fills in the fixed ones, turns a local file
+//! into a data URI after checking it may be read, calls the API while keeping
+//! the client informed, saves the full result and returns a preview.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::{
+    CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken,
+    Resource,
+};
+use rmcp::service::Peer;
+use rmcp::RoleServer;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::{self, AccessError, AllowedDirs};
+use crate::preview::{self, PreviewBudget, PreviewError};
+use crate::tool_schema::{self, EditOutput, IMAGE_URL_ARG, OUTPUT_PATH_ARG};
+
+/// How often a waiting call reports progress; clients reset their request
+/// timeouts on each notification, and the MCP spec leaves the cadence to us.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a call failed. Every message is written for the model to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EditImageError {
+    #[error("invalid arguments: {0}")]
+    Arguments(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Api(#[from] reve_core::Error),
+    #[error("the edit succeeded but saving it failed: {0}")]
+    Save(reve_core::Error),
+    #[error("the edit succeeded and was saved to {path}, but {source}")]
+    Preview {
+        path: String,
+        #[source]
+        source: PreviewError,
+    },
+    #[error("the call was cancelled")]
+    Cancelled,
+}
+
+/// The tool, with everything it needs that outlives one call.
+pub struct EditImage {
+    client: reve_core::Client,
+    output_dir: PathBuf,
+    configured_dirs: Vec<PathBuf>,
+    max_input_bytes: u64,
+    preview_budget: PreviewBudget,
+    /// Decoding and re-encoding a 4096x4096 result takes a core and ~100 MB;
+    /// bounding the previews in flight to the core count keeps memory flat
+    /// when many calls finish together.
+    preview_slots: Arc<Semaphore>,
+}
+
+pub struct EditImageSettings {
+    pub output_dir: PathBuf,
+    pub allowed_dirs: Vec<PathBuf>,
+    pub max_input_bytes: u64,
+    pub preview_budget: PreviewBudget,
+}
+
+impl EditImage {
+    pub fn new(client: reve_core::Client, settings: EditImageSettings) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            client,
+            output_dir: settings.output_dir,
+            configured_dirs: settings.allowed_dirs,
+            max_input_bytes: settings.max_input_bytes,
+            preview_budget: settings.preview_budget,
+            preview_slots: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// Whether this call reads a local file, so the client's roots matter.
+    pub fn needs_roots(&self, arguments: &JsonObject) -> bool {
+        self.configured_dirs.is_empty()
+            && arguments
+                .get(IMAGE_URL_ARG)
+                .and_then(Value::as_str)
+                .is_some_and(|image_url| access::local_path(image_url).is_some())
+    }
+
+    /// Folders a local input may come from: the configured ones and the
+    /// client's roots, or the home folder when there are neither; the output
+    /// folder always, so a result can be edited again.
+    fn allowed_dirs(&self, client_roots: Vec<PathBuf>) -> AllowedDirs {
+        let mut dirs: Vec<PathBuf> = self.configured_dirs.iter().cloned().chain(client_roots).collect();
+        if dirs.is_empty() {
+            dirs.extend(dirs::home_dir());
+        }
+        dirs.push(self.output_dir.clone());
+        AllowedDirs::new(dirs)
+    }
+
+    pub async fn run(
+        &self,
+        mut arguments: JsonObject,
+        client_roots: Vec<PathBuf>,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResult, EditImageError> {
+        let output_path = match arguments.remove(OUTPUT_PATH_ARG) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(path)) => Some(path),
+            Some(other) => {
+                return Err(EditImageError::Arguments(format!(
+                    "output_path must be a string, got {other}"
+                )));
+            }
+        };
+        let output_target = output_path
+            .as_deref()
+            .map(|path| access::output_target(&self.output_dir, path))
+            .transpose()?;
+
+        let request_schema = reve_core::edit_image_request_schema();
+        for (name, value) in tool_schema::fixed_fields(&request_schema) {
+            if arguments.insert(name.clone(), value).is_some() {
+                return Err(EditImageError::Arguments(format!(
+                    "`{name}` is set by the server and cannot be passed"
+                )));
+            }
+        }
+        let mut request: reve_core::EditImageRequest =
+            serde_json::from_value(Value::Object(arguments))
+                .map_err(|error| EditImageError::Arguments(error.to_string()))?;
+
+        if let Some(path) = access::local_path(&request.image_url) {
+            let path = path?;
+            let allowed = self.allowed_dirs(client_roots);
+            let canonical = allowed.check(&path)?;
+            let max_bytes = self.max_input_bytes;
+            request.image_url = tokio::task::spawn_blocking(move || {
+                reve_core::ImageSource::File(canonical).into_image_url(max_bytes)
+            })
+            .await
+            .expect("reading the input image does not panic")?;
+        }
+
+        let edited = self.call_api(&request, progress, &cancel).await?;
+
+        let (folder, file_name) = match output_target {
+            Some((folder, name)) => (folder, Some(name)),
+            None => (self.output_dir.clone(), None),
+        };
+        let saved = {
+            let edited = edited.clone();
+            tokio::task::spawn_blocking(move || edited.save_in(&folder, file_name.as_deref()))
+                .await
+                .expect("saving does not panic")
+                .map_err(EditImageError::Save)?
+        };
+
+        let preview = {
+            let _slot = self.preview_slots.acquire().await.expect("never closed");
+            let bytes = edited.bytes.clone();
+            let budget = self.preview_budget;
+            tokio::task::spawn_blocking(move || preview::make_preview(&bytes, budget))
+                .await
+                .expect("the preview does not panic")
+        }
+        .map_err(|source| EditImageError::Preview {
+            path: saved.display().to_string(),
+            source,
+        })?;
+
+        Ok(success_result(&edited, &saved, preview))
+    }
+
+    /// Calls the API, sending progress while it works, and drops the HTTP
+    /// request (closing the connection) the moment the client cancels.
+    async fn call_api(
+        &self,
+        request: &reve_core::EditImageRequest,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: &CancellationToken,
+    ) -> Result<reve_core::EditedImage, EditImageError> {
+        let started = Instant::now();
+        let call = self.client.edit_image(request);
+        tokio::pin!(call);
+        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+        let mut step = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(EditImageError::Cancelled),
+                result = &mut call => return Ok(result?),
+                _ = ticker.tick() => {
+                    if let Some((token, peer)) = &progress {
+                        step += 1;
+                        let message = format!(
+                            "waiting for {} to finish the edit ({} s so far)",
+                            reve_core::MODEL,
+                            started.elapsed().as_secs()
+                        );
+                        let mut param = ProgressNotificationParam::new(token.clone(), f64::from(step));
+                        param.message = Some(message);
+                        if let Err(error) = peer.notify_progress(param).await {
+                            tracing::debug!(%error, "could not send a progress notification");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn success_result(
+    edited: &reve_core::EditedImage,
+    saved: &Path,
+    preview: preview::Preview,
+) -> CallToolResult {
+    let (width, height) = edited.dimensions().unwrap_or((preview.width, preview.height));
+    let output = EditOutput {
+        path: saved.display().to_string(),
+        url: edited.url.clone(),
+        mime_type: edited.mime_type().to_owned(),
+        width,
+        height,
+        bytes: edited.bytes.len() as u64,
+        request_id: edited.request_id.clone(),
+        content_violation: edited.content_violation,
+    };
+    let mut text = format!(
+        "Edited image saved to {} ({}x{}, {}, {} bytes).",
+        output.path, width, height, output.mime_type, output.bytes
+    );
+    if let Some(url) = &output.url {
+        text.push_str(&format!("\nResult URL: {url}"));
+    }
+    if let Some(request_id) = &output.request_id {
+        text.push_str(&format!("\nRequest id: {request_id}"));
+    }
+    if (preview.width, preview.height) != (width, height) {
+        text.push_str(&format!(
+            "\nThe picture shown is a {}x{} preview; the saved file is full resolution.",
+            preview.width, preview.height
+        ));
+    }
+    let file_uri = url::Url::from_file_path(saved)
+        .map(String::from)
+        .unwrap_or_else(|()| format!("file://{}", output.path));
+    let name = saved
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let link = Resource::new(file_uri, name)
+        .with_mime_type(output.mime_type.clone())
+        .with_size(output.bytes);
+
+    let mut result = CallToolResult::success(vec![
+        ContentBlock::image(preview.base64, preview.mime_type),
+        ContentBlock::text(text),
+        ContentBlock::resource_link(link),
+    ]);
+    result.structured_content =
+        Some(serde_json::to_value(output).expect("the output serialises to JSON"));
+    result
+}

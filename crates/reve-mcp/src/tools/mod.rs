@@ -1,0 +1,3 @@
+//! One module per MCP tool.
+
+pub mod edit_image;
