@@ -1,0 +1,329 @@
+//! `POST /v1/images/generations`: authentication, body parsing, schema
+//! validation, then the scenario's answer.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::delivery::{self, Delivery};
+use super::edit::{edit, encode};
+use super::error_body::{JSON_CONTENT_TYPE, documented, error_field, json_response};
+use super::input;
+use super::scenario::Scenario;
+use super::schema;
+use super::state::{Shared, StoredFile};
+
+/// The endpoint's path, also the `path` of its error bodies.
+pub(crate) const ENDPOINT_PATH: &str = "/v1/images/generations";
+
+/// `meta.usage.tokens_used` of the published example.
+const TOKENS_USED: u64 = 210_000;
+
+pub(crate) async fn generate(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut guard = CancelGuard {
+        shared: &shared,
+        armed: true,
+    };
+    let scenario = shared.next_scenario();
+    let response = answer(&shared, &headers, &body, scenario).await;
+    guard.armed = false;
+    response
+}
+
+/// Counts the request as cancelled if its future is dropped before it has
+/// produced a response: that is what hyper does when the client hangs up.
+struct CancelGuard<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.count_cancelled();
+        }
+    }
+}
+
+async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Scenario) -> Response {
+    if !shared.options.latency.is_zero() {
+        tokio::time::sleep(shared.options.latency).await;
+    }
+    if let Scenario::Latency(extra) = scenario {
+        tokio::time::sleep(extra).await;
+    }
+    if !authorized(headers, &shared.options.api_key) {
+        return fail(shared, StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let request = match parse(headers, body) {
+        Ok(request) => request,
+        Err(message) => return fail(shared, StatusCode::BAD_REQUEST, message),
+    };
+    let violations = schema::violations(&request);
+    if !violations.is_empty() {
+        return fail(shared, StatusCode::BAD_REQUEST, violations);
+    }
+    let image_url = request["image_url"].as_str().unwrap_or_default();
+    let as_url = request
+        .get("convert_base64_to_url")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let whole = Delivery::Whole;
+    match scenario {
+        Scenario::Success | Scenario::Latency(_) => {
+            succeed(shared, image_url, as_url, whole, whole).await
+        }
+        Scenario::SlowBody { chunk_delay } => {
+            let slow = Delivery::Trickle(chunk_delay);
+            succeed(shared, image_url, as_url, slow, slow).await
+        }
+        Scenario::TruncatedBody => {
+            succeed(shared, image_url, as_url, Delivery::Truncated, whole).await
+        }
+        Scenario::TruncatedResult => {
+            succeed(shared, image_url, true, whole, Delivery::Truncated).await
+        }
+        Scenario::ResultUrl404 => {
+            let missing = shared.file_url(&shared.ids.file_name());
+            json_response(
+                StatusCode::OK,
+                &data_body(shared, Some(missing), None, false),
+            )
+        }
+        Scenario::HugeResult { bytes } => huge_result(shared, bytes, true),
+        Scenario::HugeResultChunked { bytes } => huge_result(shared, bytes, false),
+        Scenario::ContentViolation => {
+            json_response(StatusCode::OK, &data_body(shared, None, None, true))
+        }
+        Scenario::Status401 => fail(shared, StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Scenario::OutOfCredits403 => error_field(
+            StatusCode::FORBIDDEN,
+            "InsufficientCreditsError",
+            "You have run out of credits. Top up your balance to continue.",
+        ),
+        Scenario::BadRequest400 => fail(
+            shared,
+            StatusCode::BAD_REQUEST,
+            "The provider could not process the reference image",
+        ),
+        Scenario::Validation422 => fail(
+            shared,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec!["image_url must point to an image the provider accepts".to_owned()],
+        ),
+        Scenario::RateLimited { retry_after } => {
+            let mut response = fail(
+                shared,
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlerException: Too Many Requests",
+            );
+            if let Some(value) = retry_after.and_then(|r| r.header_value().parse().ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        Scenario::ServerError(status) => fail(
+            shared,
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "Internal server error",
+        ),
+        Scenario::GatewayTimeout504 => fail(shared, StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
+        Scenario::ErrorField200 => error_field(
+            StatusCode::OK,
+            "GenerationError",
+            "The provider failed to generate the image",
+        ),
+        Scenario::MalformedJson => (
+            [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
+            r#"{"data":[{"url":undefined,"b64_json":null}]"#,
+        )
+            .into_response(),
+        Scenario::HtmlErrorPage => (
+            StatusCode::BAD_GATEWAY,
+            [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+            HTML_502,
+        )
+            .into_response(),
+        Scenario::DropConnection => delivery::drop_connection(),
+        Scenario::EchoAuthorization => {
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .unwrap_or_default();
+            fail(
+                shared,
+                StatusCode::BAD_REQUEST,
+                format!("Invalid request sent with authorization: {authorization}"),
+            )
+        }
+    }
+}
+
+const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n</body>\r\n</html>\r\n";
+
+/// `Authorization: Bearer <key>`, the scheme matched case-insensitively as
+/// RFC 9110 says, the key exactly.
+fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .is_some_and(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer") && key == api_key)
+}
+
+/// The body as Express's JSON parser sees it: parsed only when the
+/// `Content-Type` is JSON, an empty object otherwise or when empty, so a
+/// client that forgets the header meets the validation errors it would meet
+/// for real.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Value, String> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json || body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        format!(
+            "Unexpected token in JSON at line {} column {}",
+            error.line(),
+            error.column()
+        )
+    })
+}
+
+fn fail(shared: &Shared, status: StatusCode, message: impl Into<Value>) -> Response {
+    documented(status, ENDPOINT_PATH, shared.ids.uuid(), message)
+}
+
+/// Decode, edit, encode, and answer with a URL or inline base64.
+async fn succeed(
+    shared: &Shared,
+    image_url: &str,
+    as_url: bool,
+    body: Delivery,
+    file: Delivery,
+) -> Response {
+    let image = match input::load(&shared.http, image_url).await {
+        Ok(image) => image,
+        Err(error) => return fail(shared, StatusCode::BAD_REQUEST, error.message()),
+    };
+    let (size, format) = (shared.options.result_size, shared.options.result_format);
+    let encoded = tokio::task::spawn_blocking(move || encode(&edit(&image, size), format)).await;
+    let Ok(Ok(bytes)) = encoded else {
+        return fail(
+            shared,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal server error",
+        );
+    };
+    let json = if as_url {
+        let url = shared.store_file(StoredFile::Image {
+            bytes: Bytes::from(bytes),
+            content_type: format.content_type(),
+            delivery: file,
+        });
+        data_body(shared, Some(url), None, false)
+    } else {
+        data_body(shared, None, Some(STANDARD.encode(bytes)), false)
+    };
+    delivery::deliver(
+        StatusCode::OK,
+        JSON_CONTENT_TYPE,
+        Bytes::from(json.to_string()),
+        body,
+    )
+}
+
+fn huge_result(shared: &Shared, len: u64, declare_length: bool) -> Response {
+    let url = shared.store_file(StoredFile::Huge {
+        len,
+        declare_length,
+    });
+    json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
+}
+
+/// The success body, key for key and in the order of the published example.
+fn data_body(
+    shared: &Shared,
+    url: Option<String>,
+    b64_json: Option<String>,
+    content_violation: bool,
+) -> Value {
+    let tokens_used = if content_violation { 0 } else { TOKENS_USED };
+    json!({
+        "data": [{
+            "url": url,
+            "b64_json": b64_json,
+            "request_id": shared.ids.rsid(),
+            "content_violation": content_violation,
+        }],
+        "meta": { "usage": { "tokens_used": tokens_used } },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.clone(), HeaderValue::from_str(value).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_but_the_key_is_not() {
+        let key = "k-123";
+        assert!(authorized(
+            &headers(&[(header::AUTHORIZATION, "Bearer k-123")]),
+            key
+        ));
+        assert!(authorized(
+            &headers(&[(header::AUTHORIZATION, "bearer k-123")]),
+            key
+        ));
+        assert!(!authorized(
+            &headers(&[(header::AUTHORIZATION, "Bearer K-123")]),
+            key
+        ));
+        assert!(!authorized(
+            &headers(&[(header::AUTHORIZATION, "k-123")]),
+            key
+        ));
+        assert!(!authorized(
+            &headers(&[(header::AUTHORIZATION, "Basic k-123")]),
+            key
+        ));
+        assert!(!authorized(&HeaderMap::new(), key));
+    }
+
+    #[test]
+    fn bodies_are_parsed_only_when_declared_json() {
+        let json = headers(&[(header::CONTENT_TYPE, "Application/JSON; charset=utf-8")]);
+        assert_eq!(parse(&json, br#"{"a":1}"#), Ok(json!({"a": 1})));
+        assert_eq!(parse(&json, b""), Ok(json!({})));
+        assert!(
+            parse(&json, b"{nope")
+                .unwrap_err()
+                .starts_with("Unexpected token in JSON")
+        );
+        let text = headers(&[(header::CONTENT_TYPE, "text/plain")]);
+        assert_eq!(parse(&text, br#"{"a":1}"#), Ok(json!({})));
+        assert_eq!(parse(&HeaderMap::new(), br#"{"a":1}"#), Ok(json!({})));
+    }
+}
