@@ -282,6 +282,10 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, router: Router) {
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, router: Router) {
+    // Like real servers: small writes (a trickling body) leave at once.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "the fake AIML API could not disable Nagle's algorithm");
+    }
     let service = service_fn(move |request| handle(request, Arc::clone(&shared), router.clone()));
     if let Err(error) = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)

@@ -1,0 +1,178 @@
+//! Drives the real `reve-mcp` binary over stdio, the way an MCP client does.
+//!
+//! The end-to-end tests and `cargo xtask demo` both use it, so what the demo
+//! shows is exactly what the tests check.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject, ListRootsResult, ProgressNotificationParam, ProgressToken, RequestMetaObject,
+    Root,
+};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt as _};
+use tokio::io::AsyncReadExt as _;
+use tokio::process::{ChildStderr, Command};
+use tokio::task::JoinHandle;
+
+/// Path of the `reve-mcp` binary, built on first use.
+///
+/// Cargo only hands a test the path of binaries from its own package, and
+/// the binary lives in `crates/reve-mcp`; so the path is taken from
+/// `REVE_MCP_BIN` when set, or from `cargo build`'s own report otherwise
+/// (a no-op when `cargo test --workspace` already built it).
+pub fn reve_mcp_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("REVE_MCP_BIN") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--package",
+                "reve-mcp",
+                "--bin",
+                "reve-mcp",
+                "--message-format=json",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(output.status.success(), "building reve-mcp failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "reve-mcp")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the reve-mcp executable")
+    })
+}
+
+/// What the test client saw from the server besides responses.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+/// A minimal MCP client: records progress, and declares roots when given some.
+#[derive(Debug, Clone, Default)]
+pub struct TestClient {
+    pub observed: Observed,
+    pub roots: Option<Vec<PathBuf>>,
+}
+
+impl ClientHandler for TestClient {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = if self.roots.is_some() {
+            ClientCapabilities::builder().enable_roots().build()
+        } else {
+            ClientCapabilities::default()
+        };
+        ClientConfig::new(capabilities, Implementation::new("reve-tests", "0"))
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let roots = self.roots.iter().flatten().map(|dir| {
+            Root::new(url::Url::from_directory_path(dir).expect("absolute root").to_string())
+        });
+        Ok(ListRootsResult::new(roots.collect()))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.observed.progress.lock().unwrap().push(params);
+    }
+}
+
+/// A running `reve-mcp` child process with an MCP session on its stdio.
+pub struct McpSession {
+    pub client: RunningService<RoleClient, TestClient>,
+    pub observed: Observed,
+    stderr: JoinHandle<String>,
+}
+
+impl McpSession {
+    /// Starts the binary with exactly these environment variables (plus
+    /// `PATH` and `HOME`), so nothing from the developer's shell leaks in.
+    pub async fn start(env: &BTreeMap<String, String>, client: TestClient) -> Self {
+        let mut command = Command::new(reve_mcp_binary());
+        command.env_clear();
+        for name in ["PATH", "HOME"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command.envs(env);
+        let (transport, stderr) = TokioChildProcess::builder(command)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reve-mcp starts");
+        let stderr = tokio::spawn(read_all(stderr));
+        let observed = client.observed.clone();
+        let client = client.serve(transport).await.expect("MCP handshake");
+        Self {
+            client,
+            observed,
+            stderr,
+        }
+    }
+
+    /// Calls `edit_image`, with a progress token when `progress` is given.
+    pub async fn edit_image(
+        &self,
+        arguments: serde_json::Value,
+        progress: Option<ProgressToken>,
+    ) -> Result<CallToolResult, ServiceError> {
+        let arguments: JsonObject = match arguments {
+            serde_json::Value::Object(map) => map,
+            other => panic!("tool arguments must be an object, got {other}"),
+        };
+        let mut params = CallToolRequestParams::new("edit_image").with_arguments(arguments);
+        if let Some(token) = progress {
+            let mut meta = RequestMetaObject::default();
+            meta.set_progress_token(token);
+            params.meta = Some(meta);
+        }
+        self.client.peer().call_tool(params).await
+    }
+
+    /// Ends the session and returns everything the server wrote to stderr.
+    pub async fn stop(self) -> String {
+        self.client.cancel().await.expect("the session closes cleanly");
+        self.stderr.await.expect("stderr reader")
+    }
+}
+
+async fn read_all(stderr: Option<ChildStderr>) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = stderr {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes).await;
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    text
+}
+
+/// The text blocks of a tool result, joined by newlines.
+pub fn result_text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text().map(|text| text.text.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,359 @@
+//! The fake AIML API honours the published contract: authentication, request
+//! validation against the spec's schema, and the example response's shape in
+//! both result modes. Plain reqwest, no reve-core, so these tests check the
+//! fake and nothing else.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use image::{DynamicImage, ImageFormat};
+use reve_tests::fake::{self, FakeApi, ResultFormat};
+use serde_json::{Value, json};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn body(image_url: &str) -> Value {
+    json!({ "model": "reve/edit-image", "image_url": image_url, "prompt": "invert it" })
+}
+
+async fn post(fake: &FakeApi, body: &Value) -> reqwest::Response {
+    client()
+        .post(fake.endpoint_url())
+        .bearer_auth(fake.api_key())
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn sample(width: u32, height: u32) -> (Vec<u8>, DynamicImage) {
+    let png = fake::sample_png(width, height);
+    let decoded = image::load_from_memory(&png).unwrap();
+    (png, decoded)
+}
+
+/// The documented error body, checked field by field; returns its `message`.
+fn documented_message(body: &Value, status: u16, path: &str) -> Value {
+    assert_eq!(
+        keys(body),
+        ["message", "path", "requestId", "statusCode", "timestamp"]
+    );
+    assert_eq!(body["statusCode"], status);
+    assert_eq!(body["path"], path);
+    assert_eq!(body["requestId"].as_str().unwrap().len(), 36);
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    body["message"].clone()
+}
+
+#[tokio::test]
+async fn url_mode_answers_like_the_published_example_and_serves_the_edit() {
+    let fake = FakeApi::start().await;
+    let (png, input) = sample(64, 48);
+    let sent = body(&fake::data_uri("image/png", &png));
+
+    let response = post(&fake, &sent).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(keys(&answer), ["data", "meta"]);
+    let item = &answer["data"][0];
+    assert_eq!(answer["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        keys(item),
+        ["url", "b64_json", "request_id", "content_violation"]
+    );
+    assert_eq!(item["b64_json"], Value::Null);
+    assert_eq!(item["content_violation"], false);
+    assert!(item["request_id"].as_str().unwrap().starts_with("rsid-"));
+    assert_eq!(
+        answer["meta"],
+        json!({ "usage": { "tokens_used": 210000 } })
+    );
+
+    let url = item["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{}/files/", fake.base_url())));
+    assert!(url.ends_with(".png"));
+    let download = client().get(url).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()["content-type"], "image/png");
+    let result = image::load_from_memory(&download.bytes().await.unwrap()).unwrap();
+    assert_eq!(result.to_rgba8(), fake::edit(&input, None));
+
+    let recorded = fake.generation_requests();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].json.as_ref(), Some(&sent));
+    assert_eq!(recorded[0].body_len, sent.to_string().len());
+    assert_eq!(
+        recorded[0].header("Authorization"),
+        Some(format!("Bearer {}", fake.api_key()).as_str())
+    );
+    assert_eq!(recorded[0].headers["content-type"], "application/json");
+    assert_eq!(fake.generation_attempts(), 1);
+    assert_eq!(fake.file_downloads(), 1);
+    assert_eq!(fake.cancelled_requests(), 0);
+}
+
+#[tokio::test]
+async fn base64_mode_inlines_the_edit_and_has_no_url() {
+    let fake = FakeApi::start().await;
+    let (png, input) = sample(20, 30);
+    let mut sent = body(&fake::data_uri("image/png", &png));
+    sent["convert_base64_to_url"] = json!(false);
+
+    let answer: Value = post(&fake, &sent).await.json().await.unwrap();
+    let item = &answer["data"][0];
+    assert_eq!(
+        keys(item),
+        ["url", "b64_json", "request_id", "content_violation"]
+    );
+    assert_eq!(item["url"], Value::Null);
+    let bytes = STANDARD.decode(item["b64_json"].as_str().unwrap()).unwrap();
+    assert_eq!(image::guess_format(&bytes).unwrap(), ImageFormat::Png);
+    let result = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(result.to_rgba8(), fake::edit(&input, None));
+    assert_eq!(fake.file_downloads(), 0);
+}
+
+#[tokio::test]
+async fn result_size_and_format_are_configurable_while_the_url_still_says_png() {
+    let fake = FakeApi::builder()
+        .result_size(300, 200)
+        .result_format(ResultFormat::Jpeg)
+        .start()
+        .await;
+    let jpeg = fake::sample_jpeg(40, 40);
+
+    let answer: Value = post(&fake, &body(&fake::data_uri("image/jpeg", &jpeg)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = answer["data"][0]["url"].as_str().unwrap();
+    assert!(url.ends_with(".png"));
+    let download = client().get(url).send().await.unwrap();
+    assert_eq!(download.headers()["content-type"], "image/jpeg");
+    let bytes = download.bytes().await.unwrap();
+    assert_eq!(image::guess_format(&bytes).unwrap(), ImageFormat::Jpeg);
+    let result = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((result.width(), result.height()), (300, 200));
+}
+
+#[tokio::test]
+async fn a_prompt_one_character_too_long_is_rejected_with_an_array_message() {
+    let fake = FakeApi::start().await;
+    let mut sent = body(&fake::data_uri("image/png", &fake::sample_png(8, 8)));
+    sent["prompt"] = json!("p".repeat(2561));
+
+    let response = post(&fake, &sent).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        documented_message(&error, 400, "/v1/images/generations"),
+        json!(["prompt must be shorter than or equal to 2560 characters"])
+    );
+
+    sent["prompt"] = json!("p".repeat(2560));
+    assert_eq!(post(&fake, &sent).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_missing_model_is_rejected_with_an_array_message() {
+    let fake = FakeApi::start().await;
+    let mut sent = body(&fake::data_uri("image/png", &fake::sample_png(8, 8)));
+    sent.as_object_mut().unwrap().remove("model");
+
+    let response = post(&fake, &sent).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        documented_message(&error, 400, "/v1/images/generations"),
+        json!(["model should not be empty"])
+    );
+}
+
+#[tokio::test]
+async fn a_body_without_json_content_type_is_seen_as_empty() {
+    let fake = FakeApi::start().await;
+    let response = client()
+        .post(fake.endpoint_url())
+        .bearer_auth(fake.api_key())
+        .body(body("data:image/png;base64,AAAA").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    let mut messages: Vec<String> = serde_json::from_value(error["message"].clone()).unwrap();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "image_url should not be empty",
+            "model should not be empty",
+            "prompt should not be empty"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn invalid_json_is_a_400_with_a_string_message() {
+    let fake = FakeApi::start().await;
+    let response = client()
+        .post(fake.endpoint_url())
+        .bearer_auth(fake.api_key())
+        .header("content-type", "application/json")
+        .body("{\"model\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    let message = documented_message(&error, 400, "/v1/images/generations");
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .starts_with("Unexpected token in JSON")
+    );
+    assert_eq!(fake.generation_requests()[0].json, None);
+}
+
+#[tokio::test]
+async fn requests_without_the_right_bearer_key_get_401() {
+    let fake = FakeApi::builder().api_key("my-own-key").start().await;
+    assert_eq!(fake.api_key(), "my-own-key");
+    let sent = body(&fake::data_uri("image/png", &fake::sample_png(8, 8)));
+
+    let missing = client()
+        .post(fake.endpoint_url())
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+    let wrong = client()
+        .post(fake.endpoint_url())
+        .bearer_auth(fake::TEST_API_KEY)
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+    for response in [missing, wrong] {
+        assert_eq!(response.status(), 401);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(
+            documented_message(&error, 401, "/v1/images/generations"),
+            "Unauthorized"
+        );
+    }
+    assert_eq!(post(&fake, &sent).await.status(), 200);
+    assert_eq!(fake.generation_attempts(), 3);
+}
+
+#[tokio::test]
+async fn loopback_urls_are_fetched_and_remote_ones_refused() {
+    let fake = FakeApi::start().await;
+    let (png, input) = sample(16, 16);
+    let input_url = fake.serve_input(png, "image/png");
+    assert!(input_url.starts_with(fake.base_url()));
+
+    let answer: Value = post(&fake, &body(&input_url)).await.json().await.unwrap();
+    let url = answer["data"][0]["url"].as_str().unwrap();
+    let bytes = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let result = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(result.to_rgba8(), fake::edit(&input, None));
+    let input_path = input_url.strip_prefix(fake.base_url()).unwrap();
+    assert!(fake.requests().iter().any(|r| r.path == input_path));
+
+    for unreachable in [
+        "https://raw.githubusercontent.com/aimlapi/api-docs/main/reference-files/t-rex.png",
+        &format!("{}/inputs/absent", fake.base_url()),
+    ] {
+        let response = post(&fake, &body(unreachable)).await;
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(
+            documented_message(&error, 400, "/v1/images/generations"),
+            "image_url could not be fetched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_image_url_that_is_not_an_image_is_a_400() {
+    let fake = FakeApi::start().await;
+    let response = post(&fake, &body(&fake::data_uri("image/png", b"not a picture"))).await;
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error["message"],
+        "image_url does not contain a supported image"
+    );
+}
+
+#[tokio::test]
+async fn webp_and_gif_inputs_are_accepted() {
+    let fake = FakeApi::start().await;
+    for (mime, bytes) in [
+        ("image/webp", fake::sample_webp(10, 12)),
+        ("image/gif", fake::sample_gif(10, 12)),
+    ] {
+        let response = post(&fake, &body(&fake::data_uri(mime, &bytes))).await;
+        assert_eq!(response.status(), 200, "{mime}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_nests_404() {
+    let fake = FakeApi::start().await;
+    let get = client().get(fake.endpoint_url()).send().await.unwrap();
+    assert_eq!(get.status(), 404);
+    let error: Value = get.json().await.unwrap();
+    assert_eq!(
+        documented_message(&error, 404, "/v1/images/generations"),
+        "Cannot GET /v1/images/generations"
+    );
+
+    let other = client()
+        .post(format!("{}/v1/chat/completions?x=1", fake.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    let recorded = fake.requests();
+    assert_eq!(recorded[1].path, "/v1/chat/completions");
+    assert_eq!(recorded[1].query.as_deref(), Some("x=1"));
+    assert_eq!(fake.generation_attempts(), 0);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413() {
+    let fake = FakeApi::builder().max_body_bytes(1024).start().await;
+    let response = post(&fake, &body(&"x".repeat(2048))).await;
+    assert_eq!(response.status(), 413);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        documented_message(&error, 413, "/v1/images/generations"),
+        "request entity too large"
+    );
+    assert_eq!(fake.generation_attempts(), 1);
+}
