@@ -1,1 +1,33 @@
-fn main() {}
+//! `cargo xtask <task>`: see `USAGE`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use xtask::codegen::{self, Mode, Outcome};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  codegen            regenerate crates/reve-core/src/generated.rs from spec/
+  codegen --check    fail if crates/reve-core/src/generated.rs is stale";
+
+fn main() -> Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["codegen"] => codegen_task(Mode::Write),
+        ["codegen", "--check"] => codegen_task(Mode::Check),
+        _ => {
+            eprintln!("{USAGE}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn codegen_task(mode: Mode) -> Result<ExitCode> {
+    match codegen::run(&xtask::project_root(), mode)? {
+        Outcome::UpToDate => eprintln!("{} is up to date", codegen::OUTPUT_PATH),
+        Outcome::Written => eprintln!("wrote {}", codegen::OUTPUT_PATH),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,133 @@
+//! `cargo xtask codegen`: Rust types, constants and a JSON Schema for the vendor's API, generated from `spec/`.
+//!
+//! The published OpenAPI document gets the overlay applied as an RFC 7396 merge patch, its OpenAPI 3.0 schemas are
+//! translated to JSON Schema (`nullable: true` becomes `type: [T, "null"]`, as progenitor's `to_schema.rs` does),
+//! and the result is typed and printed with `quote` and `prettyplease` into `crates/reve-core/src/generated.rs`.
+//! `--check` and the `generated_code_is_fresh` test fail when the checked-in file differs from what the spec says.
+//!
+//! # Why a generator of our own
+//!
+//! typify (and progenitor, built on it) is the obvious candidate, but it depends on schemars 0.8 while rmcp, which
+//! describes the MCP server's tools, needs schemars 1.x: two majors of schemars in one build, with generated types
+//! deriving the wrong one. The vendor's schema is also tiny (one request object, one response, a few scalar
+//! constraints), so a compact generator for exactly that subset costs a few hundred lines, refuses anything else by
+//! JSON Pointer instead of guessing, and emits what typify would not: constants for the constraints the client
+//! checks before sending (model id, `maxLength`, defaults, item counts) and the request's JSON Schema.
+//!
+//! # Supported subset
+//!
+//! Objects (`properties`, `required`), strings (`enum`, `maxLength`, `format`, `default`), booleans, numbers and
+//! integers (`default`, `format`), arrays (`items`, `minItems`, `maxItems`), `nullable`, an `anyOf` of a string and
+//! an array of strings, `description` and `title`. Only the single `POST` operation's JSON request body and 200
+//! response are typed: error bodies are free-form, and the client keeps them as they came.
+//!
+//! # Naming
+//!
+//! Everything derives mechanically from JSON names so that a spec change maps to a predictable diff: the request
+//! type is the PascalCase of the last segment of the request schema's `title` plus `Request` (`reve/edit-image` ->
+//! `EditImageRequest`), the response the same plus `Response`; nested objects append the property (`...Meta`),
+//! array items append `Item`, string enums append the property and get one variant per value with
+//! `#[serde(rename)]`. Request constants are `<PROP>` (single allowed value), `<PROP>_MAX_LENGTH`, `<PROP>_DEFAULT`,
+//! `<PROP>_MIN_ITEMS` and `<PROP>_MAX_ITEMS`, nested properties joining their path with `_`.
+
+mod emit;
+mod model;
+mod naming;
+mod pointer;
+mod schema;
+mod spec;
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value};
+
+/// The vendor's OpenAPI document, relative to the workspace root.
+pub const SPEC_PATH: &str = "spec/reve-edit-image.openapi.json";
+/// Our merge patch of observed deviations, relative to the workspace root.
+pub const OVERLAY_PATH: &str = "spec/overlay.merge-patch.json";
+/// The generated module, relative to the workspace root.
+pub const OUTPUT_PATH: &str = "crates/reve-core/src/generated.rs";
+/// What `--check` and the freshness test say when the checked-in file is out of date.
+pub const STALE_MESSAGE: &str = "generated code is stale: run `cargo xtask codegen` and commit";
+
+const JSON_SCHEMA_DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The generator's output.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Source of `generated.rs`.
+    pub rust: String,
+    /// JSON Schema of the request body, as embedded in `rust`.
+    pub request_schema: Value,
+}
+
+/// Whether `run` may write the output file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Regenerate and write the file if it changed.
+    Write,
+    /// Fail with [`STALE_MESSAGE`] if the file differs from what would be generated.
+    Check,
+}
+
+/// What `run` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file already matched the spec.
+    UpToDate,
+    /// The file was rewritten.
+    Written,
+}
+
+/// Generates the module from the OpenAPI document `spec` with the merge patch `overlay` applied.
+pub fn generate(spec: &Value, overlay: &Value) -> Result<Generated> {
+    let mut doc = spec.clone();
+    spec::merge_patch(&mut doc, overlay);
+    let operation = spec::operation(&doc)?;
+    let model = model::build(&operation)?;
+    let mut request_schema = Map::new();
+    request_schema.insert("$schema".to_owned(), Value::from(JSON_SCHEMA_DIALECT));
+    request_schema.extend(
+        operation
+            .request
+            .as_object()
+            .expect("checked to be an object")
+            .clone(),
+    );
+    let request_schema = Value::Object(request_schema);
+    let rust = emit::file(&model, &request_schema)?;
+    Ok(Generated {
+        rust,
+        request_schema,
+    })
+}
+
+/// Generates the module from the spec and overlay checked in under the workspace root `root`.
+pub fn generate_from_files(root: &Path) -> Result<Generated> {
+    generate(
+        &read_json(&root.join(SPEC_PATH))?,
+        &read_json(&root.join(OVERLAY_PATH))?,
+    )
+}
+
+/// `cargo xtask codegen [--check]` for the workspace at `root`.
+pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
+    let generated = generate_from_files(root)?;
+    let path = root.join(OUTPUT_PATH);
+    let current = fs::read_to_string(&path).unwrap_or_default();
+    if current == generated.rust {
+        return Ok(Outcome::UpToDate);
+    }
+    if mode == Mode::Check {
+        bail!(STALE_MESSAGE);
+    }
+    fs::write(&path, &generated.rust).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Outcome::Written)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}

@@ -1,0 +1,15 @@
+//! Developer tasks for the reve workspace, run as `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
+//!
+//! The tasks live in this library so that tests can call them directly; `main.rs` only parses arguments.
+
+pub mod codegen;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root, which every task's paths are relative to: the parent of this crate's directory.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
