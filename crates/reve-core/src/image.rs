@@ -1,0 +1,471 @@
+//! Input images: what a caller may point at, and turning it into the `image_url` the API takes.
+//!
+//! The API only accepts an http(s) URL or a `data:` URI. A local file therefore becomes a `data:`
+//! URI, labelled by what its bytes are, never by its extension. All of this is synchronous on
+//! purpose: reading a file blocks, and the caller knows best where blocking work belongs (an
+//! async caller wraps it in `tokio::task::spawn_blocking`); the work is a single bounded read
+//! and an encode, with nothing to await.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::error::{Error, Result};
+use crate::format::{ImageFormat, describe_non_image};
+
+/// Where an input image comes from.
+///
+/// `Debug` shows a `data:` URI's media type and length, never its base64.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// An `http://` or `https://` URL the API fetches itself; passed through untouched.
+    Url(String),
+    /// A validated `data:<image/*>;base64,...` URI; passed through untouched.
+    DataUri(String),
+    /// A local file, to be read and sent as a `data:` URI.
+    File(PathBuf),
+}
+
+impl ImageSource {
+    /// Classifies and checks `input`: an http(s) URL, a `data:` URI (well-formed, an `image/*`
+    /// media type, valid base64), an absolute path, or a `file://` URI.
+    ///
+    /// Relative paths are refused: what they resolve against (a server's working directory) is
+    /// rarely what the person typing them meant.
+    pub fn parse(input: &str) -> Result<ImageSource> {
+        classify(input).map_err(|reason| Error::InvalidInput {
+            field: "image",
+            reason,
+        })
+    }
+
+    /// Produces the `image_url` to send: URLs and `data:` URIs as they are, a file as a `data:`
+    /// URI (see [`data_uri_from_file`]).
+    ///
+    /// `max_bytes` bounds the image's size in bytes (after base64 decoding for a `data:` URI);
+    /// pass [`crate::Config::max_input_bytes`]. Blocking; see the module docs.
+    pub fn into_image_url(self, max_bytes: u64) -> Result<String> {
+        match self {
+            ImageSource::Url(url) => Ok(url),
+            ImageSource::DataUri(uri) => {
+                let size = data_uri_payload_len(&uri);
+                if size > max_bytes {
+                    return Err(Error::InvalidInput {
+                        field: "image",
+                        reason: format!(
+                            "the data: URI holds {size} bytes of image; the limit is {max_bytes} bytes"
+                        ),
+                    });
+                }
+                Ok(uri)
+            }
+            ImageSource::File(path) => {
+                // Checked on the path first only so that opening a FIFO cannot block forever;
+                // the check that counts is the one on the opened handle below.
+                let metadata = std::fs::metadata(&path).map_err(file_error(&path, "open"))?;
+                if !metadata.is_file() {
+                    return Err(not_a_regular_file(&path));
+                }
+                let file = File::open(&path).map_err(file_error(&path, "open"))?;
+                data_uri_from_file(&file, &path, max_bytes)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ImageSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSource::Url(url) => f.debug_tuple("Url").field(url).finish(),
+            ImageSource::DataUri(uri) => {
+                let header = uri.split_once(',').map_or("data:", |(header, _)| header);
+                write!(
+                    f,
+                    "DataUri({header},<{} chars>)",
+                    uri.len() - header.len() - 1
+                )
+            }
+            ImageSource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Encodes an already-open file as a `data:<mime>;base64,...` URI.
+///
+/// For callers that open the file themselves, after their own checks on the path (an MCP server
+/// confining reads to allowed directories), so that what is checked is what is read. `path` is
+/// only used in error messages.
+///
+/// The handle must be a regular file of at most `max_bytes`; its size is checked before anything
+/// is read and the read itself is bounded, so a file that grows meanwhile is caught too. The type
+/// comes from the first bytes: anything but PNG, JPEG, WebP or GIF is refused with
+/// [`Error::NotAnImage`] naming what it looks like. The base64 is written chunk by chunk into one
+/// `String` sized up front, so peak memory is about 1.33 times the file size.
+pub fn data_uri_from_file(file: &File, path: &Path, max_bytes: u64) -> Result<String> {
+    /// A multiple of 3 so that each chunk encodes to base64 without padding in the middle.
+    const CHUNK: usize = 3 * 64 * 1024;
+
+    let metadata = file.metadata().map_err(file_error(path, "inspect"))?;
+    if !metadata.is_file() {
+        return Err(not_a_regular_file(path));
+    }
+    if metadata.len() > max_bytes {
+        return Err(Error::FileTooLarge {
+            path: path.to_owned(),
+            size: metadata.len(),
+            limit: max_bytes,
+        });
+    }
+    let mut reader = file.take(max_bytes.saturating_add(1));
+    let mut chunk = vec![0; CHUNK];
+    let mut filled = fill(&mut reader, &mut chunk).map_err(file_error(path, "read"))?;
+    let Some(format) = ImageFormat::detect(&chunk[..filled]) else {
+        return Err(Error::NotAnImage {
+            path: path.to_owned(),
+            saw: describe_non_image(&chunk[..filled]),
+        });
+    };
+    let mime = format.mime_type();
+    let expected = usize::try_from(metadata.len()).unwrap_or(usize::MAX);
+    let mut uri = String::with_capacity(
+        "data:;base64,".len()
+            + mime.len()
+            + base64::encoded_len(expected, true).unwrap_or(expected),
+    );
+    uri.push_str("data:");
+    uri.push_str(mime);
+    uri.push_str(";base64,");
+    let mut total: u64 = 0;
+    while filled > 0 {
+        total += filled as u64;
+        if total > max_bytes {
+            return Err(Error::FileTooLarge {
+                path: path.to_owned(),
+                size: total,
+                limit: max_bytes,
+            });
+        }
+        STANDARD.encode_string(&chunk[..filled], &mut uri);
+        if filled < CHUNK {
+            break;
+        }
+        filled = fill(&mut reader, &mut chunk).map_err(file_error(path, "read"))?;
+    }
+    tracing::debug!(bytes = total, %format, "encoded local image as a data: URI");
+    Ok(uri)
+}
+
+/// Reads until `buf` is full or the input ends, so every chunk but the last is exactly full.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+/// The checks behind [`ImageSource::parse`], returning the reason on failure so that each caller
+/// can name its own field.
+pub(crate) fn classify(input: &str) -> Result<ImageSource, String> {
+    let scheme = input
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => {
+            let url = url::Url::parse(input)
+                .map_err(|error| format!("{} is not a valid URL: {error}", excerpt(input)))?;
+            if url.host().is_none() {
+                return Err(format!("{} has no host", excerpt(input)));
+            }
+            Ok(ImageSource::Url(input.to_owned()))
+        }
+        Some("data") => {
+            check_data_uri(input)?;
+            Ok(ImageSource::DataUri(input.to_owned()))
+        }
+        Some("file") => {
+            let url = url::Url::parse(input)
+                .map_err(|error| format!("{} is not a valid file: URI: {error}", excerpt(input)))?;
+            let path = url.to_file_path().map_err(|()| {
+                format!(
+                    "{} is not a local file: URI (it needs an absolute path and no host)",
+                    excerpt(input)
+                )
+            })?;
+            Ok(ImageSource::File(path))
+        }
+        _ if Path::new(input).is_absolute() => Ok(ImageSource::File(PathBuf::from(input))),
+        _ if input.trim().is_empty() => {
+            Err("no image given: pass an http(s) URL, a data: URI or an absolute file path".into())
+        }
+        _ => Err(format!(
+            "{} is neither an http(s) URL, a data: URI nor an absolute file path",
+            excerpt(input)
+        )),
+    }
+}
+
+/// Checks a `data:` URI without decoding it into memory: well-formed, an `image/*` media type,
+/// `;base64`, and a payload that decodes (verified in fixed-size pieces).
+fn check_data_uri(uri: &str) -> Result<(), String> {
+    let Some((header, payload)) = uri.split_once(',') else {
+        return Err("the data: URI has no ',' before its data".into());
+    };
+    let header = &header["data:".len()..];
+    let mime = header.split(';').next().unwrap_or_default();
+    let is_image = mime.len() > "image/".len()
+        && mime
+            .get(..6)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("image/"));
+    if !is_image {
+        return Err(format!(
+            "the data: URI's media type is {}; it must be an image/* type such as image/png",
+            if mime.is_empty() {
+                "missing".to_owned()
+            } else {
+                excerpt(mime)
+            }
+        ));
+    }
+    let is_base64 = header
+        .rsplit(';')
+        .next()
+        .is_some_and(|last| last.eq_ignore_ascii_case("base64"));
+    if !is_base64 {
+        return Err("the data: URI must be base64-encoded (data:image/...;base64,...)".into());
+    }
+    if payload.is_empty() {
+        return Err("the data: URI holds no data".into());
+    }
+    // 4096 base64 characters decode to at most 3072 bytes; padding is only valid in the last piece,
+    // which the decoder enforces because every other piece is a whole number of 4-character groups.
+    let mut scratch = [0u8; 3072];
+    for piece in payload.as_bytes().chunks(4096) {
+        STANDARD
+            .decode_slice(piece, &mut scratch)
+            .map_err(|error| format!("the data: URI's base64 does not decode: {error}"))?;
+    }
+    Ok(())
+}
+
+/// The decoded size of a checked `data:` URI's payload.
+fn data_uri_payload_len(uri: &str) -> u64 {
+    let payload = uri.split_once(',').map_or("", |(_, payload)| payload);
+    let padding = payload.bytes().rev().take_while(|&b| b == b'=').count();
+    (payload.len() / 4 * 3).saturating_sub(padding) as u64
+}
+
+/// Quotes user input in a message, shortened: it may be a huge data URI or contain anything.
+fn excerpt(input: &str) -> String {
+    const MAX: usize = 80;
+    match input.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &input[..cut]),
+        None => format!("{input:?}"),
+    }
+}
+
+fn file_error<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::File {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+fn not_a_regular_file(path: &Path) -> Error {
+    Error::File {
+        path: path.to_owned(),
+        action: "read",
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a directory, device or pipe)",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const PNG_1X1: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0,
+        0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89,
+    ];
+
+    fn reason(input: &str) -> String {
+        match ImageSource::parse(input).unwrap_err() {
+            Error::InvalidInput { field, reason } => {
+                assert_eq!(field, "image");
+                reason
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_pass_through_untouched() {
+        let url = "HTTPS://Example.com/a b.png?x=1";
+        assert_eq!(
+            ImageSource::parse(url).unwrap(),
+            ImageSource::Url(url.into())
+        );
+    }
+
+    #[test]
+    fn paths_and_file_uris_become_files() {
+        assert_eq!(
+            ImageSource::parse("/tmp/cat.png").unwrap(),
+            ImageSource::File("/tmp/cat.png".into())
+        );
+        assert_eq!(
+            ImageSource::parse("file:///tmp/a%20cat.png").unwrap(),
+            ImageSource::File("/tmp/a cat.png".into())
+        );
+        assert_eq!(
+            reason("cat.png"),
+            "\"cat.png\" is neither an http(s) URL, a data: URI nor an absolute file path"
+        );
+        assert_eq!(
+            reason("file://server/share/cat.png"),
+            "\"file://server/share/cat.png\" is not a local file: URI (it needs an absolute path and no host)"
+        );
+    }
+
+    #[test]
+    fn data_uris_are_checked_but_kept_verbatim() {
+        let uri = format!("data:image/png;base64,{}", STANDARD.encode(PNG_1X1));
+        assert_eq!(
+            ImageSource::parse(&uri).unwrap(),
+            ImageSource::DataUri(uri.clone())
+        );
+        assert_eq!(
+            reason("data:text/plain;base64,aGk="),
+            "the data: URI's media type is \"text/plain\"; it must be an image/* type such as image/png"
+        );
+        assert_eq!(
+            reason("data:image/png,rawbytes"),
+            "the data: URI must be base64-encoded (data:image/...;base64,...)"
+        );
+        assert_eq!(
+            reason("data:image/png;base64,"),
+            "the data: URI holds no data"
+        );
+        assert!(
+            reason("data:image/png;base64,aGk=aGk=")
+                .starts_with("the data: URI's base64 does not decode")
+        );
+        assert!(
+            reason("data:image/png;base64,aGk")
+                .starts_with("the data: URI's base64 does not decode")
+        );
+        assert_eq!(
+            reason("data:image/png"),
+            "the data: URI has no ',' before its data"
+        );
+    }
+
+    #[test]
+    fn a_long_valid_data_uri_is_checked_piece_by_piece() {
+        let payload = STANDARD.encode(vec![7u8; 100_001]);
+        let uri = format!("data:image/webp;name=x.webp;base64,{payload}");
+        assert!(ImageSource::parse(&uri).is_ok());
+        assert_eq!(data_uri_payload_len(&uri), 100_001);
+        let error = ImageSource::parse(&uri)
+            .unwrap()
+            .into_image_url(100_000)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the data: URI holds 100001 bytes of image; the limit is 100000 bytes"
+        );
+    }
+
+    #[test]
+    fn debug_hides_base64() {
+        let source = ImageSource::DataUri("data:image/png;base64,QUJDRA==".into());
+        assert_eq!(
+            format!("{source:?}"),
+            "DataUri(data:image/png;base64,<8 chars>)"
+        );
+    }
+
+    #[test]
+    fn a_file_becomes_a_data_uri_labelled_by_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("really-a-png.jpg");
+        std::fs::write(&path, PNG_1X1).unwrap();
+        let uri = ImageSource::File(path).into_image_url(1024).unwrap();
+        assert_eq!(
+            uri,
+            format!("data:image/png;base64,{}", STANDARD.encode(PNG_1X1))
+        );
+    }
+
+    #[test]
+    fn a_file_larger_than_one_chunk_round_trips() {
+        let mut bytes = PNG_1X1.to_vec();
+        bytes.extend((0..500_000u32).map(|i| (i % 251) as u8));
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        let mut file_for_read = file.try_clone().unwrap();
+        std::io::Seek::rewind(&mut file_for_read).unwrap();
+        let uri = data_uri_from_file(&file_for_read, Path::new("/x.png"), 1 << 20).unwrap();
+        let payload = uri.strip_prefix("data:image/png;base64,").unwrap();
+        assert_eq!(STANDARD.decode(payload).unwrap(), bytes);
+    }
+
+    #[test]
+    fn refuses_too_large_non_image_and_non_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.png");
+        std::fs::write(&big, [PNG_1X1, &[0; 100]].concat()).unwrap();
+        let error = ImageSource::File(big.clone())
+            .into_image_url(100)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{} is 133 bytes; the limit is 100 bytes", big.display())
+        );
+
+        let text = dir.path().join("notes.png");
+        std::fs::write(&text, "not a picture").unwrap();
+        let error = ImageSource::File(text.clone())
+            .into_image_url(100)
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{} is text, not an image; expected a PNG, JPEG, WebP or GIF image",
+                text.display()
+            )
+        );
+
+        let error = ImageSource::File(dir.path().to_owned())
+            .into_image_url(100)
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::File { action: "read", .. }),
+            "{error:?}"
+        );
+
+        let missing = dir.path().join("missing.png");
+        let error = ImageSource::File(missing).into_image_url(100).unwrap_err();
+        assert!(
+            matches!(error, Error::File { action: "open", .. }),
+            "{error:?}"
+        );
+    }
+}

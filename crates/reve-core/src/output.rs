@@ -1,0 +1,276 @@
+//! Result images: what an edit returns, and saving it to disk without ever losing or clobbering
+//! a file.
+
+use std::fmt;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::format::ImageFormat;
+
+/// An edited image, as the API returned it.
+///
+/// `Debug` shows the size of `bytes`, not the bytes.
+#[derive(Clone, PartialEq)]
+pub struct EditedImage {
+    /// The image file exactly as the API delivered it (downloaded, or decoded from base64).
+    pub bytes: Bytes,
+    /// The type detected from `bytes`.
+    pub format: ImageFormat,
+    /// Where the API published the image, when it returned a URL (these URLs expire).
+    pub url: Option<String>,
+    /// The provider's id for this generation; quote it when reporting a problem.
+    pub request_id: Option<String>,
+    /// The API's content-policy flag; `Some(false)` when it reported checking and finding
+    /// nothing (a `true` never gets here: it is [`Error::ContentViolation`]).
+    pub content_violation: Option<bool>,
+    /// What the generation cost, when the API said.
+    pub usage: Option<Usage>,
+}
+
+/// What a generation cost, as reported in the response's `meta.usage`.
+///
+/// The published schema promises `credits_used`; real responses carry `tokens_used` instead
+/// (see `spec/README.md`), so both are kept and either may be missing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// Credits charged, when reported.
+    pub credits_used: Option<f64>,
+    /// Tokens charged, when reported.
+    pub tokens_used: Option<f64>,
+}
+
+/// How many fresh generated names to try before giving up; each has 32 random bits, so needing
+/// a second is already remarkable.
+const NAME_ATTEMPTS: u32 = 8;
+
+/// Extensions taken to be an image type's, so `photo.png` holding a JPEG becomes `photo.jpg`
+/// rather than `photo.png.jpg`; any other extension is kept and the right one appended.
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "jpe", "jfif", "webp", "gif", "bmp", "tif", "tiff", "avif", "heic",
+    "heif",
+];
+
+impl EditedImage {
+    /// The MIME type of the image, such as `image/png`.
+    pub fn mime_type(&self) -> &'static str {
+        self.format.mime_type()
+    }
+
+    /// The file extension for the image's real type, without the dot.
+    pub fn extension(&self) -> &'static str {
+        self.format.extension()
+    }
+
+    /// Width and height in pixels, read from the image header without decoding the pixels.
+    pub fn dimensions(&self) -> Result<(u32, u32)> {
+        image::ImageReader::with_format(
+            Cursor::new(self.bytes.as_ref()),
+            self.format.image_crate_format(),
+        )
+        .into_dimensions()
+        .map_err(|error| Error::Decode {
+            reason: format!(
+                "the {} result image's header is unreadable: {error}",
+                self.format
+            ),
+            body: None,
+        })
+    }
+
+    /// Saves the image in `dir` (created if needed) and returns the path written.
+    ///
+    /// With no `file_name`, a fresh name `reve-<UTC time>-<random>.<ext>` is made up. A given name
+    /// must be a plain file name (no directories); its extension is corrected to the image's real
+    /// type (`out.png` holding a JPEG is saved as `out.jpg`).
+    ///
+    /// Never overwrites: if a given name exists, this fails with [`Error::FileExists`]; a
+    /// generated name that happens to exist is replaced by another. The bytes go to a temporary
+    /// file in `dir`, are flushed to disk, and only then take the final name in one atomic step
+    /// that refuses an existing target, so no reader ever sees a partial file and no error leaves
+    /// one behind. Blocking.
+    pub fn save_in(&self, dir: &Path, file_name: Option<&str>) -> Result<PathBuf> {
+        let wanted = file_name
+            .map(|name| corrected_file_name(name, self.format))
+            .transpose()?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::File {
+            path: dir.to_owned(),
+            action: "create directory",
+            source,
+        })?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".reve-")
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(|source| Error::File {
+                path: dir.to_owned(),
+                action: "create a temporary file in",
+                source,
+            })?;
+        let write_error = |source| Error::File {
+            path: dir.to_owned(),
+            action: "write the image into",
+            source,
+        };
+        temp.write_all(&self.bytes).map_err(write_error)?;
+        temp.as_file().sync_all().map_err(write_error)?;
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let target = dir.join(match &wanted {
+                Some(name) => name.clone(),
+                None => generated_file_name(SystemTime::now(), fastrand::u32(..), self.format),
+            });
+            match temp.persist_noclobber(&target) {
+                Ok(_) => {
+                    tracing::info!(path = %target.display(), bytes = self.bytes.len(), "saved result image");
+                    return Ok(target);
+                }
+                Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if wanted.is_some() {
+                        return Err(Error::FileExists { path: target });
+                    }
+                    if attempt >= NAME_ATTEMPTS {
+                        return Err(Error::File {
+                            path: target,
+                            action: "save",
+                            source: error.error,
+                        });
+                    }
+                    temp = error.file;
+                }
+                Err(error) => {
+                    return Err(Error::File {
+                        path: target,
+                        action: "save",
+                        source: error.error,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for EditedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EditedImage")
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .field("format", &self.format)
+            .field("url", &self.url)
+            .field("request_id", &self.request_id)
+            .field("content_violation", &self.content_violation)
+            .field("usage", &self.usage)
+            .finish()
+    }
+}
+
+/// Checks a caller's file name and gives it the extension of the image's real type.
+fn corrected_file_name(name: &str, format: ImageFormat) -> Result<String> {
+    let invalid = |reason: String| Error::InvalidInput {
+        field: "file_name",
+        reason,
+    };
+    let path = Path::new(name);
+    let plain = path.file_name().and_then(|n| n.to_str()) == Some(name);
+    if name.trim().is_empty() || !plain || name.starts_with('.') {
+        return Err(invalid(format!(
+            "{name:?} is not a plain file name; give a name like \"edited.png\", without directories or a leading dot"
+        )));
+    }
+    let stem_and_ext = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty());
+    Ok(match stem_and_ext {
+        Some((_, ext)) if format.accepts_extension(ext) => name.to_owned(),
+        Some((stem, ext))
+            if IMAGE_EXTENSIONS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(ext)) =>
+        {
+            format!("{stem}.{}", format.extension())
+        }
+        _ => format!("{name}.{}", format.extension()),
+    })
+}
+
+/// `reve-20250101T120000Z-1a2b3c4d.png`: sortable by time, unique by the random part.
+fn generated_file_name(now: SystemTime, random: u32, format: ImageFormat) -> String {
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let rest = seconds % 86_400;
+    format!(
+        "reve-{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z-{random:08x}.{}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        format.extension()
+    )
+}
+
+/// Converts days since 1970-01-01 to a (year, month, day) date in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`), to avoid a date-time dependency for one name.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn civil_dates_match_known_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_254), (2025, 6, 15));
+    }
+
+    #[test]
+    fn generated_names_carry_utc_time_random_and_extension() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_759_282_497);
+        assert_eq!(
+            generated_file_name(now, 0xabc, ImageFormat::WebP),
+            "reve-20251001T013457Z-00000abc.webp"
+        );
+    }
+
+    #[test]
+    fn given_names_get_the_real_extension() {
+        let fix = |name| corrected_file_name(name, ImageFormat::Jpeg).unwrap();
+        assert_eq!(fix("photo.jpeg"), "photo.jpeg");
+        assert_eq!(fix("photo.JPG"), "photo.JPG");
+        assert_eq!(fix("photo.png"), "photo.jpg");
+        assert_eq!(fix("photo"), "photo.jpg");
+        assert_eq!(fix("photo.v2"), "photo.v2.jpg");
+    }
+
+    #[test]
+    fn given_names_must_be_plain() {
+        for name in ["", "a/b.png", "../b.png", "/etc/b.png", ".hidden.png", ".."] {
+            let error = corrected_file_name(name, ImageFormat::Png).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::InvalidInput {
+                        field: "file_name",
+                        ..
+                    }
+                ),
+                "{name}: {error:?}"
+            );
+        }
+    }
+}
