@@ -11,23 +11,31 @@ tasks:
   codegen            regenerate crates/reve-core/src/generated.rs from spec/
   codegen --check    fail if crates/reve-core/src/generated.rs is stale";
 
-fn main() -> Result<ExitCode> {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
+    let result = match args.as_slice() {
         ["codegen"] => codegen_task(Mode::Write),
         ["codegen", "--check"] => codegen_task(Mode::Check),
         _ => {
             eprintln!("{USAGE}");
-            Ok(ExitCode::FAILURE)
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line, without the backtrace `Debug` would add.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn codegen_task(mode: Mode) -> Result<ExitCode> {
+fn codegen_task(mode: Mode) -> Result<()> {
     match codegen::run(&xtask::project_root(), mode)? {
         Outcome::UpToDate => eprintln!("{} is up to date", codegen::OUTPUT_PATH),
         Outcome::Written => eprintln!("wrote {}", codegen::OUTPUT_PATH),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
