@@ -85,10 +85,6 @@ impl AllowedDirs {
         Self { dirs: canonical }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty()
-    }
-
     pub fn describe(&self) -> String {
         if self.dirs.is_empty() {
             return "none".to_owned();
@@ -103,10 +99,12 @@ impl AllowedDirs {
     /// Resolves `path` (symlinks followed) and returns its canonical form if
     /// it is a regular file inside one of the folders.
     pub fn check(&self, path: &Path) -> Result<PathBuf, AccessError> {
-        let canonical = path.canonicalize().map_err(|error| AccessError::Unreadable {
-            path: path.display().to_string(),
-            reason: error.to_string(),
-        })?;
+        let canonical = path
+            .canonicalize()
+            .map_err(|error| AccessError::Unreadable {
+                path: path.display().to_string(),
+                reason: error.to_string(),
+            })?;
         if !self.dirs.iter().any(|dir| canonical.starts_with(dir)) {
             return Err(AccessError::OutsideAllowed {
                 path: canonical.display().to_string(),
@@ -123,10 +121,6 @@ impl AllowedDirs {
             });
         }
         Ok(canonical)
-    }
-
-    pub fn with(&self, more: impl IntoIterator<Item = PathBuf>) -> Self {
-        Self::new(self.dirs.iter().cloned().chain(more))
     }
 }
 
@@ -160,9 +154,10 @@ pub fn output_target(
         .and_then(|name| name.to_str())
         .ok_or_else(bad)?
         .to_owned();
-    let folder = relative
-        .parent()
-        .map_or_else(|| output_dir.to_path_buf(), |parent| output_dir.join(parent));
+    let folder = relative.parent().map_or_else(
+        || output_dir.to_path_buf(),
+        |parent| output_dir.join(parent),
+    );
     Ok((folder, file_name))
 }
 
@@ -174,7 +169,10 @@ mod tests {
     fn local_forms_are_recognised() {
         assert_eq!(local_path("https://example.com/a.png"), None);
         assert_eq!(local_path("data:image/png;base64,AAAA"), None);
-        assert_eq!(local_path("/tmp/a.png"), Some(Ok(PathBuf::from("/tmp/a.png"))));
+        assert_eq!(
+            local_path("/tmp/a.png"),
+            Some(Ok(PathBuf::from("/tmp/a.png")))
+        );
         assert_eq!(
             local_path("file:///tmp/a%20b.png"),
             Some(Ok(PathBuf::from("/tmp/a b.png")))
@@ -187,7 +185,10 @@ mod tests {
             local_path("file://evil.example/etc/passwd"),
             Some(Err(AccessError::BadFileUri(..)))
         ));
-        assert!(matches!(local_path("a.png"), Some(Err(AccessError::Relative(_)))));
+        assert!(matches!(
+            local_path("a.png"),
+            Some(Err(AccessError::Relative(_)))
+        ));
     }
 
     #[test]
@@ -202,13 +203,28 @@ mod tests {
         std::os::unix::fs::symlink(&secret, &link).unwrap();
 
         let dirs = AllowedDirs::new([allowed.path().to_path_buf()]);
-        assert_eq!(dirs.check(&inside_file).unwrap(), inside_file.canonicalize().unwrap());
-        assert!(matches!(dirs.check(&link), Err(AccessError::OutsideAllowed { .. })));
+        assert_eq!(
+            dirs.check(&inside_file).unwrap(),
+            inside_file.canonicalize().unwrap()
+        );
         assert!(matches!(
-            dirs.check(&allowed.path().join("../").join(outside.path().file_name().unwrap()).join("secret.png")),
+            dirs.check(&link),
+            Err(AccessError::OutsideAllowed { .. })
+        ));
+        assert!(matches!(
+            dirs.check(
+                &allowed
+                    .path()
+                    .join("../")
+                    .join(outside.path().file_name().unwrap())
+                    .join("secret.png")
+            ),
             Err(AccessError::OutsideAllowed { .. }) | Err(AccessError::Unreadable { .. })
         ));
-        assert!(matches!(dirs.check(allowed.path()), Err(AccessError::NotAFile { .. })));
+        assert!(matches!(
+            dirs.check(allowed.path()),
+            Err(AccessError::NotAFile { .. })
+        ));
         assert!(matches!(
             AllowedDirs::new([PathBuf::from("/")]).check(Path::new("/dev/zero")),
             Err(AccessError::NotAFile { .. })

@@ -32,7 +32,10 @@ async fn serve_stdio(settings: &Settings) -> anyhow::Result<()> {
         .serve(rmcp::transport::io::stdio_pipes())
         .await
         .context("the MCP handshake failed")?;
-    running.waiting().await.context("the MCP session ended with an error")?;
+    running
+        .waiting()
+        .await
+        .context("the MCP session ended with an error")?;
     Ok(())
 }
 
@@ -53,6 +56,7 @@ fn build_tool(settings: &Settings) -> anyhow::Result<EditImage> {
             allowed_dirs: settings.allowed_dirs.clone(),
             max_input_bytes: settings.max_input_bytes,
             preview_budget: settings.preview_budget(),
+            response_mode: settings.response_mode,
         },
     ))
 }

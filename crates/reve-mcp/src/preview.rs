@@ -165,7 +165,8 @@ fn flatten_onto_white(image: DynamicImage) -> DynamicImage {
     let mut rgb = image::RgbImage::new(width, height);
     for (out, pixel) in rgb.pixels_mut().zip(rgba.pixels()) {
         let [r, g, b, a] = pixel.0;
-        let blend = |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
+        let blend =
+            |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
         *out = image::Rgb([blend(r), blend(g), blend(b)]);
     }
     DynamicImage::ImageRgb8(rgb)
@@ -175,9 +176,10 @@ fn flatten_onto_white(image: DynamicImage) -> DynamicImage {
 mod tests {
     use super::*;
 
+    /// A smooth gradient: photo-like, so JPEG compresses it as it would a result.
     fn png(width: u32, height: u32) -> Vec<u8> {
         let image = image::RgbImage::from_fn(width, height, |x, y| {
-            image::Rgb([(x * 7) as u8, (y * 13) as u8, ((x ^ y) * 3) as u8])
+            image::Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, 128])
         });
         let mut out = Vec::new();
         DynamicImage::ImageRgb8(image)
@@ -224,20 +226,33 @@ mod tests {
 
     #[test]
     fn decompression_bomb_is_refused_without_decoding() {
-        // A valid PNG header declaring 100000x100000 pixels, with almost no data.
-        let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+        // A valid PNG declaring 100000x100000 pixels, with an empty image stream.
         let mut ihdr = Vec::new();
         ihdr.extend_from_slice(&100_000u32.to_be_bytes());
         ihdr.extend_from_slice(&100_000u32.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        bomb.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
-        let mut chunk = b"IHDR".to_vec();
-        chunk.extend_from_slice(&ihdr);
-        bomb.extend_from_slice(&chunk);
-        bomb.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [
+            (b"IHDR", ihdr.as_slice()),
+            (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+            (b"IEND", &[]),
+        ] {
+            bomb.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut chunk = kind.to_vec();
+            chunk.extend_from_slice(data);
+            bomb.extend_from_slice(&chunk);
+            bomb.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        }
         let error = make_preview(&bomb, PreviewBudget::default()).unwrap_err();
         assert!(
-            matches!(error, PreviewError::TooLarge { width: 100_000, height: 100_000, .. }),
+            matches!(
+                error,
+                PreviewError::TooLarge {
+                    width: 100_000,
+                    height: 100_000,
+                    ..
+                }
+            ),
             "{error}"
         );
     }
@@ -247,7 +262,11 @@ mod tests {
         for &byte in data {
             crc ^= u32::from(byte);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

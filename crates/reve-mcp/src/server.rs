@@ -13,7 +13,6 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
-use crate::access::AllowedDirs;
 use crate::tool_schema;
 use crate::tools::edit_image::{EditImage, EditImageError};
 
@@ -136,7 +135,10 @@ impl ServerHandler for ReveServer {
     ) -> Result<CallToolResponse, McpError> {
         if request.name != TOOL_NAME {
             return Err(McpError::invalid_params(
-                format!("unknown tool {:?}; this server has only {TOOL_NAME:?}", request.name),
+                format!(
+                    "unknown tool {:?}; this server has only {TOOL_NAME:?}",
+                    request.name
+                ),
                 None,
             ));
         }
@@ -154,7 +156,7 @@ impl ServerHandler for ReveServer {
             .edit
             .run(
                 arguments,
-                AllowedDirs::new(roots),
+                roots,
                 progress_token.map(|token| (token, context.peer.clone())),
                 context.ct.clone(),
             )

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::preview::PreviewBudget;
 
@@ -76,9 +76,28 @@ pub struct Settings {
     #[arg(long, env = "REVE_PREVIEW_MAX_BYTES", default_value_t = PreviewBudget::default().max_base64_bytes, global = true)]
     pub preview_max_bytes: usize,
 
+    /// How the API hands back the result: `url` (it publishes the image and
+    /// the tool returns that URL too, then downloads it) or `base64` (the
+    /// image comes inline in the response; no URL, one round trip less).
+    #[arg(long, env = "REVE_RESPONSE_MODE", value_enum, default_value_t = ResponseMode::Url, global = true)]
+    pub response_mode: ResponseMode,
+
     /// Longest edge of the inline preview, in pixels.
     #[arg(long, env = "REVE_PREVIEW_MAX_EDGE", default_value_t = PreviewBudget::default().max_edge_px, global = true)]
     pub preview_max_edge: u32,
+}
+
+/// The vendor's `convert_base64_to_url`, as a choice a user can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResponseMode {
+    Url,
+    Base64,
+}
+
+impl ResponseMode {
+    pub fn convert_base64_to_url(self) -> bool {
+        self == ResponseMode::Url
+    }
 }
 
 #[cfg(unix)]

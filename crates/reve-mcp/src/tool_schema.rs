@@ -12,11 +12,11 @@ pub const OUTPUT_PATH_ARG: &str = "output_path";
 /// Vendor field that carries the input image; it also accepts local files here.
 pub const IMAGE_URL_ARG: &str = "image_url";
 
-/// Vendor fields the server sets itself rather than the model, and why:
-/// `convert_base64_to_url` is `true` so the API returns a URL the agent can
-/// pass on, and the response JSON stays small; the bytes are downloaded and
-/// saved either way.
-pub const SERVER_CHOSEN: &[(&str, bool)] = &[("convert_base64_to_url", true)];
+/// Vendor fields the server sets itself rather than the model: how the
+/// result travels back is an operator's choice (`--response-mode`), not
+/// something a model should have to reason about; the bytes are saved and
+/// previewed the same way in both modes.
+pub const SERVER_CHOSEN: &[&str] = &["convert_base64_to_url"];
 
 const IMAGE_URL_DESCRIPTION: &str = "The image to edit. One of: an http(s) URL; a data: URI \
 (data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder \
@@ -47,7 +47,7 @@ pub fn input_schema(request_schema: &Value) -> JsonObject {
                 .get("enum")
                 .and_then(Value::as_array)
                 .is_some_and(|values| values.len() == 1);
-            let server_chosen = SERVER_CHOSEN.iter().any(|(field, _)| field == name);
+            let server_chosen = SERVER_CHOSEN.contains(&name.as_str());
             if constant || server_chosen {
                 removed.push(name.clone());
             }
@@ -69,9 +69,10 @@ pub fn input_schema(request_schema: &Value) -> JsonObject {
     schema
 }
 
-/// The constant values of the fields [`input_schema`] removed, to be put
-/// back into the request: single-value enums take their one value.
-pub fn fixed_fields(request_schema: &Value) -> Vec<(String, Value)> {
+/// The values of the fields [`input_schema`] removed, to be put back into
+/// the request: single-value enums take their one value, and the server's
+/// choice of `convert_base64_to_url` is added.
+pub fn fixed_fields(request_schema: &Value, convert_base64_to_url: bool) -> Vec<(String, Value)> {
     let properties = request_schema
         .get("properties")
         .and_then(Value::as_object)
@@ -82,11 +83,10 @@ pub fn fixed_fields(request_schema: &Value) -> Vec<(String, Value)> {
         (values.len() == 1).then(|| (name.clone(), values[0].clone()))
     });
     constants
-        .chain(
-            SERVER_CHOSEN
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), Value::Bool(*value))),
-        )
+        .chain([(
+            SERVER_CHOSEN[0].to_owned(),
+            Value::Bool(convert_base64_to_url),
+        )])
         .collect()
 }
 
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn fixed_fields_fill_in_the_model_and_server_choices() {
-        let fixed = fixed_fields(&reve_core::edit_image_request_schema());
+        let fixed = fixed_fields(&reve_core::edit_image_request_schema(), true);
         assert!(fixed.contains(&("model".to_owned(), json!(reve_core::MODEL))));
         assert!(fixed.contains(&("convert_base64_to_url".to_owned(), json!(true))));
     }

@@ -9,18 +9,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rmcp::RoleServer;
 use rmcp::model::{
-    CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken,
-    Resource,
+    CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken, Resource,
 };
 use rmcp::service::Peer;
-use rmcp::RoleServer;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, AccessError, AllowedDirs};
 use crate::preview::{self, PreviewBudget, PreviewError};
+use crate::settings::ResponseMode;
 use crate::tool_schema::{self, EditOutput, IMAGE_URL_ARG, OUTPUT_PATH_ARG};
 
 /// How often a waiting call reports progress; clients reset their request
@@ -55,6 +55,8 @@ pub struct EditImage {
     configured_dirs: Vec<PathBuf>,
     max_input_bytes: u64,
     preview_budget: PreviewBudget,
+    /// Request fields the server sets: the model and the response mode.
+    fixed_fields: Vec<(String, Value)>,
     /// Decoding and re-encoding a 4096x4096 result takes a core and ~100 MB;
     /// bounding the previews in flight to the core count keeps memory flat
     /// when many calls finish together.
@@ -66,6 +68,7 @@ pub struct EditImageSettings {
     pub allowed_dirs: Vec<PathBuf>,
     pub max_input_bytes: u64,
     pub preview_budget: PreviewBudget,
+    pub response_mode: ResponseMode,
 }
 
 impl EditImage {
@@ -77,6 +80,10 @@ impl EditImage {
             configured_dirs: settings.allowed_dirs,
             max_input_bytes: settings.max_input_bytes,
             preview_budget: settings.preview_budget,
+            fixed_fields: tool_schema::fixed_fields(
+                &reve_core::edit_image_request_schema(),
+                settings.response_mode.convert_base64_to_url(),
+            ),
             preview_slots: Arc::new(Semaphore::new(cores)),
         }
     }
@@ -94,7 +101,12 @@ impl EditImage {
     /// client's roots, or the home folder when there are neither; the output
     /// folder always, so a result can be edited again.
     fn allowed_dirs(&self, client_roots: Vec<PathBuf>) -> AllowedDirs {
-        let mut dirs: Vec<PathBuf> = self.configured_dirs.iter().cloned().chain(client_roots).collect();
+        let mut dirs: Vec<PathBuf> = self
+            .configured_dirs
+            .iter()
+            .cloned()
+            .chain(client_roots)
+            .collect();
         if dirs.is_empty() {
             dirs.extend(dirs::home_dir());
         }
@@ -123,9 +135,8 @@ impl EditImage {
             .map(|path| access::output_target(&self.output_dir, path))
             .transpose()?;
 
-        let request_schema = reve_core::edit_image_request_schema();
-        for (name, value) in tool_schema::fixed_fields(&request_schema) {
-            if arguments.insert(name.clone(), value).is_some() {
+        for (name, value) in &self.fixed_fields {
+            if arguments.insert(name.clone(), value.clone()).is_some() {
                 return Err(EditImageError::Arguments(format!(
                     "`{name}` is set by the server and cannot be passed"
                 )));
@@ -220,7 +231,9 @@ fn success_result(
     saved: &Path,
     preview: preview::Preview,
 ) -> CallToolResult {
-    let (width, height) = edited.dimensions().unwrap_or((preview.width, preview.height));
+    let (width, height) = edited
+        .dimensions()
+        .unwrap_or((preview.width, preview.height));
     let output = EditOutput {
         path: saved.display().to_string(),
         url: edited.url.clone(),
