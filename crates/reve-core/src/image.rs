@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use base64::{DecodeError, DecodeSliceError};
 
 use crate::error::{Error, Result};
 use crate::format::{ImageFormat, describe_non_image};
@@ -246,13 +247,30 @@ fn check_data_uri(uri: &str) -> Result<(), String> {
     if payload.is_empty() {
         return Err("the data: URI holds no data".into());
     }
-    // 4096 base64 characters decode to at most 3072 bytes; padding is only valid in the last piece,
-    // which the decoder enforces because every other piece is a whole number of 4-character groups.
-    let mut scratch = [0u8; 3072];
-    for piece in payload.as_bytes().chunks(4096) {
+    // A piece of 4096 base64 characters decodes to at most 3072 bytes. Padding is only valid in
+    // the last piece, which the decoder enforces: every other piece is whole 4-character groups.
+    const PIECE: usize = 4096;
+    let mut scratch = [0u8; PIECE / 4 * 3];
+    for (index, piece) in payload.as_bytes().chunks(PIECE).enumerate() {
         STANDARD
             .decode_slice(piece, &mut scratch)
-            .map_err(|error| format!("the data: URI's base64 does not decode: {error}"))?;
+            .map_err(|error| {
+                let problem = match error {
+                    DecodeSliceError::DecodeError(
+                        DecodeError::InvalidByte(offset, byte)
+                        | DecodeError::InvalidLastSymbol(offset, byte),
+                    ) => format!(
+                        "invalid character {:?} at position {} of the data",
+                        char::from(byte),
+                        index * PIECE + offset
+                    ),
+                    DecodeSliceError::DecodeError(
+                        DecodeError::InvalidLength(_) | DecodeError::InvalidPadding,
+                    ) => "it is truncated or wrongly padded".to_owned(),
+                    other => other.to_string(),
+                };
+                format!("the data: URI's base64 does not decode: {problem}")
+            })?;
     }
     Ok(())
 }
@@ -383,6 +401,11 @@ mod tests {
         let uri = format!("data:image/webp;name=x.webp;base64,{payload}");
         assert!(ImageSource::parse(&uri).is_ok());
         assert_eq!(data_uri_payload_len(&uri), 100_001);
+        let broken = format!("data:image/png;base64,{}!AAA", "A".repeat(8192));
+        assert_eq!(
+            reason(&broken),
+            "the data: URI's base64 does not decode: invalid character '!' at position 8192 of the data"
+        );
         let error = ImageSource::parse(&uri)
             .unwrap()
             .into_image_url(100_000)
