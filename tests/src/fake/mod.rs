@@ -40,7 +40,7 @@
 //! Deliberately different:
 //! - The "edit" is not generative: the result is the input, resized if the fake
 //!   was told to ([`FakeApiBuilder::result_size`]), with its colours inverted
-//!   ([`edit`]). Tests can predict every pixel.
+//!   ([`edit()`]). Tests can predict every pixel.
 //! - `image_url` may be a `data:` URI (decoded) or an `http(s)` URL on a
 //!   loopback host (fetched; see [`FakeApi::serve_input`]). Other hosts are
 //!   refused with 400 `image_url could not be fetched`, so nothing ever leaves
