@@ -3,5 +3,6 @@
 //! (in `tests/tests/`) and `cargo xtask demo`.
 
 pub mod fake;
+pub mod mcp;
 
 pub use fake::{FakeApi, FakeApiBuilder, RecordedRequest, RetryAfter, Scenario};

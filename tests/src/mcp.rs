@@ -2,6 +2,10 @@
 //!
 //! The end-to-end tests and `cargo xtask demo` both use it, so what the demo
 //! shows is exactly what the tests check.
+#![expect(
+    deprecated,
+    reason = "roots are deprecated by SEP-2577, but today's clients still send them and the server honours them"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    JsonObject, ListRootsResult, ProgressNotificationParam, ProgressToken, RequestMetaObject,
-    Root,
+    JsonObject, ListRootsResult, ProgressNotificationParam, Root, RootsCapabilities,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::TokioChildProcess;
@@ -71,11 +74,10 @@ pub struct TestClient {
 
 impl ClientHandler for TestClient {
     fn get_info(&self) -> ClientConfig {
-        let capabilities = if self.roots.is_some() {
-            ClientCapabilities::builder().enable_roots().build()
-        } else {
-            ClientCapabilities::default()
-        };
+        let mut capabilities = ClientCapabilities::default();
+        if self.roots.is_some() {
+            capabilities.roots = Some(RootsCapabilities::default());
+        }
         ClientConfig::new(capabilities, Implementation::new("reve-tests", "0"))
     }
 
@@ -84,7 +86,11 @@ impl ClientHandler for TestClient {
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
         let roots = self.roots.iter().flatten().map(|dir| {
-            Root::new(url::Url::from_directory_path(dir).expect("absolute root").to_string())
+            Root::new(
+                url::Url::from_directory_path(dir)
+                    .expect("absolute root")
+                    .to_string(),
+            )
         });
         Ok(ListRootsResult::new(roots.collect()))
     }
@@ -131,28 +137,26 @@ impl McpSession {
         }
     }
 
-    /// Calls `edit_image`, with a progress token when `progress` is given.
+    /// Calls `edit_image`. rmcp's client gives every request a progress
+    /// token of its own, so the server always has one to report against.
     pub async fn edit_image(
         &self,
         arguments: serde_json::Value,
-        progress: Option<ProgressToken>,
     ) -> Result<CallToolResult, ServiceError> {
         let arguments: JsonObject = match arguments {
             serde_json::Value::Object(map) => map,
             other => panic!("tool arguments must be an object, got {other}"),
         };
-        let mut params = CallToolRequestParams::new("edit_image").with_arguments(arguments);
-        if let Some(token) = progress {
-            let mut meta = RequestMetaObject::default();
-            meta.set_progress_token(token);
-            params.meta = Some(meta);
-        }
+        let params = CallToolRequestParams::new("edit_image").with_arguments(arguments);
         self.client.peer().call_tool(params).await
     }
 
     /// Ends the session and returns everything the server wrote to stderr.
     pub async fn stop(self) -> String {
-        self.client.cancel().await.expect("the session closes cleanly");
+        self.client
+            .cancel()
+            .await
+            .expect("the session closes cleanly");
         self.stderr.await.expect("stderr reader")
     }
 }

@@ -143,7 +143,7 @@ impl EditImage {
             }
         }
         let mut request: reve_core::EditImageRequest =
-            serde_json::from_value(Value::Object(arguments))
+            serde_path_to_error::deserialize(Value::Object(arguments))
                 .map_err(|error| EditImageError::Arguments(error.to_string()))?;
 
         if let Some(path) = access::local_path(&request.image_url) {

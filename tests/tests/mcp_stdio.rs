@@ -1,0 +1,570 @@
+//! End-to-end: the real `reve-mcp` binary over stdio against the fake API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reve_tests::fake::{data_uri, sample_png};
+use reve_tests::mcp::{McpSession, TestClient, result_text};
+use reve_tests::{FakeApi, Scenario};
+use rmcp::model::CallToolResult;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A fake API, folders for inputs and outputs, and a server wired to them.
+struct World {
+    fake: FakeApi,
+    inputs: TempDir,
+    outputs: TempDir,
+}
+
+impl World {
+    async fn new() -> Self {
+        Self::with_fake(FakeApi::start().await).await
+    }
+
+    async fn with_fake(fake: FakeApi) -> Self {
+        Self {
+            fake,
+            inputs: TempDir::new().unwrap(),
+            outputs: TempDir::new().unwrap(),
+        }
+    }
+
+    fn env(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("AIML_API_KEY".into(), self.fake.api_key().into()),
+            ("AIML_API_BASE_URL".into(), self.fake.base_url().into()),
+            ("REVE_OUTPUT_DIR".into(), path_string(self.outputs.path())),
+            ("REVE_ALLOWED_DIRS".into(), path_string(self.inputs.path())),
+            ("REVE_MAX_RETRIES".into(), "0".into()),
+            ("RUST_LOG".into(), "debug".into()),
+        ])
+    }
+
+    async fn session(&self) -> McpSession {
+        McpSession::start(&self.env(), TestClient::default()).await
+    }
+
+    fn input_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.inputs.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn saved_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = walk(self.outputs.path());
+        files.sort();
+        files
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+fn structured(result: &CallToolResult) -> &serde_json::Map<String, Value> {
+    result
+        .structured_content
+        .as_ref()
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("no structured content in {result:?}"))
+}
+
+fn assert_tool_error(result: &CallToolResult, expected_fragment: &str) {
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "expected an error, got {result:?}"
+    );
+    let text = result_text(result);
+    assert!(
+        text.contains(expected_fragment),
+        "error text {text:?} lacks {expected_fragment:?}"
+    );
+}
+
+#[tokio::test]
+async fn lists_the_edit_image_tool() {
+    let world = World::new().await;
+    let session = world.session().await;
+    let tools = session.client.peer().list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 1);
+    insta::assert_json_snapshot!("edit_image_tool", tools[0]);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn edits_a_url_input_and_saves_the_full_result() {
+    let world = World::new().await;
+    let input_url = world.fake.serve_input(sample_png(320, 240), "image/png");
+    let session = world.session().await;
+
+    let result = session
+        .edit_image(json!({ "prompt": "make it night", "image_url": input_url }))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+
+    let sent = world.fake.generation_requests();
+    assert_eq!(sent.len(), 1);
+    let body = sent[0].json.as_ref().unwrap();
+    assert_eq!(body["model"], "reve/edit-image");
+    assert_eq!(body["prompt"], "make it night");
+    assert_eq!(body["image_url"], input_url.as_str());
+    assert_eq!(body["convert_base64_to_url"], true);
+
+    // Content blocks in the promised order: image, text, resource link.
+    let kinds: Vec<&str> = result
+        .content
+        .iter()
+        .map(|block| match block {
+            rmcp::model::ContentBlock::Image(_) => "image",
+            rmcp::model::ContentBlock::Text(_) => "text",
+            rmcp::model::ContentBlock::ResourceLink(_) => "resource_link",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["image", "text", "resource_link"]);
+
+    let output = structured(&result);
+    let keys: Vec<&str> = output.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "path",
+            "url",
+            "mime_type",
+            "width",
+            "height",
+            "bytes",
+            "request_id",
+            "content_violation"
+        ]
+    );
+    let saved = PathBuf::from(output["path"].as_str().unwrap());
+    assert_eq!(world.saved_files(), std::slice::from_ref(&saved));
+    assert_eq!(saved.extension().unwrap(), "png");
+    assert_eq!(output["mime_type"], "image/png");
+    assert_eq!(
+        (output["width"].clone(), output["height"].clone()),
+        (json!(320), json!(240))
+    );
+    assert!(output["request_id"].as_str().unwrap().starts_with("rsid-"));
+    assert_eq!(output["content_violation"], false);
+
+    // The saved file is byte for byte what the API serves at the result URL.
+    let url = output["url"].as_str().unwrap();
+    let served = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let on_disk = std::fs::read(&saved).unwrap();
+    assert_eq!(on_disk, served.as_ref());
+    assert_eq!(output["bytes"], json!(on_disk.len()));
+
+    // A small result is shown as is.
+    let image = result.content[0].as_image().unwrap();
+    assert_eq!(image.mime_type, "image/png");
+    assert_eq!(STANDARD.decode(&image.data).unwrap(), on_disk);
+
+    let text = result_text(&result);
+    assert!(text.contains(&path_string(&saved)), "{text}");
+    assert!(text.contains(url), "{text}");
+    let link = match &result.content[2] {
+        rmcp::model::ContentBlock::ResourceLink(link) => link,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(link.uri, url::Url::from_file_path(&saved).unwrap().as_str());
+    assert_eq!(link.mime_type.as_deref(), Some("image/png"));
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn sends_a_local_file_as_a_data_uri_of_its_exact_bytes() {
+    let world = World::new().await;
+    let bytes = sample_png(64, 64);
+    // The extension lies; the type comes from the bytes.
+    let path = world.input_file("photo.jpg", &bytes);
+    let session = world.session().await;
+
+    for image_url in [
+        path_string(&path),
+        url::Url::from_file_path(&path).unwrap().to_string(),
+    ] {
+        let result = session
+            .edit_image(json!({ "prompt": "p", "image_url": image_url }))
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true), "{result:?}");
+    }
+    for request in world.fake.generation_requests() {
+        let sent = request.json.unwrap()["image_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let encoded = sent
+            .strip_prefix("data:image/png;base64,")
+            .expect(&sent[..40]);
+        assert_eq!(STANDARD.decode(encoded).unwrap(), bytes);
+    }
+    assert_eq!(world.fake.generation_attempts(), 2);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn passes_a_data_uri_through_and_handles_base64_results() {
+    let world = World::new().await;
+    let input = data_uri("image/png", &sample_png(40, 30));
+    let mut env = world.env();
+    env.insert("REVE_RESPONSE_MODE".into(), "base64".into());
+    let session = McpSession::start(&env, TestClient::default()).await;
+
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let body = world.fake.generation_requests()[0].json.clone().unwrap();
+    assert_eq!(body["image_url"], input.as_str());
+    assert_eq!(body["convert_base64_to_url"], false);
+    let output = structured(&result);
+    assert_eq!(output["url"], Value::Null);
+    assert_eq!(world.fake.file_downloads(), 0);
+    let saved = std::fs::read(output["path"].as_str().unwrap()).unwrap();
+    image::load_from_memory(&saved).unwrap();
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_result_is_previewed_within_budget_and_saved_in_full() {
+    let fake = FakeApi::builder().result_size(4096, 4096).start().await;
+    let world = World::with_fake(fake).await;
+    let input = data_uri("image/png", &sample_png(64, 64));
+    let session = world.session().await;
+
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let image = result.content[0].as_image().unwrap();
+    assert!(
+        image.data.len() <= 750 * 1024,
+        "preview is {} bytes",
+        image.data.len()
+    );
+    let preview = image::load_from_memory(&STANDARD.decode(&image.data).unwrap()).unwrap();
+    assert_eq!((preview.width(), preview.height()), (1568, 1568));
+
+    let output = structured(&result);
+    assert_eq!(
+        (output["width"].clone(), output["height"].clone()),
+        (json!(4096), json!(4096))
+    );
+    let saved = image::open(output["path"].as_str().unwrap()).unwrap();
+    assert_eq!((saved.width(), saved.height()), (4096, 4096));
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_never_reach_the_api() {
+    let world = World::new().await;
+    let outside = TempDir::new().unwrap();
+    let secret = outside.path().join("secret.png");
+    std::fs::write(&secret, sample_png(8, 8)).unwrap();
+    let link = world.inputs.path().join("link.png");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    let text_file = world.input_file("notes.png", b"just some text, not a picture");
+    let good = data_uri("image/png", &sample_png(8, 8));
+    let session = world.session().await;
+
+    let too_long = "x".repeat(2561);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({ "prompt": too_long, "image_url": good }), "2561"),
+        (json!({ "prompt": "   ", "image_url": good }), "prompt"),
+        (json!({ "image_url": good }), "prompt"),
+        (json!({ "prompt": "p" }), "image_url"),
+        (
+            json!({ "prompt": "p", "image_url": good, "colour": "red" }),
+            "colour",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "model": "other" }),
+            "model",
+        ),
+        (json!({ "prompt": 3, "image_url": good }), "prompt"),
+        (
+            json!({ "prompt": "p", "image_url": path_string(&secret) }),
+            "outside",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": path_string(&link) }),
+            "outside",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": "/etc/passwd" }),
+            "outside",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": path_string(world.inputs.path()) }),
+            "not a regular file",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": path_string(&text_file) }),
+            "not",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": "relative/cat.png" }),
+            "relative",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": "file://elsewhere/cat.png" }),
+            "remote host",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": "data:text/plain;base64,aGk=" }),
+            "image",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": "data:image/png;base64,@@@" }),
+            "base64",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": "ftp://example.com/a.png" }),
+            "http(s) URL",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": "../escape.png" }),
+            "output_path",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": "/etc/x.png" }),
+            "output_path",
+        ),
+    ];
+    for (arguments, fragment) in cases {
+        let result = session.edit_image(arguments.clone()).await.unwrap();
+        assert_tool_error(&result, fragment);
+        let text = result_text(&result);
+        if fragment == "outside" {
+            assert!(
+                text.contains(&path_string(&world.inputs.path().canonicalize().unwrap())),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(
+        world.fake.generation_attempts(),
+        0,
+        "a refused call reached the API"
+    );
+    assert!(world.saved_files().is_empty());
+    // The server is still serving.
+    session.client.peer().list_all_tools().await.unwrap();
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn api_failures_become_actionable_tool_errors() {
+    let world = World::new().await;
+    let session = world.session().await;
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let cases = [
+        (Scenario::Status401, "AIML_API_KEY"),
+        (Scenario::OutOfCredits403, "credits"),
+        (Scenario::RateLimited { retry_after: None }, "rate"),
+        (Scenario::ServerError(500), "500"),
+        (Scenario::GatewayTimeout504, "504"),
+        (Scenario::ContentViolation, "rsid-"),
+        (Scenario::BadRequest400, "400"),
+    ];
+    for (scenario, fragment) in cases {
+        world.fake.push(scenario.clone());
+        let result = session
+            .edit_image(json!({ "prompt": "p", "image_url": input }))
+            .await
+            .unwrap();
+        assert_tool_error(&result, fragment);
+    }
+    assert!(world.saved_files().is_empty(), "{:?}", world.saved_files());
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "the server recovers: {result:?}"
+    );
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_key_is_a_tool_error_naming_the_variable() {
+    let world = World::new().await;
+    let mut env = world.env();
+    env.remove("AIML_API_KEY");
+    let session = McpSession::start(&env, TestClient::default()).await;
+    assert_eq!(
+        session.client.peer().list_all_tools().await.unwrap().len(),
+        1
+    );
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    assert_tool_error(&result, "AIML_API_KEY");
+    assert_eq!(world.fake.generation_attempts(), 0);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn reports_progress_while_the_api_works() {
+    let world = World::new().await;
+    world
+        .fake
+        .push(Scenario::Latency(Duration::from_millis(3500)));
+    let session = world.session().await;
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let progress = session.observed.progress.lock().unwrap().clone();
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p.progress_token == progress[0].progress_token),
+        "{progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0].progress < w[1].progress));
+    assert!(
+        progress[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("reve/edit-image")
+    );
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn cancellation_closes_the_api_request_and_the_server_keeps_serving() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(60)));
+    let session = world.session().await;
+    let input = data_uri("image/png", &sample_png(16, 16));
+    {
+        let call = session.edit_image(json!({ "prompt": "p", "image_url": input }));
+        // Dropping the call makes the client send notifications/cancelled.
+        let _ = tokio::time::timeout(Duration::from_millis(500), call).await;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        world
+            .fake
+            .wait_until(|counters| counters.cancelled_requests == 1),
+    )
+    .await
+    .expect("the fake saw the API request abandoned");
+    assert!(world.saved_files().is_empty());
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn slow_calls_do_not_block_each_other_or_listing() {
+    let fake = FakeApi::builder()
+        .latency(Duration::from_secs(2))
+        .start()
+        .await;
+    let world = World::with_fake(fake).await;
+    let session = world.session().await;
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let calls = (0..4)
+        .map(|i| session.edit_image(json!({ "prompt": format!("edit {i}"), "image_url": input })));
+    let all = futures::future::join_all(calls);
+    let listing = async {
+        // Listing completes while every edit is still waiting on the fake.
+        tokio::time::timeout(Duration::from_secs(1), async {
+            world.fake.wait_until(|c| c.generation_attempts == 4).await;
+            session.client.peer().list_all_tools().await.unwrap()
+        })
+        .await
+        .map(|tools| (tools.len(), world.saved_files().len()))
+    };
+    let (results, listed) = tokio::join!(all, listing);
+    assert_eq!(listed.expect("listing was blocked"), (1, 0));
+    for result in results {
+        assert_ne!(result.unwrap().is_error, Some(true));
+    }
+    assert_eq!(world.saved_files().len(), 4);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_key_never_leaks() {
+    let key = "sk-reve-DISTINCTIVE-9f8e7d6c5b4a";
+    let fake = FakeApi::builder().api_key(key).start().await;
+    let world = World::with_fake(fake).await;
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let mut env = world.env();
+    env.insert("RUST_LOG".into(), "trace".into());
+    let session = McpSession::start(&env, TestClient::default()).await;
+    let mut texts = Vec::new();
+    for scenario in [
+        Scenario::EchoAuthorization,
+        Scenario::Status401,
+        Scenario::MalformedJson,
+        Scenario::HtmlErrorPage,
+        Scenario::ServerError(502),
+        Scenario::ContentViolation,
+        Scenario::Success,
+    ] {
+        world.fake.push(scenario);
+        let result = session
+            .edit_image(json!({ "prompt": "p", "image_url": input }))
+            .await
+            .unwrap();
+        texts.push(serde_json::to_string(&result).unwrap());
+    }
+    // A key the server rejects outright, echoed back too.
+    let mut wrong = world.env();
+    wrong.insert("AIML_API_KEY".into(), format!("{key}-wrong"));
+    let other = McpSession::start(&wrong, TestClient::default()).await;
+    let result = other
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    texts.push(serde_json::to_string(&result).unwrap());
+    texts.push(other.stop().await);
+    texts.push(session.stop().await);
+    for text in texts {
+        assert!(!text.contains(key), "the key leaked: {text}");
+        assert!(
+            !text.contains("DISTINCTIVE"),
+            "part of the key leaked: {text}"
+        );
+    }
+}
