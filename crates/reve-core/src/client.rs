@@ -580,6 +580,17 @@ mod tests {
     }
 
     #[test]
+    fn clients_and_their_calls_can_cross_threads() {
+        // Servers run calls on multi-threaded runtimes, which need both to be Send.
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let client = Client::new(Config::default()).unwrap();
+        send_sync(&client);
+        let request = EditImageRequest::new("https://example.com/a.png", "make it blue");
+        send(&client.edit_image(&request));
+    }
+
+    #[test]
     fn text_excerpts_are_scrubbed_and_binary_is_dropped() {
         assert_eq!(
             text_excerpt(b"<html>key sk-1</html>", "sk-1").as_deref(),

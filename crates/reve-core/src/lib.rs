@@ -9,25 +9,30 @@
 //! output, logs or error messages.
 //!
 //! ```
-//! use std::path::Path;
-//! use reve_core::{Client, Config, EditImageRequest, ImageSource, Result};
+//! use reve_core::{Client, Config, EditImageRequest, ImageSource};
 //!
-//! async fn edit(photo: &str, prompt: &str, out_dir: &Path) -> Result<std::path::PathBuf> {
-//!     let config = Config::from_env()?; // AIML_API_KEY, optionally AIML_API_BASE_URL
-//!     let client = Client::new(config.clone())?;
-//!     // A URL or data: URI passes through; a local file is read and sent as a data: URI.
-//!     let image_url = ImageSource::parse(photo)?.into_image_url(config.max_input_bytes())?;
-//!     let request = EditImageRequest::new(image_url, prompt);
-//!     let edited = client.edit_image(&request).await?;
-//!     println!("{} {:?}, request id {:?}", edited.mime_type(), edited.dimensions()?, edited.request_id);
-//!     edited.save_in(out_dir, None) // reve-<UTC time>-<random>.<real extension>
-//! }
-//! # // Running `edit` needs the network; what can be checked offline is checked here.
-//! # let source = ImageSource::parse("https://example.com/t-rex.png")?;
-//! # assert_eq!(source, ImageSource::Url("https://example.com/t-rex.png".into()));
-//! # assert!(ImageSource::parse("t-rex.png").is_err());
-//! # let _ = edit;
-//! # Ok::<(), reve_core::Error>(())
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // The doctest runs against a local fake of the API, with a generated picture.
+//! # let fake = reve_tests::FakeApi::start().await;
+//! # let out_dir = tempfile::tempdir()?;
+//! # let photo = out_dir.path().join("t-rex.png");
+//! # std::fs::write(&photo, reve_tests::fake::sample_png(64, 48))?;
+//! # let photo = photo.to_str().unwrap();
+//! let config = Config::from_env()?; // AIML_API_KEY, optionally AIML_API_BASE_URL
+//! # let config = config.with_api_key(fake.api_key()).with_base_url(fake.base_url())?;
+//! let client = Client::new(config.clone())?;
+//! // `photo` may be an https:// URL, a data: URI, or a local file such as "/home/me/t-rex.png",
+//! // which is read (type checked from its bytes) and sent as a data: URI.
+//! let image_url = ImageSource::parse(photo)?.into_image_url(config.max_input_bytes())?;
+//! let request = EditImageRequest::new(image_url, "Make the dinosaur sit on a lounge chair");
+//! let edited = client.edit_image(&request).await?;
+//! let saved = edited.save_in(out_dir.path(), None)?; // reve-<UTC time>-<random>.png
+//! println!("saved {} ({:?}, request {:?})", saved.display(), edited.dimensions()?, edited.request_id);
+//! # assert_eq!(edited.dimensions()?, (64, 48));
+//! # assert_eq!(std::fs::read(&saved)?, edited.bytes);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The types in [`generated`] are produced by `cargo xtask codegen` from the vendor's OpenAPI
