@@ -44,6 +44,7 @@ pub fn reve_mcp_binary() -> &'static Path {
                 "--bin",
                 "reve-mcp",
                 "--message-format=json",
+                "--quiet",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(Stdio::inherit())

@@ -3,6 +3,7 @@
 //! The tasks live in this library so that tests can call them directly; `main.rs` only parses arguments.
 
 pub mod codegen;
+pub mod demo;
 
 use std::path::{Path, PathBuf};
 

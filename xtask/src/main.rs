@@ -9,7 +9,9 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   codegen            regenerate crates/reve-core/src/generated.rs from spec/
-  codegen --check    fail if crates/reve-core/src/generated.rs is stale";
+  codegen --check    fail if crates/reve-core/src/generated.rs is stale
+  demo               run reve-mcp against the fake AIML API and show what an agent gets
+  demo --live        the same against the real API (needs AIML_API_KEY; billed)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +19,8 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["codegen"] => codegen_task(Mode::Write),
         ["codegen", "--check"] => codegen_task(Mode::Check),
+        ["demo"] => xtask::demo::run(&xtask::project_root(), false),
+        ["demo", "--live"] => xtask::demo::run(&xtask::project_root(), true),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::FAILURE;

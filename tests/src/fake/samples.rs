@@ -21,7 +21,11 @@ pub fn sample_image(width: u32, height: u32) -> RgbaImage {
     let row = |band: u32| -> Vec<u8> {
         (0..width)
             .flat_map(|x| {
-                let blue = if (x / 16 + band).is_multiple_of(2) { 40 } else { 215 };
+                let blue = if (x / 16 + band).is_multiple_of(2) {
+                    40
+                } else {
+                    215
+                };
                 [ramp(x, width), 0, blue, 255]
             })
             .collect()
