@@ -4,6 +4,7 @@
 
 pub mod codegen;
 pub mod demo;
+pub mod fake_api;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,9 @@ tasks:
   codegen            regenerate crates/reve-core/src/generated.rs from spec/
   codegen --check    fail if crates/reve-core/src/generated.rs is stale
   demo               run reve-mcp against the fake AIML API and show what an agent gets
-  demo --live        the same against the real API (needs AIML_API_KEY; billed)";
+  demo --live        the same against the real API (needs AIML_API_KEY; billed)
+  fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
+                     for trying reve-mcp in a real MCP client without a key";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +23,14 @@ fn main() -> ExitCode {
         ["codegen", "--check"] => codegen_task(Mode::Check),
         ["demo"] => xtask::demo::run(&xtask::project_root(), false),
         ["demo", "--live"] => xtask::demo::run(&xtask::project_root(), true),
+        ["fake-api"] => xtask::fake_api::run(xtask::fake_api::DEFAULT_PORT),
+        ["fake-api", "--port", port] => match port.parse() {
+            Ok(port) => xtask::fake_api::run(port),
+            Err(_) => {
+                eprintln!("error: --port takes a number from 0 to 65535, not {port:?}");
+                return ExitCode::FAILURE;
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::FAILURE;

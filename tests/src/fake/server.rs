@@ -53,6 +53,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub struct FakeApiBuilder {
     options: Options,
     default: Scenario,
+    port: u16,
 }
 
 impl Default for FakeApiBuilder {
@@ -66,6 +67,7 @@ impl Default for FakeApiBuilder {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             default: Scenario::Success,
+            port: 0,
         }
     }
 }
@@ -109,15 +111,30 @@ impl FakeApiBuilder {
         self
     }
 
-    /// Binds `127.0.0.1` on a free port and serves until the [`FakeApi`] is
+    /// The loopback port to listen on (default 0: any free port, which is
+    /// what tests want). A fixed port lets a person point a real MCP client
+    /// at a long-running fake (`cargo xtask fake-api`).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Binds `127.0.0.1` on the chosen port and serves until the [`FakeApi`] is
     /// dropped. Must run inside a Tokio runtime.
     ///
     /// # Panics
     /// If no loopback port can be bound: nothing a test could do about it.
+    /// [`FakeApiBuilder::try_start`] reports it instead.
     pub async fn start(self) -> FakeApi {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        self.try_start()
             .await
-            .expect("the fake AIML API binds a port on 127.0.0.1");
+            .expect("the fake AIML API binds a port on 127.0.0.1")
+    }
+
+    /// Like [`FakeApiBuilder::start`], but a port that cannot be bound (in
+    /// use, say) is an error rather than a panic.
+    pub async fn try_start(self) -> io::Result<FakeApi> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).await?;
         let address = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -132,7 +149,7 @@ impl FakeApiBuilder {
             Arc::clone(&shared),
             router(Arc::clone(&shared)),
         ));
-        FakeApi { shared, server }
+        Ok(FakeApi { shared, server })
     }
 }
 
