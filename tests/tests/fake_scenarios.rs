@@ -128,6 +128,11 @@ async fn error_statuses_use_the_documented_body() {
             json!(["image_url must point to an image the provider accepts"]),
         ),
         (Scenario::GatewayTimeout504, 504, json!("Gateway Timeout")),
+        (
+            Scenario::NotFound404,
+            404,
+            json!("Cannot POST /v1/images/generations"),
+        ),
     ] {
         fake.push(scenario);
         let response = post(&fake).await;
@@ -240,6 +245,19 @@ async fn truncated_body_sends_headers_then_half_the_json() {
     assert_eq!(received.len(), declared / 2);
     assert!(received.starts_with(br#"{"data":[{"url":""#));
     assert!(error.is_body() || error.is_decode(), "{error:?}");
+}
+
+#[tokio::test]
+async fn drop_after_headers_sends_a_success_head_and_no_body() {
+    let fake = FakeApi::start().await;
+    fake.push(Scenario::DropAfterHeaders);
+    let response = post(&fake).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.content_length().unwrap() > 0);
+    let (received, error) = read_until_broken(response).await;
+    assert!(received.is_empty(), "{received:?}");
+    assert!(error.is_body() || error.is_decode(), "{error:?}");
+    assert_eq!(fake.generation_attempts(), 1);
 }
 
 #[tokio::test]

@@ -22,6 +22,9 @@ pub(crate) enum Delivery {
     /// The full `Content-Length` is declared, half the bytes are sent, then
     /// the connection is closed.
     Truncated,
+    /// The full `Content-Length` is declared, then the connection is closed
+    /// before any byte of the body.
+    HeadersOnly,
 }
 
 pub(crate) fn deliver(
@@ -34,7 +37,8 @@ pub(crate) fn deliver(
     let body = match delivery {
         Delivery::Whole => Body::from(bytes),
         Delivery::Trickle(delay) => trickle(bytes, delay),
-        Delivery::Truncated => truncated(bytes),
+        Delivery::Truncated => truncated(bytes.slice(..length / 2)),
+        Delivery::HeadersOnly => truncated(Bytes::new()),
     };
     (
         status,
@@ -63,16 +67,16 @@ fn trickle(bytes: Bytes, delay: Duration) -> Body {
     ))
 }
 
-/// Half the bytes, then an error. The error waits one turn of the executor so
-/// that hyper flushes the head and the first half before tearing the
-/// connection down; without it the client would see no response at all.
-fn truncated(bytes: Bytes) -> Body {
-    let half = bytes.slice(..bytes.len() / 2);
+/// `sent` (possibly nothing), then an error. The error waits one turn of the
+/// executor so that hyper flushes the head and what was sent before tearing
+/// the connection down; without it the client would see no response at all.
+fn truncated(sent: Bytes) -> Body {
     let cut = stream::once(async {
         tokio::task::yield_now().await;
         Err(io::Error::other("the fake truncates this body"))
     });
-    Body::from_stream(stream::once(async move { Ok(half) }).chain(cut))
+    let sent = stream::iter((!sent.is_empty()).then_some(Ok(sent)));
+    Body::from_stream(sent.chain(cut))
 }
 
 const HUGE_CHUNK: usize = 64 * 1024;

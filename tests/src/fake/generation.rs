@@ -90,6 +90,9 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
         Scenario::TruncatedBody => {
             succeed(shared, image_url, as_url, Delivery::Truncated, whole).await
         }
+        Scenario::DropAfterHeaders => {
+            succeed(shared, image_url, as_url, Delivery::HeadersOnly, whole).await
+        }
         Scenario::TruncatedResult => {
             succeed(shared, image_url, true, whole, Delivery::Truncated).await
         }
@@ -115,6 +118,11 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
             shared,
             StatusCode::BAD_REQUEST,
             "The provider could not process the reference image",
+        ),
+        Scenario::NotFound404 => fail(
+            shared,
+            StatusCode::NOT_FOUND,
+            format!("Cannot POST {ENDPOINT_PATH}"),
         ),
         Scenario::Validation422 => fail(
             shared,

@@ -27,6 +27,10 @@ pub enum Scenario {
     OutOfCredits403,
     /// 400 with the documented error body whose `message` is a single string.
     BadRequest400,
+    /// 404 with NestJS's body for a route it does not serve, `Cannot POST
+    /// /v1/images/generations`: what a withdrawn endpoint or a proxy that
+    /// lost its route answers.
+    NotFound404,
     /// 422 with the documented error body whose `message` is an array.
     Validation422,
     /// 429, with or without a `Retry-After` header.
@@ -54,6 +58,10 @@ pub enum Scenario {
     TruncatedBody,
     /// Read the request, then close the connection without any response.
     DropConnection,
+    /// 200 with headers declaring the whole success body, then the connection
+    /// closes before any of it: the generation has happened, but its answer
+    /// never arrives.
+    DropAfterHeaders,
     /// 200 with a `url` that answers 404.
     ResultUrl404,
     /// 200 with a `url` whose download declares the full length, sends half
