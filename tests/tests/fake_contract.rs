@@ -152,6 +152,32 @@ async fn result_size_and_format_are_configurable_while_the_url_still_says_png() 
 }
 
 #[tokio::test]
+async fn a_canned_result_is_served_for_any_input_without_fetching_it() {
+    let canned = fake::sample_webp(7, 5);
+    let fake = FakeApi::builder()
+        .canned_result(canned.clone(), ResultFormat::WebP)
+        .start()
+        .await;
+    let never_served = format!("{}/inputs/missing", fake.base_url());
+
+    for sent in [
+        body(&never_served),
+        body(&fake::data_uri("image/png", &fake::sample_png(3, 3))),
+    ] {
+        let answer: Value = post(&fake, &sent).await.json().await.unwrap();
+        let url = answer["data"][0]["url"].as_str().unwrap();
+        let download = client().get(url).send().await.unwrap();
+        assert_eq!(download.headers()["content-type"], "image/webp");
+        assert_eq!(download.bytes().await.unwrap(), canned);
+    }
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|request| request.path != "/inputs/missing")
+    );
+}
+
+#[tokio::test]
 async fn a_prompt_one_character_too_long_is_rejected_with_an_array_message() {
     let fake = FakeApi::start().await;
     let mut sent = body(&fake::data_uri("image/png", &fake::sample_png(8, 8)));

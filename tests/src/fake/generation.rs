@@ -223,22 +223,29 @@ async fn succeed(
     body: Delivery,
     file: Delivery,
 ) -> Response {
-    let image = match input::load(&shared.http, image_url).await {
-        Ok(image) => image,
-        Err(error) => return fail(shared, StatusCode::BAD_REQUEST, error.message()),
-    };
-    let (size, format) = (shared.options.result_size, shared.options.result_format);
-    let encoded = tokio::task::spawn_blocking(move || encode(&edit(&image, size), format)).await;
-    let Ok(Ok(bytes)) = encoded else {
-        return fail(
-            shared,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal server error",
-        );
+    let format = shared.options.result_format;
+    let bytes = if let Some(canned) = &shared.options.canned_result {
+        canned.clone()
+    } else {
+        let image = match input::load(&shared.http, image_url).await {
+            Ok(image) => image,
+            Err(error) => return fail(shared, StatusCode::BAD_REQUEST, error.message()),
+        };
+        let size = shared.options.result_size;
+        let encoded =
+            tokio::task::spawn_blocking(move || encode(&edit(&image, size), format)).await;
+        let Ok(Ok(bytes)) = encoded else {
+            return fail(
+                shared,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            );
+        };
+        Bytes::from(bytes)
     };
     let json = if as_url {
         let url = shared.store_file(StoredFile::Image {
-            bytes: Bytes::from(bytes),
+            bytes,
             content_type: format.content_type(),
             delivery: file,
         });

@@ -64,6 +64,7 @@ impl Default for FakeApiBuilder {
                 latency: Duration::ZERO,
                 result_size: None,
                 result_format: ResultFormat::Png,
+                canned_result: None,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             },
             default: Scenario::Success,
@@ -95,6 +96,17 @@ impl FakeApiBuilder {
 
     /// Encode results in this format (default PNG, as the real service).
     pub fn result_format(mut self, format: ResultFormat) -> Self {
+        self.options.result_format = format;
+        self
+    }
+
+    /// Answer every successful generation with `bytes`, labelled as `format`,
+    /// instead of an edit of the input (which is then not even fetched).
+    /// Benchmarks use it: the fake answers at once however large the result,
+    /// and a photo-like picture compresses as badly as real results do, which
+    /// the fake's own smooth edits never would.
+    pub fn canned_result(mut self, bytes: impl Into<Bytes>, format: ResultFormat) -> Self {
+        self.options.canned_result = Some(bytes.into());
         self.options.result_format = format;
         self
     }

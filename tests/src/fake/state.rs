@@ -21,6 +21,8 @@ pub(crate) struct Options {
     pub(crate) latency: Duration,
     pub(crate) result_size: Option<(u32, u32)>,
     pub(crate) result_format: ResultFormat,
+    /// Returned as the result of every success instead of an edit of the input.
+    pub(crate) canned_result: Option<Bytes>,
     pub(crate) max_body_bytes: usize,
 }
 
