@@ -109,6 +109,8 @@ impl ClientHandler for TestClient {
 pub struct McpSession {
     pub client: RunningService<RoleClient, TestClient>,
     pub observed: Observed,
+    /// The server's process id, to look at its `/proc` entry.
+    pub pid: u32,
     stderr: JoinHandle<String>,
 }
 
@@ -128,12 +130,14 @@ impl McpSession {
             .stderr(Stdio::piped())
             .spawn()
             .expect("reve-mcp starts");
+        let pid = transport.id().expect("a freshly spawned child has an id");
         let stderr = tokio::spawn(read_all(stderr));
         let observed = client.observed.clone();
         let client = client.serve(transport).await.expect("MCP handshake");
         Self {
             client,
             observed,
+            pid,
             stderr,
         }
     }

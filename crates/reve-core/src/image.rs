@@ -65,13 +65,7 @@ impl ImageSource {
                 Ok(uri)
             }
             ImageSource::File(path) => {
-                // Checked on the path first only so that opening a FIFO cannot block forever;
-                // the check that counts is the one on the opened handle below.
-                let metadata = std::fs::metadata(&path).map_err(file_error(&path, "open"))?;
-                if !metadata.is_file() {
-                    return Err(not_a_regular_file(&path));
-                }
-                let file = File::open(&path).map_err(file_error(&path, "open"))?;
+                let file = open_nonblocking(&path).map_err(file_error(&path, "open"))?;
                 data_uri_from_file(&file, &path, max_bytes)
             }
         }
@@ -158,6 +152,18 @@ pub fn data_uri_from_file(file: &File, path: &Path, max_bytes: u64) -> Result<St
     }
     tracing::debug!(bytes = total, %format, "encoded local image as a data: URI");
     Ok(uri)
+}
+
+/// Opens a file for reading without waiting: opening a FIFO otherwise blocks until a writer
+/// comes, forever if none does. Whatever was opened is then checked on the handle (see
+/// [`data_uri_from_file`]), so a path swapped for a FIFO or a device after any earlier check is
+/// refused rather than read. Regular files ignore the flag.
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
 }
 
 /// Reads until `buf` is full or the input ends, so every chunk but the last is exactly full.
@@ -450,6 +456,28 @@ mod tests {
         assert_eq!(STANDARD.decode(payload).unwrap(), bytes);
     }
 
+    /// A FIFO with no writer: opening it for reading the usual way never returns.
+    #[cfg(unix)]
+    fn fifo(dir: &Path) -> PathBuf {
+        let path = dir.join("pipe.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        path
+    }
+
+    /// Reads on another thread so that a read that hangs fails the test instead of stalling it.
+    #[cfg(unix)]
+    fn read_off_thread(path: PathBuf) -> Result<String> {
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(ImageSource::File(path).into_image_url(1 << 20)));
+        outcome
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading a FIFO or a device returned instead of hanging")
+    }
+
     #[test]
     fn refuses_too_large_non_image_and_non_regular_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -483,6 +511,16 @@ mod tests {
             matches!(error, Error::File { action: "read", .. }),
             "{error:?}"
         );
+
+        #[cfg(unix)]
+        for special in [Path::new("/dev/zero").to_owned(), fifo(dir.path())] {
+            let error = read_off_thread(special.clone()).unwrap_err();
+            assert!(
+                matches!(error, Error::File { action: "read", .. }),
+                "{}: {error:?}",
+                special.display()
+            );
+        }
 
         let missing = dir.path().join("missing.png");
         let error = ImageSource::File(missing).into_image_url(100).unwrap_err();

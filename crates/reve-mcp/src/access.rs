@@ -4,7 +4,12 @@
 //! `~/.ssh/id_rsa` or `/proc/self/environ`, so a local `image_url` is honoured
 //! only inside folders the user allowed, after symlinks are resolved, and the
 //! `output_path` can only name a place inside the output folder.
+//!
+//! Paths in messages are quoted with escapes: a symlink's target is text
+//! whoever made the link chose, and a newline or an invisible character in it
+//! must neither pose as an instruction to the model nor hide a look-alike.
 
+use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
 use url::Url;
@@ -16,18 +21,22 @@ pub enum AccessError {
     Relative(String),
     #[error("image_url {0:?} is not a usable file:// URI: {1}")]
     BadFileUri(String, String),
-    #[error("cannot read {path}: {reason}")]
+    #[error("cannot read {path:?}: {reason}")]
     Unreadable { path: String, reason: String },
     #[error(
-        "{path} is outside the folders this server may read ({allowed}); copy the image into one of them, or ask the user to add its folder to REVE_ALLOWED_DIRS"
+        "{path:?} is outside the folders this server may read ({allowed}); copy the image into one of them, or ask the user to add its folder to REVE_ALLOWED_DIRS"
     )]
     OutsideAllowed { path: String, allowed: String },
-    #[error("{path} is not a regular file")]
+    #[error("{path:?} is not a regular file")]
     NotAFile { path: String },
     #[error(
         "output_path {0:?} must be a file name or a relative path inside the output folder, without `..`"
     )]
     BadOutputPath(String),
+    #[error(
+        "output_path {requested:?} leads to {resolved:?} through a symbolic link, outside the output folder; choose another output_path"
+    )]
+    OutputEscapes { requested: String, resolved: String },
 }
 
 /// The local forms `image_url` may take: an absolute path, or a `file://` URI
@@ -96,32 +105,76 @@ impl AllowedDirs {
             .join(", ")
     }
 
-    /// Resolves `path` (symlinks followed) and returns its canonical form if
-    /// it is a regular file inside one of the folders.
-    pub fn check(&self, path: &Path) -> Result<PathBuf, AccessError> {
+    /// Opens `path` for reading if, symlinks resolved, it is a regular file
+    /// inside one of the folders; returns the handle and the canonical path.
+    ///
+    /// The path is resolved and checked, but what counts is the handle: the
+    /// file is opened once, without following a symlink swapped in at the
+    /// last component and without waiting on a FIFO, and the handle itself
+    /// must be a regular file (on Linux, its own path is checked against the
+    /// folders again, which catches a folder swapped for a symlink). Read
+    /// from the handle, never from the path again.
+    pub fn open(&self, path: &Path) -> Result<(File, PathBuf), AccessError> {
+        let unreadable = |path: &Path, error: std::io::Error| AccessError::Unreadable {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        };
         let canonical = path
             .canonicalize()
-            .map_err(|error| AccessError::Unreadable {
-                path: path.display().to_string(),
-                reason: error.to_string(),
-            })?;
-        if !self.dirs.iter().any(|dir| canonical.starts_with(dir)) {
-            return Err(AccessError::OutsideAllowed {
-                path: canonical.display().to_string(),
-                allowed: self.describe(),
-            });
-        }
-        let metadata = std::fs::metadata(&canonical).map_err(|error| AccessError::Unreadable {
-            path: canonical.display().to_string(),
-            reason: error.to_string(),
-        })?;
+            .map_err(|error| unreadable(path, error))?;
+        self.ensure_inside(&canonical)?;
+        let file = open_unfollowed(&canonical).map_err(|error| unreadable(&canonical, error))?;
+        let metadata = file
+            .metadata()
+            .map_err(|error| unreadable(&canonical, error))?;
         if !metadata.is_file() {
             return Err(AccessError::NotAFile {
                 path: canonical.display().to_string(),
             });
         }
-        Ok(canonical)
+        if let Some(opened) = opened_path(&file) {
+            self.ensure_inside(&opened)?;
+        }
+        Ok((file, canonical))
     }
+
+    fn ensure_inside(&self, canonical: &Path) -> Result<(), AccessError> {
+        if self.dirs.iter().any(|dir| canonical.starts_with(dir)) {
+            Ok(())
+        } else {
+            Err(AccessError::OutsideAllowed {
+                path: canonical.display().to_string(),
+                allowed: self.describe(),
+            })
+        }
+    }
+}
+
+/// Opens for reading without following a symlink at the last component and
+/// without blocking (opening a FIFO otherwise waits for a writer, forever if
+/// none comes). Regular files ignore `O_NONBLOCK`.
+fn open_unfollowed(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    );
+    options.open(path)
+}
+
+/// The path the kernel resolved for an open file.
+#[cfg(target_os = "linux")]
+fn opened_path(file: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd as _;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+/// Not known portably elsewhere; the checks on the path and the handle remain.
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_file: &File) -> Option<PathBuf> {
+    None
 }
 
 /// Splits an `output_path` argument into the sub-folder of the output folder
@@ -158,7 +211,25 @@ pub fn output_target(
         || output_dir.to_path_buf(),
         |parent| output_dir.join(parent),
     );
+    if let Some(resolved) = escape_through_symlink(output_dir, &folder) {
+        return Err(AccessError::OutputEscapes {
+            requested: output_path.to_owned(),
+            resolved: resolved.display().to_string(),
+        });
+    }
     Ok((folder, file_name))
+}
+
+/// Where `folder` really is, if a symlink already inside the output folder
+/// takes it elsewhere (saving would follow it). Only the part that exists
+/// can hold a symlink; the rest is created as plain folders.
+fn escape_through_symlink(output_dir: &Path, folder: &Path) -> Option<PathBuf> {
+    let canonical_out = output_dir.canonicalize().ok()?;
+    let existing = folder
+        .ancestors()
+        .find(|ancestor| ancestor.symlink_metadata().is_ok())?;
+    let resolved = existing.canonicalize().ok()?;
+    (!resolved.starts_with(&canonical_out)).then_some(resolved)
 }
 
 #[cfg(test)]
@@ -201,34 +272,112 @@ mod tests {
         std::fs::write(&secret, b"x").unwrap();
         let link = allowed.path().join("link.png");
         std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let dir_link = allowed.path().join("elsewhere");
+        std::os::unix::fs::symlink(outside.path(), &dir_link).unwrap();
 
         let dirs = AllowedDirs::new([allowed.path().to_path_buf()]);
         assert_eq!(
-            dirs.check(&inside_file).unwrap(),
+            dirs.open(&inside_file).unwrap().1,
             inside_file.canonicalize().unwrap()
         );
+        for escape in [
+            link,
+            dir_link.join("secret.png"),
+            allowed
+                .path()
+                .join("..")
+                .join(outside.path().file_name().unwrap())
+                .join("secret.png"),
+        ] {
+            assert!(
+                matches!(dirs.open(&escape), Err(AccessError::OutsideAllowed { .. })),
+                "{escape:?}"
+            );
+        }
         assert!(matches!(
-            dirs.check(&link),
-            Err(AccessError::OutsideAllowed { .. })
-        ));
-        assert!(matches!(
-            dirs.check(
-                &allowed
-                    .path()
-                    .join("../")
-                    .join(outside.path().file_name().unwrap())
-                    .join("secret.png")
-            ),
-            Err(AccessError::OutsideAllowed { .. }) | Err(AccessError::Unreadable { .. })
-        ));
-        assert!(matches!(
-            dirs.check(allowed.path()),
+            dirs.open(allowed.path()),
             Err(AccessError::NotAFile { .. })
         ));
         assert!(matches!(
-            AllowedDirs::new([PathBuf::from("/")]).check(Path::new("/dev/zero")),
+            AllowedDirs::new([PathBuf::from("/")]).open(Path::new("/dev/zero")),
             Err(AccessError::NotAFile { .. })
         ));
+    }
+
+    #[test]
+    fn a_symlinked_allowed_folder_allows_what_it_points_to() {
+        let real = tempfile::tempdir().unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let link = links.path().join("pictures");
+        std::os::unix::fs::symlink(real.path(), &link).unwrap();
+        std::fs::write(real.path().join("in.png"), b"x").unwrap();
+        let dirs = AllowedDirs::new([link.clone()]);
+        for path in [link.join("in.png"), real.path().join("in.png")] {
+            assert_eq!(
+                dirs.open(&path).unwrap().1,
+                real.path().join("in.png").canonicalize().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn the_opened_file_is_what_gets_read_even_if_the_path_is_replaced() {
+        let allowed = tempfile::tempdir().unwrap();
+        let path = allowed.path().join("in.png");
+        std::fs::write(&path, b"checked").unwrap();
+        let dirs = AllowedDirs::new([allowed.path().to_path_buf()]);
+        let (mut file, _) = dirs.open(&path).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"secret").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut file, &mut read).unwrap();
+        assert_eq!(read, "checked");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let allowed = tempfile::tempdir().unwrap();
+        let fifo = allowed.path().join("pipe.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let dirs = AllowedDirs::new([allowed.path().to_path_buf()]);
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(dirs.open(&fifo).map(drop)));
+        let result = outcome
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("opening a FIFO returned instead of hanging");
+        assert!(
+            matches!(result, Err(AccessError::NotAFile { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn look_alike_folders_are_not_the_allowed_one() {
+        let parent = tempfile::tempdir().unwrap();
+        let allowed = parent.path().join("pictures");
+        std::fs::create_dir(&allowed).unwrap();
+        let dirs = AllowedDirs::new([allowed.clone()]);
+        // A zero-width space, a Cyrillic "р", a longer name with the same start.
+        for name in ["pictures\u{200b}", "\u{440}ictures", "pictures-private"] {
+            let folder = parent.path().join(name);
+            std::fs::create_dir(&folder).unwrap();
+            std::fs::write(folder.join("in.png"), b"x").unwrap();
+            let error = dirs.open(&folder.join("in.png")).unwrap_err();
+            assert!(
+                matches!(error, AccessError::OutsideAllowed { .. }),
+                "{name}: {error:?}"
+            );
+            if name.contains('\u{200b}') {
+                assert!(error.to_string().contains("pictures\\u{200b}"), "{error}");
+            }
+        }
     }
 
     #[test]
@@ -250,5 +399,24 @@ mod tests {
         for escape in ["../cat.png", "pets/../../cat.png", "/etc/cat.png", "", "."] {
             assert!(output_target(dir, escape).is_err(), "{escape:?} accepted");
         }
+    }
+
+    #[test]
+    fn output_paths_cannot_leave_through_a_symlinked_folder() {
+        let out = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), out.path().join("shared")).unwrap();
+        std::fs::create_dir(out.path().join("pets")).unwrap();
+        for escape in ["shared/cat.png", "shared/new/cat.png"] {
+            let error = output_target(out.path(), escape).unwrap_err();
+            assert!(
+                matches!(error, AccessError::OutputEscapes { .. }),
+                "{escape}: {error:?}"
+            );
+        }
+        assert_eq!(
+            output_target(out.path(), "pets/new/cat.png").unwrap(),
+            (out.path().join("pets/new"), "cat.png".to_owned())
+        );
     }
 }

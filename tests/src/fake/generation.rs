@@ -103,6 +103,14 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
                 &data_body(shared, Some(missing), None, false),
             )
         }
+        Scenario::ResultBytes(bytes) => {
+            let url = shared.store_file(StoredFile::Image {
+                bytes,
+                content_type: "image/png",
+                delivery: whole,
+            });
+            json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
+        }
         Scenario::HugeResult { bytes } => huge_result(shared, bytes, true),
         Scenario::HugeResultChunked { bytes } => huge_result(shared, bytes, false),
         Scenario::ContentViolation => {

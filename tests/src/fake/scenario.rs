@@ -74,6 +74,10 @@ pub enum Scenario {
         /// Size of the download.
         bytes: u64,
     },
+    /// 200 with a `url` serving exactly these bytes as `image/png`, whatever
+    /// they are: a result the provider produced that the client must cope
+    /// with (a decompression bomb, a PNG that is not one).
+    ResultBytes(bytes::Bytes),
     /// Like [`Scenario::HugeResult`] but sent with chunked encoding and no
     /// `Content-Length`, so only a client that counts while streaming notices.
     HugeResultChunked {

@@ -149,10 +149,11 @@ impl EditImage {
         if let Some(path) = access::local_path(&request.image_url) {
             let path = path?;
             let allowed = self.allowed_dirs(client_roots);
-            let canonical = allowed.check(&path)?;
             let max_bytes = self.max_input_bytes;
             request.image_url = tokio::task::spawn_blocking(move || {
-                reve_core::ImageSource::File(canonical).into_image_url(max_bytes)
+                let (file, canonical) = allowed.open(&path)?;
+                reve_core::data_uri_from_file(&file, &canonical, max_bytes)
+                    .map_err(EditImageError::from)
             })
             .await
             .expect("reading the input image does not panic")?;

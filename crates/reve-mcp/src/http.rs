@@ -1,0 +1,456 @@
+//! MCP over Streamable HTTP: the same `edit_image` tool for clients that
+//! cannot launch a process on this machine.
+//!
+//! A socket is reachable by things a stdio pipe never is: web pages the user
+//! visits (through DNS rebinding or plain cross-origin requests) and, off
+//! loopback, other machines. Every edit spends the operator's API credits,
+//! so each request passes, outermost first:
+//!
+//! 1. the bearer token, when one is set (required off loopback), compared in
+//!    constant time;
+//! 2. the in-flight count that graceful shutdown waits on;
+//! 3. rmcp's `StreamableHttpService`, configured here to check `Host` and
+//!    `Origin` against allow-lists (403 otherwise), cap the request body
+//!    (413) and speak the protocol, with or without sessions.
+//!
+//! `/healthz` sits outside all of that so a load balancer can probe a
+//! replica without holding the token; it reveals nothing but "ok".
+
+use std::future::IntoFuture as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use futures::StreamExt as _;
+use rmcp::transport::streamable_http_server::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use secrecy::{ExposeSecret as _, SecretString};
+use subtle::ConstantTimeEq as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::server::ReveServer;
+
+/// Where the MCP endpoint lives, as most clients and examples expect.
+pub const MCP_PATH: &str = "/mcp";
+
+/// Default request body limit. A tool call carries its input image inline
+/// as a data URI: the largest local input (20 MiB) is ~26.7 MiB once
+/// base64-encoded, plus a little JSON, so 32 MiB fits it with room to spare
+/// while still bounding what one request can make the server buffer.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Hosts that mean "this machine" in a `Host` header; rmcp's own default.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Browser origins served without configuration: pages this machine serves
+/// itself, on any port (local development tools such as the MCP Inspector).
+const LOOPBACK_ORIGINS: [&str; 6] = [
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+];
+
+/// Once in-flight requests are done (or the grace period is over), how long
+/// connections get to close before the process exits regardless; a client
+/// that never reads its socket must not hold the shutdown hostage.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything `serve --http` was told, resolved.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub addr: SocketAddr,
+    pub token: Option<SecretString>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub stateless: bool,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Why the HTTP server did not start. None of these carry the token.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(
+        "refusing to listen on {addr} without a bearer token: anyone who can reach that address \
+         could spend your AIML API credits. Set REVE_HTTP_TOKEN (or --auth-token) to a long \
+         random secret, or listen on 127.0.0.1"
+    )]
+    ExposedWithoutToken { addr: SocketAddr },
+    #[error(
+        "--allow-origin {0:?} is not an origin: give scheme://host[:port] like \
+         https://app.example.com or http://localhost:* (no path)"
+    )]
+    BadOrigin(String),
+    #[error("--allow-host {0:?} is not a host name or host:port like mcp.example.com:443")]
+    BadHost(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot watch for shutdown signals: {0}")]
+    Signals(io::Error),
+}
+
+/// Serves `server` until SIGINT or SIGTERM, then shuts down gracefully: new
+/// connections are refused at once, requests in flight (edits included) get
+/// up to the grace period to finish, then every stream is closed.
+pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpError> {
+    if !options.addr.ip().is_loopback() && options.token.is_none() {
+        return Err(HttpError::ExposedWithoutToken { addr: options.addr });
+    }
+    let protocol_stop = CancellationToken::new();
+    let config = rmcp_config(&options)?.with_cancellation_token(protocol_stop.clone());
+    let mut signals = Signals::new().map_err(HttpError::Signals)?;
+    let listener = TcpListener::bind(options.addr)
+        .await
+        .map_err(|source| HttpError::Bind {
+            addr: options.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| HttpError::Bind {
+        addr: options.addr,
+        source,
+    })?;
+    if local.ip().is_unspecified() && options.allowed_hosts.is_empty() {
+        tracing::warn!(
+            "listening on every interface, but only requests whose Host header is a loopback \
+             name are served; list the names clients use with --allow-host"
+        );
+    }
+
+    let in_flight = TaskTracker::new();
+    let app = router(server, config, &options, in_flight.clone());
+    let stop_accepting = CancellationToken::new();
+    let accept_loop = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future(),
+    );
+    tracing::info!(
+        stateless = options.stateless,
+        token_required = options.token.is_some(),
+        "listening on http://{local}{MCP_PATH}"
+    );
+
+    let signal = signals.next().await;
+    stop_accepting.cancel();
+    in_flight.close();
+    tracing::info!(
+        "{signal}: shutting down; no new connections, waiting up to {} s for {} request(s) in flight",
+        options.shutdown_grace.as_secs(),
+        in_flight.len()
+    );
+    tokio::select! {
+        () = in_flight.wait() => {}
+        () = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!("grace period over; abandoning {} request(s)", in_flight.len());
+        }
+        signal = signals.next() => {
+            tracing::warn!("{signal} again; abandoning {} request(s)", in_flight.len());
+        }
+    }
+    // Ends the sessions and their standing SSE streams, which would
+    // otherwise keep their connections, and so the accept loop, open.
+    protocol_stop.cancel();
+    match tokio::time::timeout(CLOSE_TIMEOUT, accept_loop).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server ended with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
+        Err(_) => tracing::warn!("some connections did not close; exiting anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// rmcp's transport settings: allow-lists, body limit and session mode.
+fn rmcp_config(options: &HttpOptions) -> Result<StreamableHttpServerConfig, HttpError> {
+    let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|&host| host.to_owned()).collect();
+    if !options.addr.ip().is_unspecified() {
+        hosts.push(options.addr.ip().to_string());
+    }
+    for host in &options.allowed_hosts {
+        hosts.push(check_host(host)?);
+    }
+    let mut origins: Vec<String> = LOOPBACK_ORIGINS
+        .iter()
+        .map(|&origin| origin.to_owned())
+        .collect();
+    for origin in &options.allowed_origins {
+        origins.push(normalize_origin(origin)?);
+    }
+    Ok(StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .with_max_request_body_bytes(options.max_body_bytes)
+        // Sessions are the "legacy" lifecycle in rmcp's terms, and what every
+        // client released so far speaks; stateless serves each POST on its own.
+        .with_legacy_session_mode(!options.stateless))
+}
+
+fn router(
+    server: ReveServer,
+    config: StreamableHttpServerConfig,
+    options: &HttpOptions,
+    in_flight: TaskTracker,
+) -> Router {
+    let mcp = if options.stateless {
+        mcp_route(server, NeverSessionManager::default(), config)
+    } else {
+        mcp_route(server, LocalSessionManager::default(), config)
+    };
+    let mut app = mcp.layer(middleware::from_fn_with_state(in_flight, track_in_flight));
+    if let Some(token) = &options.token {
+        app = app.layer(middleware::from_fn_with_state(
+            Arc::new(token.clone()),
+            require_token,
+        ));
+    }
+    app.route("/healthz", get(|| async { "ok\n" }))
+}
+
+fn mcp_route<M: SessionManager>(
+    server: ReveServer,
+    sessions: M,
+    config: StreamableHttpServerConfig,
+) -> Router {
+    let new_handler = move || Ok(server.for_new_client());
+    Router::new().route_service(
+        MCP_PATH,
+        StreamableHttpService::new(new_handler, Arc::new(sessions), config),
+    )
+}
+
+/// Rejects a request unless it carries `Authorization: Bearer <token>`.
+async fn require_token(
+    State(token): State<Arc<SecretString>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| bearer_credentials(value.as_bytes()));
+    if presented.is_some_and(|presented| token_matches(&token, presented)) {
+        // rmcp hands the request's headers to the handler and may log them;
+        // the token has done its job and goes no further.
+        request.headers_mut().remove(header::AUTHORIZATION);
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        method = %request.method(),
+        path = request.uri().path(),
+        "rejected a request without the right bearer token"
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "Unauthorized: this server needs `Authorization: Bearer <token>` with its token\n",
+    )
+        .into_response()
+}
+
+/// The credentials of an `Authorization: Bearer ...` header (RFC 6750; the
+/// scheme is case-insensitive).
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, credentials) = value.split_at_checked(b"Bearer ".len())?;
+    scheme
+        .eq_ignore_ascii_case(b"Bearer ")
+        .then(|| credentials.trim_ascii())
+        .filter(|credentials| !credentials.is_empty())
+}
+
+/// Compares in constant time, so response timing cannot reveal how many
+/// leading bytes of a guess were right. `subtle` is used rather than a
+/// hand-written loop because it keeps the optimiser from reintroducing an
+/// early exit. Only the token's length can leak, which a long random token
+/// makes worthless.
+fn token_matches(expected: &SecretString, presented: &[u8]) -> bool {
+    expected.expose_secret().as_bytes().ct_eq(presented).into()
+}
+
+/// Counts a request as in flight until its response body has been sent to
+/// the end (for a tool call, the SSE stream that ends with the result) or
+/// dropped. GET streams are left out: they stand open for the whole session
+/// and are closed by the shutdown itself.
+async fn track_in_flight(
+    State(in_flight): State<TaskTracker>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::GET {
+        return next.run(request).await;
+    }
+    let token = in_flight.token();
+    next.run(request).await.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _in_flight = &token;
+            chunk
+        }))
+    })
+}
+
+/// `--allow-host` accepts what a `Host` header carries: a name or IP,
+/// optionally with a port (without one, any port matches).
+fn check_host(host: &str) -> Result<String, HttpError> {
+    let host = host.trim();
+    axum::http::uri::Authority::try_from(host)
+        .ok()
+        .filter(|authority| authority.as_str() == host && !host.contains('@'))
+        .map(|_| host.to_ascii_lowercase())
+        .ok_or_else(|| HttpError::BadHost(host.to_owned()))
+}
+
+/// Turns an `--allow-origin` value into the form rmcp matches on. An origin
+/// without a port means its scheme's default port, as browsers send it;
+/// rmcp would match any port for such an entry today, and will stop doing
+/// so, so the port is made explicit. `:*` keeps any port.
+fn normalize_origin(origin: &str) -> Result<String, HttpError> {
+    let bad = || HttpError::BadOrigin(origin.to_owned());
+    let trimmed = origin.trim();
+    let (base, any_port) = match trimmed.strip_suffix(":*") {
+        Some(base) => (base, true),
+        None => (trimmed, false),
+    };
+    let url = url::Url::parse(base).map_err(|_| bad())?;
+    // `Url` forgets a default port written out; `https://h:443:*` is still wrong.
+    let explicit_port = axum::http::Uri::try_from(base)
+        .ok()
+        .and_then(|uri| uri.port_u16())
+        .is_some();
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && !base.ends_with('/')
+        && url.query().is_none()
+        && url.fragment().is_none();
+    let host = url.host_str().filter(|_| bare).ok_or_else(bad)?;
+    match (any_port, url.port(), url.port_or_known_default()) {
+        (true, None, _) if !explicit_port => Ok(format!("{}://{host}:*", url.scheme())),
+        (false, _, Some(port)) => Ok(format!("{}://{host}:{port}", url.scheme())),
+        _ => Err(bad()),
+    }
+}
+
+/// SIGINT (Ctrl-C) and, on Unix, SIGTERM (what `docker stop`, systemd and
+/// Kubernetes send), registered up front so a signal that arrives early is
+/// not lost.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_get_an_explicit_port() {
+        let cases = [
+            ("https://app.example.com", "https://app.example.com:443"),
+            ("http://app.example.com", "http://app.example.com:80"),
+            (
+                "HTTPS://App.Example.com:8443",
+                "https://app.example.com:8443",
+            ),
+            ("http://localhost:*", "http://localhost:*"),
+            ("http://[::1]:3000", "http://[::1]:3000"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(normalize_origin(given).unwrap(), expected, "{given}");
+        }
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://app.example.com:443:*",
+            "https://user@app.example.com",
+            "ftp://app.example.com",
+            "null",
+            "*",
+        ] {
+            assert!(normalize_origin(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn hosts_are_names_with_an_optional_port() {
+        assert_eq!(
+            check_host("MCP.example.com").unwrap(),
+            "mcp.example.com".to_owned()
+        );
+        assert_eq!(
+            check_host("mcp.example.com:443").unwrap(),
+            "mcp.example.com:443"
+        );
+        assert_eq!(check_host("[::1]:8787").unwrap(), "[::1]:8787");
+        for bad in ["https://mcp.example.com", "mcp.example.com/mcp", "a@b", ""] {
+            assert!(check_host(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn bearer_credentials_are_read_case_insensitively() {
+        assert_eq!(bearer_credentials(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_credentials(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_credentials(b"Basic abc"), None);
+        assert_eq!(bearer_credentials(b"Bearer "), None);
+        assert_eq!(bearer_credentials(b"Bearer"), None);
+    }
+
+    #[test]
+    fn tokens_must_match_exactly() {
+        let token = SecretString::from("s3cret-token");
+        assert!(token_matches(&token, b"s3cret-token"));
+        for wrong in [&b"s3cret-tokeN"[..], b"s3cret-token ", b"s3cret", b""] {
+            assert!(!token_matches(&token, wrong));
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Hostile local files and paths, end to end through the real `reve-mcp`
+//! binary: what a prompt-injected model could ask the server to read or
+//! write, and results crafted to hurt the preview step.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reve_tests::fake::{data_uri, sample_png, sample_webp};
+use reve_tests::mcp::{McpSession, TestClient, result_text};
+use reve_tests::{FakeApi, Scenario};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A fake, an input folder, an output folder, and a folder next to them
+/// that the server must not touch.
+struct World {
+    fake: FakeApi,
+    root: TempDir,
+}
+
+impl World {
+    async fn new() -> Self {
+        let root = TempDir::new().unwrap();
+        for folder in ["inputs", "outputs", "outside"] {
+            std::fs::create_dir(root.path().join(folder)).unwrap();
+        }
+        Self {
+            fake: FakeApi::start().await,
+            root,
+        }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.path().join(relative)
+    }
+
+    fn env(&self, allowed: &[PathBuf]) -> BTreeMap<String, String> {
+        let allowed: Vec<&str> = allowed.iter().map(|dir| dir.to_str().unwrap()).collect();
+        BTreeMap::from([
+            ("AIML_API_KEY".into(), self.fake.api_key().into()),
+            ("AIML_API_BASE_URL".into(), self.fake.base_url().into()),
+            ("REVE_OUTPUT_DIR".into(), text(&self.path("outputs"))),
+            ("REVE_ALLOWED_DIRS".into(), allowed.join(":")),
+            ("REVE_MAX_RETRIES".into(), "0".into()),
+        ])
+    }
+
+    fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(relative);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+fn text(path: &Path) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+/// Every file under `dir`, hidden ones included.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.symlink_metadata().unwrap().is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Calls the tool, failing the test rather than hanging if the server does.
+async fn call(session: &McpSession, arguments: Value) -> rmcp::model::CallToolResult {
+    tokio::time::timeout(Duration::from_secs(60), session.edit_image(arguments))
+        .await
+        .expect("the server answered instead of hanging")
+        .expect("a tool result")
+}
+
+#[tokio::test]
+async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
+    let world = World::new().await;
+    let secret = world.write("outside/secret.png", &sample_png(8, 8));
+    std::os::unix::fs::symlink(world.path("outside"), world.path("inputs/album")).unwrap();
+    std::os::unix::fs::symlink(world.path("outside"), world.path("outputs/shared")).unwrap();
+    let fifo = world.path("inputs/pipe.png");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let look_alike = world.path("inputs\u{200b}");
+    std::fs::create_dir(&look_alike).unwrap();
+    world.write("inputs\u{200b}/cat.png", &sample_png(8, 8));
+    world.write(
+        "inputs/report.jpg",
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n",
+    );
+    let existing = world.write("outputs/keep.png", b"the user's own file");
+
+    // An operator who allowed far too much: /proc and /dev are still refused.
+    let allowed = [
+        world.path("inputs"),
+        PathBuf::from("/proc"),
+        PathBuf::from("/dev"),
+    ];
+    let session = McpSession::start(&world.env(&allowed), TestClient::default()).await;
+    let good = data_uri("image/png", &sample_png(8, 8));
+    let image = |path: PathBuf| json!({ "prompt": "p", "image_url": text(&path) });
+    let output =
+        |output_path: &str| json!({ "prompt": "p", "image_url": good, "output_path": output_path });
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "`..` out of the allowed folder",
+            image(world.path("inputs/../outside/secret.png")),
+            &["is outside the folders this server may read"],
+        ),
+        (
+            "a symlinked folder pointing out",
+            image(world.path("inputs/album/secret.png")),
+            &["is outside the folders", "outside/secret.png"],
+        ),
+        (
+            "a look-alike of the allowed folder",
+            image(world.path("inputs\u{200b}/cat.png")),
+            &["is outside the folders", "inputs\\u{200b}"],
+        ),
+        (
+            "the server's own environment",
+            image(PathBuf::from("/proc/self/environ")),
+            &["expected a PNG, JPEG, WebP or GIF image"],
+        ),
+        (
+            "the server's stdin",
+            image(PathBuf::from("/proc/self/fd/0")),
+            &["cannot read"],
+        ),
+        (
+            "an endless device",
+            image(PathBuf::from("/dev/zero")),
+            &["is not a regular file"],
+        ),
+        (
+            "a FIFO nobody writes to",
+            image(fifo),
+            &["is not a regular file"],
+        ),
+        (
+            "a PDF named .jpg",
+            image(world.path("inputs/report.jpg")),
+            &["is a PDF document; expected a PNG, JPEG, WebP or GIF image"],
+        ),
+        (
+            "a file URI with a host",
+            json!({ "prompt": "p", "image_url": format!("file://evil.example{}", text(&secret)) }),
+            &["remote host"],
+        ),
+        (
+            "output_path through a symlink out of the output folder",
+            output("shared/cat.png"),
+            &["outside the output folder"],
+        ),
+        (
+            "output_path with `..`",
+            output("../outside/cat.png"),
+            &["output_path", "without `..`"],
+        ),
+        (
+            "output_path absolute elsewhere",
+            output(&text(&world.path("outside/cat.png"))),
+            &["output_path"],
+        ),
+        (
+            "output_path naming an existing file",
+            output("keep.png"),
+            &["already exists"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, arguments, phrases) in cases {
+        let result = call(&session, arguments).await;
+        let said = result_text(&result);
+        if result.is_error != Some(true) {
+            failures.push(format!("{name}: not refused: {said}"));
+        } else if let Some(missing) = phrases.iter().find(|phrase| !said.contains(*phrase)) {
+            failures.push(format!("{name}: {said:?} lacks {missing:?}"));
+        }
+        if said.contains(world.fake.api_key()) {
+            failures.push(format!("{name}: the key leaked: {said}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        world.fake.generation_attempts(),
+        0,
+        "a refusal reached the API"
+    );
+    assert_eq!(files(&world.path("outside")), [secret]);
+    assert_eq!(
+        files(&world.path("outputs")),
+        [existing.clone(), world.path("outputs/shared")]
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"the user's own file");
+    // Still serving.
+    let result = call(&session, json!({ "prompt": "p", "image_url": good })).await;
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn inputs_are_typed_by_their_bytes_and_a_symlinked_allowed_folder_works() {
+    let world = World::new().await;
+    let webp = sample_webp(24, 16);
+    world.write("inputs/really-a-webp.png", &webp);
+    let link = world.path("pictures");
+    std::os::unix::fs::symlink(world.path("inputs"), &link).unwrap();
+    let session = McpSession::start(
+        &world.env(std::slice::from_ref(&link)),
+        TestClient::default(),
+    )
+    .await;
+    for path in [
+        link.join("really-a-webp.png"),
+        world.path("inputs/really-a-webp.png"),
+    ] {
+        let result = call(&session, json!({ "prompt": "p", "image_url": text(&path) })).await;
+        assert_ne!(result.is_error, Some(true), "{path:?}: {result:?}");
+    }
+    for request in world.fake.generation_requests() {
+        let sent = request.json.unwrap()["image_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let payload = sent
+            .strip_prefix("data:image/webp;base64,")
+            .unwrap_or_else(|| panic!("sent as {}", &sent[..30]));
+        assert_eq!(STANDARD.decode(payload).unwrap(), webp);
+    }
+    assert_eq!(world.fake.generation_attempts(), 2);
+    session.stop().await;
+}
+
+/// A valid PNG header declaring `width` x `height` RGB pixels, with an
+/// image stream that is empty: a few dozen bytes that a careless decoder
+/// would allocate gigabytes for.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", header.as_slice()),
+        (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+        (b"IEND", &[]),
+    ] {
+        png.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFF_u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The server's peak resident memory, from `/proc/<pid>/status`.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+#[tokio::test]
+async fn hostile_results_are_kept_but_not_previewed() {
+    let world = World::new().await;
+    let session =
+        McpSession::start(&world.env(&[world.path("inputs")]), TestClient::default()).await;
+    let input = data_uri("image/png", &sample_png(8, 8));
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        (
+            "a decompression bomb",
+            png_declaring(100_000, 100_000),
+            "declares 100000x100000 pixels",
+        ),
+        (
+            "a PNG signature and nothing else",
+            b"\x89PNG\r\n\x1a\nnothing of a picture follows".to_vec(),
+            "could not be decoded for a preview",
+        ),
+    ];
+    for (name, bytes, phrase) in cases {
+        world.fake.push(Scenario::ResultBytes(bytes.clone().into()));
+        let result = call(&session, json!({ "prompt": "p", "image_url": input })).await;
+        let said = result_text(&result);
+        assert_eq!(result.is_error, Some(true), "{name}: {said}");
+        assert!(said.contains(phrase), "{name}: {said}");
+        // The paid result is not thrown away: it is saved as delivered.
+        let saved = files(&world.path("outputs"))
+            .into_iter()
+            .find(|path| std::fs::read(path).unwrap() == bytes)
+            .unwrap_or_else(|| panic!("{name}: not saved"));
+        assert!(said.contains(&text(&saved)), "{name}: {said}");
+    }
+    // Bounded memory: the bomb declares 30 GB of pixels; the server stayed
+    // within what an idle process and one small edit need.
+    let peak = peak_rss_kib(session.pid);
+    assert!(peak < 256 * 1024, "peak resident memory {peak} KiB");
+    session.stop().await;
+}
