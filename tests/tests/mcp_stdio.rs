@@ -300,7 +300,7 @@ async fn refusals_never_reach_the_api() {
         (json!({ "prompt": "p" }), "image_url"),
         (
             json!({ "prompt": "p", "image_url": good, "colour": "red" }),
-            "colour",
+            "unknown argument `colour`; edit_image takes `image_url`, `prompt`, `output_path`",
         ),
         (
             json!({ "prompt": "p", "image_url": good, "model": "other" }),
@@ -356,6 +356,12 @@ async fn refusals_never_reach_the_api() {
             "output_path",
         ),
     ];
+    let taken = world.outputs.path().join("taken.png");
+    std::fs::write(&taken, b"the user's own picture").unwrap();
+    let cases = cases.into_iter().chain([(
+        json!({ "prompt": "p", "image_url": good, "output_path": "taken.png" }),
+        "already exists; choose another output_path",
+    )]);
     for (arguments, fragment) in cases {
         let result = session.edit_image(arguments.clone()).await.unwrap();
         assert_tool_error(&result, fragment);
@@ -372,7 +378,8 @@ async fn refusals_never_reach_the_api() {
         0,
         "a refused call reached the API"
     );
-    assert!(world.saved_files().is_empty());
+    assert_eq!(world.saved_files(), [taken.clone()]);
+    assert_eq!(std::fs::read(&taken).unwrap(), b"the user's own picture");
     // The server is still serving.
     session.client.peer().list_all_tools().await.unwrap();
     session.stop().await;

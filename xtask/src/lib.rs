@@ -2,6 +2,7 @@
 //!
 //! The tasks live in this library so that tests can call them directly; `main.rs` only parses arguments.
 
+pub mod bench;
 pub mod codegen;
 pub mod demo;
 pub mod fake_api;

@@ -13,7 +13,9 @@ tasks:
   demo               run reve-mcp against the fake AIML API and show what an agent gets
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
-                     for trying reve-mcp in a real MCP client without a key";
+                     for trying reve-mcp in a real MCP client without a key
+  bench [--quick]    build in release, measure reve-mcp against its performance
+                     budgets and write BENCHMARKS.md (--quick: fewer repetitions)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         ["codegen", "--check"] => codegen_task(Mode::Check),
         ["demo"] => xtask::demo::run(&xtask::project_root(), false),
         ["demo", "--live"] => xtask::demo::run(&xtask::project_root(), true),
+        ["bench", rest @ ..] => xtask::bench::run(&xtask::project_root(), rest),
         ["fake-api"] => xtask::fake_api::run(xtask::fake_api::DEFAULT_PORT),
         ["fake-api", "--port", port] => match port.parse() {
             Ok(port) => xtask::fake_api::run(port),

@@ -30,6 +30,11 @@ pub enum AccessError {
     #[error("{path:?} is not a regular file")]
     NotAFile { path: String },
     #[error(
+        "image_url {0:?} is a file on the server, which clients over HTTP cannot read unless its \
+         operator sets REVE_ALLOWED_DIRS; send the image as an http(s) URL or a data: URI"
+    )]
+    ServerFilesClosed(String),
+    #[error(
         "output_path {0:?} must be a file name or a relative path inside the output folder, without `..`"
     )]
     BadOutputPath(String),

@@ -4,6 +4,8 @@
 //! end-to-end tests and `cargo xtask` can reach the same code.
 
 pub mod access;
+pub mod edit_command;
+pub mod http;
 pub mod preview;
 pub mod server;
 pub mod settings;

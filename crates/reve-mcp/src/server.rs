@@ -22,9 +22,13 @@ const TOOL_TITLE: &str = "Edit image";
 const TOOL_DESCRIPTION: &str = "Edit a picture with a plain-language instruction, using the \
 reve/edit-image model. Give `prompt` (what to change, e.g. \"put the dinosaur on a lounge chair \
 at sunset\"; up to 2560 characters) and `image_url` (an http(s) URL, a data: URI, or an absolute \
-path or file:// URI of a local PNG, JPEG or WebP). Returns the edited picture as an image you can \
-see, the absolute path where the full-resolution file was saved for the user, the result URL and \
-the request id. Each call is a paid generation and takes tens of seconds.";
+path or file:// URI of a local PNG, JPEG, WebP or GIF).";
+const TOOL_RETURNS_SAVED: &str = "Returns the edited picture as an image you can see, the \
+absolute path where the full-resolution file was saved for the user, the result URL and the \
+request id.";
+const TOOL_RETURNS_UNSAVED: &str = "Returns the edited picture as an image you can see, the URL \
+of the full-resolution result and the request id; this server does not save results.";
+const TOOL_COST: &str = "Each call is a paid generation and takes tens of seconds.";
 
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,13 +45,26 @@ pub struct ReveServer {
 impl ReveServer {
     pub fn new(edit: EditImage) -> Self {
         let request_schema = reve_core::edit_image_request_schema();
+        let (returns, input_schema, output_schema) = if edit.saves_results() {
+            (
+                TOOL_RETURNS_SAVED,
+                tool_schema::input_schema(&request_schema),
+                tool_schema::output_schema(),
+            )
+        } else {
+            (
+                TOOL_RETURNS_UNSAVED,
+                tool_schema::unsaved_input_schema(&request_schema),
+                tool_schema::unsaved_output_schema(),
+            )
+        };
         let tool = Tool::new(
             TOOL_NAME,
-            TOOL_DESCRIPTION,
-            Arc::new(tool_schema::input_schema(&request_schema)),
+            format!("{TOOL_DESCRIPTION} {returns} {TOOL_COST}"),
+            Arc::new(input_schema),
         )
         .with_title(TOOL_TITLE)
-        .with_raw_output_schema(Arc::new(tool_schema::output_schema()))
+        .with_raw_output_schema(Arc::new(output_schema))
         .with_annotations(
             ToolAnnotations::with_title(TOOL_TITLE)
                 .read_only(false)
@@ -64,6 +81,16 @@ impl ReveServer {
 
     pub fn tool(&self) -> &Tool {
         &self.tool
+    }
+
+    /// A handler for one more client (an HTTP session): the tool is shared,
+    /// the roots bookkeeping is that client's own.
+    pub fn for_new_client(&self) -> Self {
+        Self {
+            edit: Arc::clone(&self.edit),
+            tool: self.tool.clone(),
+            client_roots: Arc::default(),
+        }
     }
 
     /// The roots the client declared, as local folders. Empty when the client
@@ -110,10 +137,14 @@ impl ServerHandler for ReveServer {
                 Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
                     .with_title("reve image editing"),
             )
-            .with_instructions(
+            .with_instructions(if self.edit.saves_results() {
                 "Use edit_image to change a picture from a plain-language instruction. The edited \
-                 picture comes back inline and is saved to disk; tell the user the saved path.",
-            )
+                 picture comes back inline and is saved to disk; tell the user the saved path."
+            } else {
+                "Use edit_image to change a picture from a plain-language instruction. The edited \
+                 picture comes back inline and by URL; this server does not save it, so give the \
+                 user the URL."
+            })
     }
 
     async fn list_tools(

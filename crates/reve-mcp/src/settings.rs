@@ -4,11 +4,16 @@
 //! gives exactly that, and `--help` then documents every variable beside its
 //! flag so there is one place to read.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{Args, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
+use crate::edit_command::EditArgs;
+use crate::http::{DEFAULT_MAX_BODY_BYTES, HttpOptions};
 use crate::preview::PreviewBudget;
 
 /// Edit images with plain-language instructions through the AIML API model
@@ -30,8 +35,125 @@ pub struct Cli {
 /// What to run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdio (the default when no subcommand is given).
-    Serve,
+    /// Serve MCP over stdio (the default when no subcommand is given), or
+    /// over Streamable HTTP with --http.
+    Serve(ServeArgs),
+    /// Edit images from a terminal or a script, without an MCP client.
+    #[command(long_about = crate::edit_command::LONG_ABOUT)]
+    Edit(EditArgs),
+}
+
+/// How `serve` listens, and what it does with results.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Serving")]
+pub struct ServeArgs {
+    /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio.
+    /// ADDR is IP:PORT, localhost:PORT or a bare PORT (on 127.0.0.1); port 0
+    /// picks a free one, and the address is logged. Any address other than
+    /// loopback requires --auth-token.
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
+    pub http: Option<SocketAddr>,
+
+    /// Bearer token every HTTP request must carry (`Authorization: Bearer
+    /// TOKEN`). Prefer the variable: command lines are visible to every user
+    /// of the machine.
+    #[arg(
+        long,
+        env = "REVE_HTTP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = parse_token
+    )]
+    pub auth_token: Option<SecretString>,
+
+    /// A browser origin allowed to call the HTTP server besides this
+    /// machine's own (http(s)://localhost, 127.0.0.1 and [::1], any port),
+    /// e.g. https://app.example.com or https://app.example.com:*. Requests
+    /// without an Origin header (non-browser clients) are always allowed.
+    /// Repeat the flag, or separate with commas in the variable.
+    #[arg(
+        long = "allow-origin",
+        env = "REVE_HTTP_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// A Host header value to accept besides loopback names and the bound
+    /// IP: the public name clients use when the server sits behind a reverse
+    /// proxy or load balancer, e.g. mcp.example.com (any port) or
+    /// mcp.example.com:443. Other hosts get 403, which defeats DNS rebinding.
+    #[arg(
+        long = "allow-host",
+        env = "REVE_HTTP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Keep no session state between HTTP requests, so that any replica
+    /// behind a load balancer can serve any request of any client.
+    #[arg(long, env = "REVE_HTTP_STATELESS", value_parser = BoolishValueParser::new())]
+    pub stateless: bool,
+
+    /// Do not save results on this machine: they are returned inline (the
+    /// preview) and by the API's URL only. Meant for hosted servers whose
+    /// disk is not the user's.
+    #[arg(long, env = "REVE_NO_SAVE", value_parser = BoolishValueParser::new())]
+    pub no_save: bool,
+
+    /// Largest HTTP request body, in bytes (larger ones get 413). The
+    /// default fits a 20 MiB input image sent inline as a data URI.
+    #[arg(long, env = "REVE_HTTP_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// On SIGINT or SIGTERM, how long edits in flight may take to finish
+    /// before the HTTP server exits anyway, in seconds.
+    #[arg(long, env = "REVE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// What plain `serve` means, environment included: how a client that
+    /// gives no subcommand gets served.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        let command = Self::augment_args(clap::Command::new("serve"));
+        Self::from_arg_matches(&command.try_get_matches_from(["serve"])?)
+    }
+
+    pub fn http_options(&self, addr: SocketAddr) -> HttpOptions {
+        HttpOptions {
+            addr,
+            token: self.auth_token.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_hosts: self.allowed_hosts.clone(),
+            stateless: self.stateless,
+            max_body_bytes: self.max_body_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
+
+/// Reads `--http`: a socket address, `localhost:PORT`, or a bare port on
+/// loopback, so that the short form can never expose the server.
+fn parse_http_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Some(port) = value.strip_prefix("localhost:") {
+        let port = port.parse::<u16>().map_err(|error| error.to_string())?;
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    value
+        .parse()
+        .map_err(|_| "expected IP:PORT (e.g. 127.0.0.1:8787), localhost:PORT or PORT".to_owned())
+}
+
+fn parse_token(value: &str) -> Result<SecretString, String> {
+    if value.trim().is_empty() {
+        return Err("the token is empty".to_owned());
+    }
+    Ok(SecretString::from(value))
 }
 
 /// Every knob of the server, shared by all subcommands.
@@ -51,7 +173,8 @@ pub struct Settings {
     /// Folders local input images may be read from. Repeat the flag, or give
     /// a list separated like PATH in the variable. The client's MCP roots are
     /// allowed too; with neither, your home folder. The output folder is
-    /// always allowed, so a result can be edited again.
+    /// always allowed, so a result can be edited again. Over HTTP (`serve
+    /// --http`) only these folders are, and none when this is not set.
     #[arg(
         long = "allowed-dir",
         env = "REVE_ALLOWED_DIRS",
@@ -61,15 +184,15 @@ pub struct Settings {
     pub allowed_dirs: Vec<PathBuf>,
 
     /// Overall deadline of one edit in seconds, retries and download included.
-    #[arg(long, env = "REVE_TIMEOUT_SECS", default_value_t = 300, global = true)]
+    #[arg(long, env = "REVE_TIMEOUT_SECS", default_value_t = reve_core::DEFAULT_TIMEOUT.as_secs(), global = true)]
     pub timeout_secs: u64,
 
     /// Retries after a rate limit, a server error or a dropped connection.
-    #[arg(long, env = "REVE_MAX_RETRIES", default_value_t = 2, global = true)]
+    #[arg(long, env = "REVE_MAX_RETRIES", default_value_t = reve_core::DEFAULT_MAX_RETRIES, global = true)]
     pub max_retries: u32,
 
     /// Largest local input image, in bytes.
-    #[arg(long, env = "REVE_MAX_INPUT_BYTES", default_value_t = 20 * 1024 * 1024, global = true)]
+    #[arg(long, env = "REVE_MAX_INPUT_BYTES", default_value_t = reve_core::DEFAULT_MAX_INPUT_BYTES, global = true)]
     pub max_input_bytes: u64,
 
     /// Largest base64 size of the inline preview returned to the model, in bytes.
@@ -130,5 +253,34 @@ impl Settings {
                     "cannot find a per-user Pictures or data folder: set REVE_OUTPUT_DIR or --output-dir"
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_addresses_default_to_loopback() {
+        let cases = [
+            ("8787", "127.0.0.1:8787"),
+            ("localhost:0", "127.0.0.1:0"),
+            ("127.0.0.1:8787", "127.0.0.1:8787"),
+            ("[::1]:9", "[::1]:9"),
+            ("0.0.0.0:80", "0.0.0.0:80"),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(parse_http_addr(given).unwrap().to_string(), expected);
+        }
+        for bad in ["example.com:80", "localhost:x", "localhost", "70000", ""] {
+            assert!(parse_http_addr(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        assert!(parse_token("").is_err());
+        assert!(parse_token("  ").is_err());
+        assert!(parse_token("t0ken").is_ok());
     }
 }

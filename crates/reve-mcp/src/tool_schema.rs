@@ -2,6 +2,8 @@
 //! vendor's request schema so that a field the vendor adds reaches MCP
 //! clients through `cargo xtask codegen` alone.
 
+use std::path::Path;
+
 use rmcp::model::JsonObject;
 use rmcp::schemars::{self, JsonSchema};
 use serde::Serialize;
@@ -20,7 +22,7 @@ pub const SERVER_CHOSEN: &[&str] = &["convert_base64_to_url"];
 
 const IMAGE_URL_DESCRIPTION: &str = "The image to edit. One of: an http(s) URL; a data: URI \
 (data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder \
-this server may read (a previous result's saved path works). PNG, JPEG or WebP.";
+this server may read (a previous result's saved path works). PNG, JPEG, WebP or GIF.";
 
 const OUTPUT_PATH_DESCRIPTION: &str = "Optional file name, or path relative to the output folder, \
 for the saved result. The extension is corrected to the image's real type; an existing file is \
@@ -95,6 +97,11 @@ pub fn fixed_fields(request_schema: &Value, convert_base64_to_url: bool) -> Vec<
 #[schemars(crate = "rmcp::schemars")]
 pub struct EditOutput {
     /// Absolute path of the saved full-resolution result.
+    // Empty, and so left out of the JSON, when the server does not save
+    // (`--no-save`); that server declares `unsaved_output_schema` instead.
+    // A sentinel rather than an Option keeps the declared schema of a saving
+    // server exactly as it was: `path` a required string.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// Where the API published the result, when it returned a URL.
     pub url: Option<String>,
@@ -112,11 +119,87 @@ pub struct EditOutput {
     pub content_violation: Option<bool>,
 }
 
-pub fn output_schema() -> JsonObject {
-    match serde_json::to_value(schemars::schema_for!(EditOutput)) {
-        Ok(Value::Object(schema)) => schema,
-        _ => unreachable!("schemars produces an object schema for a struct"),
+impl EditOutput {
+    /// Describes a result saved at `saved`; `(width, height)` are passed in
+    /// because the tool can fall back to its preview's size when the header
+    /// is unreadable.
+    pub fn new(edited: &reve_core::EditedImage, saved: &Path, dimensions: (u32, u32)) -> Self {
+        Self {
+            path: saved.display().to_string(),
+            ..Self::unsaved(edited, dimensions)
+        }
     }
+
+    /// Describes a result that was not written to disk.
+    pub fn unsaved(edited: &reve_core::EditedImage, (width, height): (u32, u32)) -> Self {
+        Self {
+            path: String::new(),
+            url: edited.url.clone(),
+            mime_type: edited.mime_type().to_owned(),
+            width,
+            height,
+            bytes: edited.bytes.len() as u64,
+            request_id: edited.request_id.clone(),
+            content_violation: edited.content_violation,
+        }
+    }
+}
+
+/// The declared `outputSchema`: every key always present (`null` when there
+/// is no value), nothing else allowed.
+///
+/// schemars' output is adjusted for portability across client SDKs: the
+/// `uint32`/`uint64` formats are not JSON Schema formats, and Ajv (inside the
+/// TypeScript SDK and every client built on it) warns about them on each
+/// `tools/list`; a nullable type becomes `anyOf` rather than a type array,
+/// which clients that map schemas onto a single-`type` dialect reject.
+pub fn output_schema() -> JsonObject {
+    let Ok(Value::Object(mut schema)) = serde_json::to_value(schemars::schema_for!(EditOutput))
+    else {
+        unreachable!("schemars produces an object schema for a struct")
+    };
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        for property in properties.values_mut().filter_map(Value::as_object_mut) {
+            make_portable(property);
+        }
+        let every_key: Vec<Value> = properties.keys().cloned().map(Value::String).collect();
+        schema.insert("required".into(), Value::Array(every_key));
+    }
+    schema.insert("additionalProperties".into(), false.into());
+    schema
+}
+
+fn make_portable(property: &mut JsonObject) {
+    if property.get("type").and_then(Value::as_str) == Some("integer") {
+        property.remove("format");
+    }
+    if let Some(Value::Array(types)) = property.get("type").cloned() {
+        property.remove("type");
+        let alternatives = types.into_iter().map(|t| json!({ "type": t })).collect();
+        property.insert("anyOf".into(), Value::Array(alternatives));
+    }
+}
+
+/// The output schema of a server that does not save results: no `path`.
+pub fn unsaved_output_schema() -> JsonObject {
+    let mut schema = output_schema();
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        properties.remove("path");
+    }
+    if let Some(Value::Array(required)) = schema.get_mut("required") {
+        required.retain(|name| name != "path");
+    }
+    schema
+}
+
+/// The input schema of a server that does not save results: without
+/// `output_path`, which would name a file that is never written.
+pub fn unsaved_input_schema(request_schema: &Value) -> JsonObject {
+    let mut schema = input_schema(request_schema);
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        properties.remove(OUTPUT_PATH_ARG);
+    }
+    schema
 }
 
 #[cfg(test)]
@@ -135,6 +218,41 @@ mod tests {
         );
         assert!(properties["image_url"].get("format").is_none());
         assert_eq!(schema["required"], json!(["image_url", "prompt"]));
+    }
+
+    #[test]
+    fn output_schema_requires_exactly_the_keys_a_result_carries() {
+        let output = EditOutput {
+            path: "/out/reve.png".into(),
+            url: None,
+            mime_type: "image/png".into(),
+            width: 1,
+            height: 1,
+            bytes: 1,
+            request_id: None,
+            content_violation: None,
+        };
+        let Value::Object(serialized) = serde_json::to_value(output).unwrap() else {
+            panic!("an object")
+        };
+        let keys: Vec<&String> = serialized.keys().collect();
+        let schema = output_schema();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(keys, required);
+        assert_eq!(schema["additionalProperties"], json!(false));
+        assert_eq!(
+            schema["properties"]["url"]["anyOf"],
+            json!([{ "type": "string" }, { "type": "null" }])
+        );
+        assert_eq!(
+            schema["properties"]["width"],
+            json!({ "description": "Width of the saved result in pixels.", "type": "integer", "minimum": 0 })
+        );
     }
 
     #[test]

@@ -36,16 +36,40 @@ pub enum EditImageError {
     Access(#[from] AccessError),
     #[error(transparent)]
     Api(#[from] reve_core::Error),
-    #[error("the edit succeeded but saving it failed: {0}")]
-    Save(reve_core::Error),
+    #[error("the edit succeeded but saving it failed: {source}{}", ResultUrlHint(.url.as_deref()))]
+    Save {
+        source: reve_core::Error,
+        /// Where the paid result can still be fetched, if the API published it.
+        url: Option<String>,
+    },
+    #[error(
+        "{0} already exists; choose another output_path (existing files are never overwritten); nothing was sent to the API"
+    )]
+    OutputExists(String),
     #[error("the edit succeeded and was saved to {path}, but {source}")]
     Preview {
         path: String,
         #[source]
         source: PreviewError,
     },
+    #[error("the edit succeeded, but {0}; this server does not save results")]
+    PreviewUnsaved(#[source] PreviewError),
+    #[error("output_path cannot be used: this server does not save results")]
+    NotSaving,
     #[error("the call was cancelled")]
     Cancelled,
+}
+
+/// Names the result URL in a save failure, so the paid result is not lost.
+struct ResultUrlHint<'a>(Option<&'a str>);
+
+impl std::fmt::Display for ResultUrlHint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(url) => write!(f, "; the result can still be downloaded from {url}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The tool, with everything it needs that outlives one call.
@@ -57,10 +81,19 @@ pub struct EditImage {
     preview_budget: PreviewBudget,
     /// Request fields the server sets: the model and the response mode.
     fixed_fields: Vec<(String, Value)>,
+    /// The arguments the tool declares, to name in the error about an
+    /// unknown one (serde's own message would list the vendor's fields,
+    /// including those the server refuses, and omit `output_path`).
+    argument_names: Vec<String>,
     /// Decoding and re-encoding a 4096x4096 result takes a core and ~100 MB;
     /// bounding the previews in flight to the core count keeps memory flat
     /// when many calls finish together.
     preview_slots: Arc<Semaphore>,
+    /// Whether local reads are confined to `configured_dirs` alone; see
+    /// [`EditImage::confine_to_configured_dirs`].
+    confined: bool,
+    /// Whether results are written to `output_dir`.
+    saves: bool,
 }
 
 pub struct EditImageSettings {
@@ -74,6 +107,13 @@ pub struct EditImageSettings {
 impl EditImage {
     pub fn new(client: reve_core::Client, settings: EditImageSettings) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let request_schema = reve_core::edit_image_request_schema();
+        let input_schema = tool_schema::input_schema(&request_schema);
+        let argument_names = input_schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default();
         Self {
             client,
             output_dir: settings.output_dir,
@@ -81,16 +121,41 @@ impl EditImage {
             max_input_bytes: settings.max_input_bytes,
             preview_budget: settings.preview_budget,
             fixed_fields: tool_schema::fixed_fields(
-                &reve_core::edit_image_request_schema(),
+                &request_schema,
                 settings.response_mode.convert_base64_to_url(),
             ),
+            argument_names,
             preview_slots: Arc::new(Semaphore::new(cores)),
+            confined: false,
+            saves: true,
         }
+    }
+
+    /// For clients on other machines: local files are readable only inside
+    /// the configured folders, and not at all when there are none. Such a
+    /// client's roots name folders on its own disk, this user's home folder
+    /// is not its to read, and on a shared server the output folder holds
+    /// other clients' results.
+    pub fn confine_to_configured_dirs(mut self) -> Self {
+        self.confined = true;
+        self
+    }
+
+    /// Returns results (preview and URL) without writing them to disk, for
+    /// hosted servers whose disk is nobody's to keep.
+    pub fn without_saving(mut self) -> Self {
+        self.saves = false;
+        self
+    }
+
+    pub fn saves_results(&self) -> bool {
+        self.saves
     }
 
     /// Whether this call reads a local file, so the client's roots matter.
     pub fn needs_roots(&self, arguments: &JsonObject) -> bool {
-        self.configured_dirs.is_empty()
+        !self.confined
+            && self.configured_dirs.is_empty()
             && arguments
                 .get(IMAGE_URL_ARG)
                 .and_then(Value::as_str)
@@ -101,6 +166,9 @@ impl EditImage {
     /// client's roots, or the home folder when there are neither; the output
     /// folder always, so a result can be edited again.
     fn allowed_dirs(&self, client_roots: Vec<PathBuf>) -> AllowedDirs {
+        if self.confined {
+            return AllowedDirs::new(self.configured_dirs.iter().cloned());
+        }
         let mut dirs: Vec<PathBuf> = self
             .configured_dirs
             .iter()
@@ -130,24 +198,43 @@ impl EditImage {
                 )));
             }
         };
+        if output_path.is_some() && !self.saves {
+            return Err(EditImageError::NotSaving);
+        }
         let output_target = output_path
             .as_deref()
             .map(|path| access::output_target(&self.output_dir, path))
             .transpose()?;
-
-        for (name, value) in &self.fixed_fields {
-            if arguments.insert(name.clone(), value.clone()).is_some() {
-                return Err(EditImageError::Arguments(format!(
-                    "`{name}` is set by the server and cannot be passed"
-                )));
+        // Checked before the paid call; `save_in` still refuses to overwrite
+        // when the real type changes the extension onto an existing name.
+        if let Some((folder, name)) = &output_target {
+            let target = folder.join(name);
+            if target.symlink_metadata().is_ok() {
+                return Err(EditImageError::OutputExists(target.display().to_string()));
             }
         }
-        let mut request: reve_core::EditImageRequest =
-            serde_path_to_error::deserialize(Value::Object(arguments))
-                .map_err(|error| EditImageError::Arguments(error.to_string()))?;
+        let fixed = |name: &String| self.fixed_fields.iter().any(|(fixed, _)| fixed == name);
+        if let Some(unknown) = arguments
+            .keys()
+            .find(|name| !fixed(name) && !self.argument_names.contains(name))
+        {
+            return Err(EditImageError::Arguments(format!(
+                "unknown argument `{unknown}`; edit_image takes {}",
+                self.argument_names
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+
+        let mut request = build_request(&self.fixed_fields, arguments)?;
 
         if let Some(path) = access::local_path(&request.image_url) {
             let path = path?;
+            if self.confined && self.configured_dirs.is_empty() {
+                return Err(AccessError::ServerFilesClosed(path.display().to_string()).into());
+            }
             let allowed = self.allowed_dirs(client_roots);
             let max_bytes = self.max_input_bytes;
             request.image_url = tokio::task::spawn_blocking(move || {
@@ -161,16 +248,24 @@ impl EditImage {
 
         let edited = self.call_api(&request, progress, &cancel).await?;
 
-        let (folder, file_name) = match output_target {
-            Some((folder, name)) => (folder, Some(name)),
-            None => (self.output_dir.clone(), None),
-        };
-        let saved = {
+        let saved = if self.saves {
+            let (folder, file_name) = match output_target {
+                Some((folder, name)) => (folder, Some(name)),
+                None => (self.output_dir.clone(), None),
+            };
+            let edited_url = edited.url.clone();
             let edited = edited.clone();
-            tokio::task::spawn_blocking(move || edited.save_in(&folder, file_name.as_deref()))
-                .await
-                .expect("saving does not panic")
-                .map_err(EditImageError::Save)?
+            let saved =
+                tokio::task::spawn_blocking(move || edited.save_in(&folder, file_name.as_deref()))
+                    .await
+                    .expect("saving does not panic")
+                    .map_err(|source| EditImageError::Save {
+                        source,
+                        url: edited_url.clone(),
+                    })?;
+            Some(saved)
+        } else {
+            None
         };
 
         let preview = {
@@ -181,12 +276,15 @@ impl EditImage {
                 .await
                 .expect("the preview does not panic")
         }
-        .map_err(|source| EditImageError::Preview {
-            path: saved.display().to_string(),
-            source,
+        .map_err(|source| match &saved {
+            Some(saved) => EditImageError::Preview {
+                path: saved.display().to_string(),
+                source,
+            },
+            None => EditImageError::PreviewUnsaved(source),
         })?;
 
-        Ok(success_result(&edited, &saved, preview))
+        Ok(success_result(&edited, saved.as_deref(), preview))
     }
 
     /// Calls the API, sending progress while it works, and drops the HTTP
@@ -227,28 +325,49 @@ impl EditImage {
     }
 }
 
+/// Adds the request fields the server sets (see [`tool_schema::fixed_fields`])
+/// to `arguments` and reads them as a request. The command line builds its
+/// requests here too, so that both send the same model and response mode.
+pub fn build_request(
+    fixed_fields: &[(String, Value)],
+    mut arguments: JsonObject,
+) -> Result<reve_core::EditImageRequest, EditImageError> {
+    for (name, value) in fixed_fields {
+        if arguments.insert(name.clone(), value.clone()).is_some() {
+            return Err(EditImageError::Arguments(format!(
+                "`{name}` is set by the server and cannot be passed"
+            )));
+        }
+    }
+    serde_path_to_error::deserialize(Value::Object(arguments))
+        .map_err(|error| EditImageError::Arguments(error.to_string()))
+}
+
+/// The result for the model. `saved` is `None` when the server does not
+/// save: the structured output then has no `path`, and the resource link
+/// points at the API's URL instead of a file.
 fn success_result(
     edited: &reve_core::EditedImage,
-    saved: &Path,
+    saved: Option<&Path>,
     preview: preview::Preview,
 ) -> CallToolResult {
     let (width, height) = edited
         .dimensions()
         .unwrap_or((preview.width, preview.height));
-    let output = EditOutput {
-        path: saved.display().to_string(),
-        url: edited.url.clone(),
-        mime_type: edited.mime_type().to_owned(),
-        width,
-        height,
-        bytes: edited.bytes.len() as u64,
-        request_id: edited.request_id.clone(),
-        content_violation: edited.content_violation,
+    let output = match saved {
+        Some(saved) => EditOutput::new(edited, saved, (width, height)),
+        None => EditOutput::unsaved(edited, (width, height)),
     };
-    let mut text = format!(
-        "Edited image saved to {} ({}x{}, {}, {} bytes).",
-        output.path, width, height, output.mime_type, output.bytes
-    );
+    let mut text = match saved {
+        Some(_) => format!(
+            "Edited image saved to {} ({}x{}, {}, {} bytes).",
+            output.path, width, height, output.mime_type, output.bytes
+        ),
+        None => format!(
+            "Edited image ({}x{}, {}, {} bytes); this server does not save results.",
+            width, height, output.mime_type, output.bytes
+        ),
+    };
     if let Some(url) = &output.url {
         text.push_str(&format!("\nResult URL: {url}"));
     }
@@ -256,27 +375,41 @@ fn success_result(
         text.push_str(&format!("\nRequest id: {request_id}"));
     }
     if (preview.width, preview.height) != (width, height) {
+        let full = match (saved, &output.url) {
+            (Some(_), _) => "the saved file is full resolution",
+            (None, Some(_)) => "the result URL has it in full resolution",
+            (None, None) => "the full-resolution result was not kept",
+        };
         text.push_str(&format!(
-            "\nThe picture shown is a {}x{} preview; the saved file is full resolution.",
+            "\nThe picture shown is a {}x{} preview; {full}.",
             preview.width, preview.height
         ));
     }
-    let file_uri = url::Url::from_file_path(saved)
-        .map(String::from)
-        .unwrap_or_else(|()| format!("file://{}", output.path));
-    let name = saved
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let link = Resource::new(file_uri, name)
-        .with_mime_type(output.mime_type.clone())
-        .with_size(output.bytes);
+    let link = match saved {
+        Some(saved) => {
+            let file_uri = url::Url::from_file_path(saved)
+                .map(String::from)
+                .unwrap_or_else(|()| format!("file://{}", output.path));
+            Some((file_uri, saved.file_name()))
+        }
+        None => output.url.clone().map(|url| (url, None)),
+    }
+    .map(|(uri, file_name)| {
+        let name = file_name.map_or_else(
+            || "edited image".to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        Resource::new(uri, name)
+            .with_mime_type(output.mime_type.clone())
+            .with_size(output.bytes)
+    });
 
-    let mut result = CallToolResult::success(vec![
+    let mut content = vec![
         ContentBlock::image(preview.base64, preview.mime_type),
         ContentBlock::text(text),
-        ContentBlock::resource_link(link),
-    ]);
+    ];
+    content.extend(link.map(ContentBlock::resource_link));
+    let mut result = CallToolResult::success(content);
     result.structured_content =
         Some(serde_json::to_value(output).expect("the output serialises to JSON"));
     result

@@ -1,0 +1,465 @@
+//! End-to-end: `reve-mcp edit`, the real binary, against the fake API.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use reve_tests::fake::{sample_jpeg, sample_png};
+use reve_tests::mcp::reve_mcp_binary;
+use reve_tests::{FakeApi, Scenario};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::process::Command;
+
+/// The tool's structured result keys, after the input they belong to.
+const SUCCESS_KEYS: [&str; 9] = [
+    "input",
+    "path",
+    "url",
+    "mime_type",
+    "width",
+    "height",
+    "bytes",
+    "request_id",
+    "content_violation",
+];
+
+/// A fake API, a working directory holding the inputs, and the default
+/// output folder.
+struct World {
+    fake: FakeApi,
+    work: TempDir,
+    outputs: TempDir,
+}
+
+/// What one run of the binary left behind.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl World {
+    async fn new() -> Self {
+        Self {
+            fake: FakeApi::start().await,
+            work: TempDir::new().unwrap(),
+            outputs: TempDir::new().unwrap(),
+        }
+    }
+
+    /// `reve-mcp edit ARGS...` in the working directory, with only these
+    /// variables (and PATH, HOME) set.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(reve_mcp_binary());
+        command
+            .arg("edit")
+            .args(args)
+            .current_dir(self.work.path())
+            .env_clear()
+            .env("AIML_API_KEY", self.fake.api_key())
+            .env("AIML_API_BASE_URL", self.fake.base_url())
+            .env("REVE_OUTPUT_DIR", self.outputs.path())
+            .env("REVE_MAX_RETRIES", "0")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for name in ["PATH", "HOME"] {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().await.expect("reve-mcp runs"))
+    }
+
+    fn input_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.work.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Everything in the default output folder, hidden files included.
+    fn saved_files(&self) -> Vec<PathBuf> {
+        files_in(self.outputs.path())
+    }
+
+    /// The bytes the fake serves at the result URLs it handed out, in the
+    /// order they were downloaded.
+    async fn served_results(&self) -> Vec<Vec<u8>> {
+        let mut served = Vec::new();
+        for request in self.fake.requests() {
+            if request.method == "GET" && request.path.starts_with("/files/") {
+                let url = format!("{}{}", self.fake.base_url(), request.path);
+                let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+                served.push(bytes.to_vec());
+            }
+        }
+        served
+    }
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            status: output.status,
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+}
+
+impl Run {
+    fn assert_code(&self, code: i32) {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(!self.stdout.contains(reve_tests::fake::TEST_API_KEY));
+        assert!(!self.stderr.contains(reve_tests::fake::TEST_API_KEY));
+    }
+
+    fn json_lines(&self) -> Vec<serde_json::Map<String, Value>> {
+        self.stdout
+            .lines()
+            .map(|line| match serde_json::from_str(line) {
+                Ok(Value::Object(object)) => object,
+                other => panic!("{line:?} is not a JSON object: {other:?}"),
+            })
+            .collect()
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn keys(object: &serde_json::Map<String, Value>) -> Vec<&str> {
+    object.keys().map(String::as_str).collect()
+}
+
+/// The image bytes inside a `data:` URI the fake received.
+fn sent_image(request: &reve_tests::RecordedRequest) -> (String, Vec<u8>) {
+    let image_url = request.json.as_ref().unwrap()["image_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (header, payload) = image_url.split_once(',').unwrap();
+    (header.to_owned(), STANDARD.decode(payload).unwrap())
+}
+
+#[tokio::test]
+async fn edits_one_file_and_prints_where_it_was_saved() {
+    let world = World::new().await;
+    let input = sample_png(48, 32);
+    world.input_file("photo.png", &input);
+    // The MCP tool's guard on model-supplied paths does not apply to paths
+    // the user types: this folder does not hold the input.
+    let elsewhere = TempDir::new().unwrap();
+    let run = Run::from(
+        world
+            .command(&["photo.png", "--prompt", "make it night"])
+            .env("REVE_ALLOWED_DIRS", elsewhere.path())
+            .output()
+            .await
+            .unwrap(),
+    );
+    run.assert_code(0);
+
+    let saved = world.saved_files();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(run.stdout, format!("{}\n", saved[0].display()));
+    assert_eq!(saved[0].extension().unwrap(), "png");
+    let on_disk = std::fs::read(&saved[0]).unwrap();
+    assert_eq!(world.served_results().await, [on_disk.clone()]);
+    let decoded = image::load_from_memory(&on_disk).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (48, 32));
+
+    let sent = world.fake.generation_requests();
+    assert_eq!(sent.len(), 1);
+    let body = sent[0].json.as_ref().unwrap();
+    assert_eq!(body["model"], "reve/edit-image");
+    assert_eq!(body["prompt"], "make it night");
+    assert_eq!(body["convert_base64_to_url"], true);
+    assert_eq!(
+        sent_image(&sent[0]),
+        ("data:image/png;base64".to_owned(), input)
+    );
+    assert_eq!(
+        sent[0].header("authorization"),
+        Some(format!("Bearer {}", world.fake.api_key()).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_batch_reports_each_input_and_fails_if_one_fails() {
+    let world = World::new().await;
+    let first = sample_png(40, 30);
+    world.input_file("a.png", &first);
+    world.input_file("notes.png", b"just some text, not a picture");
+    let url = world.fake.serve_input(sample_jpeg(24, 16), "image/jpeg");
+
+    let run = world
+        .run(&[
+            "a.png",
+            "notes.png",
+            &url,
+            "missing.png",
+            "-p",
+            "in watercolour",
+            "--json",
+        ])
+        .await;
+    run.assert_code(1);
+
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    // Lines come in the order the inputs were given.
+    assert_eq!(lines[0]["input"], "a.png");
+    assert_eq!(lines[1]["input"], "notes.png");
+    assert_eq!(lines[2]["input"], url.as_str());
+    assert_eq!(lines[3]["input"], "missing.png");
+    assert_eq!(keys(&lines[0]), SUCCESS_KEYS);
+    assert_eq!(keys(&lines[2]), SUCCESS_KEYS);
+    assert_eq!(keys(&lines[1]), ["input", "error"]);
+    assert_eq!(keys(&lines[3]), ["input", "error"]);
+    let work = world.work.path().canonicalize().unwrap();
+    let not_an_image = format!(
+        "{} is text, not an image; expected a PNG, JPEG, WebP or GIF image",
+        work.join("notes.png").display()
+    );
+    assert_eq!(lines[1]["error"]["message"], not_an_image.as_str());
+    let missing = format!(
+        "could not open {}: No such file or directory (os error 2)",
+        work.join("missing.png").display()
+    );
+    assert_eq!(lines[3]["error"]["message"], missing.as_str());
+
+    for (line, size) in [(&lines[0], (40u32, 30u32)), (&lines[2], (24, 16))] {
+        let path = PathBuf::from(line["path"].as_str().unwrap());
+        assert_eq!(path.parent().unwrap(), world.outputs.path());
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(line["bytes"], on_disk.len());
+        assert_eq!(line["mime_type"], "image/png");
+        assert_eq!(
+            (&line["width"], &line["height"]),
+            (&size.0.into(), &size.1.into())
+        );
+        let served = reqwest::get(line["url"].as_str().unwrap())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(on_disk, served.as_ref());
+        assert!(line["request_id"].as_str().unwrap().starts_with("rsid-"));
+    }
+    assert_eq!(world.saved_files().len(), 2);
+
+    // The unreadable input never reached the API; the URL went as given.
+    let sent = world.fake.generation_requests();
+    assert_eq!(sent.len(), 2);
+    let mut image_urls: Vec<String> = sent
+        .iter()
+        .map(|request| request.json.as_ref().unwrap()["image_url"].to_string())
+        .collect();
+    image_urls.sort();
+    assert!(image_urls[0].starts_with("\"data:image/png;base64,"));
+    assert_eq!(image_urls[1], format!("\"{url}\""));
+
+    assert!(
+        run.stderr.ends_with(&format!(
+            "2 of 4 edits failed:\n  notes.png: {not_an_image}\n  missing.png: {missing}\n"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn an_api_failure_fails_only_its_own_input() {
+    let world = World::new().await;
+    for name in ["a.png", "b.png", "c.png"] {
+        world.input_file(name, &sample_png(16, 16));
+    }
+    world.fake.push(Scenario::BadRequest400);
+
+    let run = world
+        .run(&["a.png", "b.png", "c.png", "-p", "p", "--jobs", "2"])
+        .await;
+    run.assert_code(1);
+
+    assert_eq!(world.fake.generation_attempts(), 3);
+    let saved = world.saved_files();
+    assert_eq!(saved.len(), 2);
+    let printed: Vec<PathBuf> = run.stdout.lines().map(PathBuf::from).collect();
+    let mut sorted = printed.clone();
+    sorted.sort();
+    assert_eq!(sorted, saved);
+    assert!(run.stderr.contains("1 of 3 edits failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("HTTP 400"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn output_to_a_folder() {
+    let world = World::new().await;
+    world.input_file("a.png", &sample_png(16, 16));
+    world.input_file("b.jpg", &sample_jpeg(16, 16));
+
+    // An existing folder, by relative path.
+    std::fs::create_dir(world.work.path().join("out")).unwrap();
+    let run = world.run(&["a.png", "b.jpg", "-p", "p", "-o", "out"]).await;
+    run.assert_code(0);
+    let out = world.work.path().join("out");
+    let saved = files_in(&out);
+    assert_eq!(saved.len(), 2);
+    let mut printed: Vec<PathBuf> = run.stdout.lines().map(PathBuf::from).collect();
+    printed.sort();
+    assert_eq!(printed, saved);
+
+    // A trailing slash names a folder that does not exist yet.
+    let run = world
+        .run(&["a.png", "b.jpg", "-p", "p", "-o", "new/sub/"])
+        .await;
+    run.assert_code(0);
+    assert_eq!(files_in(&world.work.path().join("new/sub")).len(), 2);
+    assert!(world.saved_files().is_empty());
+}
+
+#[tokio::test]
+async fn output_to_a_file_corrects_the_extension_and_never_overwrites() {
+    let world = World::new().await;
+    world.input_file("a.png", &sample_png(16, 16));
+
+    // The result is a PNG, so `result.jpg` is saved as `result.png`.
+    let run = world.run(&["a.png", "-p", "p", "-o", "result.jpg"]).await;
+    run.assert_code(0);
+    let expected = world.work.path().join("result.png");
+    assert_eq!(run.stdout, format!("{}\n", expected.display()));
+    assert_eq!(
+        world.served_results().await,
+        [std::fs::read(&expected).unwrap()]
+    );
+    assert!(!world.work.path().join("result.jpg").exists());
+
+    // Asking for a file that exists is refused before any request.
+    let existing = world.input_file("keep.png", b"precious");
+    let run = world.run(&["a.png", "-p", "p", "-o", "keep.png"]).await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"precious");
+    assert_eq!(world.fake.generation_attempts(), 1);
+
+    // The corrected name existing is found only once the type is known;
+    // the result is not saved over it either.
+    let run = world.run(&["a.png", "-p", "p", "-o", "result"]).await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(&expected).unwrap(),
+        world.served_results().await[0]
+    );
+    assert!(world.saved_files().is_empty());
+}
+
+#[tokio::test]
+async fn several_inputs_and_one_output_file_are_refused_before_any_request() {
+    let world = World::new().await;
+    world.input_file("a.png", &sample_png(16, 16));
+    world.input_file("b.png", &sample_png(16, 16));
+
+    let run = world
+        .run(&["a.png", "b.png", "-p", "p", "-o", "result.png"])
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("not a folder"), "{}", run.stderr);
+    assert_eq!(world.fake.requests().len(), 0);
+    assert!(!world.work.path().join("result.png").exists());
+}
+
+#[tokio::test]
+async fn zero_jobs_and_a_missing_key_are_refused_before_any_request() {
+    let world = World::new().await;
+    world.input_file("a.png", &sample_png(16, 16));
+
+    let run = world.run(&["a.png", "-p", "p", "--jobs", "0"]).await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("--jobs"), "{}", run.stderr);
+    assert!(run.stderr.contains("at least 1"), "{}", run.stderr);
+
+    let run = Run::from(
+        world
+            .command(&["a.png", "-p", "p"])
+            .env_remove("AIML_API_KEY")
+            .output()
+            .await
+            .unwrap(),
+    );
+    run.assert_code(1);
+    assert!(run.stderr.contains("AIML_API_KEY"), "{}", run.stderr);
+
+    assert_eq!(world.fake.requests().len(), 0);
+    assert!(world.saved_files().is_empty());
+}
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_requests_in_flight_and_saves_nothing() {
+    let world = World::new().await;
+    world
+        .fake
+        .set_default(Scenario::Latency(Duration::from_secs(120)));
+    world.input_file("a.png", &sample_png(16, 16));
+    world.input_file("b.png", &sample_png(16, 16));
+
+    let child = world
+        .command(&["a.png", "b.png", "-p", "p", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        world.fake.wait_until(|c| c.generation_attempts == 2),
+    )
+    .await
+    .expect("both requests reached the fake");
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let run = Run::from(child.wait_with_output().await.unwrap());
+    run.assert_code(130);
+    assert!(run.stderr.contains("cancelled"), "{}", run.stderr);
+    // Still one line per input for a script to read.
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    for (line, input) in lines.iter().zip(["a.png", "b.png"]) {
+        assert_eq!(line["input"], input);
+        assert_eq!(
+            line["error"]["message"],
+            "cancelled by Ctrl-C before it finished"
+        );
+    }
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        world.fake.wait_until(|c| c.cancelled_requests == 2),
+    )
+    .await
+    .expect("the fake saw both requests abandoned");
+    assert!(world.saved_files().is_empty(), "{:?}", world.saved_files());
+}

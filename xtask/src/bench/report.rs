@@ -1,0 +1,335 @@
+//! The figures, judged against their budgets, as a table for the terminal and
+//! for `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result};
+
+/// `BENCHMARKS.md` is written by hand except between these two lines, which
+/// each run replaces.
+const BEGIN: &str = "<!-- cargo xtask bench: results begin -->";
+const END: &str = "<!-- cargo xtask bench: results end -->";
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Default)]
+pub struct Latency {
+    /// Median `tools/call` time.
+    pub tool: Duration,
+    /// Median time of the same POST and download by a plain HTTP client.
+    pub plain: Duration,
+    pub runs: usize,
+}
+
+impl Latency {
+    fn added(&self) -> Duration {
+        self.tool.saturating_sub(self.plain)
+    }
+}
+
+#[derive(Default)]
+pub struct Breakdown {
+    /// From writing the call to the server starting its API request.
+    pub mcp_in: Duration,
+    pub request: Duration,
+    pub download: Duration,
+    /// From the downloaded result to the answer arriving: save, preview and
+    /// writing the answer.
+    pub after_download: Duration,
+    pub decode: Duration,
+    pub preview_encode: Duration,
+    pub save: Duration,
+}
+
+#[derive(Default)]
+pub struct LocalInput {
+    pub bytes: u64,
+    pub encode: Duration,
+    pub body: Duration,
+    pub peak_extra_bytes: u64,
+}
+
+impl LocalInput {
+    fn bytes_per_second(&self) -> f64 {
+        self.bytes as f64
+            / (self.encode + self.body)
+                .as_secs_f64()
+                .max(f64::MIN_POSITIVE)
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    quick: bool,
+    result_bytes: usize,
+    large_result_bytes: usize,
+    small_result_bytes: usize,
+    pub elapsed: Duration,
+    /// reve-mcp's, then the minimal server's.
+    pub cold_start: (Duration, Duration),
+    pub idle_rss: (u64, u64),
+    pub edit: Latency,
+    pub breakdown: Breakdown,
+    pub large_edit: Latency,
+    pub local_input: LocalInput,
+    pub concurrency: Duration,
+    /// Peak RSS with 8, then 32, simultaneous 4096x4096 results.
+    pub load_peak: [u64; 2],
+    /// RSS after the warm-up calls, RSS at the end, and the number of calls.
+    pub sustained: (u64, u64, usize),
+}
+
+struct Row {
+    name: &'static str,
+    figure: String,
+    budget: &'static str,
+    met: bool,
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / MIB)
+}
+
+impl Report {
+    pub fn new(
+        quick: bool,
+        result_bytes: usize,
+        large_result_bytes: usize,
+        small_result_bytes: usize,
+    ) -> Self {
+        Report {
+            quick,
+            result_bytes,
+            large_result_bytes,
+            small_result_bytes,
+            ..Report::default()
+        }
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let (ours, theirs) = self.cold_start;
+        let cold_ratio = ours.as_secs_f64() / theirs.as_secs_f64().max(f64::MIN_POSITIVE);
+        let local = &self.local_input;
+        let local_ratio = local.peak_extra_bytes as f64 / local.bytes.max(1) as f64;
+        let [peak8, peak32] = self.load_peak;
+        let (warm, end, calls) = self.sustained;
+        let drift = (end as f64 - warm as f64) / (warm.max(1) as f64);
+        vec![
+            Row {
+                name: "1. cold start (spawn to tools/list answered)",
+                figure: format!(
+                    "{} vs {} minimal rmcp server: {cold_ratio:.2}x",
+                    ms(ours),
+                    ms(theirs)
+                ),
+                budget: "<= 2x the minimal server",
+                met: cold_ratio <= 2.0,
+            },
+            Row {
+                name: "2. idle RSS after tools/list",
+                figure: format!(
+                    "{} (minimal server {})",
+                    mib(self.idle_rss.0),
+                    mib(self.idle_rss.1)
+                ),
+                budget: "<= 10 MiB",
+                met: self.idle_rss.0 as f64 <= 10.0 * MIB,
+            },
+            Row {
+                name: "3. added latency, 1024x768 result",
+                figure: format!(
+                    "{} ({} tool call - {} plain client)",
+                    ms(self.edit.added()),
+                    ms(self.edit.tool),
+                    ms(self.edit.plain)
+                ),
+                budget: "<= 25 ms",
+                met: self.edit.added() <= Duration::from_millis(25),
+            },
+            Row {
+                name: "4. added latency, 4096x4096 result",
+                figure: format!(
+                    "{} ({} - {})",
+                    ms(self.large_edit.added()),
+                    ms(self.large_edit.tool),
+                    ms(self.large_edit.plain)
+                ),
+                budget: "<= 250 ms",
+                met: self.large_edit.added() <= Duration::from_millis(250),
+            },
+            Row {
+                name: "5. 20 MB local input to request body",
+                figure: format!(
+                    "{:.2} GB/s, peak extra {} = {local_ratio:.2}x the file",
+                    local.bytes_per_second() / 1e9,
+                    mib(local.peak_extra_bytes)
+                ),
+                budget: ">= 1 GB/s, <= 3x",
+                met: local.bytes_per_second() >= 1e9 && local_ratio <= 3.0,
+            },
+            Row {
+                name: "6. 64 simultaneous calls, API takes 1 s",
+                figure: format!("all done in {}", ms(self.concurrency)),
+                budget: "<= 1300 ms",
+                met: self.concurrency <= Duration::from_millis(1300),
+            },
+            Row {
+                name: "7. peak RSS, 4096x4096 results at once",
+                figure: format!(
+                    "32 calls {}, 8 calls {} ({:.2}x for 4x the calls)",
+                    mib(peak32),
+                    mib(peak8),
+                    peak32 as f64 / peak8.max(1) as f64
+                ),
+                budget: "<= 512 MiB, growth <= 2x",
+                met: peak32 as f64 <= 512.0 * MIB && peak32 <= 2 * peak8,
+            },
+            Row {
+                name: "8. sustained sequential calls",
+                figure: format!(
+                    "{calls} calls, no error; RSS {} after 100, {} at the end ({:+.1}%)",
+                    mib(warm),
+                    mib(end),
+                    drift * 100.0
+                ),
+                budget: "no error, drift <= 10%",
+                met: drift <= 0.10,
+            },
+        ]
+    }
+
+    /// The results table and the breakdown, in Markdown (which reads fine in a
+    /// terminal too).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "| measurement | median result | budget | met |");
+        let _ = writeln!(out, "| --- | --- | --- | --- |");
+        for row in self.rows() {
+            let met = if row.met { "yes" } else { "**no**" };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {met} |",
+                row.name, row.figure, row.budget
+            );
+        }
+        let b = &self.breakdown;
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Where one 1024x768 call's time goes (medians):");
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| step | time |");
+        let _ = writeln!(out, "| --- | --- |");
+        for (step, time) in [
+            ("MCP request in, arguments checked, request built", b.mcp_in),
+            ("API request (POST to answer read)", b.request),
+            ("download of the result", b.download),
+            (
+                "save, preview and answer, from the download to the answer",
+                b.after_download,
+            ),
+            ("  of which: decode (in-process)", b.decode),
+            (
+                "  of which: preview scale and encode (in-process)",
+                b.preview_encode,
+            ),
+            ("  of which: save with fsync (in-process)", b.save),
+        ] {
+            let _ = writeln!(out, "| {step} | {} |", ms(time));
+        }
+        let local = &self.local_input;
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Local input: read, type check and base64 {}; validation, JSON and send {} (medians of {} fresh processes).",
+            ms(local.encode),
+            ms(local.body),
+            if self.quick { "a few" } else { "several" }
+        );
+        out
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut section = String::new();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let _ = writeln!(section, "{BEGIN}");
+        let _ = writeln!(section);
+        let _ = writeln!(
+            section,
+            "Run on {} (UTC) on {}, {cores} cores{}; the whole run took {:.0} s.",
+            today(),
+            cpu_model(),
+            if self.quick {
+                ", with `--quick` (fewer repetitions)"
+            } else {
+                ""
+            },
+            self.elapsed.as_secs_f64()
+        );
+        let _ = writeln!(
+            section,
+            "Results served by the fake: {:.2} MB (1024x768), {:.2} MB (4096x4096), {:.2} MB (480x360, for measurement 6); \
+             medians of {} runs for 1 and 3, {} for 4.",
+            self.result_bytes as f64 / 1e6,
+            self.large_result_bytes as f64 / 1e6,
+            self.small_result_bytes as f64 / 1e6,
+            self.edit.runs,
+            self.large_edit.runs,
+        );
+        let _ = writeln!(section);
+        section.push_str(&self.table());
+        let _ = writeln!(section);
+        let _ = writeln!(section, "{END}");
+
+        let current = std::fs::read_to_string(path).unwrap_or_default();
+        let updated = match (current.find(BEGIN), current.find(END)) {
+            (Some(begin), Some(end)) if begin < end => {
+                let rest = &current[end + END.len()..];
+                let rest = rest.strip_prefix('\n').unwrap_or(rest);
+                format!("{}{section}{rest}", &current[..begin])
+            }
+            _ => format!("# Benchmarks\n\nRun `cargo xtask bench` to fill in.\n\n{section}"),
+        };
+        std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, name)| name.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "an unknown CPU".to_owned())
+}
+
+/// Today's date, `YYYY-MM-DD`, from the system clock (days-to-civil
+/// conversion, so no date crate is needed for one line).
+fn today() -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() / 86_400);
+    let days = i64::try_from(days).unwrap_or_default() + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
