@@ -44,6 +44,16 @@ pub enum AccessError {
     OutputEscapes { requested: String, resolved: String },
 }
 
+/// The start of what a caller sent, for quoting in a message: a model can
+/// send megabytes, and the message goes back into its context.
+fn shorten(text: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
+        None => text.to_owned(),
+    }
+}
+
 /// The local forms `image_url` may take: an absolute path, or a `file://` URI
 /// naming this host. Anything else (http, data:) is not a local file.
 pub fn local_path(image_url: &str) -> Option<Result<PathBuf, AccessError>> {
@@ -57,7 +67,7 @@ pub fn local_path(image_url: &str) -> Option<Result<PathBuf, AccessError>> {
     if path.is_absolute() {
         Some(Ok(path))
     } else {
-        Some(Err(AccessError::Relative(image_url.to_owned())))
+        Some(Err(AccessError::Relative(shorten(image_url))))
     }
 }
 
@@ -68,7 +78,7 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 }
 
 fn file_uri_to_path(uri: &str) -> Result<PathBuf, AccessError> {
-    let bad = |reason: &str| AccessError::BadFileUri(uri.to_owned(), reason.to_owned());
+    let bad = |reason: &str| AccessError::BadFileUri(shorten(uri), reason.to_owned());
     let parsed = Url::parse(uri).map_err(|error| bad(&error.to_string()))?;
     match parsed.host_str() {
         None | Some("") | Some("localhost") => {}
@@ -121,7 +131,7 @@ impl AllowedDirs {
     /// from the handle, never from the path again.
     pub fn open(&self, path: &Path) -> Result<(File, PathBuf), AccessError> {
         let unreadable = |path: &Path, error: std::io::Error| AccessError::Unreadable {
-            path: path.display().to_string(),
+            path: shorten(&path.display().to_string()),
             reason: error.to_string(),
         };
         let canonical = path
@@ -189,7 +199,7 @@ pub fn output_target(
     output_dir: &Path,
     output_path: &str,
 ) -> Result<(PathBuf, String), AccessError> {
-    let bad = || AccessError::BadOutputPath(output_path.to_owned());
+    let bad = || AccessError::BadOutputPath(shorten(output_path));
     let requested = Path::new(output_path);
     let relative = if requested.is_absolute() {
         let canonical_out = output_dir.canonicalize().map_err(|_| bad())?;
@@ -218,7 +228,7 @@ pub fn output_target(
     );
     if let Some(resolved) = escape_through_symlink(output_dir, &folder) {
         return Err(AccessError::OutputEscapes {
-            requested: output_path.to_owned(),
+            requested: shorten(output_path),
             resolved: resolved.display().to_string(),
         });
     }
