@@ -87,6 +87,16 @@ fn table() -> Vec<Fault> {
             ],
         ),
         every(
+            "400 echoing the Authorization header",
+            Scenario::EchoAuthorization,
+            1,
+            0,
+            &[
+                "HTTP 400 after 1 attempt(s)",
+                "authorization: Bearer [redacted]",
+            ],
+        ),
+        every(
             "401",
             Scenario::Status401,
             1,
@@ -338,6 +348,8 @@ fn server_env(fake: &FakeApi, outputs: &Path) -> BTreeMap<String, String> {
             outputs.to_str().unwrap().to_owned(),
         ),
         ("REVE_MAX_RETRIES".to_owned(), "2".to_owned()),
+        // Every log line the server writes unasked, to show none holds a secret.
+        ("RUST_LOG".to_owned(), "trace".to_owned()),
     ])
 }
 
@@ -362,6 +374,9 @@ async fn run(fault: Fault) -> Result<(), String> {
     let session = McpSession::start(&env, TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     let arguments = json!({ "prompt": "make it blue", "image_url": input });
+    // Any stretch of the input's base64 would show a request body leaking.
+    let input_base64 = input.split_once(',').unwrap().1;
+    let input_fragment = &input_base64[input_base64.len() / 2..][..32];
 
     let result = match session.edit_image(arguments.clone()).await {
         Ok(result) => result,
@@ -376,6 +391,12 @@ async fn run(fault: Fault) -> Result<(), String> {
         ));
     }
     let text = result_text(&result);
+    let whole = serde_json::to_string(&result).unwrap();
+    if whole.contains(fake.api_key()) || whole.contains(input_fragment) {
+        return fail(format!(
+            "the result holds the key or the input: {whole:.2000}"
+        ));
+    }
     let left = entries(outputs.path());
     match fault.outcome {
         Outcome::Fails(phrases) => {
@@ -406,7 +427,10 @@ async fn run(fault: Fault) -> Result<(), String> {
     fake.set_default(Scenario::Success);
     let again = session.edit_image(arguments).await;
     let after = fake.generation_attempts();
-    session.stop().await;
+    let logs = session.stop().await;
+    if logs.contains(fake.api_key()) || logs.contains(input_fragment) {
+        return fail("the server's log holds the key or the input".to_owned());
+    }
     match again {
         Ok(result) if result.is_error != Some(true) && after == fault.attempts + 1 => Ok(()),
         other => fail(format!(

@@ -12,6 +12,19 @@ use reve_mcp::tools::edit_image::{EditImage, EditImageSettings};
 use rmcp::ServiceExt as _;
 use tracing_subscriber::EnvFilter;
 
+/// `RUST_LOG`, or `default` when it is unset or invalid. rmcp logs every
+/// request whole at debug and trace, so raising the level would put each
+/// picture a client sends (as base64) and each prompt into the client's log
+/// file; rmcp stays at info unless `RUST_LOG` names it.
+fn log_filter(default: &str) -> EnvFilter {
+    let names_rmcp = std::env::var("RUST_LOG").is_ok_and(|spec| spec.contains("rmcp"));
+    match EnvFilter::try_from_default_env() {
+        Ok(filter) if names_rmcp => filter,
+        Ok(filter) => filter.add_directive("rmcp=info".parse().expect("a valid directive")),
+        Err(_) => EnvFilter::new(default),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -26,9 +39,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
+        .with_env_filter(log_filter(default_filter))
         .init();
 
     let command = cli.command.unwrap_or_else(|| {
