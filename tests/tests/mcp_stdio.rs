@@ -300,7 +300,7 @@ async fn refusals_never_reach_the_api() {
         (json!({ "prompt": "p" }), "image_url"),
         (
             json!({ "prompt": "p", "image_url": good, "colour": "red" }),
-            "unknown argument `colour`; edit_image takes `image_url`, `prompt`, `output_path`",
+            "unknown argument \"colour\"; edit_image takes `image_url`, `prompt`, `output_path`",
         ),
         (
             json!({ "prompt": "p", "image_url": good, "model": "other" }),
@@ -378,6 +378,12 @@ async fn refusals_never_reach_the_api() {
         0,
         "a refused call reached the API"
     );
+    let mut huge_name = json!({ "prompt": "p", "image_url": good });
+    huge_name[&"n".repeat(100_000)] = json!(1);
+    let result = session.edit_image(huge_name).await.unwrap();
+    assert_tool_error(&result, "unknown argument");
+    assert!(result_text(&result).len() < 1_000, "the message quotes a bounded part");
+
     assert_eq!(world.saved_files(), [taken.clone()]);
     assert_eq!(std::fs::read(&taken).unwrap(), b"the user's own picture");
     // The server is still serving.

@@ -46,7 +46,7 @@ pub enum AccessError {
 
 /// The start of what a caller sent, for quoting in a message: a model can
 /// send megabytes, and the message goes back into its context.
-fn shorten(text: &str) -> String {
+pub fn shorten(text: &str) -> String {
     const MAX_CHARS: usize = 200;
     match text.char_indices().nth(MAX_CHARS) {
         Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),

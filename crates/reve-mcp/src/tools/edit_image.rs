@@ -219,7 +219,8 @@ impl EditImage {
             .find(|name| !fixed(name) && !self.argument_names.contains(name))
         {
             return Err(EditImageError::Arguments(format!(
-                "unknown argument `{unknown}`; edit_image takes {}",
+                "unknown argument {:?}; edit_image takes {}",
+                access::shorten(unknown),
                 self.argument_names
                     .iter()
                     .map(|name| format!("`{name}`"))
