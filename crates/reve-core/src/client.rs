@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Phase, Result, error_chain, parse_api_error, scrub};
 use crate::format::{ImageFormat, describe_non_image};
 use crate::generated::{EditImageRequest, EditImageResponse, PROMPT_MAX_LENGTH};
-use crate::image::{ImageSource, classify};
+use crate::image::{ImageSource, check_data_uri, check_data_uri_size, classify};
 use crate::output::{EditedImage, Usage};
 use crate::retry::{self, Failure, Retry, is_retryable_status, parse_retry_after};
 
@@ -91,13 +91,14 @@ impl Client {
         let http = self.http()?;
         let deadline = Instant::now() + config.timeout();
         let endpoint = config.endpoint_url();
-        let body =
-            Bytes::from(
-                serde_json::to_vec(request).map_err(|error| Error::InvalidInput {
-                    field: "request",
-                    reason: format!("the request could not be serialised: {error}"),
-                })?,
-            );
+        // Sized up front: a local file's data URI makes this tens of megabytes, and growing it
+        // by doubling would copy it several times and leave the old buffers resident.
+        let mut body = Vec::with_capacity(request.image_url.len() + 2 * request.prompt.len() + 256);
+        serde_json::to_writer(&mut body, request).map_err(|error| Error::InvalidInput {
+            field: "request",
+            reason: format!("the request could not be serialised: {error}"),
+        })?;
+        let body = Bytes::from(body);
         tracing::info!(
             %endpoint,
             prompt_chars = request.prompt.chars().count(),
@@ -421,18 +422,23 @@ fn validate_request(request: &EditImageRequest, max_input_bytes: u64) -> Result<
             format!("prompt is {chars} characters; the limit is {PROMPT_MAX_LENGTH}"),
         );
     }
-    match classify(&request.image_url) {
-        Ok(ImageSource::Url(_)) => Ok(()),
-        Ok(source @ ImageSource::DataUri(_)) => source
-            .into_image_url(max_input_bytes)
-            .map(drop)
-            .map_err(|error| match error {
-                Error::InvalidInput { reason, .. } => Error::InvalidInput {
-                    field: "image_url",
-                    reason,
-                },
-                other => other,
-            }),
+    let image_url = request.image_url.as_str();
+    if image_url
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"))
+    {
+        // Checked where it lies: `classify` would copy a URI that a local file makes tens of
+        // megabytes long.
+        return check_data_uri(image_url)
+            .and_then(|()| check_data_uri_size(image_url, max_input_bytes))
+            .map_err(|reason| Error::InvalidInput {
+                field: "image_url",
+                reason,
+            });
+    }
+    match classify(image_url) {
+        // A data: URI never gets here: it was checked above.
+        Ok(ImageSource::Url(_) | ImageSource::DataUri(_)) => Ok(()),
         Ok(ImageSource::File(_)) => invalid(
             "image_url",
             "image_url is a local file path, which the API cannot read; convert it to a data: URI first (ImageSource::into_image_url)".into(),

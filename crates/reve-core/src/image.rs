@@ -53,15 +53,10 @@ impl ImageSource {
         match self {
             ImageSource::Url(url) => Ok(url),
             ImageSource::DataUri(uri) => {
-                let size = data_uri_payload_len(&uri);
-                if size > max_bytes {
-                    return Err(Error::InvalidInput {
-                        field: "image",
-                        reason: format!(
-                            "the data: URI holds {size} bytes of image; the limit is {max_bytes} bytes"
-                        ),
-                    });
-                }
+                check_data_uri_size(&uri, max_bytes).map_err(|reason| Error::InvalidInput {
+                    field: "image",
+                    reason,
+                })?;
                 Ok(uri)
             }
             ImageSource::File(path) => {
@@ -221,9 +216,20 @@ pub(crate) fn classify(input: &str) -> Result<ImageSource, String> {
     }
 }
 
+/// The size limit of [`ImageSource::into_image_url`] on a checked `data:` URI.
+pub(crate) fn check_data_uri_size(uri: &str, max_bytes: u64) -> Result<(), String> {
+    let size = data_uri_payload_len(uri);
+    if size > max_bytes {
+        return Err(format!(
+            "the data: URI holds {size} bytes of image; the limit is {max_bytes} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a `data:` URI without decoding it into memory: well-formed, an `image/*` media type,
 /// `;base64`, and a payload that decodes (verified in fixed-size pieces).
-fn check_data_uri(uri: &str) -> Result<(), String> {
+pub(crate) fn check_data_uri(uri: &str) -> Result<(), String> {
     let Some((header, payload)) = uri.split_once(',') else {
         return Err("the data: URI has no ',' before its data".into());
     };
