@@ -183,7 +183,7 @@ async fn edits_one_file_and_prints_where_it_was_saved() {
     assert_eq!(run.stdout, format!("{}\n", saved[0].display()));
     assert_eq!(saved[0].extension().unwrap(), "png");
     let on_disk = std::fs::read(&saved[0]).unwrap();
-    assert_eq!(world.served_results().await, [on_disk.clone()]);
+    assert_eq!(world.served_results().await, std::slice::from_ref(&on_disk));
     let decoded = image::load_from_memory(&on_disk).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (48, 32));
 
