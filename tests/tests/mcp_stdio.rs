@@ -382,9 +382,12 @@ async fn refusals_never_reach_the_api() {
     huge_name[&"n".repeat(100_000)] = json!(1);
     let result = session.edit_image(huge_name).await.unwrap();
     assert_tool_error(&result, "unknown argument");
-    assert!(result_text(&result).len() < 1_000, "the message quotes a bounded part");
+    assert!(
+        result_text(&result).len() < 1_000,
+        "the message quotes a bounded part"
+    );
 
-    assert_eq!(world.saved_files(), [taken.clone()]);
+    assert_eq!(world.saved_files(), std::slice::from_ref(&taken));
     assert_eq!(std::fs::read(&taken).unwrap(), b"the user's own picture");
     // The server is still serving.
     session.client.peer().list_all_tools().await.unwrap();
