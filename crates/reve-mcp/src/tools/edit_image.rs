@@ -249,35 +249,36 @@ impl EditImage {
 
         let edited = self.call_api(&request, progress, &cancel).await?;
 
-        let saved = if self.saves {
+        // Saving (write + fsync) and the preview (decode + encode) are
+        // independent, and both take long on a large result: run them side
+        // by side. The saved file matters more, so its error wins.
+        let save = async {
+            if !self.saves {
+                return Ok(None);
+            }
             let (folder, file_name) = match output_target {
                 Some((folder, name)) => (folder, Some(name)),
                 None => (self.output_dir.clone(), None),
             };
-            let edited_url = edited.url.clone();
             let edited = edited.clone();
-            let saved =
-                tokio::task::spawn_blocking(move || edited.save_in(&folder, file_name.as_deref()))
-                    .await
-                    .expect("saving does not panic")
-                    .map_err(|source| EditImageError::Save {
-                        source,
-                        url: edited_url.clone(),
-                    })?;
-            Some(saved)
-        } else {
-            None
+            let url = edited.url.clone();
+            tokio::task::spawn_blocking(move || edited.save_in(&folder, file_name.as_deref()))
+                .await
+                .expect("saving does not panic")
+                .map(Some)
+                .map_err(|source| EditImageError::Save { source, url })
         };
-
-        let preview = {
+        let preview = async {
             let _slot = self.preview_slots.acquire().await.expect("never closed");
             let bytes = edited.bytes.clone();
             let budget = self.preview_budget;
             tokio::task::spawn_blocking(move || preview::make_preview(&bytes, budget))
                 .await
                 .expect("the preview does not panic")
-        }
-        .map_err(|source| match &saved {
+        };
+        let (saved, preview) = tokio::join!(save, preview);
+        let saved = saved?;
+        let preview = preview.map_err(|source| match &saved {
             Some(saved) => EditImageError::Preview {
                 path: saved.display().to_string(),
                 source,
