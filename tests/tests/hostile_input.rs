@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reve_tests::fake::{data_uri, sample_png, sample_webp};
+use reve_tests::fake::{data_uri, png_declaring, sample_png, sample_webp};
 use reve_tests::mcp::{McpSession, TestClient, result_text};
 use reve_tests::{FakeApi, Scenario};
 use serde_json::{Value, json};
@@ -245,44 +245,6 @@ async fn inputs_are_typed_by_their_bytes_and_a_symlinked_allowed_folder_works() 
     }
     assert_eq!(world.fake.generation_attempts(), 2);
     session.stop().await;
-}
-
-/// A valid PNG header declaring `width` x `height` RGB pixels, with an
-/// image stream that is empty: a few dozen bytes that a careless decoder
-/// would allocate gigabytes for.
-fn png_declaring(width: u32, height: u32) -> Vec<u8> {
-    let mut header = Vec::new();
-    header.extend_from_slice(&width.to_be_bytes());
-    header.extend_from_slice(&height.to_be_bytes());
-    header.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (b"IHDR", header.as_slice()),
-        (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
-        (b"IEND", &[]),
-    ] {
-        png.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
-        let mut chunk = kind.to_vec();
-        chunk.extend_from_slice(data);
-        png.extend_from_slice(&chunk);
-        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    }
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFF_u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// The server's peak resident memory, from `/proc/<pid>/status`.

@@ -228,23 +228,7 @@ mod tests {
 
     #[test]
     fn decompression_bomb_is_refused_without_decoding() {
-        // A valid PNG declaring 100000x100000 pixels, with an empty image stream.
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
-        for (kind, data) in [
-            (b"IHDR", ihdr.as_slice()),
-            (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
-            (b"IEND", &[]),
-        ] {
-            bomb.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            let mut chunk = kind.to_vec();
-            chunk.extend_from_slice(data);
-            bomb.extend_from_slice(&chunk);
-            bomb.extend_from_slice(&crc32(&chunk).to_be_bytes());
-        }
+        let bomb = reve_tests::fake::png_declaring(100_000, 100_000);
         let error = make_preview(&bomb, PreviewBudget::default()).unwrap_err();
         assert!(
             matches!(
@@ -257,20 +241,5 @@ mod tests {
             ),
             "{error}"
         );
-    }
-
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &byte in data {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 }

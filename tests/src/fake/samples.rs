@@ -77,6 +77,31 @@ fn encoded(width: u32, height: u32, format: ResultFormat) -> Vec<u8> {
     encode(&sample_image(width, height), format).expect("encoding a generated picture cannot fail")
 }
 
+/// A valid PNG header declaring `width` x `height` RGB pixels, with an
+/// image stream that is empty: a few dozen bytes that a careless decoder
+/// would allocate gigabytes for (a decompression bomb, for tests of the
+/// limits that must stop one).
+pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", header.as_slice()),
+        (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+        (b"IEND", &[]),
+    ] {
+        let length = u32::try_from(data.len()).expect("chunks here are tiny");
+        png.extend_from_slice(&length.to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32fast::hash(&chunk).to_be_bytes());
+    }
+    png
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
