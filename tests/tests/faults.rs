@@ -323,20 +323,6 @@ fn table() -> Vec<Fault> {
     ]
 }
 
-/// Every entry under `dir`, hidden ones (temporary files) included.
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(entries(&path));
-        }
-        found.push(path);
-    }
-    found.sort();
-    found
-}
-
 /// The server's environment: the fake, this output folder, the default
 /// retry policy spelled out.
 fn server_env(fake: &FakeApi, outputs: &Path) -> BTreeMap<String, String> {
@@ -397,7 +383,7 @@ async fn run(fault: Fault) -> Result<(), String> {
             "the result holds the key or the input: {whole:.2000}"
         ));
     }
-    let left = entries(outputs.path());
+    let left = reve_tests::entries_under(outputs.path());
     match fault.outcome {
         Outcome::Fails(phrases) => {
             if result.is_error != Some(true) {

@@ -17,7 +17,7 @@
 //! show, not their size. Nothing here depends on how long anything takes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -205,20 +205,6 @@ fn resident_kib(pid: u32) -> u64 {
         .expect("a VmRSS line in kB")
 }
 
-/// Every entry under `dir`, hidden ones (temporary files) included.
-fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(entries(&path));
-        }
-        found.push(path);
-    }
-    found.sort();
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() {
     let fake = FakeApi::builder().result_size(256, 192).start().await;
@@ -258,7 +244,11 @@ async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() 
     // results the calls reported.
     assert_eq!(saved.len(), ROUNDS * SUCCESSES);
     saved.sort();
-    assert_eq!(entries(outputs.path()), saved, "only the saved results");
+    assert_eq!(
+        reve_tests::entries_under(outputs.path()),
+        saved,
+        "only the saved results"
+    );
 
     assert!(
         end.others.len() <= base.others.len() + FD_SLACK,
