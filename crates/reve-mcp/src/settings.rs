@@ -23,6 +23,9 @@ use crate::preview::PreviewBudget;
 ///
 /// The API key is read from AIML_API_KEY (or AIMLAPI_API_KEY) only, never
 /// from a flag: command lines are visible to every user of the machine.
+///
+/// Logs go to stderr only (stdout carries the protocol); RUST_LOG sets their
+/// filter, by default `info,rmcp=warn` (`warn` for `edit`).
 #[derive(Debug, Parser)]
 #[command(name = "reve-mcp", version, about, long_about)]
 pub struct Cli {
