@@ -1,65 +1,31 @@
-//! `cargo xtask bench`: measures the real `reve-mcp` binary from outside, as
-//! an MCP client feels it, against the budgets of issue 5, and writes the
-//! figures into `BENCHMARKS.md`.
+//! `cargo xtask bench`: builds `reve-mcp`, the baseline server
+//! (`bench/minimal-mcp-server`) and the measuring harness
+//! (`bench/harness`, `reve-bench`) in release, then runs the harness, which
+//! measures the real binary from outside and writes `BENCHMARKS.md`.
 //!
-//! `cargo xtask` runs unoptimised, which would make the harness itself (the
-//! fake API, the plain HTTP baseline, the in-process probes) slower than what
-//! it measures. So this first builds everything in release, the harness
-//! included, then hands over to the release `xtask` (`bench --measure`), which
-//! does the measuring.
-
-mod local;
-mod measure;
-mod pictures;
-mod report;
-mod rpc;
+//! The harness is built in release because `cargo xtask` runs unoptimised,
+//! which would make the harness itself (the fake API, the plain HTTP
+//! baseline, the in-process probes) slower than what it measures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-/// The prompt every measured call sends; the fake ignores it.
-const PROMPT: &str = "Make the sky a warm sunset orange.";
-
-/// Where the bench keeps its pictures and the results reve-mcp saves.
-const WORK_DIR: &str = "target/bench";
-
-/// `cargo xtask bench [--quick]`, and the two internal forms the release
-/// harness is run with.
+/// `cargo xtask bench [--quick]`.
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
-    match args {
-        [] => build_and_measure(root, false),
-        ["--quick"] => build_and_measure(root, true),
-        ["--measure", reve_mcp, baseline, rest @ ..] => {
-            let quick = match rest {
-                [] => false,
-                ["--quick"] => true,
-                _ => bail!("unexpected arguments after --measure: {rest:?}"),
-            };
-            measure::run(
-                root,
-                &measure::Binaries {
-                    reve_mcp: PathBuf::from(reve_mcp),
-                    baseline: PathBuf::from(baseline),
-                    xtask: std::env::current_exe()?,
-                },
-                quick,
-            )
-        }
-        ["--probe-local-input", file] => local::probe(Path::new(file)),
+    let quick = match args {
+        [] => false,
+        ["--quick"] => true,
         _ => bail!("usage: cargo xtask bench [--quick]"),
-    }
-}
-
-fn build_and_measure(root: &Path, quick: bool) -> Result<()> {
+    };
     let reve_mcp = build_release(root, "reve-mcp", "reve-mcp")?;
     let baseline = build_release(root, "minimal-mcp-server", "minimal-mcp-server")?;
-    let xtask = build_release(root, "xtask", "xtask")?;
-    let mut command = Command::new(xtask);
+    let harness = build_release(root, "reve-bench", "reve-bench")?;
+    let mut command = Command::new(harness);
     command
         .current_dir(root)
-        .args(["bench", "--measure"])
+        .arg("--measure")
         .arg(reve_mcp)
         .arg(baseline);
     if quick {

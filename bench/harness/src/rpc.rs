@@ -165,7 +165,7 @@ impl Server {
                 "tools/call",
                 json!({
                     "name": "edit_image",
-                    "arguments": { "prompt": super::PROMPT, "image_url": image_url },
+                    "arguments": { "prompt": crate::PROMPT, "image_url": image_url },
                 }),
             )
             .await?;

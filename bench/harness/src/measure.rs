@@ -10,15 +10,15 @@ use reve_tests::FakeApi;
 use reve_tests::fake::{ResultFormat, sample_png};
 use serde_json::{Value, json};
 
-use super::local;
-use super::pictures::photo_png;
-use super::report::{Breakdown, Latency, LocalInput, Report};
-use super::rpc::{Answer, Server, Stderr};
+use crate::local;
+use crate::pictures::photo_png;
+use crate::report::{Breakdown, Latency, LocalInput, Report};
+use crate::rpc::{Answer, Server, Stderr};
 
 pub struct Binaries {
     pub reve_mcp: PathBuf,
     pub baseline: PathBuf,
-    pub xtask: PathBuf,
+    pub harness: PathBuf,
 }
 
 /// How many times each figure is taken; every reported figure is the median.
@@ -73,7 +73,7 @@ pub fn run(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> {
 
 async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> {
     let plan = Plan::new(quick);
-    let work = root.join(super::WORK_DIR);
+    let work = root.join(crate::WORK_DIR);
     let output_dir = work.join("results");
     std::fs::create_dir_all(&output_dir)?;
     let started = Instant::now();
@@ -131,7 +131,7 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
     .await?;
 
     eprintln!("5. a 20 MB local input");
-    report.local_input = local_input(&binaries.xtask, &work, plan.local_inputs).await?;
+    report.local_input = local_input(&binaries.harness, &work, plan.local_inputs).await?;
 
     eprintln!("6. {CONCURRENT_CALLS} simultaneous calls, 1 s each at the API");
     let slow_fake = FakeApi::builder()
@@ -204,7 +204,7 @@ async fn plain_call(
         .post(fake.endpoint_url())
         .bearer_auth(fake.api_key())
         .json(
-            &json!({ "model": reve_core::MODEL, "image_url": image_url, "prompt": super::PROMPT }),
+            &json!({ "model": reve_core::MODEL, "image_url": image_url, "prompt": crate::PROMPT }),
         )
         .send()
         .await?
@@ -348,7 +348,7 @@ async fn breakdown(
     })
 }
 
-async fn local_input(xtask: &Path, work: &Path, runs: usize) -> Result<LocalInput> {
+async fn local_input(harness: &Path, work: &Path, runs: usize) -> Result<LocalInput> {
     let file = work.join("local-input.png");
     let written = file.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -368,10 +368,10 @@ async fn local_input(xtask: &Path, work: &Path, runs: usize) -> Result<LocalInpu
         Ok(std::fs::write(&written, bytes)?)
     })
     .await??;
-    let xtask = xtask.to_owned();
+    let harness = harness.to_owned();
     let probes = tokio::task::spawn_blocking(move || {
         (0..runs)
-            .map(|_| local::run_child(&xtask, &file))
+            .map(|_| local::run_child(&harness, &file))
             .collect::<Result<Vec<_>>>()
     })
     .await??;

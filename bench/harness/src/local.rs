@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::rpc::proc_status;
+use crate::rpc::proc_status;
 
 /// What one child measured.
 pub struct Probe {
@@ -28,10 +28,10 @@ pub struct Probe {
     pub peak_extra_bytes: u64,
 }
 
-/// Runs the probe in a fresh child process (`xtask bench --probe-local-input`).
-pub fn run_child(xtask: &Path, file: &Path) -> Result<Probe> {
-    let output = std::process::Command::new(xtask)
-        .args(["bench", "--probe-local-input"])
+/// Runs the probe in a fresh child process (`reve-bench --probe-local-input`).
+pub fn run_child(harness: &Path, file: &Path) -> Result<Probe> {
+    let output = std::process::Command::new(harness)
+        .arg("--probe-local-input")
         .arg(file)
         .output()
         .context("starting the local-input probe")?;
@@ -78,7 +78,7 @@ async fn measure(file: &Path) -> Result<Value> {
     let started = Instant::now();
     let image_url = reve_core::ImageSource::File(file.to_owned()).into_image_url(size)?;
     let encoded = Instant::now();
-    let request = reve_core::EditImageRequest::new(image_url, super::PROMPT);
+    let request = reve_core::EditImageRequest::new(image_url, crate::PROMPT);
     match client.edit_image(&request).await {
         Err(reve_core::Error::Api { status: 400, .. }) => {}
         other => bail!("the sink answers 400, but the client returned {other:?}"),

@@ -1,0 +1,54 @@
+//! `reve-bench`: the measuring half of `cargo xtask bench`, built in release
+//! and run by it. It measures the real `reve-mcp` binary from outside, as an
+//! MCP client feels it, against the budgets of issue 5, and writes the
+//! figures into `BENCHMARKS.md`.
+//!
+//! It is a package of its own rather than part of `xtask` so that `xtask`
+//! (and with it `cargo xtask codegen`) never depends on the crates codegen
+//! writes: a spec change that breaks reve-core must not stop the generator
+//! that fixes it from building.
+
+mod local;
+mod measure;
+mod pictures;
+mod report;
+mod rpc;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+/// The prompt every measured call sends; the fake ignores it.
+const PROMPT: &str = "Make the sky a warm sunset orange.";
+
+/// Where the bench keeps its pictures and the results reve-mcp saves,
+/// relative to the workspace root (the working directory `xtask` gives it).
+const WORK_DIR: &str = "target/bench";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["--measure", reve_mcp, baseline, rest @ ..] => {
+            let quick = match rest {
+                [] => false,
+                ["--quick"] => true,
+                _ => bail!("unexpected arguments after --measure: {rest:?}"),
+            };
+            measure::run(
+                &std::env::current_dir()?,
+                &measure::Binaries {
+                    reve_mcp: PathBuf::from(reve_mcp),
+                    baseline: PathBuf::from(baseline),
+                    harness: std::env::current_exe()?,
+                },
+                quick,
+            )
+        }
+        ["--probe-local-input", file] => local::probe(Path::new(file)),
+        _ => bail!(
+            "usage: reve-bench --measure <reve-mcp> <baseline> [--quick]\n\
+             (run it through `cargo xtask bench`, which builds both in release)"
+        ),
+    }
+}
