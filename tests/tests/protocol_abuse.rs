@@ -113,13 +113,12 @@ fn error_code(response: &Value) -> i64 {
 }
 
 #[tokio::test]
-async fn malformed_lines_are_ignored_or_refused_and_the_server_stays_up() {
+async fn malformed_lines_get_json_rpc_errors_and_the_server_stays_up() {
     let fake = FakeApi::start().await;
     let mut raw = Raw::start(&fake).await;
 
-    // Not JSON at all. JSON-RPC asks for a -32700 reply; rmcp 3.11 drops such
-    // lines without a word, as the other official MCP SDKs do, so that two
-    // peers cannot bounce errors back and forth forever.
+    // Not JSON at all: -32700 Parse error, id null (rmcp 3.11 alone would
+    // stay silent; reve-mcp's stdio filter answers).
     for junk in [
         &b"{not json"[..],
         b"\xff\xfe\x00garbage",
@@ -127,6 +126,9 @@ async fn malformed_lines_are_ignored_or_refused_and_the_server_stays_up() {
         b"\"just a string",
     ] {
         raw.send_line(junk).await;
+        let response = raw.next_response().await;
+        assert_eq!(error_code(&response), -32700, "{response}");
+        assert_eq!(response["id"], Value::Null, "{response}");
         raw.assert_alive(1).await;
     }
 
@@ -171,12 +173,10 @@ async fn bad_requests_get_json_rpc_errors_or_tool_errors() {
         "{no_tool}"
     );
 
-    // rmcp 3.11 reads a `tools/call` whose params do not parse as a request
-    // of a method it does not know, so these get -32601 (message: the method)
-    // where JSON-RPC would have -32602 Invalid params. Still an error for
-    // that id, and the server carries on.
+    // A `tools/call` whose params do not parse: -32602 Invalid params for
+    // that id (rmcp 3.11 alone would say -32601, method not found).
     let no_name = raw.call(request(12, "tools/call", json!({}))).await;
-    assert_eq!(error_code(&no_name), -32601, "{no_name}");
+    assert_eq!(error_code(&no_name), -32602, "{no_name}");
 
     let mistyped = raw
         .call(request(
@@ -185,7 +185,7 @@ async fn bad_requests_get_json_rpc_errors_or_tool_errors() {
             json!({ "name": "edit_image", "arguments": "prompt=p" }),
         ))
         .await;
-    assert_eq!(error_code(&mistyped), -32601, "{mistyped}");
+    assert_eq!(error_code(&mistyped), -32602, "{mistyped}");
 
     // Arguments of the right shape but wrong content are the tool's to judge:
     // a result flagged as an error, with text the model can act on.
@@ -216,12 +216,12 @@ async fn bad_requests_get_json_rpc_errors_or_tool_errors() {
 }
 
 #[tokio::test]
-async fn a_20_mb_line_is_dropped_and_the_next_request_is_served() {
+async fn a_20_mb_line_is_refused_with_its_size_and_the_next_request_is_served() {
     let fake = FakeApi::start().await;
     let mut raw = Raw::start(&fake).await;
-    // A well-formed call whose prompt alone is 20 MB: over rmcp's 16 MiB
-    // line limit, so the line is discarded unread (and logged) rather than
-    // buffered; its id never gets an answer, and the connection stays open.
+    // A well-formed call whose prompt alone is 20 MB: over the 16 MiB line
+    // limit of rmcp's stdio transport. Its id gets an error that says what
+    // to do instead (rmcp alone would drop the line and never answer).
     let huge = json!({
         "jsonrpc": "2.0", "id": 30, "method": "tools/call",
         "params": { "name": "edit_image", "arguments": {
@@ -229,7 +229,14 @@ async fn a_20_mb_line_is_dropped_and_the_next_request_is_served() {
             "image_url": data_uri("image/png", &sample_png(8, 8)),
         } }
     });
-    raw.send_line(huge.to_string().as_bytes()).await;
+    let response = raw.call(huge).await;
+    assert_eq!(error_code(&response), -32600, "{response}");
+    let message = response["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the limit over stdio is 16777216 bytes"),
+        "{message}"
+    );
+    assert!(message.contains("local file path"), "{message}");
     raw.assert_alive(31).await;
     assert_eq!(fake.generation_attempts(), 0);
 

@@ -9,5 +9,6 @@ pub mod http;
 pub mod preview;
 pub mod server;
 pub mod settings;
+pub mod stdio;
 pub mod tool_schema;
 pub mod tools;

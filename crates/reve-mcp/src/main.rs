@@ -79,14 +79,21 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
 
 async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {
     tracing::info!("serving MCP on stdio");
+    let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
+    let stdio = reve_mcp::stdio::guard(stdin, stdout);
     let running = server
-        .serve(rmcp::transport::io::stdio_pipes())
+        .serve(stdio.transport)
         .await
         .context("the MCP handshake failed")?;
     running
         .waiting()
         .await
         .context("the MCP session ended with an error")?;
+    stdio
+        .output
+        .await
+        .context("the stdout task failed")?
+        .context("writing to stdout")?;
     Ok(())
 }
 
