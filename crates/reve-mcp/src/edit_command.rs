@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::settings::Settings;
 use crate::tool_schema::{self, EditOutput, IMAGE_URL_ARG};
-use crate::tools::edit_image::build_request;
+use crate::tools::edit_image::{EditImageError, build_request};
 
 /// The conventional exit status of a program stopped by Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -282,12 +282,9 @@ async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> anyhow::Result<E
         tokio::task::spawn_blocking(move || result.save_in(&folder, name.as_deref()))
             .await
             .expect("saving does not panic")
-            .with_context(|| match &edited.url {
-                // The generation is paid for; say where it can still be had.
-                Some(url) => format!(
-                    "the edit succeeded but saving it failed (the result can still be downloaded from {url})"
-                ),
-                None => "the edit succeeded but saving it failed".to_owned(),
+            .map_err(|source| EditImageError::Save {
+                source,
+                url: edited.url.clone(),
             })?
     };
     let dimensions = edited
