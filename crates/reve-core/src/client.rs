@@ -1,6 +1,7 @@
 //! The client: validates a request, posts it with retries, and fetches the result image.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -8,14 +9,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _, BufWriter};
 use tokio::time::{Instant, timeout_at};
 
+use crate::body::RequestBody;
 use crate::config::Config;
 use crate::error::{Error, Phase, Result, error_chain, parse_api_error, scrub};
 use crate::format::{ImageFormat, describe_non_image};
-use crate::generated::{EditImageRequest, EditImageResponse, PROMPT_MAX_LENGTH};
-use crate::image::{ImageSource, check_data_uri, check_data_uri_size, classify};
-use crate::output::{EditedImage, Usage};
+use crate::generated::{EditImageRequest, EditImageResponse};
+use crate::image::{ImageSource, classify};
+use crate::output::{EditedImage, StagedImage, Usage, create_temp_in};
 use crate::retry::{self, Failure, Retry, is_retryable_status, parse_retry_after};
 
 /// Sent with every request, so the API's operators can tell this client's traffic apart.
@@ -31,6 +34,14 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// Room for the JSON around a base64 image in a response body.
 const JSON_ENVELOPE_BYTES: u64 = 64 * 1024;
+
+/// How much of a download is gathered before it is written to a file: each write is a trip to a
+/// blocking thread, which costs more than the write itself for the small chunks a socket yields.
+const FILE_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// What stays in memory of a result written to a file: enough to tell its type, or to quote it
+/// in an error when it is not an image.
+const HEAD_BYTES: usize = 4096;
 
 /// A client for the `reve/edit-image` model.
 ///
@@ -71,45 +82,104 @@ impl Client {
         &self.inner.config
     }
 
-    /// Edits an image as `request.prompt` describes and returns the result.
+    /// Edits an image as `request.prompt` describes and returns the result, held in memory.
     ///
-    /// Checks the request first (prompt neither blank nor over [`PROMPT_MAX_LENGTH`] characters;
-    /// `image_url` an http(s) URL or a valid `data:` image URI within the input size limit) and
-    /// sends nothing if it fails. Then posts it, retrying transient failures (HTTP 408, 429,
-    /// 500, 502, 503, 504 and connection failures, honouring `Retry-After`; never 400, 401, 403,
-    /// 404 or 422), and fetches the image: downloaded through this client when the API returns a
-    /// URL, decoded when it returns base64. Everything happens within the configured timeout.
+    /// Checks the request first (see [`RequestBody::new`]) and sends nothing if it fails. Then
+    /// posts it, retrying transient failures (HTTP 408, 429, 500, 502, 503, 504 and connection
+    /// failures, honouring `Retry-After`; never 400, 401, 403, 404 or 422), and fetches the
+    /// image: downloaded through this client when the API returns a URL, decoded when it returns
+    /// base64. Everything happens within the configured timeout.
     ///
     /// None of the retried failures delivered an image, but a 502 or 504 comes from a gateway
     /// that may have given up on a generation the model still finished and billed; that rare
     /// case is why retries are few by default and can be disabled with
     /// [`Config::with_max_retries`]`(0)`.
     pub async fn edit_image(&self, request: &EditImageRequest) -> Result<EditedImage> {
-        let config = &self.inner.config;
-        validate_request(request, config.max_input_bytes())?;
-        let key = config.api_key().ok_or(Error::MissingApiKey)?;
-        let http = self.http()?;
-        let deadline = Instant::now() + config.timeout();
-        let endpoint = config.endpoint_url();
-        // Sized up front: a local file's data URI makes this tens of megabytes, and growing it
-        // by doubling would copy it several times and leave the old buffers resident.
-        let mut body = Vec::with_capacity(request.image_url.len() + 2 * request.prompt.len() + 256);
-        serde_json::to_writer(&mut body, request).map_err(|error| Error::InvalidInput {
-            field: "request",
-            reason: format!("the request could not be serialised: {error}"),
+        let body = RequestBody::new(request, self.inner.config.max_input_bytes())?;
+        self.edit(&body).await
+    }
+
+    /// Sends a prepared body, as [`Client::edit_image`] does, and returns the result in memory.
+    ///
+    /// An inline image over this client's [`Config::max_input_bytes`] is refused unsent, even if
+    /// the body was built with a higher limit.
+    pub async fn edit(&self, body: &RequestBody) -> Result<EditedImage> {
+        let call = self.start(body)?;
+        let generation = self.generate(&call, body).await?;
+        let mut sink = Sink::Memory(Vec::new());
+        let format = self.fetch(&call, &generation.image, &mut sink).await?;
+        let Sink::Memory(bytes) = sink else {
+            unreachable!("the sink stays in memory")
+        };
+        Ok(EditedImage {
+            bytes: Bytes::from(bytes),
+            format,
+            url: generation.image.url(),
+            request_id: generation.request_id,
+            content_violation: generation.content_violation,
+            usage: generation.usage,
+        })
+    }
+
+    /// Sends a prepared body, as [`Client::edit`] does, but writes the result to a hidden
+    /// temporary file in `dir` as it arrives instead of holding it in memory; see
+    /// [`StagedImage`].
+    ///
+    /// `dir` is created and the temporary file opened before the request is sent, so a folder
+    /// that cannot be written to fails the call before it can cost anything. The file is deleted
+    /// on any error, and when the returned image is dropped without being persisted.
+    pub async fn edit_into_dir(&self, body: &RequestBody, dir: &Path) -> Result<StagedImage> {
+        let call = self.start(body)?;
+        let folder = dir.to_owned();
+        let temp = tokio::task::spawn_blocking(move || create_temp_in(&folder))
+            .await
+            .expect("creating a temporary file does not panic")?;
+        let writer = temp.as_file().try_clone().map_err(|source| Error::File {
+            path: dir.to_owned(),
+            action: "write the image into",
+            source,
         })?;
-        let body = Bytes::from(body);
+        let generation = self.generate(&call, body).await?;
+        let mut sink = Sink::File {
+            writer: BufWriter::with_capacity(FILE_WRITE_BUFFER, tokio::fs::File::from_std(writer)),
+            dir: dir.to_owned(),
+            head: Vec::new(),
+            size: 0,
+        };
+        let format = self.fetch(&call, &generation.image, &mut sink).await?;
+        let mut staged = StagedImage::new(temp, dir.to_owned(), sink.size(), format);
+        staged.url = generation.image.url();
+        staged.request_id = generation.request_id;
+        staged.content_violation = generation.content_violation;
+        staged.usage = generation.usage;
+        Ok(staged)
+    }
+
+    /// The checks and set-up every call makes before sending anything.
+    fn start(&self, body: &RequestBody) -> Result<Call<'_>> {
+        let config = &self.inner.config;
+        body.check_image_limit(config.max_input_bytes())?;
+        Ok(Call {
+            key: config.api_key().ok_or(Error::MissingApiKey)?,
+            http: self.http()?,
+            deadline: Instant::now() + config.timeout(),
+        })
+    }
+
+    /// Posts the body, with retries, and reads what the API says about the image it made.
+    async fn generate(&self, call: &Call<'_>, body: &RequestBody) -> Result<Generation> {
+        let endpoint = self.inner.config.endpoint_url();
         tracing::info!(
             %endpoint,
-            prompt_chars = request.prompt.chars().count(),
-            body_bytes = body.len(),
+            prompt_chars = body.prompt_chars(),
+            body_bytes = body.as_json().len(),
             "requesting an image edit"
         );
-        let response = retry::run(config.retry_policy(), deadline, |attempt| {
-            self.post(http, &endpoint, key, body.clone(), attempt, deadline)
+        let response = retry::run(self.inner.config.retry_policy(), call.deadline, |attempt| {
+            self.post(call, &endpoint, body.bytes(), attempt)
         })
         .await?;
-        self.fetch_result(http, response, key, deadline).await
+        Generation::from_response(response)
     }
 
     fn http(&self) -> Result<&reqwest::Client> {
@@ -129,13 +199,16 @@ impl Client {
     /// One attempt at the API call, classified for the retry loop.
     async fn post(
         &self,
-        http: &reqwest::Client,
+        call: &Call<'_>,
         endpoint: &str,
-        key: &str,
         body: Bytes,
         attempt: u32,
-        deadline: Instant,
     ) -> Result<EditImageResponse, Failure> {
+        let Call {
+            http,
+            key,
+            deadline,
+        } = *call;
         tracing::debug!(attempt, "sending the edit request");
         let send = http
             .post(endpoint)
@@ -242,89 +315,49 @@ impl Client {
         Err(Failure { error, retry })
     }
 
-    /// Turns a successful response into the image it describes.
-    async fn fetch_result(
+    /// Fetches the result image into `sink` and returns its type, detected from its first bytes.
+    async fn fetch(
         &self,
-        http: &reqwest::Client,
-        response: EditImageResponse,
-        key: &str,
-        deadline: Instant,
-    ) -> Result<EditedImage> {
-        let items = response.data.unwrap_or_default();
-        if items.len() > 1 {
-            tracing::debug!(
-                count = items.len(),
-                "the response holds several images; using the first"
-            );
-        }
-        let Some(item) = items.into_iter().next() else {
-            return Err(Error::Decode {
-                reason: "the response holds no image (its data list is missing or empty)".into(),
-                body: None,
-            });
-        };
-        if item.content_violation == Some(true) {
-            tracing::info!(
-                request_id = item.request_id.as_deref(),
-                "content violation reported"
-            );
-            return Err(Error::ContentViolation {
-                request_id: item.request_id,
-            });
-        }
-        let usage = response
-            .meta
-            .and_then(|meta| meta.usage)
-            .map(|usage| Usage {
-                credits_used: usage.credits_used,
-                tokens_used: usage.tokens_used,
-            })
-            .filter(|usage| usage.credits_used.is_some() || usage.tokens_used.is_some());
-
+        call: &Call<'_>,
+        image: &ResultImage,
+        sink: &mut Sink,
+    ) -> Result<ImageFormat> {
         let limit = self.inner.config.max_result_bytes();
-        let bytes = match (item.b64_json.as_deref(), item.url.as_deref()) {
-            (Some(b64), _) if !b64.is_empty() => decode_base64_image(b64, limit)?,
-            (_, Some(url)) if !url.is_empty() => self.download(http, url, deadline).await?,
-            _ => {
-                return Err(Error::Decode {
-                    reason: "the response's image has neither a url nor b64_json".into(),
-                    body: None,
-                });
+        match image {
+            ResultImage::Base64(b64) => {
+                let bytes = decode_base64_image(b64, limit)?;
+                sink.append(&bytes)
+                    .await
+                    .map_err(|error| sink.error(error))?;
             }
-        };
-        let Some(format) = ImageFormat::detect(&bytes) else {
+            ResultImage::Url(url) => {
+                let sink = tokio::sync::Mutex::new(&mut *sink);
+                self.download(call, url, &sink).await?;
+            }
+        }
+        sink.finish().await.map_err(|error| sink.error(error))?;
+        let Some(format) = ImageFormat::detect(sink.head()) else {
             return Err(Error::Decode {
                 reason: format!(
                     "the result is not a PNG, JPEG, WebP or GIF image; it is {}",
-                    describe_non_image(&bytes)
+                    describe_non_image(sink.head())
                 ),
-                body: text_excerpt(&bytes, key),
+                body: text_excerpt(sink.head(), call.key),
             });
         };
-        tracing::info!(
-            bytes = bytes.len(),
-            %format,
-            request_id = item.request_id.as_deref(),
-            "result image ready"
-        );
-        Ok(EditedImage {
-            bytes,
-            format,
-            url: item.url,
-            request_id: item.request_id,
-            content_violation: item.content_violation,
-            usage,
-        })
+        tracing::info!(bytes = sink.size(), %format, "result image ready");
+        Ok(format)
     }
 
-    /// Fetches a result URL through the shared client, without the API key (the URL points at a
-    /// CDN, which must not see it), retrying like the API call: a GET can always be repeated.
+    /// Fetches a result URL into `sink` through the shared client, without the API key (the URL
+    /// points at a CDN, which must not see it), retrying like the API call: a GET can always be
+    /// repeated, and each attempt starts the sink afresh.
     async fn download(
         &self,
-        http: &reqwest::Client,
+        call: &Call<'_>,
         url: &str,
-        deadline: Instant,
-    ) -> Result<Bytes> {
+        sink: &tokio::sync::Mutex<&mut Sink>,
+    ) -> Result<()> {
         if !matches!(classify(url), Ok(ImageSource::Url(_))) {
             return Err(Error::Decode {
                 reason: "the result url is not an http(s) URL".into(),
@@ -332,12 +365,17 @@ impl Client {
             });
         }
         let limit = self.inner.config.max_result_bytes();
+        let deadline = call.deadline;
         retry::run(
             self.inner.config.retry_policy(),
             deadline,
             |attempt| async move {
                 tracing::debug!(attempt, "downloading the result image");
-                let send = http.get(url).header(USER_AGENT, USER_AGENT_VALUE).send();
+                let send = call
+                    .http
+                    .get(url)
+                    .header(USER_AGENT, USER_AGENT_VALUE)
+                    .send();
                 let mut response = match timeout_at(deadline, send).await {
                     Err(_) => return Err(Failure::fatal(self.timed_out(Phase::Download))),
                     Ok(Err(error)) => return Err(send_failure(&error, Phase::Download, attempt)),
@@ -370,9 +408,11 @@ impl Client {
                         limit,
                     }));
                 }
-                match timeout_at(deadline, read_limited(&mut response, limit)).await {
+                let mut sink = sink.lock().await;
+                let streamed = stream_limited(&mut response, limit, &mut sink);
+                match timeout_at(deadline, streamed).await {
                     Err(_) => Err(Failure::fatal(self.timed_out(Phase::Download))),
-                    Ok(Err(error)) => Err(Failure {
+                    Ok(Err(StreamError::Network(error))) => Err(Failure {
                         error: Error::Transport {
                             phase: Phase::Download,
                             attempts: attempt,
@@ -380,10 +420,11 @@ impl Client {
                         },
                         retry: Retry::After(None),
                     }),
-                    Ok(Ok(limited)) if limited.truncated => {
+                    Ok(Err(StreamError::Disk(error))) => Err(Failure::fatal(sink.error(error))),
+                    Ok(Err(StreamError::TooLarge)) => {
                         Err(Failure::fatal(Error::ResultTooLarge { size: None, limit }))
                     }
-                    Ok(Ok(limited)) => Ok(Bytes::from(limited.bytes)),
+                    Ok(Ok(())) => Ok(()),
                 }
             },
         )
@@ -406,45 +447,200 @@ impl fmt::Debug for Client {
     }
 }
 
-/// The local checks on a request: nothing that fails them reaches the API.
-fn validate_request(request: &EditImageRequest, max_input_bytes: u64) -> Result<()> {
-    let invalid = |field, reason| Err(Error::InvalidInput { field, reason });
-    if request.prompt.trim().is_empty() {
-        return invalid(
-            "prompt",
-            "prompt is empty; describe the edit to make".into(),
-        );
+/// What one call needs at every step.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    http: &'a reqwest::Client,
+    key: &'a str,
+    deadline: Instant,
+}
+
+/// What a successful response says about the image it made, before the image is fetched.
+struct Generation {
+    image: ResultImage,
+    request_id: Option<String>,
+    content_violation: Option<bool>,
+    usage: Option<Usage>,
+}
+
+/// Where a result image is.
+enum ResultImage {
+    Base64(String),
+    Url(String),
+}
+
+impl ResultImage {
+    fn url(&self) -> Option<String> {
+        match self {
+            ResultImage::Url(url) => Some(url.clone()),
+            ResultImage::Base64(_) => None,
+        }
     }
-    let chars = request.prompt.chars().count();
-    if chars > PROMPT_MAX_LENGTH {
-        return invalid(
-            "prompt",
-            format!("prompt is {chars} characters; the limit is {PROMPT_MAX_LENGTH}"),
-        );
-    }
-    let image_url = request.image_url.as_str();
-    if image_url
-        .get(..5)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"))
-    {
-        // Checked where it lies: `classify` would copy a URI that a local file makes tens of
-        // megabytes long.
-        return check_data_uri(image_url)
-            .and_then(|()| check_data_uri_size(image_url, max_input_bytes))
-            .map_err(|reason| Error::InvalidInput {
-                field: "image_url",
-                reason,
+}
+
+impl Generation {
+    fn from_response(response: EditImageResponse) -> Result<Generation> {
+        let items = response.data.unwrap_or_default();
+        if items.len() > 1 {
+            tracing::debug!(
+                count = items.len(),
+                "the response holds several images; using the first"
+            );
+        }
+        let Some(item) = items.into_iter().next() else {
+            return Err(Error::Decode {
+                reason: "the response holds no image (its data list is missing or empty)".into(),
+                body: None,
             });
+        };
+        if item.content_violation == Some(true) {
+            tracing::info!(
+                request_id = item.request_id.as_deref(),
+                "content violation reported"
+            );
+            return Err(Error::ContentViolation {
+                request_id: item.request_id,
+            });
+        }
+        let usage = response
+            .meta
+            .and_then(|meta| meta.usage)
+            .map(|usage| Usage {
+                credits_used: usage.credits_used,
+                tokens_used: usage.tokens_used,
+            })
+            .filter(|usage| usage.credits_used.is_some() || usage.tokens_used.is_some());
+        let image = match (item.b64_json, item.url) {
+            (Some(b64), _) if !b64.is_empty() => ResultImage::Base64(b64),
+            (_, Some(url)) if !url.is_empty() => ResultImage::Url(url),
+            _ => {
+                return Err(Error::Decode {
+                    reason: "the response's image has neither a url nor b64_json".into(),
+                    body: None,
+                });
+            }
+        };
+        tracing::info!(
+            request_id = item.request_id.as_deref(),
+            "the API made the image"
+        );
+        Ok(Generation {
+            image,
+            request_id: item.request_id,
+            content_violation: item.content_violation,
+            usage,
+        })
     }
-    match classify(image_url) {
-        // A data: URI never gets here: it was checked above.
-        Ok(ImageSource::Url(_) | ImageSource::DataUri(_)) => Ok(()),
-        Ok(ImageSource::File(_)) => invalid(
-            "image_url",
-            "image_url is a local file path, which the API cannot read; convert it to a data: URI first (ImageSource::into_image_url)".into(),
-        ),
-        Err(reason) => invalid("image_url", reason),
+}
+
+/// Where a result image's bytes go as they arrive.
+enum Sink {
+    Memory(Vec<u8>),
+    /// A temporary file; only the first [`HEAD_BYTES`] stay in memory.
+    File {
+        writer: BufWriter<tokio::fs::File>,
+        /// The folder the file is in, to name in errors.
+        dir: PathBuf,
+        head: Vec<u8>,
+        size: u64,
+    },
+}
+
+impl Sink {
+    async fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Memory(bytes) => bytes.extend_from_slice(chunk),
+            Sink::File {
+                writer, head, size, ..
+            } => {
+                let room = HEAD_BYTES.saturating_sub(head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..room]);
+                *size += chunk.len() as u64;
+                writer.write_all(chunk).await?;
+            }
+        }
+        Ok(())
     }
+
+    /// Empties the sink for another attempt.
+    async fn restart(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Memory(bytes) => bytes.clear(),
+            Sink::File {
+                writer, head, size, ..
+            } => {
+                writer.flush().await?;
+                writer.get_mut().set_len(0).await?;
+                writer.rewind().await?;
+                head.clear();
+                *size = 0;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Memory(_) => Ok(()),
+            Sink::File { writer, .. } => writer.flush().await,
+        }
+    }
+
+    fn reserve(&mut self, expected: u64) {
+        if let Sink::Memory(bytes) = self {
+            bytes.reserve(usize::try_from(expected).unwrap_or(0));
+        }
+    }
+
+    fn head(&self) -> &[u8] {
+        match self {
+            Sink::Memory(bytes) => bytes,
+            Sink::File { head, .. } => head,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Sink::Memory(bytes) => bytes.len() as u64,
+            Sink::File { size, .. } => *size,
+        }
+    }
+
+    fn error(&self, source: std::io::Error) -> Error {
+        match self {
+            Sink::File { dir, .. } => Error::File {
+                path: dir.clone(),
+                action: "write the image into",
+                source,
+            },
+            Sink::Memory(_) => unreachable!("memory takes every write"),
+        }
+    }
+}
+
+/// Why a download stopped short.
+enum StreamError {
+    Network(reqwest::Error),
+    Disk(std::io::Error),
+    TooLarge,
+}
+
+/// Streams a body of at most `limit` bytes into a fresh `sink`, counting as it goes, since
+/// `Content-Length` may be missing or wrong.
+async fn stream_limited(
+    response: &mut reqwest::Response,
+    limit: u64,
+    sink: &mut Sink,
+) -> Result<(), StreamError> {
+    sink.restart().await.map_err(StreamError::Disk)?;
+    sink.reserve(response.content_length().unwrap_or(0).min(limit));
+    while let Some(chunk) = response.chunk().await.map_err(StreamError::Network)? {
+        if sink.size() + chunk.len() as u64 > limit {
+            return Err(StreamError::TooLarge);
+        }
+        sink.append(&chunk).await.map_err(StreamError::Disk)?;
+    }
+    Ok(())
 }
 
 /// Classifies a failure to get response headers: a connection that could not be opened or broke
@@ -534,56 +730,6 @@ fn text_excerpt(bytes: &[u8], key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reason(request: &EditImageRequest) -> (&'static str, String) {
-        match validate_request(request, 1 << 20).unwrap_err() {
-            Error::InvalidInput { field, reason } => (field, reason),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn prompt_length_is_counted_in_code_points() {
-        let url = "https://example.com/a.png";
-        let at_limit = "é".repeat(PROMPT_MAX_LENGTH);
-        assert!(validate_request(&EditImageRequest::new(url, at_limit), 1).is_ok());
-        let over = "é".repeat(PROMPT_MAX_LENGTH + 1);
-        assert_eq!(
-            reason(&EditImageRequest::new(url, over)),
-            (
-                "prompt",
-                "prompt is 2561 characters; the limit is 2560".into()
-            )
-        );
-        assert_eq!(
-            reason(&EditImageRequest::new(url, " \n\t")),
-            (
-                "prompt",
-                "prompt is empty; describe the edit to make".into()
-            )
-        );
-    }
-
-    #[test]
-    fn image_url_must_be_a_url_or_a_data_uri() {
-        let request = |url: &str| EditImageRequest::new(url, "make it blue");
-        assert_eq!(reason(&request("/tmp/a.png")).0, "image_url");
-        assert_eq!(reason(&request("ftp://example.com/a.png")).0, "image_url");
-        assert_eq!(
-            reason(&request("data:text/plain;base64,aGk=")),
-            (
-                "image_url",
-                "the data: URI's media type is \"text/plain\"; it must be an image/* type such as image/png".into()
-            )
-        );
-        assert!(validate_request(&request("data:image/png;base64,aGk="), 2).is_ok());
-        assert_eq!(
-            validate_request(&request("data:image/png;base64,aGk="), 1)
-                .unwrap_err()
-                .to_string(),
-            "the data: URI holds 2 bytes of image; the limit is 1 bytes"
-        );
-    }
 
     #[test]
     fn clients_and_their_calls_can_cross_threads() {

@@ -40,6 +40,7 @@
 
 #![deny(missing_docs)]
 
+mod body;
 mod client;
 mod config;
 mod error;
@@ -51,6 +52,7 @@ mod retry;
 pub mod generated;
 pub use generated::*;
 
+pub use body::RequestBody;
 pub use client::Client;
 pub use config::{
     API_KEY_ALIAS_VAR, API_KEY_VAR, BASE_URL_VAR, Config, DEFAULT_MAX_INPUT_BYTES,
@@ -60,4 +62,4 @@ pub use config::{
 pub use error::{Error, Phase, Result};
 pub use format::ImageFormat;
 pub use image::{ImageSource, data_uri_from_file};
-pub use output::{EditedImage, Usage};
+pub use output::{EditedImage, StagedImage, Usage};

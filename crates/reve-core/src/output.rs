@@ -2,7 +2,8 @@
 //! a file.
 
 use std::fmt;
-use std::io::{Cursor, Write};
+use std::fs::File;
+use std::io::{BufReader, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -96,60 +97,183 @@ impl EditedImage {
         let wanted = file_name
             .map(|name| corrected_file_name(name, self.format))
             .transpose()?;
-        std::fs::create_dir_all(dir).map_err(|source| Error::File {
-            path: dir.to_owned(),
-            action: "create directory",
-            source,
-        })?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".reve-")
-            .suffix(".partial")
-            .tempfile_in(dir)
+        let mut temp = create_temp_in(dir)?;
+        temp.write_all(&self.bytes)
+            .and_then(|()| temp.as_file().sync_all())
             .map_err(|source| Error::File {
                 path: dir.to_owned(),
-                action: "create a temporary file in",
+                action: "write the image into",
                 source,
             })?;
-        let write_error = |source| Error::File {
-            path: dir.to_owned(),
-            action: "write the image into",
-            source,
-        };
-        temp.write_all(&self.bytes).map_err(write_error)?;
-        temp.as_file().sync_all().map_err(write_error)?;
+        persist_without_clobbering(temp, dir, wanted, self.format)
+    }
+}
 
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let target = dir.join(match &wanted {
-                Some(name) => name.clone(),
-                None => generated_file_name(SystemTime::now(), fastrand::u32(..), self.format),
-            });
-            match temp.persist_noclobber(&target) {
-                Ok(_) => {
-                    tracing::info!(path = %target.display(), bytes = self.bytes.len(), "saved result image");
-                    return Ok(target);
+/// An edited image that [`crate::Client::edit_into_dir`] wrote to a hidden temporary file as it
+/// arrived, instead of holding it in memory: a server finishing many large results at once then
+/// needs memory for none of them.
+///
+/// [`StagedImage::persist`] gives it its final name, with the guarantees of
+/// [`EditedImage::save_in`]; dropping it unsaved deletes the temporary file. The fields are those
+/// of [`EditedImage`], with the image's size in place of its bytes.
+pub struct StagedImage {
+    file: tempfile::NamedTempFile,
+    dir: PathBuf,
+    /// The image's size in bytes.
+    pub size: u64,
+    /// The type detected from the image's first bytes.
+    pub format: ImageFormat,
+    /// As [`EditedImage::url`].
+    pub url: Option<String>,
+    /// As [`EditedImage::request_id`].
+    pub request_id: Option<String>,
+    /// As [`EditedImage::content_violation`].
+    pub content_violation: Option<bool>,
+    /// As [`EditedImage::usage`].
+    pub usage: Option<Usage>,
+}
+
+impl StagedImage {
+    pub(crate) fn new(
+        file: tempfile::NamedTempFile,
+        dir: PathBuf,
+        size: u64,
+        format: ImageFormat,
+    ) -> StagedImage {
+        StagedImage {
+            file,
+            dir,
+            size,
+            format,
+            url: None,
+            request_id: None,
+            content_violation: None,
+            usage: None,
+        }
+    }
+
+    /// The MIME type of the image, such as `image/png`.
+    pub fn mime_type(&self) -> &'static str {
+        self.format.mime_type()
+    }
+
+    /// A new read handle on the image, at its start, that stays valid after
+    /// [`StagedImage::persist`] (the file is reopened and checked to be the one written, never
+    /// trusted by its path alone).
+    pub fn open(&self) -> Result<File> {
+        self.file.reopen().map_err(|source| Error::File {
+            path: self.file.path().to_owned(),
+            action: "reopen",
+            source,
+        })
+    }
+
+    /// Width and height in pixels, read from the image header without decoding the pixels.
+    pub fn dimensions(&self) -> Result<(u32, u32)> {
+        image::ImageReader::with_format(
+            BufReader::new(self.open()?),
+            self.format.image_crate_format(),
+        )
+        .into_dimensions()
+        .map_err(|error| Error::Decode {
+            reason: format!(
+                "the {} result image's header is unreadable: {error}",
+                self.format
+            ),
+            body: None,
+        })
+    }
+
+    /// Flushes the image to disk and gives it its final name in the folder it was staged in,
+    /// following the naming rules and guarantees of [`EditedImage::save_in`]. Blocking.
+    pub fn persist(self, file_name: Option<&str>) -> Result<PathBuf> {
+        let wanted = file_name
+            .map(|name| corrected_file_name(name, self.format))
+            .transpose()?;
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|source| Error::File {
+                path: self.dir.clone(),
+                action: "write the image into",
+                source,
+            })?;
+        persist_without_clobbering(self.file, &self.dir, wanted, self.format)
+    }
+}
+
+impl fmt::Debug for StagedImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StagedImage")
+            .field("path", &self.file.path())
+            .field("size", &self.size)
+            .field("format", &self.format)
+            .field("url", &self.url)
+            .field("request_id", &self.request_id)
+            .field("content_violation", &self.content_violation)
+            .field("usage", &self.usage)
+            .finish()
+    }
+}
+
+/// Creates `dir` if needed and a hidden temporary file in it, where an image is written before
+/// it takes its final name.
+pub(crate) fn create_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::File {
+        path: dir.to_owned(),
+        action: "create directory",
+        source,
+    })?;
+    tempfile::Builder::new()
+        .prefix(".reve-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|source| Error::File {
+            path: dir.to_owned(),
+            action: "create a temporary file in",
+            source,
+        })
+}
+
+/// Gives a complete, flushed temporary file in `dir` its final name in one atomic step that
+/// refuses an existing target: `wanted`, or else a fresh generated one.
+fn persist_without_clobbering(
+    mut temp: tempfile::NamedTempFile,
+    dir: &Path,
+    wanted: Option<String>,
+    format: ImageFormat,
+) -> Result<PathBuf> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let target = dir.join(match &wanted {
+            Some(name) => name.clone(),
+            None => generated_file_name(SystemTime::now(), fastrand::u32(..), format),
+        });
+        match temp.persist_noclobber(&target) {
+            Ok(_) => {
+                tracing::info!(path = %target.display(), "saved result image");
+                return Ok(target);
+            }
+            Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                if wanted.is_some() {
+                    return Err(Error::FileExists { path: target });
                 }
-                Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if wanted.is_some() {
-                        return Err(Error::FileExists { path: target });
-                    }
-                    if attempt >= NAME_ATTEMPTS {
-                        return Err(Error::File {
-                            path: target,
-                            action: "save",
-                            source: error.error,
-                        });
-                    }
-                    temp = error.file;
-                }
-                Err(error) => {
+                if attempt >= NAME_ATTEMPTS {
                     return Err(Error::File {
                         path: target,
                         action: "save",
                         source: error.error,
                     });
                 }
+                temp = error.file;
+            }
+            Err(error) => {
+                return Err(Error::File {
+                    path: target,
+                    action: "save",
+                    source: error.error,
+                });
             }
         }
     }
