@@ -528,10 +528,20 @@ async fn slow_calls_do_not_block_each_other_or_listing() {
             session.client.peer().list_all_tools().await.unwrap()
         })
         .await
-        .map(|tools| (tools.len(), world.saved_files().len()))
+        .map(|tools| (tools.len(), world.saved_files()))
     };
     let (results, listed) = tokio::join!(all, listing);
-    assert_eq!(listed.expect("listing was blocked"), (1, 0));
+    let (tools, in_flight) = listed.expect("listing was blocked");
+    assert_eq!(tools, 1);
+    // Each waiting call has only the hidden file its result will stream into.
+    assert_eq!(in_flight.len(), 4, "{in_flight:?}");
+    for staging in &in_flight {
+        let name = staging.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.starts_with(".reve-") && name.ends_with(".partial"),
+            "{in_flight:?}"
+        );
+    }
     for result in results {
         assert_ne!(result.unwrap().is_error, Some(true));
     }

@@ -1,13 +1,14 @@
 //! Measurement 5: a large local image turned into the request body.
 //!
-//! reve-mcp does this in-process (`ImageSource::File(..).into_image_url`, then
-//! `Client::edit_image` validates and serialises), so it is measured
-//! in-process too, through the same public reve-core calls, in a child process
-//! of its own: a fresh process's peak RSS (`VmHWM`) minus its RSS before the
-//! work is exactly the extra memory the work needed, with no allocator state
-//! left over from earlier runs. The request goes to a loopback sink that reads
-//! and discards the body and answers 400, so nothing but the client's work
-//! (and one pass over loopback) is timed.
+//! reve-mcp does this in-process (it opens the file, then
+//! `RequestBody::with_image_file` reads, checks and encodes it straight into
+//! the body), so it is measured in-process too, through the same public
+//! reve-core calls, in a child process of its own: a fresh process's peak RSS
+//! (`VmHWM`) minus its RSS before the work is exactly the extra memory the
+//! work needed, with no allocator state left over from earlier runs. The
+//! body is then sent (`Client::edit`) to a loopback sink that reads and
+//! discards it and answers 400; that send is timed apart, since the budget is
+//! about building the body, and counts in the peak memory.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,10 +22,10 @@ use crate::rpc::proc_status;
 
 /// What one child measured.
 pub struct Probe {
-    /// Read, type check and base64 into the data URI.
-    pub encode: Duration,
-    /// Validation, JSON serialisation and handing the body to the socket.
-    pub body: Duration,
+    /// Open, read, type check, base64 and JSON: the request body built.
+    pub build: Duration,
+    /// The body sent over loopback, to the sink's answer.
+    pub send: Duration,
     pub peak_extra_bytes: u64,
 }
 
@@ -44,8 +45,8 @@ pub fn run_child(harness: &Path, file: &Path) -> Result<Probe> {
     let report: Value = serde_json::from_slice(&output.stdout)?;
     let seconds = |name: &str| Duration::from_secs_f64(report[name].as_f64().unwrap_or_default());
     Ok(Probe {
-        encode: seconds("encode_s"),
-        body: seconds("body_s"),
+        build: seconds("build_s"),
+        send: seconds("send_s"),
         peak_extra_bytes: report["peak_extra_bytes"].as_u64().unwrap_or_default(),
     })
 }
@@ -76,18 +77,19 @@ async fn measure(file: &Path) -> Result<Value> {
     let before = proc_status(pid, "VmRSS")?;
 
     let started = Instant::now();
-    let image_url = reve_core::ImageSource::File(file.to_owned()).into_image_url(size)?;
-    let encoded = Instant::now();
-    let request = reve_core::EditImageRequest::new(image_url, crate::PROMPT);
-    match client.edit_image(&request).await {
+    let request = reve_core::EditImageRequest::new(file.display().to_string(), crate::PROMPT);
+    let opened = std::fs::File::open(file)?;
+    let body = reve_core::RequestBody::with_image_file(&request, &opened, file, size)?;
+    let built = Instant::now();
+    match client.edit(&body).await {
         Err(reve_core::Error::Api { status: 400, .. }) => {}
         other => bail!("the sink answers 400, but the client returned {other:?}"),
     }
     let sent = Instant::now();
     let peak = proc_status(pid, "VmHWM")?;
     Ok(json!({
-        "encode_s": (encoded - started).as_secs_f64(),
-        "body_s": (sent - encoded).as_secs_f64(),
+        "build_s": (built - started).as_secs_f64(),
+        "send_s": (sent - built).as_secs_f64(),
         "peak_extra_bytes": peak.saturating_sub(before),
     }))
 }

@@ -377,8 +377,8 @@ async fn local_input(harness: &Path, work: &Path, runs: usize) -> Result<LocalIn
     .await??;
     Ok(LocalInput {
         bytes: LOCAL_INPUT_BYTES,
-        encode: median(probes.iter().map(|probe| probe.encode)),
-        body: median(probes.iter().map(|probe| probe.body)),
+        build: median(probes.iter().map(|probe| probe.build)),
+        send: median(probes.iter().map(|probe| probe.send)),
         peak_extra_bytes: median(probes.iter().map(|probe| probe.peak_extra_bytes)),
     })
 }

@@ -271,26 +271,30 @@ async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> anyhow::Result<E
     arguments.insert(IMAGE_URL_ARG.into(), image_url.into());
     arguments.insert("prompt".into(), job.prompt.clone().into());
     let request = build_request(&job.fixed_fields, arguments)?;
+    let body = reve_core::RequestBody::new(&request, max_bytes)?;
+    drop(request);
 
     bar.set_message(format!("waiting for {}", reve_core::MODEL));
-    let edited = job.client.edit_image(&request).await?;
+    let (folder, name) = job.target.parts();
+    let staged = job.client.edit_into_dir(&body, &folder).await?;
+    drop(body);
 
     bar.set_message("saving");
-    let (folder, name) = job.target.parts();
-    let saved = {
-        let result = edited.clone();
-        tokio::task::spawn_blocking(move || result.save_in(&folder, name.as_deref()))
-            .await
-            .expect("saving does not panic")
-            .map_err(|source| EditImageError::Save {
-                source,
-                url: edited.url.clone(),
-            })?
-    };
-    let dimensions = edited
-        .dimensions()
-        .with_context(|| format!("the result was saved to {}, but", saved.display()))?;
-    Ok(EditOutput::new(&edited, &saved, dimensions))
+    let dimensions = staged.dimensions();
+    let url = staged.url.clone();
+    let output = EditOutput::unsaved(&staged, dimensions.as_ref().copied().unwrap_or_default());
+    let saved = tokio::task::spawn_blocking(move || staged.persist(name.as_deref()))
+        .await
+        .expect("saving does not panic")
+        .map_err(|source| EditImageError::Save { source, url })?;
+    let dimensions =
+        dimensions.with_context(|| format!("the result was saved to {}, but", saved.display()))?;
+    Ok(EditOutput {
+        path: saved.display().to_string(),
+        width: dimensions.0,
+        height: dimensions.1,
+        ..output
+    })
 }
 
 /// What the user typed, as reve-core reads it; bare paths, relative ones

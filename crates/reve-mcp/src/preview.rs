@@ -5,7 +5,8 @@
 //! past ~1568 px on the long edge (beyond that the model downsamples anyway).
 //! The saved file keeps full resolution; the preview only has to be seen.
 
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{Cursor, Read as _};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -42,6 +43,8 @@ pub struct Preview {
 /// Why no preview could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
+    #[error("the result could not be read back for a preview: {0}")]
+    Read(#[source] reve_core::Error),
     #[error("the result image could not be decoded for a preview: {0}")]
     Decode(#[from] image::ImageError),
     #[error(
@@ -141,6 +144,15 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
         }
         edge = edge * 3 / 4;
     }
+}
+
+/// [`make_preview`] for a result staged in a file, read whole only now, when
+/// the caller holds a preview slot.
+pub fn make_preview_from(mut file: File, budget: PreviewBudget) -> Result<Preview, PreviewError> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(image::ImageError::IoError)?;
+    make_preview(&bytes, budget)
 }
 
 fn passthrough_mime(format: ImageFormat) -> Option<&'static str> {

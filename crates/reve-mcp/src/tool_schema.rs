@@ -2,8 +2,6 @@
 //! vendor's request schema so that a field the vendor adds reaches MCP
 //! clients through `cargo xtask codegen` alone.
 
-use std::path::Path;
-
 use rmcp::model::JsonObject;
 use rmcp::schemars::{self, JsonSchema};
 use serde::Serialize;
@@ -120,25 +118,17 @@ pub struct EditOutput {
 }
 
 impl EditOutput {
-    /// Describes a result saved at `saved`; `(width, height)` are passed in
-    /// because the tool can fall back to its preview's size when the header
-    /// is unreadable.
-    pub fn new(edited: &reve_core::EditedImage, saved: &Path, dimensions: (u32, u32)) -> Self {
-        Self {
-            path: saved.display().to_string(),
-            ..Self::unsaved(edited, dimensions)
-        }
-    }
-
-    /// Describes a result that was not written to disk.
-    pub fn unsaved(edited: &reve_core::EditedImage, (width, height): (u32, u32)) -> Self {
+    /// Describes a result not yet saved (`path` empty): the staged image is
+    /// consumed by saving, so its details are taken first, and `path` is
+    /// filled in once it is saved.
+    pub fn unsaved(edited: &reve_core::StagedImage, (width, height): (u32, u32)) -> Self {
         Self {
             path: String::new(),
             url: edited.url.clone(),
             mime_type: edited.mime_type().to_owned(),
             width,
             height,
-            bytes: edited.bytes.len() as u64,
+            bytes: edited.size,
             request_id: edited.request_id.clone(),
             content_violation: edited.content_violation,
         }

@@ -22,6 +22,9 @@ pub(crate) enum Delivery {
     /// The full `Content-Length` is declared, half the bytes are sent, then
     /// the connection is closed.
     Truncated,
+    /// [`Delivery::Truncated`] the first time the body is fetched, whole from
+    /// then on (see `Shared::file`).
+    TruncatedOnce,
     /// The full `Content-Length` is declared, then the connection is closed
     /// before any byte of the body.
     HeadersOnly,
@@ -37,7 +40,7 @@ pub(crate) fn deliver(
     let body = match delivery {
         Delivery::Whole => Body::from(bytes),
         Delivery::Trickle(delay) => trickle(bytes, delay),
-        Delivery::Truncated => truncated(bytes.slice(..length / 2)),
+        Delivery::Truncated | Delivery::TruncatedOnce => truncated(bytes.slice(..length / 2)),
         Delivery::HeadersOnly => truncated(Bytes::new()),
     };
     (

@@ -96,6 +96,9 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
         Scenario::TruncatedResult => {
             succeed(shared, image_url, true, whole, Delivery::Truncated).await
         }
+        Scenario::TruncatedResultOnce => {
+            succeed(shared, image_url, true, whole, Delivery::TruncatedOnce).await
+        }
         Scenario::ResultUrl404 => {
             let missing = shared.file_url(&shared.ids.file_name());
             json_response(

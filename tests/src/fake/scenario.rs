@@ -67,6 +67,9 @@ pub enum Scenario {
     /// 200 with a `url` whose download declares the full length, sends half
     /// of the image and closes the connection.
     TruncatedResult,
+    /// Like [`Scenario::TruncatedResult`] for the first download only; the
+    /// retry gets the whole image, as after a CDN hiccup.
+    TruncatedResultOnce,
     /// 200 with a `url` serving this many bytes with `Content-Length` declared,
     /// generated while streaming (never held in memory). The bytes start with
     /// the PNG signature, then zeros.

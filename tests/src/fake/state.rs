@@ -144,8 +144,18 @@ impl Shared {
         format!("{}/files/{name}", self.base_url)
     }
 
+    /// The file to serve for one download; a [`Delivery::TruncatedOnce`]
+    /// file is served that way once and whole from then on.
     pub(crate) fn file(&self, name: &str) -> Option<StoredFile> {
-        lock(&self.files).get(name).cloned()
+        let mut files = lock(&self.files);
+        let file = files.get_mut(name)?;
+        let served = file.clone();
+        if let StoredFile::Image { delivery, .. } = file
+            && *delivery == Delivery::TruncatedOnce
+        {
+            *delivery = Delivery::Whole;
+        }
+        Some(served)
     }
 
     pub(crate) fn store_input(&self, bytes: Bytes, content_type: String) -> String {

@@ -229,40 +229,58 @@ impl EditImage {
             )));
         }
 
-        let mut request = build_request(&self.fixed_fields, arguments)?;
-
-        if let Some(path) = access::local_path(&request.image_url) {
-            let path = path?;
-            if self.confined && self.configured_dirs.is_empty() {
-                return Err(AccessError::ServerFilesClosed(path.display().to_string()).into());
+        let request = build_request(&self.fixed_fields, arguments)?;
+        let local_input = match access::local_path(&request.image_url) {
+            Some(path) => {
+                let path = path?;
+                if self.confined && self.configured_dirs.is_empty() {
+                    return Err(AccessError::ServerFilesClosed(path.display().to_string()).into());
+                }
+                Some((self.allowed_dirs(client_roots), path))
             }
-            let allowed = self.allowed_dirs(client_roots);
-            let max_bytes = self.max_input_bytes;
-            request.image_url = tokio::task::spawn_blocking(move || {
+            None => None,
+        };
+        // Off the async threads: a local file is read and encoded here, and
+        // a data: URI from the client is checked and copied into the body.
+        let max_bytes = self.max_input_bytes;
+        let body = tokio::task::spawn_blocking(move || match local_input {
+            Some((allowed, path)) => {
                 let (file, canonical) = allowed.open(&path)?;
-                reve_core::data_uri_from_file(&file, &canonical, max_bytes)
+                reve_core::RequestBody::with_image_file(&request, &file, &canonical, max_bytes)
                     .map_err(EditImageError::from)
-            })
-            .await
-            .expect("reading the input image does not panic")?;
-        }
+            }
+            None => reve_core::RequestBody::new(&request, max_bytes).map_err(EditImageError::from),
+        })
+        .await
+        .expect("building the request body does not panic")?;
 
-        let edited = self.call_api(&request, progress, &cancel).await?;
+        // The result goes straight to a temporary file where it will be
+        // saved (the system's temporary folder when the server does not
+        // save), so that many large results finishing together need no memory.
+        let (stage_dir, file_name) = match output_target {
+            _ if !self.saves => (std::env::temp_dir(), None),
+            Some((folder, name)) => (folder, Some(name)),
+            None => (self.output_dir.clone(), None),
+        };
+        let staged = self.call_api(&body, &stage_dir, progress, &cancel).await?;
+        drop(body);
+        // A failure to reopen costs the preview, never the saved result.
+        let reader = staged.open();
+        // Read from the header; should it be unreadable, the preview's
+        // decoder may still manage, and its size then stands in.
+        let dimensions = staged.dimensions().ok();
+        let mut output = EditOutput::unsaved(&staged, dimensions.unwrap_or_default());
+        let url = staged.url.clone();
 
-        // Saving (write + fsync) and the preview (decode + encode) are
-        // independent, and both take long on a large result: run them side
-        // by side. The saved file matters more, so its error wins.
+        // Saving (fsync and rename) and the preview (read, decode and
+        // encode) are independent: run them side by side. The saved file
+        // matters more, so its error wins. The preview waits for a slot, so
+        // it reads the file only when it can work on it.
         let save = async {
             if !self.saves {
                 return Ok(None);
             }
-            let (folder, file_name) = match output_target {
-                Some((folder, name)) => (folder, Some(name)),
-                None => (self.output_dir.clone(), None),
-            };
-            let edited = edited.clone();
-            let url = edited.url.clone();
-            tokio::task::spawn_blocking(move || edited.save_in(&folder, file_name.as_deref()))
+            tokio::task::spawn_blocking(move || staged.persist(file_name.as_deref()))
                 .await
                 .expect("saving does not panic")
                 .map(Some)
@@ -270,9 +288,9 @@ impl EditImage {
         };
         let preview = async {
             let _slot = self.preview_slots.acquire().await.expect("never closed");
-            let bytes = edited.bytes.clone();
             let budget = self.preview_budget;
-            tokio::task::spawn_blocking(move || preview::make_preview(&bytes, budget))
+            let reader = reader.map_err(PreviewError::Read)?;
+            tokio::task::spawn_blocking(move || preview::make_preview_from(reader, budget))
                 .await
                 .expect("the preview does not panic")
         };
@@ -286,19 +304,26 @@ impl EditImage {
             None => EditImageError::PreviewUnsaved(source),
         })?;
 
-        Ok(success_result(&edited, saved.as_deref(), preview))
+        if dimensions.is_none() {
+            (output.width, output.height) = (preview.width, preview.height);
+        }
+        if let Some(saved) = &saved {
+            output.path = saved.display().to_string();
+        }
+        Ok(success_result(output, saved.as_deref(), preview))
     }
 
     /// Calls the API, sending progress while it works, and drops the HTTP
     /// request (closing the connection) the moment the client cancels.
     async fn call_api(
         &self,
-        request: &reve_core::EditImageRequest,
+        body: &reve_core::RequestBody,
+        stage_dir: &Path,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
-    ) -> Result<reve_core::EditedImage, EditImageError> {
+    ) -> Result<reve_core::StagedImage, EditImageError> {
         let started = Instant::now();
-        let call = self.client.edit_image(request);
+        let call = self.client.edit_into_dir(body, stage_dir);
         tokio::pin!(call);
         let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         let mut step = 0u32;
@@ -349,17 +374,11 @@ pub fn build_request(
 /// save: the structured output then has no `path`, and the resource link
 /// points at the API's URL instead of a file.
 fn success_result(
-    edited: &reve_core::EditedImage,
+    output: EditOutput,
     saved: Option<&Path>,
     preview: preview::Preview,
 ) -> CallToolResult {
-    let (width, height) = edited
-        .dimensions()
-        .unwrap_or((preview.width, preview.height));
-    let output = match saved {
-        Some(saved) => EditOutput::new(edited, saved, (width, height)),
-        None => EditOutput::unsaved(edited, (width, height)),
-    };
+    let (width, height) = (output.width, output.height);
     let mut text = match saved {
         Some(_) => format!(
             "Edited image saved to {} ({}x{}, {}, {} bytes).",
