@@ -35,6 +35,34 @@
 //! # }
 //! ```
 //!
+//! For large images, or many results at once, build the body from the open file with
+//! [`RequestBody::with_image_file`] (the file's base64 goes straight into the body: one pass, one
+//! buffer) and let [`Client::edit_into_dir`] stream the result into a hidden file in the
+//! destination folder instead of memory:
+//!
+//! ```
+//! use reve_core::{Client, Config, EditImageRequest, RequestBody};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let fake = reve_tests::FakeApi::start().await;
+//! # let out_dir = tempfile::tempdir()?;
+//! # let photo = out_dir.path().join("t-rex.png");
+//! # std::fs::write(&photo, reve_tests::fake::sample_png(64, 48))?;
+//! # let config = Config::default().with_api_key(fake.api_key()).with_base_url(fake.base_url())?;
+//! # let client = Client::new(config.clone())?;
+//! let request = EditImageRequest::new(photo.display().to_string(), "Make it night");
+//! let file = std::fs::File::open(&photo)?;
+//! let body = RequestBody::with_image_file(&request, &file, &photo, config.max_input_bytes())?;
+//! // The folder is created, and checked writable, before anything is sent.
+//! let staged = client.edit_into_dir(&body, out_dir.path()).await?;
+//! println!("{} bytes of {}, {:?}", staged.size, staged.mime_type(), staged.dimensions()?);
+//! let saved = staged.persist(Some("t-rex-at-night.png"))?; // dropping it instead deletes it
+//! # assert_eq!(image::image_dimensions(&saved)?, (64, 48));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The types in [`generated`] are produced by `cargo xtask codegen` from the vendor's OpenAPI
 //! document; everything else here is written by hand.
 

@@ -10,8 +10,9 @@ use std::io::{Cursor, Read as _};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use image::codecs::jpeg::JpegEncoder;
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,18 @@ pub struct Preview {
     pub height: u32,
 }
 
+impl From<fast_image_resize::ImageBufferError> for PreviewError {
+    fn from(error: fast_image_resize::ImageBufferError) -> Self {
+        PreviewError::Scale(error.to_string())
+    }
+}
+
+impl From<fast_image_resize::ResizeError> for PreviewError {
+    fn from(error: fast_image_resize::ResizeError) -> Self {
+        PreviewError::Scale(error.to_string())
+    }
+}
+
 /// Why no preview could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
@@ -47,6 +60,10 @@ pub enum PreviewError {
     Read(#[source] reve_core::Error),
     #[error("the result image could not be decoded for a preview: {0}")]
     Decode(#[from] image::ImageError),
+    #[error("the result image could not be scaled for a preview: {0}")]
+    Scale(String),
+    #[error("the preview could not be encoded as JPEG: {0}")]
+    Encode(#[from] jpeg_encoder::EncodingError),
     #[error(
         "the result image declares {width}x{height} pixels, more than the {max} px per side a preview will decode"
     )]
@@ -115,24 +132,38 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
     let decoded = flatten_onto_white(reader.decode()?);
 
     let mut edge = budget.max_edge_px.min(width.max(height)).max(1);
+    let mut resizer = Resizer::new();
     loop {
-        let scaled = if width.max(height) > edge {
-            // Area averaging (`thumbnail`) rather than a convolution filter:
-            // as good for a downscale, and several times faster on a
-            // 4096x4096 result (see BENCHMARKS.md).
-            decoded.thumbnail(edge, edge)
+        let (scaled_width, scaled_height) = fit_within(width, height, edge);
+        let scaled = if (scaled_width, scaled_height) == (width, height) {
+            None
         } else {
-            decoded.clone()
+            let source = ImageRef::new(width, height, decoded.as_raw(), PixelType::U8x3)?;
+            let mut target = Image::new(scaled_width, scaled_height, PixelType::U8x3);
+            // A box filter: area averaging, as good as any for a downscale
+            // and the cheapest (see BENCHMARKS.md).
+            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
+            resizer.resize(&source, &mut target, &options)?;
+            Some(target)
         };
+        let pixels = scaled
+            .as_ref()
+            .map_or(decoded.as_raw().as_slice(), |scaled| scaled.buffer());
         for quality in JPEG_QUALITIES {
             let mut jpeg = Vec::new();
-            JpegEncoder::new_with_quality(&mut jpeg, quality).encode_image(&scaled)?;
+            // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
+            jpeg_encoder::Encoder::new(&mut jpeg, quality).encode(
+                pixels,
+                scaled_width as u16,
+                scaled_height as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )?;
             if base64_len(jpeg.len()) <= budget.max_base64_bytes {
                 return Ok(Preview {
                     base64: STANDARD.encode(&jpeg),
                     mime_type: "image/jpeg",
-                    width: scaled.width(),
-                    height: scaled.height(),
+                    width: scaled_width,
+                    height: scaled_height,
                 });
             }
         }
@@ -169,10 +200,25 @@ fn base64_len(raw_len: usize) -> usize {
     raw_len.div_ceil(3) * 4
 }
 
+/// The size of `width` x `height` scaled to fit `edge` on its longer side,
+/// keeping the aspect ratio; unchanged if it already fits.
+fn fit_within(width: u32, height: u32, edge: u32) -> (u32, u32) {
+    let longer = width.max(height);
+    if longer <= edge {
+        return (width, height);
+    }
+    let scale = |side: u32| {
+        let scaled =
+            (u64::from(side) * u64::from(edge) + u64::from(longer) / 2) / u64::from(longer);
+        u32::try_from(scaled).unwrap_or(edge).max(1)
+    };
+    (scale(width), scale(height))
+}
+
 /// JPEG has no alpha channel; transparent areas would otherwise turn black.
-fn flatten_onto_white(image: DynamicImage) -> DynamicImage {
+fn flatten_onto_white(image: DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {
-        return DynamicImage::ImageRgb8(image.into_rgb8());
+        return image.into_rgb8();
     }
     let rgba = image.into_rgba8();
     let (width, height) = rgba.dimensions();
@@ -183,7 +229,7 @@ fn flatten_onto_white(image: DynamicImage) -> DynamicImage {
             |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
         *out = image::Rgb([blend(r), blend(g), blend(b)]);
     }
-    DynamicImage::ImageRgb8(rgb)
+    rgb
 }
 
 #[cfg(test)]
