@@ -56,6 +56,8 @@ impl From<fast_image_resize::ResizeError> for PreviewError {
 /// Why no preview could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
+    #[error("the preview threads could not be started: {0}")]
+    Workers(String),
     #[error("the result could not be read back for a preview: {0}")]
     Read(#[source] reve_core::Error),
     #[error("the result image could not be decoded for a preview: {0}")]

@@ -5,8 +5,9 @@
 //! into a data URI after checking it may be read, calls the API while keeping
 //! the client informed, saves the full result and returns a preview.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rmcp::RoleServer;
@@ -15,7 +16,6 @@ use rmcp::model::{
 };
 use rmcp::service::Peer;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, AccessError, AllowedDirs};
@@ -85,10 +85,14 @@ pub struct EditImage {
     /// unknown one (serde's own message would list the vendor's fields,
     /// including those the server refuses, and omit `output_path`).
     argument_names: Vec<String>,
-    /// Decoding and re-encoding a 4096x4096 result takes a core and ~100 MB;
-    /// bounding the previews in flight to the core count keeps memory flat
-    /// when many calls finish together.
-    preview_slots: Arc<Semaphore>,
+    /// Previews run here, one thread per core, started on first use.
+    /// Decoding and re-encoding a 4096x4096 result takes a core and ~100 MB,
+    /// so bounding the previews in flight keeps memory flat when many calls
+    /// finish together; and a few long-lived threads reuse the memory their
+    /// allocator kept from the previous preview, where blocking-pool threads
+    /// by the dozen would each keep their own (see BENCHMARKS.md).
+    preview_workers: OnceLock<rayon::ThreadPool>,
+    preview_threads: usize,
     /// Whether local reads are confined to `configured_dirs` alone; see
     /// [`EditImage::confine_to_configured_dirs`].
     confined: bool,
@@ -125,7 +129,8 @@ impl EditImage {
                 settings.response_mode.convert_base64_to_url(),
             ),
             argument_names,
-            preview_slots: Arc::new(Semaphore::new(cores)),
+            preview_workers: OnceLock::new(),
+            preview_threads: cores,
             confined: false,
             saves: true,
         }
@@ -287,12 +292,20 @@ impl EditImage {
                 .map_err(|source| EditImageError::Save { source, url })
         };
         let preview = async {
-            let _slot = self.preview_slots.acquire().await.expect("never closed");
-            let budget = self.preview_budget;
             let reader = reader.map_err(PreviewError::Read)?;
-            tokio::task::spawn_blocking(move || preview::make_preview_from(reader, budget))
-                .await
-                .expect("the preview does not panic")
+            let budget = self.preview_budget;
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            self.preview_workers()?.spawn(move || {
+                let preview = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    preview::make_preview_from(reader, budget)
+                }));
+                // The call may have been cancelled meanwhile; then nobody waits.
+                let _ = done.send(preview);
+            });
+            match outcome.await.expect("a preview job always answers") {
+                Ok(preview) => preview,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         };
         let (saved, preview) = tokio::join!(save, preview);
         let saved = saved?;
@@ -311,6 +324,19 @@ impl EditImage {
             output.path = saved.display().to_string();
         }
         Ok(success_result(output, saved.as_deref(), preview))
+    }
+
+    fn preview_workers(&self) -> Result<&rayon::ThreadPool, PreviewError> {
+        if let Some(workers) = self.preview_workers.get() {
+            return Ok(workers);
+        }
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.preview_threads)
+            .thread_name(|index| format!("reve-preview-{index}"))
+            .build()
+            .map_err(|error| PreviewError::Workers(error.to_string()))?;
+        // Two first previews racing both build a pool; the loser's is dropped.
+        Ok(self.preview_workers.get_or_init(|| workers))
     }
 
     /// Calls the API, sending progress while it works, and drops the HTTP
