@@ -1,5 +1,6 @@
 //! The eight measurements of issue 5, run by the release harness.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -114,7 +115,7 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
     eprintln!("3. one edit with a 1024x768 result");
     report.edit = edit_latency(&binaries.reve_mcp, &env, &fake, plan.edits).await?;
     eprintln!("   and its breakdown");
-    report.breakdown = breakdown(&binaries.reve_mcp, &fake, &output_dir, &png, plan.edits).await?;
+    report.breakdown = breakdown(&binaries.reve_mcp, &fake, &output_dir, plan.edits).await?;
 
     eprintln!("4. one edit with a 4096x4096 result");
     let large_fake = FakeApi::builder()
@@ -126,6 +127,14 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
         &binaries.reve_mcp,
         &large_env,
         &large_fake,
+        plan.large_edits,
+    )
+    .await?;
+    eprintln!("   and its breakdown");
+    report.large_breakdown = breakdown(
+        &binaries.reve_mcp,
+        &large_fake,
+        &output_dir,
         plan.large_edits,
     )
     .await?;
@@ -269,7 +278,6 @@ async fn breakdown(
     binary: &Path,
     fake: &FakeApi,
     output_dir: &Path,
-    png: &Bytes,
     runs: usize,
 ) -> Result<Breakdown> {
     let env = server_env(fake, output_dir, "info,reve_core=debug");
@@ -308,43 +316,54 @@ async fn breakdown(
     }
     server.stop().await?;
 
-    let png = png.clone();
-    let dir = output_dir.to_owned();
-    let (decode, preview, save) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let edited = reve_core::EditedImage {
-            format: reve_core::ImageFormat::detect(&png).context("a PNG")?,
-            bytes: png.clone(),
-            url: None,
-            request_id: None,
-            content_violation: None,
-            usage: None,
-        };
-        let mut steps: [Vec<Duration>; 3] = Default::default();
-        for _ in 0..runs {
+    // The steps after the download have no log line: they are timed here,
+    // in-process, on a result staged by reve-core exactly as the server
+    // stages it, with the functions the server calls.
+    let client = reve_core::Client::new(
+        reve_core::Config::default()
+            .with_api_key(fake.api_key())
+            .with_base_url(fake.base_url())?,
+    )?;
+    let body = reve_core::RequestBody::new(
+        &reve_core::EditImageRequest::new(image_url, crate::PROMPT),
+        u64::MAX,
+    )?;
+    let mut steps: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..runs {
+        let staged = client.edit_into_dir(&body, output_dir).await?;
+        let times = tokio::task::spawn_blocking(move || -> Result<[Duration; 4]> {
             let started = Instant::now();
-            image::load_from_memory(&png)?;
-            steps[0].push(started.elapsed());
+            let mut bytes = Vec::new();
+            staged.open()?.read_to_end(&mut bytes)?;
+            let read_back = started.elapsed();
             let started = Instant::now();
-            reve_mcp::preview::make_preview(&png, reve_mcp::preview::PreviewBudget::default())?;
-            steps[1].push(started.elapsed());
+            image::load_from_memory(&bytes)?;
+            let decode = started.elapsed();
             let started = Instant::now();
-            let saved = edited.save_in(&dir, None)?;
-            steps[2].push(started.elapsed());
+            reve_mcp::preview::make_preview(&bytes, reve_mcp::preview::PreviewBudget::default())?;
+            let preview = started.elapsed();
+            let started = Instant::now();
+            let saved = staged.persist(None)?;
+            let persist = started.elapsed();
             std::fs::remove_file(saved)?;
+            Ok([read_back, decode, preview.saturating_sub(decode), persist])
+        })
+        .await??;
+        for (step, time) in steps.iter_mut().zip(times) {
+            step.push(time);
         }
-        let [decode, preview, save] = steps.map(median);
-        Ok((decode, preview, save))
-    })
-    .await??;
+    }
+    let [read_back, decode, preview_encode, persist] = steps.map(median);
     let [mcp_in, request, download, after] = parts.map(median);
     Ok(Breakdown {
         mcp_in,
         request,
         download,
         after_download: after,
+        read_back,
         decode,
-        preview_encode: preview.saturating_sub(decode),
-        save,
+        preview_encode,
+        persist,
     })
 }
 

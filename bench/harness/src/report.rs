@@ -23,11 +23,38 @@ pub struct Latency {
     pub runs: usize,
 }
 
+impl Breakdown {
+    fn steps(&self) -> [Duration; 8] {
+        [
+            self.mcp_in,
+            self.request,
+            self.download,
+            self.after_download,
+            self.read_back,
+            self.decode,
+            self.preview_encode,
+            self.persist,
+        ]
+    }
+}
+
 impl Latency {
     fn added(&self) -> Duration {
         self.tool.saturating_sub(self.plain)
     }
 }
+
+/// The rows of the breakdown table, in the order of [`Breakdown::steps`].
+const BREAKDOWN_STEPS: [&str; 8] = [
+    "MCP request in, arguments checked, request built",
+    "API request (POST to answer read)",
+    "download of the result, streamed to a file",
+    "save, preview and answer, from the download to the answer",
+    "  of which: read back for the preview (in-process)",
+    "  of which: decode (in-process)",
+    "  of which: preview scale and encode (in-process)",
+    "  of which: fsync and rename, beside the preview (in-process)",
+];
 
 #[derive(Default)]
 pub struct Breakdown {
@@ -38,9 +65,12 @@ pub struct Breakdown {
     /// From the downloaded result to the answer arriving: save, preview and
     /// writing the answer.
     pub after_download: Duration,
+    /// Reading the staged result back into memory for its preview.
+    pub read_back: Duration,
     pub decode: Duration,
     pub preview_encode: Duration,
-    pub save: Duration,
+    /// Flushing the staged result to disk and renaming it into place.
+    pub persist: Duration,
 }
 
 #[derive(Default)]
@@ -71,6 +101,7 @@ pub struct Report {
     pub edit: Latency,
     pub breakdown: Breakdown,
     pub large_edit: Latency,
+    pub large_breakdown: Breakdown,
     pub local_input: LocalInput,
     pub concurrency: Duration,
     /// Peak RSS with 8, then 32, simultaneous 4096x4096 results.
@@ -216,28 +247,14 @@ impl Report {
                 row.name, row.figure, row.budget
             );
         }
-        let b = &self.breakdown;
+        let (small, large) = (&self.breakdown, &self.large_breakdown);
         let _ = writeln!(out);
-        let _ = writeln!(out, "Where one 1024x768 call's time goes (medians):");
+        let _ = writeln!(out, "Where one call's time goes (medians):");
         let _ = writeln!(out);
-        let _ = writeln!(out, "| step | time |");
-        let _ = writeln!(out, "| --- | --- |");
-        for (step, time) in [
-            ("MCP request in, arguments checked, request built", b.mcp_in),
-            ("API request (POST to answer read)", b.request),
-            ("download of the result", b.download),
-            (
-                "save, preview and answer, from the download to the answer",
-                b.after_download,
-            ),
-            ("  of which: decode (in-process)", b.decode),
-            (
-                "  of which: preview scale and encode (in-process)",
-                b.preview_encode,
-            ),
-            ("  of which: save with fsync (in-process)", b.save),
-        ] {
-            let _ = writeln!(out, "| {step} | {} |", ms(time));
+        let _ = writeln!(out, "| step | 1024x768 result | 4096x4096 result |");
+        let _ = writeln!(out, "| --- | --- | --- |");
+        for ((step, small), large) in BREAKDOWN_STEPS.iter().zip(small.steps()).zip(large.steps()) {
+            let _ = writeln!(out, "| {step} | {} | {} |", ms(small), ms(large));
         }
         let local = &self.local_input;
         let _ = writeln!(out);
