@@ -210,7 +210,7 @@ impl EditImage {
             .as_deref()
             .map(|path| access::output_target(&self.output_dir, path))
             .transpose()?;
-        // Checked before the paid call; `save_in` still refuses to overwrite
+        // Checked before the paid call; `persist` still refuses to overwrite
         // when the real type changes the extension onto an existing name.
         if let Some((folder, name)) = &output_target {
             let target = folder.join(name);
