@@ -1,11 +1,13 @@
 //! Saving results: names, extensions from the real type, never overwriting, never leaving a
 //! partial or temporary file behind.
 
-use std::path::Path;
+mod common;
 
 use bytes::Bytes;
 use reve_core::{EditedImage, Error, ImageFormat};
 use reve_tests::fake;
+
+use common::file_names;
 
 fn edited(bytes: Vec<u8>) -> EditedImage {
     EditedImage {
@@ -16,15 +18,6 @@ fn edited(bytes: Vec<u8>) -> EditedImage {
         content_violation: Some(false),
         usage: None,
     }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 fn is_generated_name(name: &str, extension: &str) -> bool {
@@ -55,7 +48,7 @@ fn saves_exact_bytes_under_a_generated_name_creating_the_directory() {
     let name = path.file_name().unwrap().to_str().unwrap();
     assert!(is_generated_name(name, "webp"), "{name}");
     assert_eq!(std::fs::read(&path).unwrap(), image.bytes);
-    assert_eq!(entries(&out), vec![name.to_owned()]);
+    assert_eq!(file_names(&out), vec![name.to_owned()]);
 }
 
 #[test]
@@ -65,7 +58,7 @@ fn generated_names_never_collide() {
     let paths: Vec<_> = (0..20)
         .map(|_| image.save_in(dir.path(), None).unwrap())
         .collect();
-    assert_eq!(entries(dir.path()).len(), 20);
+    assert_eq!(file_names(dir.path()).len(), 20);
     for path in paths {
         assert_eq!(std::fs::read(path).unwrap(), image.bytes);
     }
@@ -87,7 +80,10 @@ fn a_given_name_gets_the_extension_of_the_real_type() {
         jpeg.save_in(dir.path(), Some("kitten")).unwrap(),
         dir.path().join("kitten.jpg")
     );
-    assert_eq!(entries(dir.path()), ["cat.jpeg", "cat.jpg", "kitten.jpg"]);
+    assert_eq!(
+        file_names(dir.path()),
+        ["cat.jpeg", "cat.jpg", "kitten.jpg"]
+    );
 }
 
 #[test]
@@ -104,7 +100,7 @@ fn an_existing_file_is_never_overwritten_and_nothing_is_left_behind() {
         "{error:?}"
     );
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "precious");
-    assert_eq!(entries(dir.path()), ["edited.png"]);
+    assert_eq!(file_names(dir.path()), ["edited.png"]);
 }
 
 #[test]
@@ -127,7 +123,7 @@ fn a_name_with_directories_is_refused_before_touching_the_disk() {
         );
     }
     assert!(!out.exists());
-    assert!(entries(dir.path()).is_empty());
+    assert!(file_names(dir.path()).is_empty());
 }
 
 #[test]
@@ -142,7 +138,7 @@ fn an_unusable_directory_is_reported_with_its_path() {
         matches!(&error, Error::File { path, action: "create directory", .. } if path == &blocker),
         "{error:?}"
     );
-    assert_eq!(entries(dir.path()), ["not-a-dir"]);
+    assert_eq!(file_names(dir.path()), ["not-a-dir"]);
 }
 
 #[test]

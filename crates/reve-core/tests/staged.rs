@@ -5,13 +5,12 @@
 mod common;
 
 use std::io::Read as _;
-use std::path::Path;
 
 use reve_core::{EditImageRequest, Error, ImageFormat, Phase, RequestBody};
 use reve_tests::entries_under;
 use reve_tests::fake::{self, FakeApi, Scenario};
 
-use common::{client, config, input_png, request};
+use common::{client, config, file_names, input_png, request};
 
 fn body() -> RequestBody {
     RequestBody::new(&request(), u64::MAX).unwrap()
@@ -21,15 +20,6 @@ fn read_all(mut file: std::fs::File) -> Vec<u8> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).unwrap();
     bytes
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]
@@ -48,7 +38,7 @@ async fn a_result_is_staged_in_a_hidden_file_and_persisted_under_its_name() {
     assert_eq!(staged.format, ImageFormat::Png);
     assert_eq!(staged.dimensions().unwrap(), (40, 30));
     assert_eq!(read_all(staged.open().unwrap()), served);
-    let staging = names_in(&out);
+    let staging = file_names(&out);
     assert_eq!(staging.len(), 1, "{staging:?}");
     assert!(
         staging[0].starts_with(".reve-") && staging[0].ends_with(".partial"),
@@ -58,7 +48,7 @@ async fn a_result_is_staged_in_a_hidden_file_and_persisted_under_its_name() {
     let reader = staged.open().unwrap();
     let saved = staged.persist(Some("edited.jpg")).unwrap();
     assert_eq!(saved, out.join("edited.png"));
-    assert_eq!(names_in(&out), ["edited.png"]);
+    assert_eq!(file_names(&out), ["edited.png"]);
     assert_eq!(std::fs::read(&saved).unwrap(), served);
     // A handle opened before persisting still reads the image.
     assert_eq!(read_all(reader), served);

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+use std::path::Path;
 use std::time::Duration;
 
 use reve_core::{Client, Config, EditImageRequest};
@@ -33,6 +34,16 @@ pub fn request() -> EditImageRequest {
         fake::data_uri("image/png", &input_png()),
         "Invert the colours",
     )
+}
+
+/// The names of the entries in `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Bounds a wait on the fake's counters, so a broken expectation fails instead of hanging.
