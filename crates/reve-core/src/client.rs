@@ -1,4 +1,5 @@
-//! The client: validates a request, posts it with retries, and fetches the result image.
+//! The client: posts a checked request body with retries, and fetches the result image into memory
+//! or, as it arrives, into a file.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
