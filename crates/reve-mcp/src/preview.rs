@@ -41,18 +41,6 @@ pub struct Preview {
     pub height: u32,
 }
 
-impl From<fast_image_resize::ImageBufferError> for PreviewError {
-    fn from(error: fast_image_resize::ImageBufferError) -> Self {
-        PreviewError::Scale(error.to_string())
-    }
-}
-
-impl From<fast_image_resize::ResizeError> for PreviewError {
-    fn from(error: fast_image_resize::ResizeError) -> Self {
-        PreviewError::Scale(error.to_string())
-    }
-}
-
 /// Why no preview could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
@@ -77,6 +65,18 @@ pub enum PreviewError {
         max_base64_bytes: usize,
         edge_px: u32,
     },
+}
+
+impl From<fast_image_resize::ImageBufferError> for PreviewError {
+    fn from(error: fast_image_resize::ImageBufferError) -> Self {
+        PreviewError::Scale(error.to_string())
+    }
+}
+
+impl From<fast_image_resize::ResizeError> for PreviewError {
+    fn from(error: fast_image_resize::ResizeError) -> Self {
+        PreviewError::Scale(error.to_string())
+    }
 }
 
 /// Largest side the preview step agrees to decode. A result larger than this
@@ -179,8 +179,8 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
     }
 }
 
-/// [`make_preview`] for a result staged in a file, read whole only now, when
-/// the caller holds a preview slot.
+/// [`make_preview`] for a result staged in a file, read whole only now, on a
+/// preview thread, so that results waiting for one stay on disk.
 pub fn make_preview_from(mut file: File, budget: PreviewBudget) -> Result<Preview, PreviewError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
@@ -284,6 +284,14 @@ mod tests {
         let preview = make_preview(&bytes, budget).unwrap();
         assert!(preview.base64.len() <= 8 * 1024);
         assert!(preview.width < 1200);
+    }
+
+    #[test]
+    fn scaling_keeps_the_aspect_ratio_and_at_least_a_pixel() {
+        assert_eq!(fit_within(3000, 1500, 1568), (1568, 784));
+        assert_eq!(fit_within(1500, 3000, 1568), (784, 1568));
+        assert_eq!(fit_within(4096, 1, 1568), (1568, 1));
+        assert_eq!(fit_within(800, 600, 1568), (800, 600));
     }
 
     #[test]
