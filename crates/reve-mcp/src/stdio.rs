@@ -10,8 +10,14 @@
 //! answered here, everything else is forwarded byte for byte. Our answers
 //! are written to stdout between rmcp's lines, never inside one.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io;
 
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream,
@@ -84,13 +90,35 @@ async fn filter_input<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// The parts of a JSON-RPC message the filter looks at. Values are borrowed
+/// as raw text and unknown fields skipped, so a message carrying a large
+/// `data:` URI is checked without building or copying its contents.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
 /// The answer this filter gives for `line`, or `None` to hand it to rmcp.
 fn check(line: &[u8]) -> Option<Vec<u8>> {
     if line.trim_ascii().is_empty() {
         return None;
     }
-    let message: Value = match serde_json::from_slice(line) {
+    let message: Envelope = match serde_json::from_slice(line) {
         Ok(message) => message,
+        // The wrong shape may have stopped the parse before a syntax error
+        // further on; valid JSON of another shape (a batch, a method that is
+        // not a string) is rmcp's to judge.
+        Err(error)
+            if error.classify() == Category::Data
+                && serde_json::from_slice::<IgnoredAny>(line).is_ok() =>
+        {
+            return None;
+        }
         Err(error) => {
             return Some(error_line(
                 &Value::Null,
@@ -99,17 +127,20 @@ fn check(line: &[u8]) -> Option<Vec<u8>> {
             ));
         }
     };
-    let id = message.get("id").filter(|id| !id.is_null());
+    let id = message
+        .id
+        .map(|id| serde_json::from_str::<Value>(id.get()).unwrap_or(Value::Null))
+        .filter(|id| !id.is_null());
     if line.len() > RMCP_MAX_LINE {
         // A notification gets no answer, not even an error.
-        return id.map(|id| too_long(Some(id), line.len()));
+        return id.map(|id| too_long(Some(&id), line.len()));
     }
     let id = id?;
-    if message.get("method").and_then(Value::as_str) == Some("tools/call")
-        && !tool_call_params_are_well_formed(message.get("params"))
+    if message.method.as_deref() == Some("tools/call")
+        && !tool_call_params_are_well_formed(message.params)
     {
         return Some(error_line(
-            id,
+            &id,
             -32602,
             "Invalid params: tools/call takes {\"name\": string, \"arguments\": object}",
         ));
@@ -117,14 +148,19 @@ fn check(line: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn tool_call_params_are_well_formed(params: Option<&Value>) -> bool {
-    let Some(Value::Object(params)) = params else {
+fn tool_call_params_are_well_formed(params: Option<&RawValue>) -> bool {
+    let Some(params) = params else {
         return false;
     };
-    let name_ok = params.get("name").is_some_and(Value::is_string);
-    let arguments_ok = params
+    let Ok(fields) = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(params.get()) else {
+        return false;
+    };
+    let name_ok = fields
+        .get("name")
+        .is_some_and(|name| name.get().starts_with('"'));
+    let arguments_ok = fields
         .get("arguments")
-        .is_none_or(|arguments| arguments.is_null() || arguments.is_object());
+        .is_none_or(|arguments| arguments.get() == "null" || arguments.get().starts_with('{'));
     name_ok && arguments_ok
 }
 
@@ -245,6 +281,10 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"edit_image","arguments":{}}}"#,
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"edit_image"}}"#,
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools\/call","params":{"name":"e\u0064it","arguments":{"prompt":"say \"hi\""}}}"#,
+            // Valid JSON of another shape is left to rmcp.
+            r#"[{"jsonrpc":"2.0","id":5,"method":"tools/list"}]"#,
+            r#"{"jsonrpc":"2.0","id":6,"method":7}"#,
             "   ",
         ] {
             assert_eq!(answer(line), None, "{line}");
@@ -253,9 +293,13 @@ mod tests {
 
     #[test]
     fn a_line_that_is_not_json_gets_a_parse_error() {
-        let answer = answer("this is not json").unwrap();
-        assert_eq!(answer["id"], Value::Null);
-        assert_eq!(answer["error"]["code"], -32700);
+        // `[1, 2` reads as the start of a message of the wrong shape before
+        // it is found to be cut off.
+        for line in ["this is not json", "[1, 2", r#"{"id":1,"method":7"#] {
+            let answer = answer(line).unwrap();
+            assert_eq!(answer["id"], Value::Null, "{line}");
+            assert_eq!(answer["error"]["code"], -32700, "{line}");
+        }
     }
 
     #[test]
