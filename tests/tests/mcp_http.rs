@@ -498,6 +498,58 @@ async fn origins_and_hosts_outside_the_allow_lists_get_403() {
             .unwrap();
         assert_eq!(response.status(), expected, "{header}: {value}");
     }
+    // A browser asks first (CORS preflight): only allowed origins are told
+    // yes, and their answers let the page read the session id.
+    let preflight = |origin: &str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, server.url())
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization,mcp-protocol-version",
+            )
+            .send()
+    };
+    for (origin, allowed) in [
+        ("https://app.example.com", true),
+        ("http://localhost:5173", true),
+        ("https://evil.example", false),
+        ("https://app.example.com:8443", false),
+    ] {
+        let answer = preflight(origin).await.unwrap();
+        assert!(answer.status().is_success(), "{origin}: {}", answer.status());
+        let allow_origin = answer.headers().get("access-control-allow-origin");
+        if allowed {
+            assert_eq!(allow_origin.unwrap(), origin);
+            let methods = answer.headers()["access-control-allow-methods"]
+                .to_str()
+                .unwrap();
+            assert!(methods.contains("POST"), "{methods}");
+            let headers = answer.headers()["access-control-allow-headers"]
+                .to_str()
+                .unwrap();
+            assert!(headers.contains("authorization"), "{headers}");
+        } else {
+            assert_eq!(allow_origin, None, "{origin}");
+        }
+    }
+    let answer = server
+        .post(&initialize_request())
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(
+        answer.headers()["access-control-expose-headers"],
+        "mcp-session-id"
+    );
+
     let log = server.stop().await;
     assert!(log.contains("Origin"), "{log}");
 }
@@ -544,6 +596,20 @@ async fn the_token_is_required_on_every_request_and_never_echoed() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method}");
     }
+    // A browser's CORS preflight carries no credentials, and grants nothing:
+    // it is answered without the token.
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, server.url())
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:6274"
+    );
     assert_eq!(world.fake.generation_attempts(), 0);
 
     let response = server

@@ -6,10 +6,14 @@
 //! loopback, other machines. Every edit spends the operator's API credits,
 //! so each request passes, outermost first:
 //!
-//! 1. the bearer token, when one is set (required off loopback), compared in
+//! 1. CORS: a browser's preflight (`OPTIONS`) from an allowed origin is
+//!    answered here, since it carries no token and rmcp serves no `OPTIONS`;
+//!    other origins get no CORS headers, and their requests still meet
+//!    rmcp's 403 below;
+//! 2. the bearer token, when one is set (required off loopback), compared in
 //!    constant time;
-//! 2. the in-flight count that graceful shutdown waits on;
-//! 3. rmcp's `StreamableHttpService`, configured here to check `Host` and
+//! 3. the in-flight count that graceful shutdown waits on;
+//! 4. rmcp's `StreamableHttpService`, configured here to check `Host` and
 //!    `Origin` against allow-lists (403 otherwise), cap the request body
 //!    (413) and speak the protocol, with or without sessions.
 //!
@@ -25,7 +29,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
@@ -39,6 +44,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::server::ReveServer;
 
@@ -132,7 +138,13 @@ pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpE
     }
 
     let in_flight = TaskTracker::new();
-    let app = router(server, config, &options, in_flight.clone());
+    let app = router(
+        server,
+        config,
+        &options,
+        allowed_origins(&options)?,
+        in_flight.clone(),
+    );
     let stop_accepting = CancellationToken::new();
     let accept_loop = tokio::spawn(
         axum::serve(listener, app)
@@ -175,6 +187,18 @@ pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpE
     Ok(())
 }
 
+/// The browser origins served: this machine's, and those the operator added.
+fn allowed_origins(options: &HttpOptions) -> Result<Vec<String>, HttpError> {
+    let mut origins: Vec<String> = LOOPBACK_ORIGINS
+        .iter()
+        .map(|&origin| origin.to_owned())
+        .collect();
+    for origin in &options.allowed_origins {
+        origins.push(normalize_origin(origin)?);
+    }
+    Ok(origins)
+}
+
 /// rmcp's transport settings: allow-lists, body limit and session mode.
 fn rmcp_config(options: &HttpOptions) -> Result<StreamableHttpServerConfig, HttpError> {
     let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|&host| host.to_owned()).collect();
@@ -184,16 +208,9 @@ fn rmcp_config(options: &HttpOptions) -> Result<StreamableHttpServerConfig, Http
     for host in &options.allowed_hosts {
         hosts.push(check_host(host)?);
     }
-    let mut origins: Vec<String> = LOOPBACK_ORIGINS
-        .iter()
-        .map(|&origin| origin.to_owned())
-        .collect();
-    for origin in &options.allowed_origins {
-        origins.push(normalize_origin(origin)?);
-    }
     Ok(StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
+        .with_allowed_origins(allowed_origins(options)?)
         .with_max_request_body_bytes(options.max_body_bytes)
         // Sessions are the "legacy" lifecycle in rmcp's terms, and what every
         // client released so far speaks; stateless serves each POST on its own.
@@ -204,6 +221,7 @@ fn router(
     server: ReveServer,
     config: StreamableHttpServerConfig,
     options: &HttpOptions,
+    origins: Vec<String>,
     in_flight: TaskTracker,
 ) -> Router {
     let mcp = if options.stateless {
@@ -218,7 +236,51 @@ fn router(
             require_token,
         ));
     }
-    app.route("/healthz", get(|| async { "ok\n" }))
+    app.layer(cors(origins))
+        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// CORS for the allowed browser origins, so that a web page served from one
+/// of them (a browser-based MCP client) can call the server.
+fn cors(origins: Vec<String>) -> CorsLayer {
+    let listed = move |origin: &HeaderValue, _: &Parts| {
+        origin
+            .to_str()
+            .is_ok_and(|origin| origin_is_listed(origin, &origins))
+    };
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(listed))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::ACCEPT,
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderName::from_static("mcp-session-id"),
+        ])
+        .expose_headers([HeaderName::from_static("mcp-session-id")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Whether `origin` (as a browser sends it) is one of `listed`, in the forms
+/// [`allowed_origins`] produces: `scheme://host:*` for any port, otherwise
+/// `scheme://host:port`; the same rule rmcp applies to every other request.
+fn origin_is_listed(origin: &str, listed: &[String]) -> bool {
+    let Ok(origin) = url::Url::parse(origin) else {
+        return false;
+    };
+    listed.iter().any(|entry| {
+        let (base, any_port) = match entry.strip_suffix(":*") {
+            Some(base) => (base, true),
+            None => (entry.as_str(), false),
+        };
+        url::Url::parse(base).is_ok_and(|allowed| {
+            allowed.scheme() == origin.scheme()
+                && allowed.host_str() == origin.host_str()
+                && (any_port || allowed.port_or_known_default() == origin.port_or_known_default())
+        })
+    })
 }
 
 fn mcp_route<M: SessionManager>(
@@ -417,6 +479,29 @@ mod tests {
             "*",
         ] {
             assert!(normalize_origin(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn cors_admits_the_origins_rmcp_admits() {
+        let listed = [
+            "http://localhost:*".to_owned(),
+            "http://[::1]:*".to_owned(),
+            normalize_origin("https://app.example.com").unwrap(),
+        ];
+        for (origin, expected) in [
+            ("http://localhost:5173", true),
+            ("http://localhost", true),
+            ("http://[::1]:8080", true),
+            ("https://app.example.com", true),
+            ("https://APP.example.com:443", true),
+            ("https://app.example.com:8443", false),
+            ("http://app.example.com", false),
+            ("https://localhost:5173", false),
+            ("http://localhost.evil.example", false),
+            ("null", false),
+        ] {
+            assert_eq!(origin_is_listed(origin, &listed), expected, "{origin}");
         }
     }
 
