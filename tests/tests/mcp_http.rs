@@ -518,7 +518,11 @@ async fn origins_and_hosts_outside_the_allow_lists_get_403() {
         ("https://app.example.com:8443", false),
     ] {
         let answer = preflight(origin).await.unwrap();
-        assert!(answer.status().is_success(), "{origin}: {}", answer.status());
+        assert!(
+            answer.status().is_success(),
+            "{origin}: {}",
+            answer.status()
+        );
         let allow_origin = answer.headers().get("access-control-allow-origin");
         if allowed {
             assert_eq!(allow_origin.unwrap(), origin);
