@@ -185,3 +185,15 @@ pub fn result_text(result: &CallToolResult) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The structured content of a tool result, as an object.
+///
+/// # Panics
+/// If the result has none, which the test then reports with the result.
+pub fn structured(result: &CallToolResult) -> &serde_json::Map<String, serde_json::Value> {
+    result
+        .structured_content
+        .as_ref()
+        .and_then(serde_json::Value::as_object)
+        .unwrap_or_else(|| panic!("no structured content in {result:?}"))
+}

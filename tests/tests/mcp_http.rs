@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue};
 use reve_tests::fake::{data_uri, sample_png};
-use reve_tests::mcp::{TestClient, reve_mcp_binary};
+use reve_tests::mcp::{TestClient, reve_mcp_binary, structured};
 use reve_tests::{FakeApi, Scenario};
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
@@ -257,14 +257,6 @@ async fn start_slow_edit(
     .await
     .expect("the edit reached the API");
     (session, call)
-}
-
-fn structured(result: &CallToolResult) -> &serde_json::Map<String, Value> {
-    result
-        .structured_content
-        .as_ref()
-        .and_then(Value::as_object)
-        .unwrap_or_else(|| panic!("no structured content in {result:?}"))
 }
 
 fn result_text(result: &CallToolResult) -> String {

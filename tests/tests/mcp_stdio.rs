@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reve_tests::fake::{data_uri, sample_png};
-use reve_tests::mcp::{McpSession, TestClient, result_text};
+use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
 use reve_tests::{FakeApi, Scenario};
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
@@ -77,14 +77,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn path_string(path: &Path) -> String {
     path.to_str().unwrap().to_owned()
-}
-
-fn structured(result: &CallToolResult) -> &serde_json::Map<String, Value> {
-    result
-        .structured_content
-        .as_ref()
-        .and_then(Value::as_object)
-        .unwrap_or_else(|| panic!("no structured content in {result:?}"))
 }
 
 fn assert_tool_error(result: &CallToolResult, expected_fragment: &str) {

@@ -39,6 +39,8 @@ pub struct Preview {
     pub mime_type: &'static str,
     pub width: u32,
     pub height: u32,
+    /// The size of the full image, read from its header on the way.
+    pub full_size: (u32, u32),
 }
 
 /// Why no preview could be made.
@@ -115,6 +117,7 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
             mime_type,
             width,
             height,
+            full_size: (width, height),
         });
     }
     if width > MAX_DECODE_EDGE_PX || height > MAX_DECODE_EDGE_PX {
@@ -166,6 +169,7 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
                     mime_type: "image/jpeg",
                     width: scaled_width,
                     height: scaled_height,
+                    full_size: (width, height),
                 });
             }
         }

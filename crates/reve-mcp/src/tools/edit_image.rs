@@ -271,16 +271,14 @@ impl EditImage {
         drop(body);
         // A failure to reopen costs the preview, never the saved result.
         let reader = staged.open();
-        // Read from the header; should it be unreadable, the preview's
-        // decoder may still manage, and its size then stands in.
-        let dimensions = staged.dimensions().ok();
-        let mut output = EditOutput::unsaved(&staged, dimensions.unwrap_or_default());
+        // Sized below from the preview, which reads the image's header anyway.
+        let mut output = EditOutput::unsaved(&staged, (0, 0));
         let url = staged.url.clone();
 
         // Saving (fsync and rename) and the preview (read, decode and
         // encode) are independent: run them side by side. The saved file
-        // matters more, so its error wins. The preview waits for a slot, so
-        // it reads the file only when it can work on it.
+        // matters more, so its error wins. The preview waits for a worker
+        // thread, so it reads the file only when it can work on it.
         let save = async {
             if !self.saves {
                 return Ok(None);
@@ -317,9 +315,7 @@ impl EditImage {
             None => EditImageError::PreviewUnsaved(source),
         })?;
 
-        if dimensions.is_none() {
-            (output.width, output.height) = (preview.width, preview.height);
-        }
+        (output.width, output.height) = preview.full_size;
         if let Some(saved) = &saved {
             output.path = saved.display().to_string();
         }
