@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::generated::{EditImageRequest, PROMPT_MAX_LENGTH};
-use crate::image::{ImageSource, append_data_uri, check_data_uri, check_data_uri_size, classify};
+use crate::image::{Reference, append_data_uri, check_data_uri, check_data_uri_size, reference};
 
 /// The JSON body of an edit request, checked and ready to send with [`crate::Client::edit`] or
 /// [`crate::Client::edit_into_dir`].
@@ -171,24 +171,19 @@ fn check_image_url(image_url: &str, max_input_bytes: u64) -> Result<Option<u64>>
         field: IMAGE_URL_FIELD,
         reason,
     };
-    if image_url
-        .get(..5)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"))
-    {
-        // Checked where it lies: `classify` would copy a URI that a local file makes tens of
-        // megabytes long.
-        check_data_uri(image_url).map_err(invalid)?;
-        return check_data_uri_size(image_url, max_input_bytes)
-            .map(Some)
-            .map_err(invalid);
-    }
-    match classify(image_url) {
-        // A data: URI never gets here: it was checked above.
-        Ok(ImageSource::Url(_) | ImageSource::DataUri(_)) => Ok(None),
-        Ok(ImageSource::File(_)) => Err(invalid(
+    match reference(image_url, None).map_err(invalid)? {
+        // Checked where it lies: copying a URI that a local file makes tens of megabytes long
+        // would double what the body costs.
+        Reference::DataUri(uri) => {
+            check_data_uri(uri).map_err(invalid)?;
+            check_data_uri_size(uri, max_input_bytes)
+                .map(Some)
+                .map_err(invalid)
+        }
+        Reference::Url(_) => Ok(None),
+        Reference::File(_) => Err(invalid(
             "image_url is a local file path, which the API cannot read; convert it to a data: URI first (ImageSource::into_image_url) or build the body with RequestBody::with_image_file".into(),
         )),
-        Err(reason) => Err(invalid(reason)),
     }
 }
 

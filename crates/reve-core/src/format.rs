@@ -23,6 +23,14 @@ pub enum ImageFormat {
 }
 
 impl ImageFormat {
+    /// Every supported type, for checks that must hold whichever one a result turns out to be.
+    pub const ALL: [ImageFormat; 4] = [
+        ImageFormat::Png,
+        ImageFormat::Jpeg,
+        ImageFormat::WebP,
+        ImageFormat::Gif,
+    ];
+
     /// Detects the type from the leading magic bytes; `None` when they are not one of ours.
     ///
     /// Only the first few bytes are looked at, so this is cheap on a large buffer and works on the

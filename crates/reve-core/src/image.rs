@@ -17,6 +17,7 @@ use base64::{DecodeError, DecodeSliceError};
 
 use crate::error::{Error, Result};
 use crate::format::{ImageFormat, describe_non_image};
+use crate::text::shorten;
 
 /// Where an input image comes from.
 ///
@@ -38,10 +39,34 @@ impl ImageSource {
     /// Relative paths are refused: what they resolve against (a server's working directory) is
     /// rarely what the person typing them meant.
     pub fn parse(input: &str) -> Result<ImageSource> {
-        classify(input).map_err(|reason| Error::InvalidInput {
+        classify(input, None).map_err(|reason| Error::InvalidInput {
             field: "image",
             reason,
         })
+    }
+
+    /// As [`ImageSource::parse`], but a relative path is a file under `base`: for a person at a
+    /// shell, who means a bare `cat.png` as the file in the working directory.
+    pub fn parse_relative_to(input: &str, base: &Path) -> Result<ImageSource> {
+        classify(input, Some(base)).map_err(|reason| Error::InvalidInput {
+            field: "image",
+            reason,
+        })
+    }
+
+    /// The local file `input` names, or `None` for a URL or a `data:` URI, classified as
+    /// [`ImageSource::parse`] (or, with `base`, [`ImageSource::parse_relative_to`]) does but
+    /// without checking or copying a `data:` URI: for a caller that reads a local file itself
+    /// and leaves the rest to [`crate::RequestBody::new`], which checks a `data:` URI in place.
+    pub fn local_file(input: &str, base: Option<&Path>) -> Result<Option<PathBuf>> {
+        match reference(input, base) {
+            Ok(Reference::File(path)) => Ok(Some(path)),
+            Ok(Reference::Url(_) | Reference::DataUri(_)) => Ok(None),
+            Err(reason) => Err(Error::InvalidInput {
+                field: "image_url",
+                reason,
+            }),
+        }
     }
 
     /// Produces the `image_url` to send: URLs and `data:` URIs as they are, a file as a `data:`
@@ -60,7 +85,8 @@ impl ImageSource {
                 Ok(uri)
             }
             ImageSource::File(path) => {
-                let file = open_nonblocking(&path).map_err(file_error(&path, "open"))?;
+                let file = open_nonblocking(&path, FinalSymlink::Follow)
+                    .map_err(file_error(&path, "open"))?;
                 data_uri_from_file(&file, &path, max_bytes)
             }
         }
@@ -166,15 +192,33 @@ pub(crate) fn append_data_uri(
     Ok(total)
 }
 
+/// Whether opening a path may follow a symbolic link at its last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalSymlink {
+    /// Follow it, as any program opening a path a person typed does.
+    Follow,
+    /// Refuse it (`ELOOP` on Unix), for a path that was resolved and checked first: a symlink
+    /// swapped in since then must not redirect the read.
+    Refuse,
+}
+
 /// Opens a file for reading without waiting: opening a FIFO otherwise blocks until a writer
-/// comes, forever if none does. Whatever was opened is then checked on the handle (see
-/// [`data_uri_from_file`]), so a path swapped for a FIFO or a device after any earlier check is
-/// refused rather than read. Regular files ignore the flag.
-fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+/// comes, forever if none does. Whatever was opened must then be checked on the handle (as
+/// [`data_uri_from_file`] does), so that a path swapped for a FIFO or a device after any earlier
+/// check is refused rather than read. Regular files ignore the flag.
+pub fn open_nonblocking(path: &Path, symlink: FinalSymlink) -> std::io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    {
+        let nofollow = match symlink {
+            FinalSymlink::Follow => 0,
+            FinalSymlink::Refuse => libc::O_NOFOLLOW,
+        };
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK | nofollow);
+    }
+    #[cfg(not(unix))]
+    let _ = symlink;
     options.open(path)
 }
 
@@ -192,45 +236,79 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// The checks behind [`ImageSource::parse`], returning the reason on failure so that each caller
-/// can name its own field.
-pub(crate) fn classify(input: &str) -> Result<ImageSource, String> {
+/// What an image reference is, borrowed from the caller's text: the one place that decides
+/// between a URL, a `data:` URI and a local file. A `data:` URI is recognised by its scheme
+/// only, so that classifying a multi-megabyte one neither copies nor scans it; whoever sends it
+/// checks it ([`check_data_uri`]).
+pub(crate) enum Reference<'a> {
+    Url(&'a str),
+    DataUri(&'a str),
+    File(PathBuf),
+}
+
+/// Classifies `input`; with `base`, a relative path is a file under it, otherwise it is refused.
+pub(crate) fn reference<'a>(input: &'a str, base: Option<&Path>) -> Result<Reference<'a>, String> {
     let scheme = input
         .split_once(':')
         .map(|(scheme, _)| scheme.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("http" | "https") => {
             let url = url::Url::parse(input)
-                .map_err(|error| format!("{} is not a valid URL: {error}", excerpt(input)))?;
+                .map_err(|error| format!("{} is not a valid URL: {error}", quoted(input)))?;
             if url.host().is_none() {
-                return Err(format!("{} has no host", excerpt(input)));
+                return Err(format!("{} has no host", quoted(input)));
             }
-            Ok(ImageSource::Url(input.to_owned()))
+            Ok(Reference::Url(input))
         }
-        Some("data") => {
-            check_data_uri(input)?;
-            Ok(ImageSource::DataUri(input.to_owned()))
-        }
-        Some("file") => {
-            let url = url::Url::parse(input)
-                .map_err(|error| format!("{} is not a valid file: URI: {error}", excerpt(input)))?;
-            let path = url.to_file_path().map_err(|()| {
-                format!(
-                    "{} is not a local file: URI (it needs an absolute path and no host)",
-                    excerpt(input)
-                )
-            })?;
-            Ok(ImageSource::File(path))
-        }
-        _ if Path::new(input).is_absolute() => Ok(ImageSource::File(PathBuf::from(input))),
+        Some("data") => Ok(Reference::DataUri(input)),
+        Some("file") => file_uri_path(input).map(Reference::File),
+        _ if Path::new(input).is_absolute() => Ok(Reference::File(PathBuf::from(input))),
         _ if input.trim().is_empty() => {
             Err("no image given: pass an http(s) URL, a data: URI or an absolute file path".into())
         }
-        _ => Err(format!(
+        _ if input.contains("://") => Err(format!(
             "{} is neither an http(s) URL, a data: URI nor an absolute file path",
-            excerpt(input)
+            quoted(input)
         )),
+        _ => match base {
+            Some(base) => Ok(Reference::File(base.join(input))),
+            None => Err(format!(
+                "{} is a relative path; give an absolute path or a file:// URI",
+                quoted(input)
+            )),
+        },
     }
+}
+
+/// The checks behind [`ImageSource::parse`] and [`ImageSource::parse_relative_to`], returning
+/// the reason on failure so that each caller can name its own field.
+fn classify(input: &str, base: Option<&Path>) -> Result<ImageSource, String> {
+    Ok(match reference(input, base)? {
+        Reference::Url(url) => ImageSource::Url(url.to_owned()),
+        Reference::DataUri(uri) => {
+            check_data_uri(uri)?;
+            ImageSource::DataUri(uri.to_owned())
+        }
+        Reference::File(path) => ImageSource::File(path),
+    })
+}
+
+/// The local path a `file:` URI names; only this machine's files (no host, or `localhost`).
+fn file_uri_path(uri: &str) -> Result<PathBuf, String> {
+    let url = url::Url::parse(uri)
+        .map_err(|error| format!("{} is not a valid file: URI: {error}", quoted(uri)))?;
+    match url.host_str() {
+        None | Some("" | "localhost") => {}
+        Some(host) => {
+            return Err(format!(
+                "{} names the remote host {:?}; only files on this machine can be read",
+                quoted(uri),
+                shorten(host)
+            ));
+        }
+    }
+    url.to_file_path()
+        .map_err(|()| format!("{} does not name a local path", quoted(uri)))
 }
 
 /// The size limit of [`ImageSource::into_image_url`] on a checked `data:` URI; returns the
@@ -263,7 +341,7 @@ pub(crate) fn check_data_uri(uri: &str) -> Result<(), String> {
             if mime.is_empty() {
                 "missing".to_owned()
             } else {
-                excerpt(mime)
+                quoted(mime)
             }
         ));
     }
@@ -336,12 +414,8 @@ fn data_uri_payload_len(uri: &str) -> u64 {
 }
 
 /// Quotes user input in a message, shortened: it may be a huge data URI or contain anything.
-fn excerpt(input: &str) -> String {
-    const MAX: usize = 80;
-    match input.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{:?}…", &input[..cut]),
-        None => format!("{input:?}"),
-    }
+fn quoted(input: &str) -> String {
+    format!("{:?}", shorten(input))
 }
 
 fn file_error<'a>(
@@ -407,11 +481,11 @@ mod tests {
         );
         assert_eq!(
             reason("cat.png"),
-            "\"cat.png\" is neither an http(s) URL, a data: URI nor an absolute file path"
+            "\"cat.png\" is a relative path; give an absolute path or a file:// URI"
         );
         assert_eq!(
             reason("file://server/share/cat.png"),
-            "\"file://server/share/cat.png\" is not a local file: URI (it needs an absolute path and no host)"
+            "\"file://server/share/cat.png\" names the remote host \"server\"; only files on this machine can be read"
         );
     }
 

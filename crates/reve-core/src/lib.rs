@@ -28,7 +28,7 @@
 //! let request = EditImageRequest::new(image_url, "Make the dinosaur sit on a lounge chair");
 //! let edited = client.edit_image(&request).await?;
 //! let saved = edited.save_in(out_dir.path(), None)?; // reve-<UTC time>-<random>.png
-//! println!("saved {} ({:?}, request {:?})", saved.display(), edited.dimensions()?, edited.request_id);
+//! println!("saved {} ({:?}, request {:?})", saved.display(), edited.dimensions()?, edited.metadata.request_id);
 //! # assert_eq!(edited.dimensions()?, (64, 48));
 //! # assert_eq!(std::fs::read(&saved)?, edited.bytes);
 //! # Ok(())
@@ -56,7 +56,7 @@
 //! let body = RequestBody::with_image_file(&request, &file, &photo, config.max_input_bytes())?;
 //! // The folder is created, and checked writable, before anything is sent.
 //! let staged = client.edit_into_dir(&body, out_dir.path()).await?;
-//! println!("{} bytes of {}, {:?}", staged.size, staged.mime_type(), staged.dimensions()?);
+//! println!("{} bytes of {}, {:?}", staged.size, staged.metadata.mime_type(), staged.dimensions()?);
 //! let saved = staged.persist(Some("t-rex-at-night.png"))?; // dropping it instead deletes it
 //! # assert_eq!(image::image_dimensions(&saved)?, (64, 48));
 //! # Ok(())
@@ -75,7 +75,11 @@ mod error;
 mod format;
 mod image;
 mod output;
+mod response;
 mod retry;
+mod sink;
+mod text;
+mod transport;
 
 pub mod generated;
 pub use generated::*;
@@ -89,5 +93,6 @@ pub use config::{
 };
 pub use error::{Error, Phase, Result};
 pub use format::ImageFormat;
-pub use image::{ImageSource, data_uri_from_file};
-pub use output::{EditedImage, StagedImage, Usage};
+pub use image::{FinalSymlink, ImageSource, data_uri_from_file, open_nonblocking};
+pub use output::{EditedImage, ResultMetadata, StagedImage, Usage, check_file_name};
+pub use text::{error_chain, shorten};

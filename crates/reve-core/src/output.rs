@@ -11,15 +11,13 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::format::ImageFormat;
+use crate::text::shorten;
 
-/// An edited image, as the API returned it.
-///
-/// `Debug` shows the size of `bytes`, not the bytes.
-#[derive(Clone, PartialEq)]
-pub struct EditedImage {
-    /// The image file exactly as the API delivered it (downloaded, or decoded from base64).
-    pub bytes: Bytes,
-    /// The type detected from `bytes`.
+/// What the API said about a result, beside the image itself: the same for a result held in
+/// memory ([`EditedImage`]) and one written to a file ([`StagedImage`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultMetadata {
+    /// The type detected from the image's bytes.
     pub format: ImageFormat,
     /// Where the API published the image, when it returned a URL (these URLs expire).
     pub url: Option<String>,
@@ -30,6 +28,29 @@ pub struct EditedImage {
     pub content_violation: Option<bool>,
     /// What the generation cost, when the API said.
     pub usage: Option<Usage>,
+}
+
+impl ResultMetadata {
+    /// The MIME type of the image, such as `image/png`.
+    pub fn mime_type(&self) -> &'static str {
+        self.format.mime_type()
+    }
+
+    /// The file extension for the image's real type, without the dot.
+    pub fn extension(&self) -> &'static str {
+        self.format.extension()
+    }
+}
+
+/// An edited image, as the API returned it.
+///
+/// `Debug` shows the size of `bytes`, not the bytes.
+#[derive(Clone, PartialEq)]
+pub struct EditedImage {
+    /// The image file exactly as the API delivered it (downloaded, or decoded from base64).
+    pub bytes: Bytes,
+    /// Its type and what the API said about it.
+    pub metadata: ResultMetadata,
 }
 
 /// What a generation cost, as reported in the response's `meta.usage`.
@@ -56,30 +77,9 @@ const IMAGE_EXTENSIONS: &[&str] = &[
 ];
 
 impl EditedImage {
-    /// The MIME type of the image, such as `image/png`.
-    pub fn mime_type(&self) -> &'static str {
-        self.format.mime_type()
-    }
-
-    /// The file extension for the image's real type, without the dot.
-    pub fn extension(&self) -> &'static str {
-        self.format.extension()
-    }
-
     /// Width and height in pixels, read from the image header without decoding the pixels.
     pub fn dimensions(&self) -> Result<(u32, u32)> {
-        image::ImageReader::with_format(
-            Cursor::new(self.bytes.as_ref()),
-            self.format.image_crate_format(),
-        )
-        .into_dimensions()
-        .map_err(|error| Error::Decode {
-            reason: format!(
-                "the {} result image's header is unreadable: {error}",
-                self.format
-            ),
-            body: None,
-        })
+        header_dimensions(Cursor::new(self.bytes.as_ref()), self.metadata.format)
     }
 
     /// Saves the image in `dir` (created if needed) and returns the path written.
@@ -95,7 +95,7 @@ impl EditedImage {
     /// one behind. Blocking.
     pub fn save_in(&self, dir: &Path, file_name: Option<&str>) -> Result<PathBuf> {
         let wanted = file_name
-            .map(|name| corrected_file_name(name, self.format))
+            .map(|name| corrected_file_name(name, self.metadata.format))
             .transpose()?;
         let mut temp = create_temp_in(dir)?;
         temp.write_all(&self.bytes)
@@ -105,7 +105,7 @@ impl EditedImage {
                 action: "write the image into",
                 source,
             })?;
-        persist_without_clobbering(temp, dir, wanted, self.format)
+        persist_without_clobbering(temp, dir, wanted, self.metadata.format)
     }
 }
 
@@ -114,23 +114,14 @@ impl EditedImage {
 /// needs memory for none of them.
 ///
 /// [`StagedImage::persist`] gives it its final name, with the guarantees of
-/// [`EditedImage::save_in`]; dropping it unsaved deletes the temporary file. The fields are those
-/// of [`EditedImage`], with the image's size in place of its bytes.
+/// [`EditedImage::save_in`]; dropping it unsaved deletes the temporary file.
 pub struct StagedImage {
     file: tempfile::NamedTempFile,
     dir: PathBuf,
     /// The image's size in bytes.
     pub size: u64,
-    /// The type detected from the image's first bytes.
-    pub format: ImageFormat,
-    /// As [`EditedImage::url`].
-    pub url: Option<String>,
-    /// As [`EditedImage::request_id`].
-    pub request_id: Option<String>,
-    /// As [`EditedImage::content_violation`].
-    pub content_violation: Option<bool>,
-    /// As [`EditedImage::usage`].
-    pub usage: Option<Usage>,
+    /// Its type and what the API said about it.
+    pub metadata: ResultMetadata,
 }
 
 impl StagedImage {
@@ -138,23 +129,14 @@ impl StagedImage {
         file: tempfile::NamedTempFile,
         dir: PathBuf,
         size: u64,
-        format: ImageFormat,
+        metadata: ResultMetadata,
     ) -> StagedImage {
         StagedImage {
             file,
             dir,
             size,
-            format,
-            url: None,
-            request_id: None,
-            content_violation: None,
-            usage: None,
+            metadata,
         }
-    }
-
-    /// The MIME type of the image, such as `image/png`.
-    pub fn mime_type(&self) -> &'static str {
-        self.format.mime_type()
     }
 
     /// A new read handle on the image, at its start, that stays valid after
@@ -170,25 +152,14 @@ impl StagedImage {
 
     /// Width and height in pixels, read from the image header without decoding the pixels.
     pub fn dimensions(&self) -> Result<(u32, u32)> {
-        image::ImageReader::with_format(
-            BufReader::new(self.open()?),
-            self.format.image_crate_format(),
-        )
-        .into_dimensions()
-        .map_err(|error| Error::Decode {
-            reason: format!(
-                "the {} result image's header is unreadable: {error}",
-                self.format
-            ),
-            body: None,
-        })
+        header_dimensions(BufReader::new(self.open()?), self.metadata.format)
     }
 
     /// Flushes the image to disk and gives it its final name in the folder it was staged in,
     /// following the naming rules and guarantees of [`EditedImage::save_in`]. Blocking.
     pub fn persist(self, file_name: Option<&str>) -> Result<PathBuf> {
         let wanted = file_name
-            .map(|name| corrected_file_name(name, self.format))
+            .map(|name| corrected_file_name(name, self.metadata.format))
             .transpose()?;
         self.file
             .as_file()
@@ -198,7 +169,7 @@ impl StagedImage {
                 action: "write the image into",
                 source,
             })?;
-        persist_without_clobbering(self.file, &self.dir, wanted, self.format)
+        persist_without_clobbering(self.file, &self.dir, wanted, self.metadata.format)
     }
 }
 
@@ -207,13 +178,22 @@ impl fmt::Debug for StagedImage {
         f.debug_struct("StagedImage")
             .field("path", &self.file.path())
             .field("size", &self.size)
-            .field("format", &self.format)
-            .field("url", &self.url)
-            .field("request_id", &self.request_id)
-            .field("content_violation", &self.content_violation)
-            .field("usage", &self.usage)
+            .field("metadata", &self.metadata)
             .finish()
     }
+}
+
+/// Width and height from an image's header, without decoding its pixels.
+fn header_dimensions(
+    reader: impl std::io::BufRead + std::io::Seek,
+    format: ImageFormat,
+) -> Result<(u32, u32)> {
+    image::ImageReader::with_format(reader, format.image_crate_format())
+        .into_dimensions()
+        .map_err(|error| Error::Decode {
+            reason: format!("the {format} result image's header is unreadable: {error}"),
+            body: None,
+        })
 }
 
 /// Creates `dir` if needed and a hidden temporary file in it, where an image is written before
@@ -283,13 +263,22 @@ impl fmt::Debug for EditedImage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EditedImage")
             .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
-            .field("format", &self.format)
-            .field("url", &self.url)
-            .field("request_id", &self.request_id)
-            .field("content_violation", &self.content_violation)
-            .field("usage", &self.usage)
+            .field("metadata", &self.metadata)
             .finish()
     }
+}
+
+/// The longest file name most file systems take, in bytes (ext4, APFS, NTFS in UTF-16 units).
+const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Checks that `name` would be saved as given (its extension corrected to whichever type the
+/// result turns out to be), so that a caller can refuse a bad name before paying for an edit:
+/// a plain name, no leading dot, no separator, backslash, NUL or other control character, and
+/// short enough for the file system once its extension is corrected.
+pub fn check_file_name(name: &str) -> Result<()> {
+    ImageFormat::ALL
+        .iter()
+        .try_for_each(|&format| corrected_file_name(name, format).map(drop))
 }
 
 /// Checks a caller's file name and gives it the extension of the image's real type.
@@ -300,13 +289,16 @@ fn corrected_file_name(name: &str, format: ImageFormat) -> Result<String> {
     };
     let path = Path::new(name);
     let plain = path.file_name().and_then(|n| n.to_str()) == Some(name);
-    if name.trim().is_empty() || !plain || name.starts_with('.') {
+    let forbidden = name.chars().any(|c| c.is_control() || c == '\\' || c == '/');
+    if name.trim().is_empty() || !plain || forbidden || name.starts_with('.') {
         return Err(invalid(format!(
-            "{name:?} is not a plain file name; give a name like \"edited.png\", without directories or a leading dot"
+            "{:?} is not a plain file name; give a name like \"edited.png\", without directories, a \
+             leading dot, backslashes or control characters",
+            shorten(name)
         )));
     }
     let stem_and_ext = name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty());
-    Ok(match stem_and_ext {
+    let corrected = match stem_and_ext {
         Some((_, ext)) if format.accepts_extension(ext) => name.to_owned(),
         Some((stem, ext))
             if IMAGE_EXTENSIONS
@@ -316,7 +308,15 @@ fn corrected_file_name(name: &str, format: ImageFormat) -> Result<String> {
             format!("{stem}.{}", format.extension())
         }
         _ => format!("{name}.{}", format.extension()),
-    })
+    };
+    if corrected.len() > MAX_FILE_NAME_BYTES {
+        return Err(invalid(format!(
+            "{:?} is {} bytes with its extension; the limit is {MAX_FILE_NAME_BYTES} bytes",
+            shorten(name),
+            corrected.len()
+        )));
+    }
+    Ok(corrected)
 }
 
 /// `reve-20250101T120000Z-1a2b3c4d.png`: sortable by time, unique by the random part.
@@ -382,8 +382,30 @@ mod tests {
     }
 
     #[test]
+    fn names_are_checked_for_every_type_the_result_may_have() {
+        // 255 bytes: fits as .png, but not once it becomes .webp.
+        let name = format!("{}.png", "n".repeat(251));
+        assert!(corrected_file_name(&name, ImageFormat::Png).is_ok());
+        assert!(check_file_name(&name).is_err());
+        assert!(check_file_name("cat.png").is_ok());
+    }
+
+    #[test]
     fn given_names_must_be_plain() {
-        for name in ["", "a/b.png", "../b.png", "/etc/b.png", ".hidden.png", ".."] {
+        let too_long = format!("{}.png", "n".repeat(252));
+        for name in [
+            "",
+            "a/b.png",
+            "../b.png",
+            "/etc/b.png",
+            ".hidden.png",
+            "..",
+            "a\\b.png",
+            "a\0b.png",
+            "a\nb.png",
+            "tab\t.png",
+            &too_long,
+        ] {
             let error = corrected_file_name(name, ImageFormat::Png).unwrap_err();
             assert!(
                 matches!(

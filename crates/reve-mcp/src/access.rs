@@ -12,15 +12,11 @@
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
-use url::Url;
+use reve_core::{FinalSymlink, shorten};
 
 /// Why a local path was refused. Messages are shown to the model verbatim.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AccessError {
-    #[error("image_url {0:?} is a relative path; give an absolute path or a file:// URI")]
-    Relative(String),
-    #[error("image_url {0:?} is not a usable file:// URI: {1}")]
-    BadFileUri(String, String),
     #[error("cannot read {path:?}: {reason}")]
     Unreadable { path: String, reason: String },
     #[error(
@@ -42,51 +38,6 @@ pub enum AccessError {
         "output_path {requested:?} leads to {resolved:?} through a symbolic link, outside the output folder; choose another output_path"
     )]
     OutputEscapes { requested: String, resolved: String },
-}
-
-/// The start of what a caller sent, for quoting in a message: a model can
-/// send megabytes, and the message goes back into its context.
-pub fn shorten(text: &str) -> String {
-    const MAX_CHARS: usize = 200;
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
-        None => text.to_owned(),
-    }
-}
-
-/// The local forms `image_url` may take: an absolute path, or a `file://` URI
-/// naming this host. Anything else (http, data:) is not a local file.
-pub fn local_path(image_url: &str) -> Option<Result<PathBuf, AccessError>> {
-    if strip_prefix_ignore_case(image_url, "file:").is_some() {
-        return Some(file_uri_to_path(image_url));
-    }
-    if image_url.contains("://") || strip_prefix_ignore_case(image_url, "data:").is_some() {
-        return None;
-    }
-    let path = PathBuf::from(image_url);
-    if path.is_absolute() {
-        Some(Ok(path))
-    } else {
-        Some(Err(AccessError::Relative(shorten(image_url))))
-    }
-}
-
-fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
-}
-
-fn file_uri_to_path(uri: &str) -> Result<PathBuf, AccessError> {
-    let bad = |reason: &str| AccessError::BadFileUri(shorten(uri), reason.to_owned());
-    let parsed = Url::parse(uri).map_err(|error| bad(&error.to_string()))?;
-    match parsed.host_str() {
-        None | Some("") | Some("localhost") => {}
-        Some(host) => return Err(bad(&format!("it names the remote host {host:?}"))),
-    }
-    parsed
-        .to_file_path()
-        .map_err(|()| bad("it does not name a local path"))
 }
 
 /// The folders local reads are confined to, in canonical form.
@@ -138,7 +89,8 @@ impl AllowedDirs {
             .canonicalize()
             .map_err(|error| unreadable(path, error))?;
         self.ensure_inside(&canonical)?;
-        let file = open_unfollowed(&canonical).map_err(|error| unreadable(&canonical, error))?;
+        let file = reve_core::open_nonblocking(&canonical, FinalSymlink::Refuse)
+            .map_err(|error| unreadable(&canonical, error))?;
         let metadata = file
             .metadata()
             .map_err(|error| unreadable(&canonical, error))?;
@@ -163,20 +115,6 @@ impl AllowedDirs {
             })
         }
     }
-}
-
-/// Opens for reading without following a symlink at the last component and
-/// without blocking (opening a FIFO otherwise waits for a writer, forever if
-/// none comes). Regular files ignore `O_NONBLOCK`.
-fn open_unfollowed(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        libc::O_NONBLOCK | libc::O_NOFOLLOW,
-    );
-    options.open(path)
 }
 
 /// The path the kernel resolved for an open file.
@@ -250,32 +188,6 @@ fn escape_through_symlink(output_dir: &Path, folder: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn local_forms_are_recognised() {
-        assert_eq!(local_path("https://example.com/a.png"), None);
-        assert_eq!(local_path("data:image/png;base64,AAAA"), None);
-        assert_eq!(
-            local_path("/tmp/a.png"),
-            Some(Ok(PathBuf::from("/tmp/a.png")))
-        );
-        assert_eq!(
-            local_path("file:///tmp/a%20b.png"),
-            Some(Ok(PathBuf::from("/tmp/a b.png")))
-        );
-        assert_eq!(
-            local_path("file://localhost/tmp/a.png"),
-            Some(Ok(PathBuf::from("/tmp/a.png")))
-        );
-        assert!(matches!(
-            local_path("file://evil.example/etc/passwd"),
-            Some(Err(AccessError::BadFileUri(..)))
-        ));
-        assert!(matches!(
-            local_path("a.png"),
-            Some(Err(AccessError::Relative(_)))
-        ));
-    }
 
     #[test]
     fn reads_are_confined_to_allowed_folders_after_symlinks() {

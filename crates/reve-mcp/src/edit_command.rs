@@ -1,11 +1,11 @@
-//! `reve-mcp edit`: the `edit_image` tool's work, driven from a terminal or
-//! a script instead of by a model.
+//! `reve-mcp edit`: the edit pipeline driven from a terminal or a script
+//! instead of by a model.
 //!
-//! Requests are built and results saved and described exactly as the tool
-//! does it (see [`crate::tools::edit_image`]); what differs is who is
-//! trusted. The paths here are typed by the person running the command, so
-//! any file they can read may be sent: the allowed-folders guard exists for
-//! paths a model makes up, and does not apply.
+//! Each image runs through [`Editor::edit`] exactly as a tool call does;
+//! what differs is who is trusted. The paths here are typed by the person
+//! running the command, so any file they can read may be sent: the
+//! allowed-folders guard exists for paths a model makes up, and does not
+//! apply. And a terminal shows no picture, so no preview is made.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::num::NonZeroUsize;
@@ -16,17 +16,15 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use reve_core::ImageSource;
-use rmcp::model::JsonObject;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::settings::Settings;
-use crate::tool_schema::{self, EditOutput, IMAGE_URL_ARG};
-use crate::tools::edit_image::{EditImageError, build_request};
+use crate::edit::{Editor, EditorOptions, LocalFiles, Progress, Stage};
+use crate::generated::EditImageArguments;
+use crate::mcp::output::EditOutput;
 
 /// The conventional exit status of a program stopped by Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -48,49 +46,19 @@ the requests in flight and leaves no partial files.
 Local files are read wherever they are: --allowed-dir confines only the paths a model passes \
 to the MCP tool, not the ones you type here. The API key comes from AIML_API_KEY.";
 
-const EXAMPLES: &str = "Examples:
+pub const EXAMPLES: &str = "Examples:
   reve-mcp edit photo.jpg -p \"make it night\"
   reve-mcp edit a.png b.png c.png -p \"in watercolour\" -o out/ --jobs 2
   reve-mcp edit https://example.com/cat.png -p \"add a hat\" -o hat.png --json";
 
-/// The arguments of `reve-mcp edit`.
-#[derive(Debug, Args)]
-#[command(after_help = EXAMPLES)]
-pub struct EditArgs {
-    /// Images to edit: file paths (relative ones are taken from the working
-    /// directory), file:// URIs, http(s) URLs or data: URIs. PNG, JPEG, WebP
-    /// or GIF.
-    #[arg(value_name = "IMAGE", required = true)]
+/// What `reve-mcp edit` was asked to do.
+#[derive(Debug)]
+pub struct EditCommand {
     pub images: Vec<String>,
-
-    /// What to change, in plain language (up to 2560 characters).
-    #[arg(short, long)]
     pub prompt: String,
-
-    /// Where to save. A folder (one that exists, or any path ending in /)
-    /// gets each result under a unique name; with a single IMAGE, a file
-    /// path names the result (its extension is corrected to the real type;
-    /// an existing file is never overwritten). Default: the output folder
-    /// (--output-dir).
-    #[arg(short, long = "output", value_name = "PATH_OR_DIR")]
     pub output: Option<PathBuf>,
-
-    /// How many edits run at once.
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_jobs)]
     pub jobs: NonZeroUsize,
-
-    /// Print one JSON object per IMAGE on stdout, one per line: `input` and
-    /// the MCP tool's structured result keys, or `input` and `error`.
-    #[arg(long)]
     pub json: bool,
-}
-
-fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {
-    let jobs: usize = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number"))?;
-    NonZeroUsize::new(jobs)
-        .ok_or_else(|| "must be at least 1 (it is how many edits run at once)".to_owned())
 }
 
 /// Where results go, decided before any request so that a mistake in `-o`
@@ -104,10 +72,9 @@ enum Target {
 }
 
 impl Target {
-    fn resolve(output: Option<&Path>, inputs: usize, settings: &Settings) -> anyhow::Result<Self> {
+    fn resolve(output: Option<&Path>, inputs: usize, default: &Path) -> anyhow::Result<Self> {
         let Some(output) = output else {
-            let folder = settings.output_dir()?;
-            return Ok(Target::Folder(absolute(&folder)?));
+            return Ok(Target::Folder(absolute(default)?));
         };
         let absolute = absolute(output)?;
         let names_folder = output.to_string_lossy().ends_with(std::path::is_separator);
@@ -129,24 +96,25 @@ impl Target {
         let name = absolute
             .file_name()
             .and_then(|name| name.to_str())
-            .filter(|name| !name.starts_with('.'))
-            .with_context(|| {
-                format!(
-                    "-o {} does not end in a usable file name (one that does not start with a dot)",
-                    output.display()
-                )
-            })?
+            .with_context(|| format!("-o {} does not end in a file name", output.display()))?
             .to_owned();
+        reve_core::check_file_name(&name).with_context(|| format!("-o {}", output.display()))?;
         let folder = absolute
             .parent()
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
         Ok(Target::File { folder, name })
     }
 
-    fn parts(&self) -> (PathBuf, Option<String>) {
+    fn folder(&self) -> &Path {
         match self {
-            Target::Folder(folder) => (folder.clone(), None),
-            Target::File { folder, name } => (folder.clone(), Some(name.clone())),
+            Target::Folder(folder) | Target::File { folder, .. } => folder,
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Target::Folder(_) => None,
+            Target::File { name, .. } => Some(name),
         }
     }
 }
@@ -157,34 +125,41 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Everything one edit needs, shared by all of them.
 struct Job {
-    client: reve_core::Client,
-    fixed_fields: Vec<(String, Value)>,
+    editor: Editor,
     prompt: String,
     target: Target,
-    max_input_bytes: u64,
+    local_files: LocalFiles,
     slots: Semaphore,
 }
 
 /// Runs the command; the exit code says whether every edit succeeded.
+/// `options.output_dir` is where results go unless `-o` says otherwise.
 pub async fn run(
-    args: EditArgs,
-    settings: &Settings,
+    command: EditCommand,
     client: reve_core::Client,
+    options: EditorOptions,
 ) -> anyhow::Result<ExitCode> {
     if !client.config().has_api_key() {
         bail!("{}", reve_core::Error::MissingApiKey);
     }
-    let target = Target::resolve(args.output.as_deref(), args.images.len(), settings)?;
+    let target = Target::resolve(
+        command.output.as_deref(),
+        command.images.len(),
+        &options.output_dir,
+    )?;
+    let base = std::env::current_dir().context("reading the working directory")?;
     let job = Arc::new(Job {
-        client,
-        fixed_fields: tool_schema::fixed_fields(
-            &reve_core::edit_image_request_schema(),
-            settings.response_mode.convert_base64_to_url(),
+        editor: Editor::new(
+            client,
+            EditorOptions {
+                output_dir: target.folder().to_owned(),
+                ..options
+            },
         ),
-        prompt: args.prompt,
+        prompt: command.prompt,
         target,
-        max_input_bytes: settings.max_input_bytes,
-        slots: Semaphore::new(args.jobs.get()),
+        local_files: LocalFiles::Anywhere { base },
+        slots: Semaphore::new(command.jobs.get()),
     });
 
     // Installed before any work starts: from here on Ctrl-C cancels cleanly
@@ -202,7 +177,7 @@ pub async fn run(
         ProgressDrawTarget::hidden()
     });
     let mut tasks = JoinSet::new();
-    for (index, input) in args.images.iter().enumerate() {
+    for (index, input) in command.images.iter().enumerate() {
         let bar = bars.add(new_bar(input));
         let job = Arc::clone(&job);
         let input = input.clone();
@@ -211,13 +186,13 @@ pub async fn run(
             bar.disable_steady_tick();
             match &outcome {
                 Ok(output) => bar.finish_with_message(format!("saved {}", output.path)),
-                Err(error) => bar.finish_with_message(format!("failed: {}", describe(error))),
+                Err(message) => bar.finish_with_message(format!("failed: {message}")),
             }
             (index, outcome)
         });
     }
 
-    let mut report = Report::new(args.images, args.json, bars);
+    let mut report = Report::new(command.images, command.json, bars);
     loop {
         tokio::select! {
             biased;
@@ -249,92 +224,46 @@ fn new_bar(input: &str) -> ProgressBar {
         .expect("the template is valid");
     ProgressBar::new_spinner()
         .with_style(style)
-        .with_prefix(shown(input))
+        .with_prefix(reve_core::shorten(input))
         .with_message("queued")
 }
 
-async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> anyhow::Result<EditOutput> {
+/// One image through the pipeline; a failure is reported by its message,
+/// causes included.
+async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> Result<EditOutput, String> {
     let _slot = job.slots.acquire().await.expect("never closed");
     bar.reset_elapsed();
     // Each ticking bar has a thread of its own; a hidden one needs none.
     if !bar.is_hidden() {
         bar.enable_steady_tick(TICK);
     }
-    bar.set_message("reading the image");
-
-    let source = image_source(input)?;
-    let max_bytes = job.max_input_bytes;
-    let image_url = tokio::task::spawn_blocking(move || source.into_image_url(max_bytes))
+    let mut arguments = EditImageArguments::new(input, job.prompt.clone());
+    arguments.output_path = job.target.name().map(str::to_owned);
+    // Ctrl-C aborts the task instead, which drops the request just the same.
+    let never = CancellationToken::new();
+    match job
+        .editor
+        .edit(arguments, &job.local_files, &BarProgress(bar), &never)
         .await
-        .expect("reading the input image does not panic")?;
-    let mut arguments = JsonObject::new();
-    arguments.insert(IMAGE_URL_ARG.into(), image_url.into());
-    arguments.insert("prompt".into(), job.prompt.clone().into());
-    let request = build_request(&job.fixed_fields, arguments)?;
-    let body = reve_core::RequestBody::new(&request, max_bytes)?;
-    drop(request);
-
-    bar.set_message(format!("waiting for {}", reve_core::MODEL));
-    let (folder, name) = job.target.parts();
-    let staged = job.client.edit_into_dir(&body, &folder).await?;
-    drop(body);
-
-    bar.set_message("saving");
-    let dimensions = staged.dimensions();
-    let url = staged.url.clone();
-    let output = EditOutput::unsaved(&staged, dimensions.as_ref().copied().unwrap_or_default());
-    let saved = tokio::task::spawn_blocking(move || staged.persist(name.as_deref()))
-        .await
-        .expect("saving does not panic")
-        .map_err(|source| EditImageError::Save { source, url })?;
-    let dimensions =
-        dimensions.with_context(|| format!("the result was saved to {}, but", saved.display()))?;
-    Ok(EditOutput {
-        path: saved.display().to_string(),
-        width: dimensions.0,
-        height: dimensions.1,
-        ..output
-    })
-}
-
-/// What the user typed, as reve-core reads it; bare paths, relative ones
-/// included, are files, since a person at a shell means them that way.
-fn image_source(input: &str) -> anyhow::Result<ImageSource> {
-    let scheme = input
-        .split_once(':')
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("http" | "https" | "data" | "file") => Ok(ImageSource::parse(input)?),
-        _ => Ok(ImageSource::File(absolute(Path::new(input))?)),
+    {
+        Ok(edited) => Ok(EditOutput::from(&edited)),
+        Err(error) => Err(reve_core::error_chain(&error)),
     }
 }
 
-/// An input as shown in progress and error lines: a `data:` URI is long
-/// and says nothing to a reader, so only its start is kept.
-fn shown(input: &str) -> String {
-    match input.get(..5) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("data:") => {
-            let header = input.split_once(',').map_or(input, |(header, _)| header);
-            format!("{header},… ({} characters)", input.len())
-        }
-        _ => input.to_owned(),
-    }
-}
+/// Shows an edit's stage on its progress line.
+struct BarProgress<'a>(&'a ProgressBar);
 
-/// An error and its causes on one line. reve-core's errors already quote
-/// their cause, so a cause whose text is already there is not repeated.
-fn describe(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            if !message.is_empty() {
-                message.push_str(": ");
+impl Progress for BarProgress<'_> {
+    async fn report(&self, stage: Stage) {
+        match stage {
+            Stage::Preparing => self.0.set_message("reading the image"),
+            Stage::Waiting { .. } => {
+                self.0.set_message(format!("waiting for {}", reve_core::MODEL));
             }
-            message.push_str(&text);
+            Stage::Saving => self.0.set_message("saving"),
         }
     }
-    message
 }
 
 /// Prints outcomes on stdout in the order the inputs were given, each as
@@ -343,7 +272,7 @@ struct Report {
     inputs: Vec<String>,
     json: bool,
     bars: MultiProgress,
-    outcomes: Vec<Option<anyhow::Result<EditOutput>>>,
+    outcomes: Vec<Option<Result<EditOutput, String>>>,
     printed: usize,
     failures: Vec<(usize, String)>,
 }
@@ -361,9 +290,9 @@ impl Report {
         }
     }
 
-    fn record(&mut self, index: usize, outcome: anyhow::Result<EditOutput>) -> anyhow::Result<()> {
-        if let Err(error) = &outcome {
-            self.failures.push((index, describe(error)));
+    fn record(&mut self, index: usize, outcome: Result<EditOutput, String>) -> anyhow::Result<()> {
+        if let Err(message) = &outcome {
+            self.failures.push((index, message.clone()));
         }
         self.outcomes[index] = Some(outcome);
         while let Some(Some(outcome)) = self.outcomes.get(self.printed) {
@@ -381,14 +310,14 @@ impl Report {
         for index in self.printed..self.outcomes.len() {
             let outcome = self.outcomes[index]
                 .take()
-                .unwrap_or_else(|| Err(anyhow::anyhow!("cancelled by Ctrl-C before it finished")));
+                .unwrap_or_else(|| Err("cancelled by Ctrl-C before it finished".to_owned()));
             self.print(self.line(index, &outcome))?;
         }
         self.printed = self.outcomes.len();
         Ok(())
     }
 
-    fn line(&self, index: usize, outcome: &anyhow::Result<EditOutput>) -> Option<String> {
+    fn line(&self, index: usize, outcome: &Result<EditOutput, String>) -> Option<String> {
         let input = &self.inputs[index];
         match (outcome, self.json) {
             (Ok(output), false) => Some(output.path.clone()),
@@ -402,8 +331,8 @@ impl Report {
                 }
                 Some(Value::Object(object).to_string())
             }
-            (Err(error), true) => {
-                Some(json!({ "input": input, "error": { "message": describe(error) } }).to_string())
+            (Err(message), true) => {
+                Some(json!({ "input": input, "error": { "message": message } }).to_string())
             }
         }
     }
@@ -428,7 +357,7 @@ impl Report {
             self.inputs.len()
         )?;
         for (index, message) in &self.failures {
-            writeln!(stderr, "  {}: {message}", shown(&self.inputs[*index]))?;
+            writeln!(stderr, "  {}: {message}", reve_core::shorten(&self.inputs[*index]))?;
         }
         Ok(ExitCode::FAILURE)
     }

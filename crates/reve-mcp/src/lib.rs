@@ -1,14 +1,14 @@
-//! reve-mcp: the `edit_image` MCP tool and command line over `reve-core`.
+//! reve-mcp: the `edit_image` MCP tool and the `reve-mcp edit` command line over `reve-core`.
 //!
-//! The binary's `main` is thin; everything here is a library so that the
-//! end-to-end tests and `cargo xtask` can reach the same code.
+//! Both are thin adapters over one edit pipeline ([`edit`]); the binary's `main` only parses
+//! the command line ([`cli`]) and wires the parts together. Everything here is a library so
+//! that the tests reach the same code.
 
 pub mod access;
+pub mod cli;
+pub mod edit;
 pub mod edit_command;
-pub mod http;
+pub mod generated;
+pub mod mcp;
 pub mod preview;
-pub mod server;
-pub mod settings;
-pub mod stdio;
-pub mod tool_schema;
-pub mod tools;
+pub mod transport;

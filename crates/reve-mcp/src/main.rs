@@ -1,14 +1,17 @@
-//! `reve-mcp`: serves the `edit_image` MCP tool over stdio, or runs
-//! `reve-mcp edit` from a terminal.
+//! `reve-mcp`: serves the `edit_image` MCP tool over stdio or Streamable
+//! HTTP, or runs `reve-mcp edit` from a terminal. The composition root: the
+//! command line is read once, and the pipeline, the tool and the transport
+//! are built from it here.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use reve_mcp::edit_command;
-use reve_mcp::server::ReveServer;
-use reve_mcp::settings::{Cli, Command, ResponseMode, ServeArgs, Settings};
-use reve_mcp::tools::edit_image::{EditImage, EditImageSettings};
+use reve_mcp::cli::{Cli, Command, ServeArgs, Settings};
+use reve_mcp::edit::{Editor, ResponseMode};
+use reve_mcp::mcp::server::ReveServer;
+use reve_mcp::mcp::tool::{EditImageTool, Readable};
+use reve_mcp::{edit_command, transport};
 use rmcp::ServiceExt as _;
 use tracing_subscriber::EnvFilter;
 
@@ -50,29 +53,37 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Edit(args) => {
-            edit_command::run(args, &cli.settings, build_client(&cli.settings)?).await
+            edit_command::run(
+                args.into(),
+                client(&cli.settings)?,
+                cli.settings.editor_options(true, false)?,
+            )
+            .await
         }
     }
 }
 
 async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
-    let mut tool = build_tool(settings)?;
-    if args.no_save {
-        if settings.response_mode == ResponseMode::Base64 {
-            tracing::warn!(
-                "with --no-save and --response-mode base64 the full-resolution result is kept \
-                 nowhere: clients get only the preview"
-            );
-        }
-        tool = tool.without_saving();
+    if args.no_save && settings.response_mode == ResponseMode::Base64 {
+        tracing::warn!(
+            "with --no-save and --response-mode base64 the full-resolution result is kept \
+             nowhere: clients get only the preview"
+        );
     }
+    let editor = Editor::new(
+        client(settings)?,
+        settings.editor_options(!args.no_save, true)?,
+    );
+    let configured = settings.allowed_dirs.clone();
     match args.http {
-        None => serve_stdio(ReveServer::new(tool)).await,
+        None => {
+            let tool = EditImageTool::new(editor, Readable::ThisUsers { configured });
+            serve_stdio(ReveServer::new(tool)).await
+        }
         Some(addr) => {
-            // An HTTP client is not the user of this machine: neither its
-            // roots nor this user's home folder say what it may read here.
-            let server = ReveServer::new(tool.confine_to_configured_dirs());
-            Ok(reve_mcp::http::serve(server, args.http_options(addr)).await?)
+            let tool = EditImageTool::new(editor, Readable::ConfiguredOnly { configured });
+            let server = ReveServer::new(tool);
+            Ok(transport::http::serve(server, args.http_options(addr)).await?)
         }
     }
 }
@@ -80,7 +91,7 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
 async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {
     tracing::info!("serving MCP on stdio");
     let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
-    let stdio = reve_mcp::stdio::guard(stdin, stdout);
+    let stdio = transport::stdio::guard(stdin, stdout);
     let running = server
         .serve(stdio.transport)
         .await
@@ -97,27 +108,6 @@ async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_tool(settings: &Settings) -> anyhow::Result<EditImage> {
-    Ok(EditImage::new(
-        build_client(settings)?,
-        EditImageSettings {
-            output_dir: settings.output_dir()?,
-            allowed_dirs: settings.allowed_dirs.clone(),
-            max_input_bytes: settings.max_input_bytes,
-            preview_budget: settings.preview_budget(),
-            response_mode: settings.response_mode,
-        },
-    ))
-}
-
-fn build_client(settings: &Settings) -> anyhow::Result<reve_core::Client> {
-    let mut config = reve_core::Config::from_env()
-        .context("reading AIML_API_KEY / AIML_API_BASE_URL")?
-        .with_timeout(settings.timeout())
-        .with_max_retries(settings.max_retries)
-        .with_max_input_bytes(settings.max_input_bytes);
-    if let Some(base_url) = &settings.base_url {
-        config = config.with_base_url(base_url).context("--base-url")?;
-    }
-    reve_core::Client::new(config).context("building the HTTP client")
+fn client(settings: &Settings) -> anyhow::Result<reve_core::Client> {
+    reve_core::Client::new(settings.client_config()?).context("building the HTTP client")
 }

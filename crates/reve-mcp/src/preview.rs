@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,19 +102,18 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(image::ImageError::IoError)?;
-    let format = reader.format();
     let (width, height) = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(image::ImageError::IoError)?
         .into_dimensions()?;
 
-    if let Some(mime_type) = format.and_then(passthrough_mime)
+    if let Some(format) = reve_core::ImageFormat::detect(bytes)
         && width.max(height) <= budget.max_edge_px
         && base64_len(bytes.len()) <= budget.max_base64_bytes
     {
         return Ok(Preview {
             base64: STANDARD.encode(bytes),
-            mime_type,
+            mime_type: format.mime_type(),
             width,
             height,
             full_size: (width, height),
@@ -192,16 +191,6 @@ pub fn make_preview_from(mut file: File, budget: PreviewBudget) -> Result<Previe
     make_preview(&bytes, budget)
 }
 
-fn passthrough_mime(format: ImageFormat) -> Option<&'static str> {
-    match format {
-        ImageFormat::Png => Some("image/png"),
-        ImageFormat::Jpeg => Some("image/jpeg"),
-        ImageFormat::WebP => Some("image/webp"),
-        ImageFormat::Gif => Some("image/gif"),
-        _ => None,
-    }
-}
-
 fn base64_len(raw_len: usize) -> usize {
     raw_len.div_ceil(3) * 4
 }
@@ -241,6 +230,7 @@ fn flatten_onto_white(image: DynamicImage) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::ImageFormat;
 
     /// A smooth gradient: photo-like, so JPEG compresses it as it would a result.
     fn png(width: u32, height: u32) -> Vec<u8> {

@@ -1,20 +1,25 @@
-//! Command-line flags and environment variables, resolved once at start-up.
+//! Command-line flags and environment variables, resolved once at start-up
+//! into the plain options the rest of the crate takes; nothing else here
+//! knows clap.
 //!
 //! Precedence is flag, then environment, then default: clap's `env` support
 //! gives exactly that, and `--help` then documents every variable beside its
 //! flag so there is one place to read.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
-use clap::{Args, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use anyhow::Context as _;
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser as _};
+use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::edit_command::EditArgs;
-use crate::http::{DEFAULT_MAX_BODY_BYTES, HttpOptions};
+use crate::edit::{EditorOptions, ResponseMode};
+use crate::edit_command::EditCommand;
 use crate::preview::PreviewBudget;
+use crate::transport::http::{DEFAULT_MAX_BODY_BYTES, HttpOptions};
 
 /// Edit images with plain-language instructions through the AIML API model
 /// reve/edit-image. With no subcommand, serves the `edit_image` tool over MCP
@@ -205,25 +210,19 @@ pub struct Settings {
     /// How the API hands back the result: `url` (it publishes the image and
     /// the tool returns that URL too, then downloads it) or `base64` (the
     /// image comes inline in the response; no URL, one round trip less).
-    #[arg(long, env = "REVE_RESPONSE_MODE", value_enum, default_value_t = ResponseMode::Url, global = true)]
+    #[arg(
+        long,
+        env = "REVE_RESPONSE_MODE",
+        default_value = "url",
+        value_parser = PossibleValuesParser::new(["url", "base64"])
+            .map(|mode| if mode == "url" { ResponseMode::Url } else { ResponseMode::Base64 }),
+        global = true
+    )]
     pub response_mode: ResponseMode,
 
     /// Longest edge of the inline preview, in pixels.
     #[arg(long, env = "REVE_PREVIEW_MAX_EDGE", default_value_t = PreviewBudget::default().max_edge_px, global = true)]
     pub preview_max_edge: u32,
-}
-
-/// The vendor's `convert_base64_to_url`, as a choice a user can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ResponseMode {
-    Url,
-    Base64,
-}
-
-impl ResponseMode {
-    pub fn convert_base64_to_url(self) -> bool {
-        self == ResponseMode::Url
-    }
 }
 
 #[cfg(unix)]
@@ -232,19 +231,36 @@ const PATH_LIST_SEPARATOR: char = ':';
 const PATH_LIST_SEPARATOR: char = ';';
 
 impl Settings {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_secs(self.timeout_secs)
+    /// The client's configuration: the key and base URL from the environment,
+    /// the rest from these settings.
+    pub fn client_config(&self) -> anyhow::Result<reve_core::Config> {
+        let mut config = reve_core::Config::from_env()
+            .context("reading AIML_API_KEY / AIML_API_BASE_URL")?
+            .with_timeout(Duration::from_secs(self.timeout_secs))
+            .with_max_retries(self.max_retries)
+            .with_max_input_bytes(self.max_input_bytes);
+        if let Some(base_url) = &self.base_url {
+            config = config.with_base_url(base_url).context("--base-url")?;
+        }
+        Ok(config)
     }
 
-    pub fn preview_budget(&self) -> PreviewBudget {
-        PreviewBudget {
-            max_base64_bytes: self.preview_max_bytes,
-            max_edge_px: self.preview_max_edge,
-        }
+    /// What the edit pipeline is told; `saves` and `previews` depend on who runs it.
+    pub fn editor_options(&self, saves: bool, previews: bool) -> anyhow::Result<EditorOptions> {
+        Ok(EditorOptions {
+            output_dir: self.output_dir()?,
+            max_input_bytes: self.max_input_bytes,
+            response_mode: self.response_mode,
+            saves,
+            preview: previews.then_some(PreviewBudget {
+                max_base64_bytes: self.preview_max_bytes,
+                max_edge_px: self.preview_max_edge,
+            }),
+        })
     }
 
     /// The output folder the user chose, or the per-user default.
-    pub fn output_dir(&self) -> anyhow::Result<PathBuf> {
+    fn output_dir(&self) -> anyhow::Result<PathBuf> {
         if let Some(dir) = &self.output_dir {
             return Ok(dir.clone());
         }
@@ -257,6 +273,64 @@ impl Settings {
                 )
             })
     }
+}
+
+/// The arguments of `reve-mcp edit`.
+#[derive(Debug, Args)]
+#[command(after_help = crate::edit_command::EXAMPLES)]
+pub struct EditArgs {
+    /// Images to edit: file paths (relative ones are taken from the working
+    /// directory), file:// URIs, http(s) URLs or data: URIs. PNG, JPEG, WebP
+    /// or GIF.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    #[arg(short, long, help = prompt_help())]
+    pub prompt: String,
+
+    /// Where to save. A folder (one that exists, or any path ending in /)
+    /// gets each result under a unique name; with a single IMAGE, a file
+    /// path names the result (its extension is corrected to the real type;
+    /// an existing file is never overwritten). Default: the output folder
+    /// (--output-dir).
+    #[arg(short, long = "output", value_name = "PATH_OR_DIR")]
+    pub output: Option<PathBuf>,
+
+    /// How many edits run at once.
+    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_jobs)]
+    pub jobs: NonZeroUsize,
+
+    /// Print one JSON object per IMAGE on stdout, one per line: `input` and
+    /// the MCP tool's structured result keys, or `input` and `error`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<EditArgs> for EditCommand {
+    fn from(args: EditArgs) -> Self {
+        EditCommand {
+            images: args.images,
+            prompt: args.prompt,
+            output: args.output,
+            jobs: args.jobs,
+            json: args.json,
+        }
+    }
+}
+
+fn prompt_help() -> String {
+    format!(
+        "What to change, in plain language (up to {} characters)",
+        reve_core::PROMPT_MAX_LENGTH
+    )
+}
+
+fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {
+    let jobs: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    NonZeroUsize::new(jobs)
+        .ok_or_else(|| "must be at least 1 (it is how many edits run at once)".to_owned())
 }
 
 #[cfg(test)]

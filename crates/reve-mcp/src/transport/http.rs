@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::server::ReveServer;
+use crate::mcp::server::ReveServer;
 
 /// Where the MCP endpoint lives, as most clients and examples expect.
 pub const MCP_PATH: &str = "/mcp";

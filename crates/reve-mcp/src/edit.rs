@@ -1,0 +1,408 @@
+//! The one edit pipeline: typed arguments in, a saved (or only previewed) result out. The MCP
+//! tool and `reve-mcp edit` are thin adapters over [`Editor::edit`], so a check or a fix made
+//! here holds for every way in.
+//!
+//! The order is what keeps money safe: every check that can fail is made before the paid call
+//! (arguments, the output name and folder, the local file's access, type and size, the request
+//! body), the result streams to a hidden file where it will be saved, and saving and the
+//! preview then run side by side, the saved file winning when both fail.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reve_core::{FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage};
+use tokio_util::sync::CancellationToken;
+
+use crate::access::{self, AccessError, AllowedDirs};
+use crate::generated::EditImageArguments;
+use crate::preview::{self, Preview, PreviewBudget, PreviewError};
+
+/// How often a waiting edit reports progress; MCP clients reset their request timeouts on each
+/// notification, and the MCP spec leaves the cadence to us.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the API hands back the result: the vendor's `convert_base64_to_url`, as a choice a user
+/// can read. The bytes are saved and previewed the same way in both modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// The API publishes the image and returns its URL, which is then downloaded.
+    Url,
+    /// The image comes inline in the response: no URL, one round trip less.
+    Base64,
+}
+
+/// What an [`Editor`] is set up with, once for all its edits.
+#[derive(Debug, Clone)]
+pub struct EditorOptions {
+    /// Where results are saved, and what an `output_path` is relative to.
+    pub output_dir: PathBuf,
+    /// Largest local input image, in bytes.
+    pub max_input_bytes: u64,
+    pub response_mode: ResponseMode,
+    /// Whether results are written to `output_dir`; without, they pass through a hidden file in
+    /// the system's temporary folder and are returned only as the preview and the API's URL.
+    pub saves: bool,
+    /// The inline preview to make of each result, or `None` (a terminal shows none).
+    pub preview: Option<PreviewBudget>,
+}
+
+/// Which local files an edit may read: decided by who chose the path.
+#[derive(Debug, Clone)]
+pub enum LocalFiles {
+    /// Any file this process can read, a relative path taken from `base`: a person typed it.
+    Anywhere { base: PathBuf },
+    /// Only files inside these folders, after symlinks are resolved: a model chose the path.
+    Inside(AllowedDirs),
+    /// None at all: a client on another machine, with no folder opened to it.
+    Closed,
+}
+
+/// Where an edit has got to, for whoever is watching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading and checking the input, building the request.
+    Preparing,
+    /// Waiting for the API (sent once on sending, then every second).
+    Waiting { elapsed: Duration },
+    /// Saving the result and making its preview.
+    Saving,
+}
+
+/// Told of each [`Stage`] an edit reaches.
+pub trait Progress: Sync {
+    fn report(&self, stage: Stage) -> impl Future<Output = ()> + Send;
+}
+
+/// Nobody is watching.
+impl Progress for () {
+    async fn report(&self, _stage: Stage) {}
+}
+
+/// A finished edit.
+#[derive(Debug)]
+pub struct Edited {
+    /// Where the full-resolution result was saved, when the editor saves.
+    pub path: Option<PathBuf>,
+    /// The result's size in bytes.
+    pub size: u64,
+    /// Its type and what the API said about it.
+    pub metadata: ResultMetadata,
+    /// Its width and height in pixels.
+    pub dimensions: (u32, u32),
+    /// The inline preview, when the editor makes one.
+    pub preview: Option<Preview>,
+}
+
+/// Why an edit failed. Every message is written for whoever asked (often a model) to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("invalid arguments: {0}")]
+    Arguments(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Api(#[from] reve_core::Error),
+    #[error("the edit succeeded but saving it failed: {source}{}", ResultUrlHint(.url.as_deref()))]
+    Save {
+        source: reve_core::Error,
+        /// Where the paid result can still be fetched, if the API published it.
+        url: Option<String>,
+    },
+    #[error(
+        "{0} already exists; choose another output_path (existing files are never overwritten); nothing was sent to the API"
+    )]
+    OutputExists(String),
+    #[error("the edit succeeded and was saved to {path}, but {source}")]
+    Preview {
+        path: String,
+        #[source]
+        source: PreviewError,
+    },
+    #[error("the edit succeeded, but {0}; this server does not save results")]
+    PreviewUnsaved(#[source] PreviewError),
+    #[error("the edit succeeded and was saved to {path}, but its size is unreadable: {source}")]
+    Dimensions {
+        path: String,
+        #[source]
+        source: reve_core::Error,
+    },
+    #[error("output_path cannot be used: this server does not save results")]
+    NotSaving,
+    #[error("the call was cancelled")]
+    Cancelled,
+}
+
+/// Names the result URL in a save failure, so the paid result is not lost.
+struct ResultUrlHint<'a>(Option<&'a str>);
+
+impl std::fmt::Display for ResultUrlHint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(url) => write!(f, "; the result can still be downloaded from {url}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The pipeline, with everything that outlives one edit.
+pub struct Editor {
+    client: reve_core::Client,
+    options: EditorOptions,
+    /// Previews run here, one thread per core, started on first use. Decoding and re-encoding a
+    /// 4096x4096 result takes a core and ~100 MB, so bounding the previews in flight keeps
+    /// memory flat when many edits finish together; and a few long-lived threads reuse the
+    /// memory their allocator kept from the previous preview, where blocking-pool threads by
+    /// the dozen would each keep their own (see BENCHMARKS.md).
+    preview_workers: OnceLock<rayon::ThreadPool>,
+}
+
+/// Where a result is staged and what it is to be called.
+struct Destination {
+    folder: PathBuf,
+    name: Option<String>,
+}
+
+impl Editor {
+    pub fn new(client: reve_core::Client, options: EditorOptions) -> Self {
+        Self {
+            client,
+            options,
+            preview_workers: OnceLock::new(),
+        }
+    }
+
+    pub fn options(&self) -> &EditorOptions {
+        &self.options
+    }
+
+    /// Runs one edit. `cancel` drops the HTTP request (closing the connection) the moment it
+    /// fires; nothing is left on disk.
+    pub async fn edit(
+        &self,
+        mut arguments: EditImageArguments,
+        local_files: &LocalFiles,
+        progress: &impl Progress,
+        cancel: &CancellationToken,
+    ) -> Result<Edited, EditError> {
+        progress.report(Stage::Preparing).await;
+        let destination = self.destination(arguments.output_path.take())?;
+        let input = input_file(&arguments.image_url, local_files)?;
+        let request = arguments.into_request(self.options.response_mode == ResponseMode::Url);
+        let body = self.body(request, input, local_files).await?;
+        let staged = self
+            .call_api(&body, &destination.folder, progress, cancel)
+            .await?;
+        drop(body);
+        progress.report(Stage::Saving).await;
+        self.save_and_preview(staged, destination.name).await
+    }
+
+    /// The folder and name the result will take, checked as far as they can be before paying:
+    /// inside the output folder, a name that saving would accept, not a file that exists.
+    fn destination(&self, output_path: Option<String>) -> Result<Destination, EditError> {
+        if !self.options.saves {
+            return match output_path {
+                Some(_) => Err(EditError::NotSaving),
+                None => Ok(Destination {
+                    folder: std::env::temp_dir(),
+                    name: None,
+                }),
+            };
+        }
+        let Some(output_path) = output_path else {
+            return Ok(Destination {
+                folder: self.options.output_dir.clone(),
+                name: None,
+            });
+        };
+        let (folder, name) = access::output_target(&self.options.output_dir, &output_path)?;
+        reve_core::check_file_name(&name)?;
+        // `persist` still refuses to overwrite when the real type changes the extension onto
+        // an existing name.
+        let target = folder.join(&name);
+        if target.symlink_metadata().is_ok() {
+            return Err(EditError::OutputExists(target.display().to_string()));
+        }
+        Ok(Destination {
+            folder,
+            name: Some(name),
+        })
+    }
+
+    /// Builds the request body off the async threads: a local file is opened (as `local_files`
+    /// allows), checked and its base64 written straight into the body; a `data:` URI from the
+    /// caller is checked and copied into it.
+    async fn body(
+        &self,
+        request: reve_core::EditImageRequest,
+        input: Option<PathBuf>,
+        local_files: &LocalFiles,
+    ) -> Result<RequestBody, EditError> {
+        let max_bytes = self.options.max_input_bytes;
+        let local_files = local_files.clone();
+        tokio::task::spawn_blocking(move || match input {
+            None => Ok(RequestBody::new(&request, max_bytes)?),
+            Some(path) => {
+                let (file, path) = match &local_files {
+                    LocalFiles::Inside(allowed) => allowed.open(&path)?,
+                    LocalFiles::Anywhere { .. } => {
+                        let file = reve_core::open_nonblocking(&path, FinalSymlink::Follow)
+                            .map_err(|source| reve_core::Error::File {
+                                path: path.clone(),
+                                action: "open",
+                                source,
+                            })?;
+                        (file, path)
+                    }
+                    LocalFiles::Closed => unreachable!("refused by input_file"),
+                };
+                Ok(RequestBody::with_image_file(
+                    &request, &file, &path, max_bytes,
+                )?)
+            }
+        })
+        .await
+        .expect("building the request body does not panic")
+    }
+
+    /// Calls the API, reporting progress while it works, and drops the HTTP request the moment
+    /// the caller cancels.
+    async fn call_api(
+        &self,
+        body: &RequestBody,
+        stage_dir: &Path,
+        progress: &impl Progress,
+        cancel: &CancellationToken,
+    ) -> Result<StagedImage, EditError> {
+        let started = Instant::now();
+        let call = self.client.edit_into_dir(body, stage_dir);
+        tokio::pin!(call);
+        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(EditError::Cancelled),
+                result = &mut call => return Ok(result?),
+                _ = ticker.tick() => {
+                    progress.report(Stage::Waiting { elapsed: started.elapsed() }).await;
+                }
+            }
+        }
+    }
+
+    /// Saving (fsync and rename) and the preview (read, decode and encode) are independent, so
+    /// they run side by side. The saved file matters more, so its error wins. The preview waits
+    /// for a worker thread, so it reads the file only when it can work on it.
+    async fn save_and_preview(
+        &self,
+        staged: StagedImage,
+        name: Option<String>,
+    ) -> Result<Edited, EditError> {
+        let size = staged.size;
+        let metadata = staged.metadata.clone();
+        // A failure to reopen or read the header costs the preview or the size, never the
+        // saved result.
+        let reader = staged.open();
+        let header_dimensions = match self.options.preview {
+            None => Some(staged.dimensions()),
+            Some(_) => None,
+        };
+        let saves = self.options.saves;
+        let url = metadata.url.clone();
+        let save = async move {
+            if !saves {
+                return Ok(None);
+            }
+            tokio::task::spawn_blocking(move || staged.persist(name.as_deref()))
+                .await
+                .expect("saving does not panic")
+                .map(Some)
+                .map_err(|source| EditError::Save { source, url })
+        };
+        let preview = async {
+            match self.options.preview {
+                Some(budget) => self.preview(reader, budget).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (saved, preview) = tokio::join!(save, preview);
+        let path = saved?;
+        let shown_path = || {
+            path.as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default()
+        };
+        let preview = preview.map_err(|source| match &path {
+            Some(_) => EditError::Preview {
+                path: shown_path(),
+                source,
+            },
+            None => EditError::PreviewUnsaved(source),
+        })?;
+        let dimensions = match (&preview, header_dimensions) {
+            (Some(preview), _) => preview.full_size,
+            (None, Some(read)) => read.map_err(|source| EditError::Dimensions {
+                path: shown_path(),
+                source,
+            })?,
+            (None, None) => unreachable!("the size comes from the preview or the header"),
+        };
+        Ok(Edited {
+            path,
+            size,
+            metadata,
+            dimensions,
+            preview,
+        })
+    }
+
+    async fn preview(
+        &self,
+        reader: reve_core::Result<std::fs::File>,
+        budget: PreviewBudget,
+    ) -> Result<Preview, PreviewError> {
+        let reader = reader.map_err(PreviewError::Read)?;
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.preview_workers()?.spawn(move || {
+            let preview = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                preview::make_preview_from(reader, budget)
+            }));
+            // The call may have been cancelled meanwhile; then nobody waits.
+            let _ = done.send(preview);
+        });
+        match outcome.await.expect("a preview job always answers") {
+            Ok(preview) => preview,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    fn preview_workers(&self) -> Result<&rayon::ThreadPool, PreviewError> {
+        if let Some(workers) = self.preview_workers.get() {
+            return Ok(workers);
+        }
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(std::thread::available_parallelism().map_or(1, usize::from))
+            .thread_name(|index| format!("reve-preview-{index}"))
+            .build()
+            .map_err(|error| PreviewError::Workers(error.to_string()))?;
+        // Two first previews racing both build a pool; the loser's is dropped.
+        Ok(self.preview_workers.get_or_init(|| workers))
+    }
+}
+
+/// The local file `image_url` names, if it names one that `local_files` lets this edit read;
+/// `None` for a URL or a `data:` URI, which the request body checks.
+pub fn input_file(image_url: &str, local_files: &LocalFiles) -> Result<Option<PathBuf>, EditError> {
+    let base = match local_files {
+        LocalFiles::Anywhere { base } => Some(base.as_path()),
+        LocalFiles::Inside(_) | LocalFiles::Closed => None,
+    };
+    match ImageSource::local_file(image_url, base)? {
+        Some(path) if matches!(local_files, LocalFiles::Closed) => Err(
+            AccessError::ServerFilesClosed(reve_core::shorten(&path.display().to_string())).into(),
+        ),
+        path => Ok(path),
+    }
+}

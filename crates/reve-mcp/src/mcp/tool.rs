@@ -1,0 +1,205 @@
+//! The `edit_image` tool: its definition (description, input and output schemas) and the adapter
+//! from a `tools/call` to the edit pipeline. The arguments are the generated
+//! [`EditImageArguments`]; which local files a call may read is decided here, since it depends
+//! on who the client is.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rmcp::RoleServer;
+use rmcp::handler::server::tool::schema_for_type;
+use rmcp::model::{
+    CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::Peer;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::access::AllowedDirs;
+use crate::edit::{EditError, Editor, LocalFiles, Progress, Stage};
+use crate::generated::EditImageArguments;
+use crate::mcp::output;
+
+pub const TOOL_NAME: &str = "edit_image";
+
+const TOOL_TITLE: &str = "Edit image";
+const TOOL_RETURNS_SAVED: &str = "Returns the edited picture as an image you can see, the \
+absolute path where the full-resolution file was saved for the user, the result URL and the \
+request id.";
+const TOOL_RETURNS_UNSAVED: &str = "Returns the edited picture as an image you can see, the URL \
+of the full-resolution result and the request id; this server does not save results.";
+const TOOL_COST: &str = "Each call is a paid generation and takes tens of seconds.";
+
+/// Whose files a model's local `image_url` may name.
+#[derive(Debug, Clone)]
+pub enum Readable {
+    /// A client of this machine's user (stdio): the configured folders and the client's roots,
+    /// or the home folder when there are neither; the output folder always, so a result can be
+    /// edited again.
+    ThisUsers { configured: Vec<PathBuf> },
+    /// A client on another machine (HTTP): its roots name folders on its own disk, this user's
+    /// home folder is not its to read, and on a shared server the output folder holds other
+    /// clients' results; so only the configured folders, and none when there are none.
+    ConfiguredOnly { configured: Vec<PathBuf> },
+}
+
+/// The tool, with everything that outlives one call.
+pub struct EditImageTool {
+    editor: Editor,
+    readable: Readable,
+    definition: Tool,
+}
+
+impl EditImageTool {
+    pub fn new(editor: Editor, readable: Readable) -> Self {
+        let saves = editor.options().saves;
+        let definition = definition(saves);
+        Self {
+            editor,
+            readable,
+            definition,
+        }
+    }
+
+    pub fn definition(&self) -> &Tool {
+        &self.definition
+    }
+
+    pub fn saves_results(&self) -> bool {
+        self.editor.options().saves
+    }
+
+    /// Whether this call reads a local file for which the client's roots matter.
+    pub fn needs_roots(&self, arguments: &EditImageArguments) -> bool {
+        matches!(&self.readable, Readable::ThisUsers { configured } if configured.is_empty())
+            && reve_core::ImageSource::local_file(&arguments.image_url, None)
+                .is_ok_and(|path| path.is_some())
+    }
+
+    fn local_files(&self, client_roots: Vec<PathBuf>) -> LocalFiles {
+        match &self.readable {
+            Readable::ConfiguredOnly { configured } if configured.is_empty() => LocalFiles::Closed,
+            Readable::ConfiguredOnly { configured } => {
+                LocalFiles::Inside(AllowedDirs::new(configured.iter().cloned()))
+            }
+            Readable::ThisUsers { configured } => {
+                let mut dirs: Vec<PathBuf> =
+                    configured.iter().cloned().chain(client_roots).collect();
+                if dirs.is_empty() {
+                    dirs.extend(dirs::home_dir());
+                }
+                dirs.push(self.editor.options().output_dir.clone());
+                LocalFiles::Inside(AllowedDirs::new(dirs))
+            }
+        }
+    }
+
+    /// Runs one call; every failure is a tool error the model can read.
+    pub async fn call(
+        &self,
+        arguments: EditImageArguments,
+        client_roots: Vec<PathBuf>,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResult, EditError> {
+        let local_files = self.local_files(client_roots);
+        let progress = McpProgress {
+            client: progress,
+            step: AtomicU32::new(0),
+        };
+        let edited = self
+            .editor
+            .edit(arguments, &local_files, &progress, cancel)
+            .await?;
+        Ok(output::success_result(edited))
+    }
+}
+
+/// Reads a call's arguments. The generated struct refuses what it does not declare; the message
+/// then names the argument (shortened: a model can send a name of any length) and the tool's
+/// own arguments, rather than serde's wording.
+pub fn parse_arguments(arguments: JsonObject) -> Result<EditImageArguments, EditError> {
+    let unknown = arguments
+        .keys()
+        .find(|name| !EditImageArguments::NAMES.contains(&name.as_str()))
+        .cloned();
+    serde_path_to_error::deserialize(Value::Object(arguments)).map_err(|error| {
+        EditError::Arguments(match unknown {
+            Some(name) => format!(
+                "unknown argument {:?}; {TOOL_NAME} takes {}",
+                reve_core::shorten(&name),
+                EditImageArguments::NAMES
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => error.to_string(),
+        })
+    })
+}
+
+/// A tool error for the model, from any failure of a call.
+pub fn error_result(error: &EditError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+}
+
+fn definition(saves: bool) -> Tool {
+    let mut input_schema = schema_for_type::<EditImageArguments>().as_ref().clone();
+    input_schema.remove("$schema");
+    input_schema.remove("title");
+    input_schema.remove("description");
+    let (returns, output_schema) = if saves {
+        (TOOL_RETURNS_SAVED, output::output_schema())
+    } else {
+        // No `output_path`: it would name a file that is never written.
+        if let Some(Value::Object(properties)) = input_schema.get_mut("properties") {
+            properties.remove("output_path");
+        }
+        (TOOL_RETURNS_UNSAVED, output::unsaved_output_schema())
+    };
+    let description = format!(
+        "Edit a picture with a plain-language instruction, using the {model} model. Give `prompt` \
+         (what to change, e.g. \"put the dinosaur on a lounge chair at sunset\"; up to {max} \
+         characters) and `image_url` (an http(s) URL, a data: URI, or an absolute path or \
+         file:// URI of a local PNG, JPEG, WebP or GIF). {returns} {TOOL_COST}",
+        model = reve_core::MODEL,
+        max = reve_core::PROMPT_MAX_LENGTH,
+    );
+    Tool::new(TOOL_NAME, description, Arc::new(input_schema))
+        .with_title(TOOL_TITLE)
+        .with_raw_output_schema(Arc::new(output_schema))
+        .with_annotations(
+            ToolAnnotations::with_title(TOOL_TITLE)
+                .read_only(false)
+                .destructive(false)
+                .idempotent(false)
+                .open_world(true),
+        )
+}
+
+/// Progress notifications to the client, when it asked for them.
+struct McpProgress {
+    client: Option<(ProgressToken, Peer<RoleServer>)>,
+    step: AtomicU32,
+}
+
+impl Progress for McpProgress {
+    async fn report(&self, stage: Stage) {
+        let (Some((token, peer)), Stage::Waiting { elapsed }) = (&self.client, stage) else {
+            return;
+        };
+        let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut param = ProgressNotificationParam::new(token.clone(), f64::from(step));
+        param.message = Some(format!(
+            "waiting for {} to finish the edit ({} s so far)",
+            reve_core::MODEL,
+            elapsed.as_secs()
+        ));
+        if let Err(error) = peer.notify_progress(param).await {
+            tracing::debug!(%error, "could not send a progress notification");
+        }
+    }
+}

@@ -1,3 +1,0 @@
-//! One module per MCP tool.
-
-pub mod edit_image;
