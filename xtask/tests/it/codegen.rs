@@ -259,30 +259,6 @@ fn a_new_optional_enum_field_becomes_an_option_of_a_new_enum() {
 }
 
 #[test]
-fn a_new_optional_enum_field_reaches_the_mcp_tools_input_schema() {
-    let description = "Shape of the output image.";
-    let spec = spec_with(|request| {
-        let schema = json!({"type": "string", "enum": ["1:1", "16:9"], "description": description});
-        add_property(request, "aspect_ratio", schema);
-    });
-    let before = reve_mcp::tool_schema::input_schema(&generated(&read(SPEC_PATH)).request_schema);
-    let after = reve_mcp::tool_schema::input_schema(&generated(&spec).request_schema);
-
-    assert!(before["properties"].get("aspect_ratio").is_none());
-    assert_eq!(
-        after["properties"]["aspect_ratio"],
-        json!({"type": "string", "enum": ["1:1", "16:9"], "description": description}),
-        "the vendor's field reaches MCP clients as the vendor wrote it"
-    );
-    let required = |schema: &serde_json::Map<String, Value>| schema["required"].clone();
-    assert_eq!(
-        required(&after),
-        required(&before),
-        "an optional field stays optional"
-    );
-}
-
-#[test]
 fn a_new_required_field_joins_the_constructor_and_gets_its_constants() {
     let spec = spec_with(|request| {
         add_property(

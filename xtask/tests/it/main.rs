@@ -1,0 +1,4 @@
+//! xtask's tests, as one binary so that the test build links once.
+
+mod codegen;
+mod fresh;
