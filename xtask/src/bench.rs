@@ -12,6 +12,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::cargo::{self, Profile};
+
 /// `cargo xtask bench [--quick]`.
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     let quick = match args {
@@ -38,34 +40,7 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Builds one package's binary in release on its own, so that its
-/// dependencies get only its own features (as they do for a user who installs
-/// it), and returns the executable's path as cargo reports it.
 fn build_release(root: &Path, package: &str, bin: &str) -> Result<PathBuf> {
     eprintln!("building {package} (release)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--package",
-            package,
-            "--bin",
-            bin,
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running cargo build for {package}"))?;
-    if !output.status.success() {
-        bail!("building {package} failed");
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == bin)
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .with_context(|| format!("cargo did not report the {bin} executable"))
+    cargo::build_bin(root, package, bin, Profile::Release)
 }

@@ -20,39 +20,31 @@ tasks:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let root = xtask::project_root();
     let result = match args.as_slice() {
         ["codegen"] => codegen_task(Mode::Write),
         ["codegen", "--check"] => codegen_task(Mode::Check),
-        ["demo"] => xtask::demo::run(&xtask::project_root(), false),
-        ["demo", "--live"] => xtask::demo::run(&xtask::project_root(), true),
-        ["bench", rest @ ..] => xtask::bench::run(&xtask::project_root(), rest),
-        ["fake-api"] => xtask::fake_api::run(xtask::fake_api::DEFAULT_PORT),
-        ["fake-api", "--port", port] => match port.parse() {
-            Ok(port) => xtask::fake_api::run(port),
-            Err(_) => {
-                eprintln!("error: --port takes a number from 0 to 65535, not {port:?}");
-                return ExitCode::FAILURE;
-            }
-        },
+        ["demo", rest @ ..] if matches!(rest, [] | ["--live"]) => {
+            xtask::devtools::demo(&root, rest)
+        }
+        ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
+        ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::FAILURE;
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // `{:#}` prints the whole context chain on one line, without the backtrace `Debug` would add.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    result.unwrap_or_else(|error| {
+        // `{:#}` prints the whole context chain on one line, without the backtrace `Debug` would add.
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
 }
 
-fn codegen_task(mode: Mode) -> Result<()> {
+fn codegen_task(mode: Mode) -> Result<ExitCode> {
     match codegen::run(&xtask::project_root(), mode)? {
         Outcome::UpToDate => eprintln!("{} is up to date", codegen::OUTPUT_PATH),
         Outcome::Written => eprintln!("wrote {}", codegen::OUTPUT_PATH),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

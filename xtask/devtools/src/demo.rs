@@ -4,6 +4,9 @@
 //! over stdio exactly as Claude Desktop or Cursor would, lists its tools,
 //! edits a generated picture and prints what the agent gets back. With
 //! `--live` (and `AIML_API_KEY` set) the same happens against the real API.
+//!
+//! A package cannot depend on another package's binary, so `cargo xtask demo` builds `reve-mcp` (`--locked`, like
+//! everything CI runs) and names it in `REVE_MCP_BIN`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,11 @@ pub fn run(root: &Path, live: bool) -> Result<()> {
 }
 
 async fn run_async(root: &Path, live: bool) -> Result<()> {
+    let binary = std::env::var_os("REVE_MCP_BIN")
+        .map(PathBuf::from)
+        .context(
+            "REVE_MCP_BIN must name the reve-mcp binary: run `cargo xtask demo`, which builds it",
+        )?;
     let demo_dir = root.join(DEMO_DIR);
     let output_dir = demo_dir.join("results");
     std::fs::create_dir_all(&output_dir)
@@ -59,7 +67,7 @@ async fn run_async(root: &Path, live: bool) -> Result<()> {
     };
 
     println!("Launching reve-mcp over stdio, as an MCP client would...");
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let session = McpSession::start(&binary, &env, TestClient::default()).await;
     let tools = session.client.peer().list_all_tools().await?;
     for tool in &tools {
         println!(

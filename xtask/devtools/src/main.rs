@@ -1,0 +1,55 @@
+//! `reve-devtools <task>`: the tasks of `cargo xtask` that run the fake AIML API, started by xtask as
+//! `cargo run -p reve-devtools -- <task>` so that xtask itself stays small enough for `cargo xtask codegen` to build
+//! quickly.
+
+mod demo;
+mod fake_api;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: reve-devtools <task> (normally run as `cargo xtask <task>`)
+
+tasks:
+  demo               run reve-mcp against the fake AIML API and show what an agent gets
+  demo --live        the same against the real API (needs AIML_API_KEY; billed)
+  fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["demo"] => demo::run(&project_root(), false),
+        ["demo", "--live"] => demo::run(&project_root(), true),
+        ["fake-api"] => fake_api::run(fake_api::DEFAULT_PORT),
+        ["fake-api", "--port", port] => match port.parse() {
+            Ok(port) => fake_api::run(port),
+            Err(_) => {
+                eprintln!("error: --port takes a number from 0 to 65535, not {port:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole context chain on one line, without the backtrace `Debug` would add.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root, found from this package's place in it rather than the working directory, so that the demo's
+/// files land in the workspace's `target/` however the binary was started.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("reve-devtools sits at xtask/devtools in the workspace")
+        .to_path_buf()
+}
