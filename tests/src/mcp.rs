@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
@@ -23,41 +23,19 @@ use tokio::io::AsyncReadExt as _;
 use tokio::process::{ChildStderr, Command};
 use tokio::task::JoinHandle;
 
-/// Path of the `reve-mcp` binary, built on first use.
-///
-/// Cargo only hands a test the path of binaries from its own package, and
-/// the binary lives in `crates/reve-mcp`; so the path is taken from
-/// `REVE_MCP_BIN` when set, or from `cargo build`'s own report otherwise
-/// (a no-op when `cargo test --workspace` already built it).
-pub fn reve_mcp_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("REVE_MCP_BIN") {
-            return PathBuf::from(path);
+/// A command for `binary` with exactly these environment variables plus
+/// `PATH` and `HOME`, so that nothing from the developer's shell (a real
+/// API key, a `RUST_LOG`) leaks into a test.
+pub fn child_command(binary: &Path, env: &BTreeMap<String, String>) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command.env_clear();
+    for name in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
         }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let output = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--package",
-                "reve-mcp",
-                "--bin",
-                "reve-mcp",
-                "--message-format=json",
-                "--quiet",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(output.status.success(), "building reve-mcp failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|message| message["target"]["name"] == "reve-mcp")
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the reve-mcp executable")
-    })
+    }
+    command.envs(env);
+    command
 }
 
 /// What the test client saw from the server besides responses.
@@ -115,17 +93,10 @@ pub struct McpSession {
 }
 
 impl McpSession {
-    /// Starts the binary with exactly these environment variables (plus
-    /// `PATH` and `HOME`), so nothing from the developer's shell leaks in.
-    pub async fn start(env: &BTreeMap<String, String>, client: TestClient) -> Self {
-        let mut command = Command::new(reve_mcp_binary());
-        command.env_clear();
-        for name in ["PATH", "HOME"] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
-        command.envs(env);
+    /// Starts `binary` (the `reve-mcp` executable) with exactly these
+    /// environment variables (see [`child_command`]).
+    pub async fn start(binary: &Path, env: &BTreeMap<String, String>, client: TestClient) -> Self {
+        let command = Command::from(child_command(binary, env));
         let (transport, stderr) = TokioChildProcess::builder(command)
             .stderr(Stdio::piped())
             .spawn()

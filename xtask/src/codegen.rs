@@ -36,6 +36,7 @@ mod naming;
 mod pointer;
 mod schema;
 mod spec;
+mod tool_arguments;
 
 use std::fs;
 use std::path::Path;
@@ -47,8 +48,10 @@ use serde_json::{Map, Value};
 pub const SPEC_PATH: &str = "spec/reve-edit-image.openapi.json";
 /// Our merge patch of observed deviations, relative to the workspace root.
 pub const OVERLAY_PATH: &str = "spec/overlay.merge-patch.json";
-/// The generated module, relative to the workspace root.
+/// The generated module of reve-core (types, constants, schema), relative to the workspace root.
 pub const OUTPUT_PATH: &str = "crates/reve-core/src/generated.rs";
+/// The generated module of reve-mcp (the `edit_image` tool's arguments), relative to the workspace root.
+pub const TOOL_ARGUMENTS_PATH: &str = "crates/reve-mcp/src/generated.rs";
 /// What `--check` and the freshness test say when the checked-in file is out of date.
 pub const STALE_MESSAGE: &str = "generated code is stale: run `cargo xtask codegen` and commit";
 
@@ -57,8 +60,10 @@ const JSON_SCHEMA_DIALECT: &str = "https://json-schema.org/draft/2020-12/schema"
 /// The generator's output.
 #[derive(Debug, Clone)]
 pub struct Generated {
-    /// Source of `generated.rs`.
+    /// Source of reve-core's `generated.rs` ([`OUTPUT_PATH`]).
     pub rust: String,
+    /// Source of reve-mcp's `generated.rs` ([`TOOL_ARGUMENTS_PATH`]).
+    pub tool_arguments: String,
     /// JSON Schema of the request body, as embedded in `rust`.
     pub request_schema: Value,
 }
@@ -77,7 +82,7 @@ pub enum Mode {
 pub enum Outcome {
     /// The file already matched the spec.
     UpToDate,
-    /// The file was rewritten.
+    /// At least one file was rewritten.
     Written,
 }
 
@@ -98,8 +103,10 @@ pub fn generate(spec: &Value, overlay: &Value) -> Result<Generated> {
     );
     let request_schema = Value::Object(request_schema);
     let rust = emit::file(&model, &request_schema)?;
+    let tool_arguments = tool_arguments::file(&model, &request_schema)?;
     Ok(Generated {
         rust,
+        tool_arguments,
         request_schema,
     })
 }
@@ -115,16 +122,24 @@ pub fn generate_from_files(root: &Path) -> Result<Generated> {
 /// `cargo xtask codegen [--check]` for the workspace at `root`.
 pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
     let generated = generate_from_files(root)?;
-    let path = root.join(OUTPUT_PATH);
-    let current = fs::read_to_string(&path).unwrap_or_default();
-    if current == generated.rust {
-        return Ok(Outcome::UpToDate);
+    let mut outcome = Outcome::UpToDate;
+    for (relative, text) in [
+        (OUTPUT_PATH, &generated.rust),
+        (TOOL_ARGUMENTS_PATH, &generated.tool_arguments),
+    ] {
+        let path = root.join(relative);
+        // A checkout with CRLF line endings (Git's autocrlf on Windows) is as fresh as one without.
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        if current.replace("\r\n", "\n") == *text {
+            continue;
+        }
+        if mode == Mode::Check {
+            bail!("{STALE_MESSAGE} ({relative} differs)");
+        }
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        outcome = Outcome::Written;
     }
-    if mode == Mode::Check {
-        bail!(STALE_MESSAGE);
-    }
-    fs::write(&path, &generated.rust).with_context(|| format!("writing {}", path.display()))?;
-    Ok(Outcome::Written)
+    Ok(outcome)
 }
 
 fn read_json(path: &Path) -> Result<Value> {

@@ -90,10 +90,6 @@ impl Client {
     /// Sends a prepared body, as [`Client::edit_image`] does, and returns the result in memory.
     ///
     /// An inline image over this client's [`Config::max_input_bytes`] is refused unsent, even if
-
-    /// Sends a prepared body, as [`Client::edit_image`] does, and returns the result in memory.
-    ///
-    /// An inline image over this client's [`Config::max_input_bytes`] is refused unsent, even if
     /// the body was built with a higher limit.
     pub async fn edit(&self, body: &RequestBody) -> Result<EditedImage> {
         let call = self.start(body)?;

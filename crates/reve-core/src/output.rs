@@ -289,7 +289,9 @@ fn corrected_file_name(name: &str, format: ImageFormat) -> Result<String> {
     };
     let path = Path::new(name);
     let plain = path.file_name().and_then(|n| n.to_str()) == Some(name);
-    let forbidden = name.chars().any(|c| c.is_control() || c == '\\' || c == '/');
+    let forbidden = name
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c == '/');
     if name.trim().is_empty() || !plain || forbidden || name.starts_with('.') {
         return Err(invalid(format!(
             "{:?} is not a plain file name; give a name like \"edited.png\", without directories, a \

@@ -88,7 +88,6 @@ pub(crate) enum ResultImage {
     Url(String),
 }
 
-
 impl Generation {
     pub(crate) fn from_response(response: EditImageResponse) -> Result<Generation> {
         let items = response.data.unwrap_or_default();

@@ -54,20 +54,14 @@ mod tests {
     #[test]
     fn data_uris_are_named_by_their_header() {
         let uri = format!("data:image/png;base64,{}", "A".repeat(10_000));
-        assert_eq!(
-            shorten(&uri),
-            "data:image/png;base64,… (10022 characters)"
-        );
+        assert_eq!(shorten(&uri), "data:image/png;base64,… (10022 characters)");
     }
 
     #[test]
     fn causes_are_joined_once() {
         let inner = std::io::Error::other("connection refused");
         let outer = std::io::Error::other(Wrapped(inner));
-        assert_eq!(
-            error_chain(&outer),
-            "could not connect: connection refused"
-        );
+        assert_eq!(error_chain(&outer), "could not connect: connection refused");
     }
 
     #[derive(Debug)]

@@ -259,7 +259,8 @@ impl Progress for BarProgress<'_> {
         match stage {
             Stage::Preparing => self.0.set_message("reading the image"),
             Stage::Waiting { .. } => {
-                self.0.set_message(format!("waiting for {}", reve_core::MODEL));
+                self.0
+                    .set_message(format!("waiting for {}", reve_core::MODEL));
             }
             Stage::Saving => self.0.set_message("saving"),
         }
@@ -357,7 +358,11 @@ impl Report {
             self.inputs.len()
         )?;
         for (index, message) in &self.failures {
-            writeln!(stderr, "  {}: {message}", reve_core::shorten(&self.inputs[*index]))?;
+            writeln!(
+                stderr,
+                "  {}: {message}",
+                reve_core::shorten(&self.inputs[*index])
+            )?;
         }
         Ok(ExitCode::FAILURE)
     }

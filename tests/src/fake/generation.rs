@@ -78,8 +78,22 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
         .get("convert_base64_to_url")
         .and_then(Value::as_bool)
         .unwrap_or(true);
+    match deliver(shared, &scenario, image_url, as_url).await {
+        Some(response) => response,
+        None => refuse(shared, scenario, headers),
+    }
+}
+
+/// The answer of a scenario in which the API makes an image (however it then delivers it), or
+/// `None` for one in which it refuses.
+async fn deliver(
+    shared: &Shared,
+    scenario: &Scenario,
+    image_url: &str,
+    as_url: bool,
+) -> Option<Response> {
     let whole = Delivery::Whole;
-    match scenario {
+    Some(match scenario.clone() {
         Scenario::Success | Scenario::Latency(_) => {
             succeed(shared, image_url, as_url, whole, whole).await
         }
@@ -119,6 +133,13 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
         Scenario::ContentViolation => {
             json_response(StatusCode::OK, &data_body(shared, None, None, true))
         }
+        _ => return None,
+    })
+}
+
+/// The answer of a scenario in which the API refuses or fails.
+fn refuse(shared: &Shared, scenario: Scenario, headers: &HeaderMap) -> Response {
+    match scenario {
         Scenario::Status401 => fail(shared, StatusCode::UNAUTHORIZED, "Unauthorized"),
         Scenario::OutOfCredits403 => error_field(
             StatusCode::FORBIDDEN,
@@ -185,6 +206,7 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
                 format!("Invalid request sent with authorization: {authorization}"),
             )
         }
+        _ => unreachable!("{scenario:?} delivers an image"),
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) fn file(model: &Model, request_schema: &Value) -> Result<String> {
 }
 
 /// One `#[doc]` attribute per line, paragraphs separated by an empty line, as `///` comments would be.
-fn doc_attrs(paragraphs: &[impl AsRef<str>], inner: bool) -> TokenStream {
+pub(crate) fn doc_attrs(paragraphs: &[impl AsRef<str>], inner: bool) -> TokenStream {
     let mut lines = Vec::new();
     for (index, paragraph) in paragraphs.iter().enumerate() {
         if index > 0 {

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use reve_tests::fake::{data_uri, sample_jpeg};
-use reve_tests::mcp::{McpSession, TestClient, reve_mcp_binary};
+use reve_tests::mcp::TestClient;
 use reve_tests::{FakeApi, Scenario};
 use serde_json::json;
 use tempfile::TempDir;
+
+use crate::support::{World, binary, path_string};
 
 const KEY: &str = "sk-secret-KEY-5e4d3c2b1a09";
 const TOKEN: &str = "tok-secret-TOKEN-a1b2c3d4e5";
@@ -31,15 +33,15 @@ fn help_version_and_usage_errors_never_show_a_secret() {
         &["help", "serve"],
     ];
     for args in invocations {
-        let output = std::process::Command::new(reve_mcp_binary())
+        let env = BTreeMap::from([
+            ("AIML_API_KEY".to_owned(), KEY.to_owned()),
+            ("AIMLAPI_API_KEY".to_owned(), KEY.to_owned()),
+            ("REVE_HTTP_TOKEN".to_owned(), TOKEN.to_owned()),
+            ("REVE_OUTPUT_DIR".to_owned(), path_string(outputs.path())),
+            ("RUST_LOG".to_owned(), "trace".to_owned()),
+        ]);
+        let output = reve_tests::mcp::child_command(binary(), &env)
             .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AIML_API_KEY", KEY)
-            .env("AIMLAPI_API_KEY", KEY)
-            .env("REVE_HTTP_TOKEN", TOKEN)
-            .env("REVE_OUTPUT_DIR", outputs.path())
-            .env("RUST_LOG", "trace")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -57,19 +59,10 @@ fn help_version_and_usage_errors_never_show_a_secret() {
 
 #[tokio::test]
 async fn input_pictures_stay_out_of_results_and_debug_logs() {
-    let fake = FakeApi::builder().api_key(KEY).start().await;
-    let outputs = TempDir::new().unwrap();
-    let env = BTreeMap::from([
-        ("AIML_API_KEY".to_owned(), KEY.to_owned()),
-        ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
-        (
-            "REVE_OUTPUT_DIR".to_owned(),
-            outputs.path().to_str().unwrap().to_owned(),
-        ),
-        ("REVE_MAX_RETRIES".to_owned(), "0".to_owned()),
-        ("RUST_LOG".to_owned(), "debug".to_owned()),
-    ]);
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let world = World::with_fake(FakeApi::builder().api_key(KEY).start().await);
+    let fake = &world.fake;
+    let env = world.env(&[("RUST_LOG", "debug")]);
+    let session = crate::support::start(&env, TestClient::default()).await;
     // A JPEG, while results are PNGs: no stretch of base64 is shared by chance.
     let input = data_uri("image/jpeg", &sample_jpeg(48, 48));
     let payload = input.split_once(',').unwrap().1;

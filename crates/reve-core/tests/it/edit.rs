@@ -1,14 +1,12 @@
 //! Successful edits against the fake API: what is sent, what comes back, in both response modes,
 //! and local files turned into data: URIs.
 
-mod common;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reve_core::{EditImageRequest, Error, ImageFormat, ImageSource, Usage};
 use reve_tests::fake::{self, FakeApi, ResultFormat};
 
-use common::{client, config, input_png, request};
+use crate::common::{client, config, input_png, request};
 
 fn expected_pixels() -> image::RgbaImage {
     fake::edit(&image::load_from_memory(&input_png()).unwrap(), None)
@@ -51,7 +49,7 @@ async fn url_mode_downloads_the_result_through_the_client() {
     let edited = client(config(&fake)).edit_image(&request()).await.unwrap();
 
     assert_eq!(fake.file_downloads(), 1);
-    let url = edited.url.clone().expect("url mode returns a url");
+    let url = edited.metadata.url.clone().expect("url mode returns a url");
     assert!(
         url.starts_with(&format!("{}/files/", fake.base_url())),
         "{url}"
@@ -62,18 +60,25 @@ async fn url_mode_downloads_the_result_through_the_client() {
         "the bytes are exactly what was served"
     );
 
-    assert_eq!(edited.format, ImageFormat::Png);
-    assert_eq!(edited.mime_type(), "image/png");
-    assert_eq!(edited.extension(), "png");
+    assert_eq!(edited.metadata.format, ImageFormat::Png);
+    assert_eq!(edited.metadata.mime_type(), "image/png");
+    assert_eq!(edited.metadata.extension(), "png");
     assert_eq!(edited.dimensions().unwrap(), (40, 30));
     assert_eq!(
         image::load_from_memory(&edited.bytes).unwrap().to_rgba8(),
         expected_pixels()
     );
-    assert!(edited.request_id.as_deref().unwrap().starts_with("rsid-"));
-    assert_eq!(edited.content_violation, Some(false));
+    assert!(
+        edited
+            .metadata
+            .request_id
+            .as_deref()
+            .unwrap()
+            .starts_with("rsid-")
+    );
+    assert_eq!(edited.metadata.content_violation, Some(false));
     assert_eq!(
-        edited.usage,
+        edited.metadata.usage,
         Some(Usage {
             credits_used: None,
             tokens_used: Some(210_000.0)
@@ -93,8 +98,8 @@ async fn base64_mode_decodes_the_result_without_downloading() {
         fake.generation_requests()[0].json.as_ref().unwrap()["convert_base64_to_url"],
         false
     );
-    assert_eq!(edited.url, None);
-    assert_eq!(edited.format, ImageFormat::Png);
+    assert_eq!(edited.metadata.url, None);
+    assert_eq!(edited.metadata.format, ImageFormat::Png);
     assert_eq!(
         image::load_from_memory(&edited.bytes).unwrap().to_rgba8(),
         expected_pixels()
@@ -109,9 +114,9 @@ async fn the_result_type_comes_from_the_bytes_not_the_url() {
     ] {
         let fake = FakeApi::builder().result_format(format).start().await;
         let edited = client(config(&fake)).edit_image(&request()).await.unwrap();
-        assert!(edited.url.as_deref().unwrap().ends_with(".png"));
-        assert_eq!(edited.format, expected);
-        assert_eq!(edited.extension(), extension);
+        assert!(edited.metadata.url.as_deref().unwrap().ends_with(".png"));
+        assert_eq!(edited.metadata.format, expected);
+        assert_eq!(edited.metadata.extension(), extension);
         assert_eq!(edited.dimensions().unwrap(), (40, 30));
     }
 }
@@ -206,7 +211,7 @@ async fn clones_share_the_client_and_results_can_be_saved() {
     let request = request();
     let (a, b) = tokio::join!(first.edit_image(&request), second.edit_image(&request));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_ne!(a.request_id, b.request_id);
+    assert_ne!(a.metadata.request_id, b.metadata.request_id);
     assert_eq!(fake.generation_attempts(), 2);
 
     let dir = tempfile::tempdir().unwrap();

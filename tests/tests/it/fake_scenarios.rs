@@ -3,6 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use reve_tests::bounded;
 use reve_tests::fake::{self, FakeApi, RetryAfter, Scenario};
 use serde_json::{Value, json};
 
@@ -34,13 +35,6 @@ async fn post(fake: &FakeApi) -> reqwest::Response {
 async fn result_url(response: reqwest::Response) -> String {
     let answer: Value = response.json().await.unwrap();
     answer["data"][0]["url"].as_str().unwrap().to_owned()
-}
-
-/// Bounds every wait on the fake, so a broken fake fails instead of hanging.
-async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), future)
-        .await
-        .expect("the fake reached the expected state")
 }
 
 #[tokio::test]

@@ -1,17 +1,18 @@
 //! End-to-end: `reve-mcp edit`, the real binary, against the fake API.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use reve_tests::Scenario;
 use reve_tests::fake::{sample_jpeg, sample_png};
-use reve_tests::mcp::reve_mcp_binary;
-use reve_tests::{FakeApi, Scenario};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::process::Command;
+
+use crate::support::{World, command, files_under};
 
 /// The tool's structured result keys, after the input they belong to.
 const SUCCESS_KEYS: [&str; 9] = [
@@ -26,14 +27,6 @@ const SUCCESS_KEYS: [&str; 9] = [
     "content_violation",
 ];
 
-/// A fake API, a working directory holding the inputs, and the default
-/// output folder.
-struct World {
-    fake: FakeApi,
-    work: TempDir,
-    outputs: TempDir,
-}
-
 /// What one run of the binary left behind.
 struct Run {
     status: ExitStatus,
@@ -41,66 +34,40 @@ struct Run {
     stderr: String,
 }
 
-impl World {
-    async fn new() -> Self {
-        Self {
-            fake: FakeApi::start().await,
-            work: TempDir::new().unwrap(),
-            outputs: TempDir::new().unwrap(),
+/// `reve-mcp edit ARGS...` run with the input folder as its working
+/// directory.
+fn edit_command(world: &World, args: &[&str]) -> Command {
+    let mut command = command(&world.env(&[]));
+    command
+        .arg("edit")
+        .args(args)
+        .current_dir(&world.inputs)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+async fn run_edit(world: &World, args: &[&str]) -> Run {
+    Run::from(
+        edit_command(world, args)
+            .output()
+            .await
+            .expect("reve-mcp runs"),
+    )
+}
+
+/// The bytes the fake serves at the result URLs it handed out, in the
+/// order they were downloaded.
+async fn served_results(world: &World) -> Vec<Vec<u8>> {
+    let mut served = Vec::new();
+    for request in world.fake.requests() {
+        if request.method == "GET" && request.path.starts_with("/files/") {
+            let url = format!("{}{}", world.fake.base_url(), request.path);
+            let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+            served.push(bytes.to_vec());
         }
     }
-
-    /// `reve-mcp edit ARGS...` in the working directory, with only these
-    /// variables (and PATH, HOME) set.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(reve_mcp_binary());
-        command
-            .arg("edit")
-            .args(args)
-            .current_dir(self.work.path())
-            .env_clear()
-            .env("AIML_API_KEY", self.fake.api_key())
-            .env("AIML_API_BASE_URL", self.fake.base_url())
-            .env("REVE_OUTPUT_DIR", self.outputs.path())
-            .env("REVE_MAX_RETRIES", "0")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        for name in ["PATH", "HOME"] {
-            if let Some(value) = std::env::var_os(name) {
-                command.env(name, value);
-            }
-        }
-        command
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().await.expect("reve-mcp runs"))
-    }
-
-    fn input_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.work.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    /// Everything in the default output folder, hidden files included.
-    fn saved_files(&self) -> Vec<PathBuf> {
-        files_in(self.outputs.path())
-    }
-
-    /// The bytes the fake serves at the result URLs it handed out, in the
-    /// order they were downloaded.
-    async fn served_results(&self) -> Vec<Vec<u8>> {
-        let mut served = Vec::new();
-        for request in self.fake.requests() {
-            if request.method == "GET" && request.path.starts_with("/files/") {
-                let url = format!("{}{}", self.fake.base_url(), request.path);
-                let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
-                served.push(bytes.to_vec());
-            }
-        }
-        served
-    }
+    served
 }
 
 impl From<Output> for Run {
@@ -137,15 +104,6 @@ impl Run {
     }
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
-
 fn keys(object: &serde_json::Map<String, Value>) -> Vec<&str> {
     object.keys().map(String::as_str).collect()
 }
@@ -169,8 +127,7 @@ async fn edits_one_file_and_prints_where_it_was_saved() {
     // the user types: this folder does not hold the input.
     let elsewhere = TempDir::new().unwrap();
     let run = Run::from(
-        world
-            .command(&["photo.png", "--prompt", "make it night"])
+        edit_command(&world, &["photo.png", "--prompt", "make it night"])
             .env("REVE_ALLOWED_DIRS", elsewhere.path())
             .output()
             .await
@@ -183,7 +140,7 @@ async fn edits_one_file_and_prints_where_it_was_saved() {
     assert_eq!(run.stdout, format!("{}\n", saved[0].display()));
     assert_eq!(saved[0].extension().unwrap(), "png");
     let on_disk = std::fs::read(&saved[0]).unwrap();
-    assert_eq!(world.served_results().await, std::slice::from_ref(&on_disk));
+    assert_eq!(served_results(&world).await, std::slice::from_ref(&on_disk));
     let decoded = image::load_from_memory(&on_disk).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (48, 32));
 
@@ -211,8 +168,9 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
     world.input_file("notes.png", b"just some text, not a picture");
     let url = world.fake.serve_input(sample_jpeg(24, 16), "image/jpeg");
 
-    let run = world
-        .run(&[
+    let run = run_edit(
+        &world,
+        &[
             "a.png",
             "notes.png",
             &url,
@@ -220,8 +178,9 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
             "-p",
             "in watercolour",
             "--json",
-        ])
-        .await;
+        ],
+    )
+    .await;
     run.assert_code(1);
 
     let lines = run.json_lines();
@@ -235,7 +194,7 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
     assert_eq!(keys(&lines[2]), SUCCESS_KEYS);
     assert_eq!(keys(&lines[1]), ["input", "error"]);
     assert_eq!(keys(&lines[3]), ["input", "error"]);
-    let work = world.work.path().canonicalize().unwrap();
+    let work = world.inputs.as_path().canonicalize().unwrap();
     let not_an_image = format!(
         "{} is text, not an image; expected a PNG, JPEG, WebP or GIF image",
         work.join("notes.png").display()
@@ -249,7 +208,7 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
 
     for (line, size) in [(&lines[0], (40u32, 30u32)), (&lines[2], (24, 16))] {
         let path = PathBuf::from(line["path"].as_str().unwrap());
-        assert_eq!(path.parent().unwrap(), world.outputs.path());
+        assert_eq!(path.parent().unwrap(), world.outputs.as_path());
         let on_disk = std::fs::read(&path).unwrap();
         assert_eq!(line["bytes"], on_disk.len());
         assert_eq!(line["mime_type"], "image/png");
@@ -296,9 +255,11 @@ async fn an_api_failure_fails_only_its_own_input() {
     }
     world.fake.push(Scenario::BadRequest400);
 
-    let run = world
-        .run(&["a.png", "b.png", "c.png", "-p", "p", "--jobs", "2"])
-        .await;
+    let run = run_edit(
+        &world,
+        &["a.png", "b.png", "c.png", "-p", "p", "--jobs", "2"],
+    )
+    .await;
     run.assert_code(1);
 
     assert_eq!(world.fake.generation_attempts(), 3);
@@ -319,22 +280,23 @@ async fn output_to_a_folder() {
     world.input_file("b.jpg", &sample_jpeg(16, 16));
 
     // An existing folder, by relative path.
-    std::fs::create_dir(world.work.path().join("out")).unwrap();
-    let run = world.run(&["a.png", "b.jpg", "-p", "p", "-o", "out"]).await;
+    std::fs::create_dir(world.inputs.as_path().join("out")).unwrap();
+    let run = run_edit(&world, &["a.png", "b.jpg", "-p", "p", "-o", "out"]).await;
     run.assert_code(0);
-    let out = world.work.path().join("out");
-    let saved = files_in(&out);
+    let out = world.inputs.as_path().join("out");
+    let saved = files_under(&out);
     assert_eq!(saved.len(), 2);
     let mut printed: Vec<PathBuf> = run.stdout.lines().map(PathBuf::from).collect();
     printed.sort();
     assert_eq!(printed, saved);
 
     // A trailing slash names a folder that does not exist yet.
-    let run = world
-        .run(&["a.png", "b.jpg", "-p", "p", "-o", "new/sub/"])
-        .await;
+    let run = run_edit(&world, &["a.png", "b.jpg", "-p", "p", "-o", "new/sub/"]).await;
     run.assert_code(0);
-    assert_eq!(files_in(&world.work.path().join("new/sub")).len(), 2);
+    assert_eq!(
+        files_under(&world.inputs.as_path().join("new/sub")).len(),
+        2
+    );
     assert!(world.saved_files().is_empty());
 }
 
@@ -344,19 +306,19 @@ async fn output_to_a_file_corrects_the_extension_and_never_overwrites() {
     world.input_file("a.png", &sample_png(16, 16));
 
     // The result is a PNG, so `result.jpg` is saved as `result.png`.
-    let run = world.run(&["a.png", "-p", "p", "-o", "result.jpg"]).await;
+    let run = run_edit(&world, &["a.png", "-p", "p", "-o", "result.jpg"]).await;
     run.assert_code(0);
-    let expected = world.work.path().join("result.png");
+    let expected = world.inputs.as_path().join("result.png");
     assert_eq!(run.stdout, format!("{}\n", expected.display()));
     assert_eq!(
-        world.served_results().await,
+        served_results(&world).await,
         [std::fs::read(&expected).unwrap()]
     );
-    assert!(!world.work.path().join("result.jpg").exists());
+    assert!(!world.inputs.as_path().join("result.jpg").exists());
 
     // Asking for a file that exists is refused before any request.
     let existing = world.input_file("keep.png", b"precious");
-    let run = world.run(&["a.png", "-p", "p", "-o", "keep.png"]).await;
+    let run = run_edit(&world, &["a.png", "-p", "p", "-o", "keep.png"]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
     assert_eq!(std::fs::read(&existing).unwrap(), b"precious");
@@ -364,12 +326,12 @@ async fn output_to_a_file_corrects_the_extension_and_never_overwrites() {
 
     // The corrected name existing is found only once the type is known;
     // the result is not saved over it either.
-    let run = world.run(&["a.png", "-p", "p", "-o", "result"]).await;
+    let run = run_edit(&world, &["a.png", "-p", "p", "-o", "result"]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
     assert_eq!(
         std::fs::read(&expected).unwrap(),
-        world.served_results().await[0]
+        served_results(&world).await[0]
     );
     assert!(world.saved_files().is_empty());
 }
@@ -380,13 +342,11 @@ async fn several_inputs_and_one_output_file_are_refused_before_any_request() {
     world.input_file("a.png", &sample_png(16, 16));
     world.input_file("b.png", &sample_png(16, 16));
 
-    let run = world
-        .run(&["a.png", "b.png", "-p", "p", "-o", "result.png"])
-        .await;
+    let run = run_edit(&world, &["a.png", "b.png", "-p", "p", "-o", "result.png"]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("not a folder"), "{}", run.stderr);
     assert_eq!(world.fake.requests().len(), 0);
-    assert!(!world.work.path().join("result.png").exists());
+    assert!(!world.inputs.as_path().join("result.png").exists());
 }
 
 #[tokio::test]
@@ -394,14 +354,13 @@ async fn zero_jobs_and_a_missing_key_are_refused_before_any_request() {
     let world = World::new().await;
     world.input_file("a.png", &sample_png(16, 16));
 
-    let run = world.run(&["a.png", "-p", "p", "--jobs", "0"]).await;
+    let run = run_edit(&world, &["a.png", "-p", "p", "--jobs", "0"]).await;
     run.assert_code(2);
     assert!(run.stderr.contains("--jobs"), "{}", run.stderr);
     assert!(run.stderr.contains("at least 1"), "{}", run.stderr);
 
     let run = Run::from(
-        world
-            .command(&["a.png", "-p", "p"])
+        edit_command(&world, &["a.png", "-p", "p"])
             .env_remove("AIML_API_KEY")
             .output()
             .await
@@ -423,8 +382,7 @@ async fn ctrl_c_cancels_the_requests_in_flight_and_saves_nothing() {
     world.input_file("a.png", &sample_png(16, 16));
     world.input_file("b.png", &sample_png(16, 16));
 
-    let child = world
-        .command(&["a.png", "b.png", "-p", "p", "--json"])
+    let child = edit_command(&world, &["a.png", "b.png", "-p", "p", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,22 +1,20 @@
 //! Saving results: names, extensions from the real type, never overwriting, never leaving a
 //! partial or temporary file behind.
 
-mod common;
-
 use bytes::Bytes;
-use reve_core::{EditedImage, Error, ImageFormat};
-use reve_tests::fake;
-
-use common::file_names;
+use reve_core::{EditedImage, Error, ImageFormat, ResultMetadata};
+use reve_tests::{fake, file_names};
 
 fn edited(bytes: Vec<u8>) -> EditedImage {
     EditedImage {
-        format: ImageFormat::detect(&bytes).expect("a sample image"),
+        metadata: ResultMetadata {
+            format: ImageFormat::detect(&bytes).expect("a sample image"),
+            url: None,
+            request_id: Some("rsid-1".into()),
+            content_violation: Some(false),
+            usage: None,
+        },
         bytes: Bytes::from(bytes),
-        url: None,
-        request_id: Some("rsid-1".into()),
-        content_violation: Some(false),
-        usage: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! End-to-end: the real `reve-mcp` binary over stdio against the fake API.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -13,70 +13,18 @@ use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// A fake API, folders for inputs and outputs, and a server wired to them.
-struct World {
-    fake: FakeApi,
-    inputs: TempDir,
-    outputs: TempDir,
+use crate::support::{World, path_string, start};
+
+/// The server's environment in these tests: inputs readable, every log line kept.
+fn stdio_env(world: &World) -> BTreeMap<String, String> {
+    world.env(&[
+        ("REVE_ALLOWED_DIRS", &path_string(&world.inputs)),
+        ("RUST_LOG", "debug"),
+    ])
 }
 
-impl World {
-    async fn new() -> Self {
-        Self::with_fake(FakeApi::start().await).await
-    }
-
-    async fn with_fake(fake: FakeApi) -> Self {
-        Self {
-            fake,
-            inputs: TempDir::new().unwrap(),
-            outputs: TempDir::new().unwrap(),
-        }
-    }
-
-    fn env(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("AIML_API_KEY".into(), self.fake.api_key().into()),
-            ("AIML_API_BASE_URL".into(), self.fake.base_url().into()),
-            ("REVE_OUTPUT_DIR".into(), path_string(self.outputs.path())),
-            ("REVE_ALLOWED_DIRS".into(), path_string(self.inputs.path())),
-            ("REVE_MAX_RETRIES".into(), "0".into()),
-            ("RUST_LOG".into(), "debug".into()),
-        ])
-    }
-
-    async fn session(&self) -> McpSession {
-        McpSession::start(&self.env(), TestClient::default()).await
-    }
-
-    fn input_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.inputs.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn saved_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = walk(self.outputs.path());
-        files.sort();
-        files
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flat_map(|entry| {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
-}
-
-fn path_string(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
+async fn session(world: &World) -> McpSession {
+    start(&stdio_env(world), TestClient::default()).await
 }
 
 fn assert_tool_error(result: &CallToolResult, expected_fragment: &str) {
@@ -95,7 +43,7 @@ fn assert_tool_error(result: &CallToolResult, expected_fragment: &str) {
 #[tokio::test]
 async fn lists_the_edit_image_tool() {
     let world = World::new().await;
-    let session = world.session().await;
+    let session = session(&world).await;
     let tools = session.client.peer().list_all_tools().await.unwrap();
     assert_eq!(tools.len(), 1);
     insta::assert_json_snapshot!("edit_image_tool", tools[0]);
@@ -106,7 +54,7 @@ async fn lists_the_edit_image_tool() {
 async fn edits_a_url_input_and_saves_the_full_result() {
     let world = World::new().await;
     let input_url = world.fake.serve_input(sample_png(320, 240), "image/png");
-    let session = world.session().await;
+    let session = session(&world).await;
 
     let result = session
         .edit_image(json!({ "prompt": "make it night", "image_url": input_url }))
@@ -191,7 +139,7 @@ async fn sends_a_local_file_as_a_data_uri_of_its_exact_bytes() {
     let bytes = sample_png(64, 64);
     // The extension lies; the type comes from the bytes.
     let path = world.input_file("photo.jpg", &bytes);
-    let session = world.session().await;
+    let session = session(&world).await;
 
     for image_url in [
         path_string(&path),
@@ -221,9 +169,9 @@ async fn sends_a_local_file_as_a_data_uri_of_its_exact_bytes() {
 async fn passes_a_data_uri_through_and_handles_base64_results() {
     let world = World::new().await;
     let input = data_uri("image/png", &sample_png(40, 30));
-    let mut env = world.env();
+    let mut env = stdio_env(&world);
     env.insert("REVE_RESPONSE_MODE".into(), "base64".into());
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let session = start(&env, TestClient::default()).await;
 
     let result = session
         .edit_image(json!({ "prompt": "p", "image_url": input }))
@@ -244,9 +192,9 @@ async fn passes_a_data_uri_through_and_handles_base64_results() {
 #[tokio::test]
 async fn a_large_result_is_previewed_within_budget_and_saved_in_full() {
     let fake = FakeApi::builder().result_size(4096, 4096).start().await;
-    let world = World::with_fake(fake).await;
+    let world = World::with_fake(fake);
     let input = data_uri("image/png", &sample_png(64, 64));
-    let session = world.session().await;
+    let session = session(&world).await;
 
     let result = session
         .edit_image(json!({ "prompt": "p", "image_url": input }))
@@ -278,11 +226,11 @@ async fn refusals_never_reach_the_api() {
     let outside = TempDir::new().unwrap();
     let secret = outside.path().join("secret.png");
     std::fs::write(&secret, sample_png(8, 8)).unwrap();
-    let link = world.inputs.path().join("link.png");
+    let link = world.inputs.as_path().join("link.png");
     std::os::unix::fs::symlink(&secret, &link).unwrap();
     let text_file = world.input_file("notes.png", b"just some text, not a picture");
     let good = data_uri("image/png", &sample_png(8, 8));
-    let session = world.session().await;
+    let session = session(&world).await;
 
     let too_long = "x".repeat(2561);
     let cases: Vec<(Value, &str)> = vec![
@@ -312,7 +260,7 @@ async fn refusals_never_reach_the_api() {
             "outside",
         ),
         (
-            json!({ "prompt": "p", "image_url": path_string(world.inputs.path()) }),
+            json!({ "prompt": "p", "image_url": path_string(world.inputs.as_path()) }),
             "not a regular file",
         ),
         (
@@ -348,7 +296,7 @@ async fn refusals_never_reach_the_api() {
             "output_path",
         ),
     ];
-    let taken = world.outputs.path().join("taken.png");
+    let taken = world.outputs.as_path().join("taken.png");
     std::fs::write(&taken, b"the user's own picture").unwrap();
     let cases = cases.into_iter().chain([(
         json!({ "prompt": "p", "image_url": good, "output_path": "taken.png" }),
@@ -360,7 +308,9 @@ async fn refusals_never_reach_the_api() {
         let text = result_text(&result);
         if fragment == "outside" {
             assert!(
-                text.contains(&path_string(&world.inputs.path().canonicalize().unwrap())),
+                text.contains(&path_string(
+                    &world.inputs.as_path().canonicalize().unwrap()
+                )),
                 "{text}"
             );
         }
@@ -389,7 +339,7 @@ async fn refusals_never_reach_the_api() {
 #[tokio::test]
 async fn api_failures_become_actionable_tool_errors() {
     let world = World::new().await;
-    let session = world.session().await;
+    let session = session(&world).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     let cases = [
         (Scenario::Status401, "AIML_API_KEY"),
@@ -424,9 +374,9 @@ async fn api_failures_become_actionable_tool_errors() {
 #[tokio::test]
 async fn a_missing_key_is_a_tool_error_naming_the_variable() {
     let world = World::new().await;
-    let mut env = world.env();
+    let mut env = stdio_env(&world);
     env.remove("AIML_API_KEY");
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let session = start(&env, TestClient::default()).await;
     assert_eq!(
         session.client.peer().list_all_tools().await.unwrap().len(),
         1
@@ -447,7 +397,7 @@ async fn reports_progress_while_the_api_works() {
     world
         .fake
         .push(Scenario::Latency(Duration::from_millis(3500)));
-    let session = world.session().await;
+    let session = session(&world).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     let result = session
         .edit_image(json!({ "prompt": "p", "image_url": input }))
@@ -477,7 +427,7 @@ async fn reports_progress_while_the_api_works() {
 async fn cancellation_closes_the_api_request_and_the_server_keeps_serving() {
     let world = World::new().await;
     world.fake.push(Scenario::Latency(Duration::from_secs(60)));
-    let session = world.session().await;
+    let session = session(&world).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     {
         let call = session.edit_image(json!({ "prompt": "p", "image_url": input }));
@@ -507,8 +457,8 @@ async fn slow_calls_do_not_block_each_other_or_listing() {
         .latency(Duration::from_secs(2))
         .start()
         .await;
-    let world = World::with_fake(fake).await;
-    let session = world.session().await;
+    let world = World::with_fake(fake);
+    let session = session(&world).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     let calls = (0..4)
         .map(|i| session.edit_image(json!({ "prompt": format!("edit {i}"), "image_url": input })));
@@ -545,11 +495,11 @@ async fn slow_calls_do_not_block_each_other_or_listing() {
 async fn the_api_key_never_leaks() {
     let key = "sk-reve-DISTINCTIVE-9f8e7d6c5b4a";
     let fake = FakeApi::builder().api_key(key).start().await;
-    let world = World::with_fake(fake).await;
+    let world = World::with_fake(fake);
     let input = data_uri("image/png", &sample_png(16, 16));
-    let mut env = world.env();
+    let mut env = stdio_env(&world);
     env.insert("RUST_LOG".into(), "trace".into());
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let session = start(&env, TestClient::default()).await;
     let mut texts = Vec::new();
     for scenario in [
         Scenario::EchoAuthorization,
@@ -568,9 +518,9 @@ async fn the_api_key_never_leaks() {
         texts.push(serde_json::to_string(&result).unwrap());
     }
     // A key the server rejects outright, echoed back too.
-    let mut wrong = world.env();
+    let mut wrong = stdio_env(&world);
     wrong.insert("AIML_API_KEY".into(), format!("{key}-wrong"));
-    let other = McpSession::start(&wrong, TestClient::default()).await;
+    let other = start(&wrong, TestClient::default()).await;
     let result = other
         .edit_image(json!({ "prompt": "p", "image_url": input }))
         .await

@@ -1,8 +1,5 @@
 //! What every integration test needs: a client pointed at a fresh fake, and a request for it.
 
-#![allow(dead_code)] // each test crate uses a different subset
-
-use std::path::Path;
 use std::time::Duration;
 
 use reve_core::{Client, Config, EditImageRequest};
@@ -34,21 +31,4 @@ pub fn request() -> EditImageRequest {
         fake::data_uri("image/png", &input_png()),
         "Invert the colours",
     )
-}
-
-/// The names of the entries in `dir`, sorted.
-pub fn file_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// Bounds a wait on the fake's counters, so a broken expectation fails instead of hanging.
-pub async fn bounded<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), future)
-        .await
-        .expect("the fake reached the expected state")
 }

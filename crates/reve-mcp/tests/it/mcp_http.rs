@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue};
+use reve_tests::Scenario;
 use reve_tests::fake::{data_uri, sample_png};
-use reve_tests::mcp::{TestClient, reve_mcp_binary, structured};
-use reve_tests::{FakeApi, Scenario};
+use reve_tests::mcp::{TestClient, structured};
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
 use rmcp::service::RunningService;
@@ -22,9 +22,11 @@ use rmcp::{RoleClient, ServiceError};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::support::{World, command, files_under};
 
 /// How long anything the server does on its own may take before a test gives
 /// up (a bound on waiting, never a measured expectation).
@@ -141,15 +143,7 @@ impl HttpServer {
 }
 
 fn spawn(env: &BTreeMap<String, String>, flags: &[&str]) -> Child {
-    let mut command = Command::new(reve_mcp_binary());
-    command.env_clear();
-    for name in ["PATH", "HOME"] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command
-        .envs(env)
+    command(env)
         .arg("serve")
         .args(flags)
         .stdin(Stdio::null())
@@ -263,43 +257,9 @@ fn result_text(result: &CallToolResult) -> String {
     reve_tests::mcp::result_text(result)
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect()
-}
-
-/// The fake API, an output folder and the environment pointing at both.
-struct World {
-    fake: FakeApi,
-    outputs: TempDir,
-}
-
-impl World {
-    async fn new() -> Self {
-        Self::with_fake(FakeApi::start().await)
-    }
-
-    fn with_fake(fake: FakeApi) -> Self {
-        Self {
-            fake,
-            outputs: TempDir::new().unwrap(),
-        }
-    }
-
-    fn env(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("AIML_API_KEY".into(), self.fake.api_key().into()),
-            ("AIML_API_BASE_URL".into(), self.fake.base_url().into()),
-            (
-                "REVE_OUTPUT_DIR".into(),
-                self.outputs.path().to_str().unwrap().into(),
-            ),
-            ("REVE_MAX_RETRIES".into(), "0".into()),
-            ("RUST_LOG".into(), "info".into()),
-        ])
-    }
+/// The server's environment in these tests: no folder readable, logs at info.
+fn env(world: &World) -> BTreeMap<String, String> {
+    world.env(&[("RUST_LOG", "info")])
 }
 
 #[tokio::test]
@@ -308,7 +268,7 @@ async fn a_tool_call_over_streamable_http_saves_the_result_and_reports_progress(
     world
         .fake
         .push(Scenario::Latency(Duration::from_millis(2500)));
-    let server = HttpServer::start(&world.env(), &[]).await;
+    let server = HttpServer::start(&env(&world), &[]).await;
     let session = server.client(None, TestClient::default()).await;
 
     let tools = session.peer().list_all_tools().await.unwrap();
@@ -332,7 +292,10 @@ async fn a_tool_call_over_streamable_http_saves_the_result_and_reports_progress(
 
     let output = structured(&result);
     let saved = PathBuf::from(output["path"].as_str().unwrap());
-    assert_eq!(files_in(world.outputs.path()), std::slice::from_ref(&saved));
+    assert_eq!(
+        files_under(world.outputs.as_path()),
+        std::slice::from_ref(&saved)
+    );
     let served = reqwest::get(output["url"].as_str().unwrap())
         .await
         .unwrap()
@@ -377,7 +340,7 @@ async fn plain_http_initialize_then_a_call_with_progress_on_its_sse_stream() {
     world
         .fake
         .push(Scenario::Latency(Duration::from_millis(2500)));
-    let server = HttpServer::start(&world.env(), &[]).await;
+    let server = HttpServer::start(&env(&world), &[]).await;
 
     let response = server.post(&initialize_request()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -443,7 +406,7 @@ async fn plain_http_initialize_then_a_call_with_progress_on_its_sse_stream() {
 async fn origins_and_hosts_outside_the_allow_lists_get_403() {
     let world = World::new().await;
     let server = HttpServer::start(
-        &world.env(),
+        &env(&world),
         &[
             "--allow-origin",
             "https://app.example.com",
@@ -555,7 +518,7 @@ async fn the_token_is_required_on_every_request_and_never_echoed() {
     let token = "tok-REVE-3a1f9c0e7b2d4e6f8a9b0c1d";
     let wrong = "tok-REVE-WRONG-77aa66bb55cc";
     let world = World::new().await;
-    let mut env = world.env();
+    let mut env = env(&world);
     env.insert("REVE_HTTP_TOKEN".into(), token.into());
     env.insert("RUST_LOG".into(), "trace".into());
     let server = HttpServer::start(&env, &[]).await;
@@ -647,7 +610,7 @@ async fn the_token_is_required_on_every_request_and_never_echoed() {
 async fn refuses_to_listen_beyond_loopback_without_a_token() {
     let world = World::new().await;
     for addr in ["0.0.0.0:0", "[::]:0"] {
-        let mut child = spawn(&world.env(), &["--http", addr]);
+        let mut child = spawn(&env(&world), &["--http", addr]);
         let log = collect_log(&mut child);
         let status = tokio::time::timeout(PATIENCE, child.wait())
             .await
@@ -683,8 +646,8 @@ fn padded_request(size: usize) -> String {
 async fn request_bodies_over_the_limit_get_413() {
     let world = World::new().await;
     let small =
-        HttpServer::start(&world.env(), &["--stateless", "--max-body-bytes", "100000"]).await;
-    let default = HttpServer::start(&world.env(), &["--stateless"]).await;
+        HttpServer::start(&env(&world), &["--stateless", "--max-body-bytes", "100000"]).await;
+    let default = HttpServer::start(&env(&world), &["--stateless"]).await;
     let mib = 1024 * 1024;
     let cases = [
         (&small, 100_000, StatusCode::OK),
@@ -715,8 +678,8 @@ async fn request_bodies_over_the_limit_get_413() {
 #[tokio::test]
 async fn stateless_replicas_serve_calls_without_a_session() {
     let world = World::new().await;
-    let first = HttpServer::start(&world.env(), &["--stateless"]).await;
-    let second = HttpServer::start(&world.env(), &["--stateless"]).await;
+    let first = HttpServer::start(&env(&world), &["--stateless"]).await;
+    let second = HttpServer::start(&env(&world), &["--stateless"]).await;
 
     // Initialize at one replica: no session is handed out.
     let response = first.post(&initialize_request()).send().await.unwrap();
@@ -744,7 +707,7 @@ async fn stateless_replicas_serve_calls_without_a_session() {
     let saved = last["result"]["structuredContent"]["path"]
         .as_str()
         .unwrap();
-    assert!(Path::new(saved).starts_with(world.outputs.path()));
+    assert!(Path::new(saved).starts_with(world.outputs.as_path()));
     assert_eq!(world.fake.generation_attempts(), 1);
 
     // rmcp's own client works against a stateless server too.
@@ -766,7 +729,7 @@ async fn server_files_and_client_roots_are_off_limits_over_http() {
     let picture = inputs.path().join("cat.png");
     std::fs::write(&picture, sample_png(8, 8)).unwrap();
     let picture = picture.to_str().unwrap().to_owned();
-    let server = HttpServer::start(&world.env(), &[]).await;
+    let server = HttpServer::start(&env(&world), &[]).await;
     // The client offers the folder as a root: a remote client's roots are
     // folders on its machine, so they must not open this one.
     let client = TestClient {
@@ -797,7 +760,7 @@ async fn server_files_and_client_roots_are_off_limits_over_http() {
     server.stop().await;
 
     // With REVE_ALLOWED_DIRS set explicitly, that folder is readable.
-    let mut env = world.env();
+    let mut env = env(&world);
     env.insert(
         "REVE_ALLOWED_DIRS".into(),
         inputs.path().to_str().unwrap().into(),
@@ -816,7 +779,7 @@ async fn server_files_and_client_roots_are_off_limits_over_http() {
 #[tokio::test]
 async fn no_save_returns_the_result_without_writing_it() {
     let world = World::new().await;
-    let server = HttpServer::start(&world.env(), &["--no-save"]).await;
+    let server = HttpServer::start(&env(&world), &["--no-save"]).await;
     let session = server.client(None, TestClient::default()).await;
 
     let tools = session.peer().list_all_tools().await.unwrap();
@@ -853,7 +816,7 @@ async fn no_save_returns_the_result_without_writing_it() {
     assert_eq!(link, url);
     assert!(result_text(&result).contains("does not save"), "{result:?}");
     assert!(result.content[0].as_image().is_some());
-    assert!(files_in(world.outputs.path()).is_empty());
+    assert!(files_under(world.outputs.as_path()).is_empty());
 
     let result = call_edit_image(
         &session,
@@ -863,7 +826,7 @@ async fn no_save_returns_the_result_without_writing_it() {
     .unwrap();
     assert_eq!(result.is_error, Some(true), "{result:?}");
     assert_eq!(world.fake.generation_attempts(), 1);
-    assert!(files_in(world.outputs.path()).is_empty());
+    assert!(files_under(world.outputs.as_path()).is_empty());
     session.cancel().await.unwrap();
     server.stop().await;
 }
@@ -871,7 +834,7 @@ async fn no_save_returns_the_result_without_writing_it() {
 #[tokio::test]
 async fn sigterm_lets_an_edit_in_flight_finish_then_exits_0() {
     let world = World::new().await;
-    let mut server = HttpServer::start(&world.env(), &[]).await;
+    let mut server = HttpServer::start(&env(&world), &[]).await;
     let (session, call) = start_slow_edit(&world, &server, Duration::from_secs(3)).await;
 
     server.signal("TERM");
@@ -905,7 +868,7 @@ async fn sigterm_lets_an_edit_in_flight_finish_then_exits_0() {
 #[tokio::test]
 async fn the_grace_period_bounds_the_shutdown() {
     let world = World::new().await;
-    let mut server = HttpServer::start(&world.env(), &["--shutdown-grace-secs", "1"]).await;
+    let mut server = HttpServer::start(&env(&world), &["--shutdown-grace-secs", "1"]).await;
     let (session, call) = start_slow_edit(&world, &server, Duration::from_secs(120)).await;
 
     server.signal("TERM");
@@ -923,7 +886,7 @@ async fn the_grace_period_bounds_the_shutdown() {
     )
     .await
     .expect("the API request was abandoned");
-    assert!(files_in(world.outputs.path()).is_empty());
+    assert!(files_under(world.outputs.as_path()).is_empty());
     // rmcp's client keeps retrying the dead server on its own schedule; what
     // it eventually reports is its business, not the server's.
     call.abort();
@@ -934,7 +897,7 @@ async fn the_grace_period_bounds_the_shutdown() {
 async fn custom_headers_reach_the_server_through_rmcps_client() {
     // A browser-like Origin on rmcp's client: foreign is refused, local passes.
     let world = World::new().await;
-    let server = HttpServer::start(&world.env(), &[]).await;
+    let server = HttpServer::start(&env(&world), &[]).await;
     let with_origin = |origin: &'static str| {
         StreamableHttpClientTransportConfig::with_uri(server.url()).custom_headers(HashMap::from([
             (

@@ -1,14 +1,13 @@
 //! Which failures are retried, how many times, how Retry-After is honoured, and how the overall
 //! deadline bounds everything. Counts come from the fake, which sees every attempt.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
 use reve_core::{Error, Phase};
 use reve_tests::fake::{FakeApi, RetryAfter, Scenario};
 
-use common::{bounded, client, config, request};
+use crate::common::{client, config, request};
+use reve_tests::bounded;
 
 async fn attempts_until_failure(scenario: Scenario) -> (usize, Error) {
     let fake = FakeApi::builder().default_scenario(scenario).start().await;

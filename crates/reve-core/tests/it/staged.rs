@@ -2,15 +2,14 @@
 //! straight into the request body (`RequestBody::with_image_file`): what is sent, what lands on
 //! disk, and what is left behind when something fails.
 
-mod common;
-
 use std::io::Read as _;
 
 use reve_core::{EditImageRequest, Error, ImageFormat, Phase, RequestBody};
 use reve_tests::entries_under;
 use reve_tests::fake::{self, FakeApi, Scenario};
 
-use common::{client, config, file_names, input_png, request};
+use crate::common::{client, config, input_png, request};
+use reve_tests::file_names;
 
 fn body() -> RequestBody {
     RequestBody::new(&request(), u64::MAX).unwrap()
@@ -32,10 +31,10 @@ async fn a_result_is_staged_in_a_hidden_file_and_persisted_under_its_name() {
         .await
         .unwrap();
 
-    let url = staged.url.clone().expect("url mode returns a url");
+    let url = staged.metadata.url.clone().expect("url mode returns a url");
     let served = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert_eq!(staged.size, served.len() as u64);
-    assert_eq!(staged.format, ImageFormat::Png);
+    assert_eq!(staged.metadata.format, ImageFormat::Png);
     assert_eq!(staged.dimensions().unwrap(), (40, 30));
     assert_eq!(read_all(staged.open().unwrap()), served);
     let staging = file_names(&out);
@@ -66,7 +65,7 @@ async fn a_base64_result_is_staged_too() {
         .await
         .unwrap();
 
-    assert_eq!(staged.url, None);
+    assert_eq!(staged.metadata.url, None);
     assert_eq!(fake.file_downloads(), 0);
     let saved = staged.persist(None).unwrap();
     let expected = fake::edit(&image::load_from_memory(&input_png()).unwrap(), None);
@@ -86,7 +85,7 @@ async fn a_retried_download_starts_the_file_afresh() {
         .unwrap();
 
     assert_eq!(fake.file_downloads(), 2);
-    let url = staged.url.clone().unwrap();
+    let url = staged.metadata.url.clone().unwrap();
     let served = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert_eq!(staged.size, served.len() as u64);
     assert_eq!(read_all(staged.open().unwrap()), served);

@@ -7,15 +7,15 @@
 //! 500 ms), so the attempt counts below are the ones a user gets.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::support::World;
 use futures::StreamExt as _;
 use reve_tests::fake::{data_uri, sample_png};
-use reve_tests::mcp::{McpSession, TestClient, result_text};
+use reve_tests::mcp::{TestClient, result_text};
 use reve_tests::{FakeApi, RetryAfter, Scenario};
 use serde_json::json;
-use tempfile::TempDir;
 
 /// One row of the table.
 struct Fault {
@@ -325,18 +325,10 @@ fn table() -> Vec<Fault> {
 
 /// The server's environment: the fake, this output folder, the default
 /// retry policy spelled out.
-fn server_env(fake: &FakeApi, outputs: &Path) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("AIML_API_KEY".to_owned(), fake.api_key().to_owned()),
-        ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
-        (
-            "REVE_OUTPUT_DIR".to_owned(),
-            outputs.to_str().unwrap().to_owned(),
-        ),
-        ("REVE_MAX_RETRIES".to_owned(), "2".to_owned()),
-        // Every log line the server writes unasked, to show none holds a secret.
-        ("RUST_LOG".to_owned(), "trace".to_owned()),
-    ])
+/// Retries as by default, and every log line the server writes unasked, to show none holds a
+/// secret.
+fn server_env(world: &World) -> BTreeMap<String, String> {
+    world.env(&[("REVE_MAX_RETRIES", "2"), ("RUST_LOG", "trace")])
 }
 
 async fn run(fault: Fault) -> Result<(), String> {
@@ -352,12 +344,13 @@ async fn run(fault: Fault) -> Result<(), String> {
         fake.push(fault.scenario.clone());
         fake
     };
-    let outputs = TempDir::new().unwrap();
-    let mut env = server_env(&fake, outputs.path());
+    let world = World::with_fake(fake);
+    let fake = &world.fake;
+    let mut env = server_env(&world);
     if let Some(seconds) = fault.timeout_secs {
         env.insert("REVE_TIMEOUT_SECS".to_owned(), seconds.to_string());
     }
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let session = crate::support::start(&env, TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     let arguments = json!({ "prompt": "make it blue", "image_url": input });
     // Any stretch of the input's base64 would show a request body leaking.
@@ -383,7 +376,7 @@ async fn run(fault: Fault) -> Result<(), String> {
             "the result holds the key or the input: {whole:.2000}"
         ));
     }
-    let left = reve_tests::entries_under(outputs.path());
+    let left = reve_tests::entries_under(&world.outputs);
     match fault.outcome {
         Outcome::Fails(phrases) => {
             if result.is_error != Some(true) {
@@ -443,10 +436,11 @@ async fn a_call_abandoned_at_the_deadline_is_dropped_at_the_api_too() {
         .default_scenario(Scenario::Latency(Duration::from_secs(30)))
         .start()
         .await;
-    let outputs = TempDir::new().unwrap();
-    let mut env = server_env(&fake, outputs.path());
+    let world = World::with_fake(fake);
+    let fake = &world.fake;
+    let mut env = server_env(&world);
     env.insert("REVE_TIMEOUT_SECS".to_owned(), "1".to_owned());
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let session = crate::support::start(&env, TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(16, 16));
     let result = session
         .edit_image(json!({ "prompt": "p", "image_url": input }))

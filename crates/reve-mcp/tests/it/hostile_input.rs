@@ -3,75 +3,22 @@
 //! write, and results crafted to hurt the preview step.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use reve_tests::Scenario;
 use reve_tests::fake::{data_uri, png_declaring, sample_png, sample_webp};
 use reve_tests::mcp::{McpSession, TestClient, result_text};
-use reve_tests::{FakeApi, Scenario};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-/// A fake, an input folder, an output folder, and a folder next to them
-/// that the server must not touch.
-struct World {
-    fake: FakeApi,
-    root: TempDir,
-}
+use crate::support::{World, files_under, path_string, start};
 
-impl World {
-    async fn new() -> Self {
-        let root = TempDir::new().unwrap();
-        for folder in ["inputs", "outputs", "outside"] {
-            std::fs::create_dir(root.path().join(folder)).unwrap();
-        }
-        Self {
-            fake: FakeApi::start().await,
-            root,
-        }
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.root.path().join(relative)
-    }
-
-    fn env(&self, allowed: &[PathBuf]) -> BTreeMap<String, String> {
-        let allowed: Vec<&str> = allowed.iter().map(|dir| dir.to_str().unwrap()).collect();
-        BTreeMap::from([
-            ("AIML_API_KEY".into(), self.fake.api_key().into()),
-            ("AIML_API_BASE_URL".into(), self.fake.base_url().into()),
-            ("REVE_OUTPUT_DIR".into(), text(&self.path("outputs"))),
-            ("REVE_ALLOWED_DIRS".into(), allowed.join(":")),
-            ("REVE_MAX_RETRIES".into(), "0".into()),
-        ])
-    }
-
-    fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.path(relative);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-fn text(path: &Path) -> String {
-    path.to_str().unwrap().to_owned()
-}
-
-/// Every file under `dir`, hidden ones included.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.symlink_metadata().unwrap().is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found.sort();
-    found
+/// The server's environment with exactly `allowed` readable.
+fn env(world: &World, allowed: &[PathBuf]) -> BTreeMap<String, String> {
+    let allowed: Vec<&str> = allowed.iter().map(|dir| dir.to_str().unwrap()).collect();
+    world.env(&[("REVE_ALLOWED_DIRS", &allowed.join(":"))])
 }
 
 /// Calls the tool, failing the test rather than hanging if the server does.
@@ -111,9 +58,9 @@ async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
         PathBuf::from("/proc"),
         PathBuf::from("/dev"),
     ];
-    let session = McpSession::start(&world.env(&allowed), TestClient::default()).await;
+    let session = start(&env(&world, &allowed), TestClient::default()).await;
     let good = data_uri("image/png", &sample_png(8, 8));
-    let image = |path: PathBuf| json!({ "prompt": "p", "image_url": text(&path) });
+    let image = |path: PathBuf| json!({ "prompt": "p", "image_url": path_string(&path) });
     let output =
         |output_path: &str| json!({ "prompt": "p", "image_url": good, "output_path": output_path });
     let cases: Vec<(&str, Value, &[&str])> = vec![
@@ -159,7 +106,7 @@ async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
         ),
         (
             "a file URI with a host",
-            json!({ "prompt": "p", "image_url": format!("file://evil.example{}", text(&secret)) }),
+            json!({ "prompt": "p", "image_url": format!("file://evil.example{}", path_string(&secret)) }),
             &["remote host"],
         ),
         (
@@ -174,7 +121,7 @@ async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
         ),
         (
             "output_path absolute elsewhere",
-            output(&text(&world.path("outside/cat.png"))),
+            output(&path_string(&world.path("outside/cat.png"))),
             &["output_path"],
         ),
         (
@@ -202,9 +149,9 @@ async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
         0,
         "a refusal reached the API"
     );
-    assert_eq!(files(&world.path("outside")), [secret]);
+    assert_eq!(files_under(&world.path("outside")), [secret]);
     assert_eq!(
-        files(&world.path("outputs")),
+        files_under(&world.path("outputs")),
         [existing.clone(), world.path("outputs/shared")]
     );
     assert_eq!(std::fs::read(&existing).unwrap(), b"the user's own file");
@@ -221,8 +168,8 @@ async fn inputs_are_typed_by_their_bytes_and_a_symlinked_allowed_folder_works() 
     world.write("inputs/really-a-webp.png", &webp);
     let link = world.path("pictures");
     std::os::unix::fs::symlink(world.path("inputs"), &link).unwrap();
-    let session = McpSession::start(
-        &world.env(std::slice::from_ref(&link)),
+    let session = start(
+        &env(&world, std::slice::from_ref(&link)),
         TestClient::default(),
     )
     .await;
@@ -230,7 +177,11 @@ async fn inputs_are_typed_by_their_bytes_and_a_symlinked_allowed_folder_works() 
         link.join("really-a-webp.png"),
         world.path("inputs/really-a-webp.png"),
     ] {
-        let result = call(&session, json!({ "prompt": "p", "image_url": text(&path) })).await;
+        let result = call(
+            &session,
+            json!({ "prompt": "p", "image_url": path_string(&path) }),
+        )
+        .await;
         assert_ne!(result.is_error, Some(true), "{path:?}: {result:?}");
     }
     for request in world.fake.generation_requests() {
@@ -260,8 +211,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn hostile_results_are_kept_but_not_previewed() {
     let world = World::new().await;
-    let session =
-        McpSession::start(&world.env(&[world.path("inputs")]), TestClient::default()).await;
+    let session = start(&env(&world, &[world.path("inputs")]), TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(8, 8));
     let cases: [(&str, Vec<u8>, &str); 2] = [
         (
@@ -282,11 +232,11 @@ async fn hostile_results_are_kept_but_not_previewed() {
         assert_eq!(result.is_error, Some(true), "{name}: {said}");
         assert!(said.contains(phrase), "{name}: {said}");
         // The paid result is not thrown away: it is saved as delivered.
-        let saved = files(&world.path("outputs"))
+        let saved = files_under(&world.path("outputs"))
             .into_iter()
             .find(|path| std::fs::read(path).unwrap() == bytes)
             .unwrap_or_else(|| panic!("{name}: not saved"));
-        assert!(said.contains(&text(&saved)), "{name}: {said}");
+        assert!(said.contains(&path_string(&saved)), "{name}: {said}");
     }
     // Bounded memory: the bomb declares 30 GB of pixels; the server stayed
     // within what an idle process and one small edit need.

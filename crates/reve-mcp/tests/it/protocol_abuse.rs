@@ -3,16 +3,18 @@
 //! rmcp 3.11 deliberately departs from that, as documented below) and stays
 //! up for the next request.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
 use reve_tests::FakeApi;
 use reve_tests::fake::{data_uri, sample_png};
-use reve_tests::mcp::reve_mcp_binary;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use crate::support::path_string;
 
 /// The server on raw pipes, after the MCP handshake.
 struct Raw {
@@ -25,14 +27,15 @@ struct Raw {
 impl Raw {
     async fn start(fake: &FakeApi) -> Self {
         let outputs = TempDir::new().unwrap();
-        let mut command = Command::new(reve_mcp_binary());
+        let folder = path_string(outputs.path());
+        let env = BTreeMap::from([
+            ("AIML_API_KEY".to_owned(), fake.api_key().to_owned()),
+            ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
+            ("REVE_OUTPUT_DIR".to_owned(), folder.clone()),
+            ("REVE_ALLOWED_DIRS".to_owned(), folder),
+        ]);
+        let mut command = crate::support::command(&env);
         command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AIML_API_KEY", fake.api_key())
-            .env("AIML_API_BASE_URL", fake.base_url())
-            .env("REVE_OUTPUT_DIR", outputs.path())
-            .env("REVE_ALLOWED_DIRS", outputs.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -8,9 +8,9 @@ use std::path::{Component, Path};
 
 use proptest::prelude::*;
 use reve_mcp::access::{self, AllowedDirs};
+use reve_mcp::edit::{EditError, Editor, EditorOptions, ResponseMode};
+use reve_mcp::mcp::tool::{EditImageTool, Readable, parse_arguments};
 use reve_mcp::preview::PreviewBudget;
-use reve_mcp::settings::ResponseMode;
-use reve_mcp::tools::edit_image::{EditImage, EditImageError, EditImageSettings};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -96,7 +96,7 @@ proptest! {
 
     #[test]
     fn local_paths_are_absolute_or_refused(input in nasty_text()) {
-        if let Some(Ok(path)) = access::local_path(&input) {
+        if let Ok(Some(path)) = reve_core::ImageSource::local_file(&input, None) {
             prop_assert!(path.is_absolute(), "{input:?} -> {path:?}");
         }
     }
@@ -132,16 +132,11 @@ proptest! {
         let folders = tempfile::tempdir().unwrap();
         let outputs = folders.path().join("outputs");
         let tool = tool(folders.path(), &outputs);
-        let outcome = runtime().block_on(tool.run(
-            arguments.clone(),
-            Vec::new(),
-            None,
-            CancellationToken::new(),
-        ));
+        let outcome = runtime().block_on(call(&tool, arguments.clone()));
         match outcome {
             // Without a key, a request that passed every check stops right
             // where it would have been sent.
-            Err(EditImageError::Api(reve_core::Error::MissingApiKey)) => {
+            Err(EditError::Api(reve_core::Error::MissingApiKey)) => {
                 prop_assert!(arguments["prompt"].is_string(), "{arguments:?}");
                 prop_assert!(arguments["image_url"].is_string(), "{arguments:?}");
             }
@@ -157,18 +152,30 @@ proptest! {
 }
 
 /// The tool with no API key, reading only from `inputs`, saving to `outputs`.
-fn tool(inputs: &Path, outputs: &Path) -> EditImage {
+fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
     let client = reve_core::Client::new(reve_core::Config::default()).unwrap();
-    EditImage::new(
+    let editor = Editor::new(
         client,
-        EditImageSettings {
+        EditorOptions {
             output_dir: outputs.to_path_buf(),
-            allowed_dirs: vec![inputs.to_path_buf()],
             max_input_bytes: 1024 * 1024,
-            preview_budget: PreviewBudget::default(),
             response_mode: ResponseMode::Url,
+            saves: true,
+            preview: Some(PreviewBudget::default()),
         },
-    )
+    );
+    let configured = vec![inputs.to_path_buf()];
+    EditImageTool::new(editor, Readable::ThisUsers { configured })
+}
+
+/// A `tools/call` as the server makes it: arguments read, then the edit.
+async fn call(
+    tool: &EditImageTool,
+    arguments: Map<String, Value>,
+) -> Result<rmcp::model::CallToolResult, EditError> {
+    let arguments = parse_arguments(arguments)?;
+    tool.call(arguments, Vec::new(), None, &CancellationToken::new())
+        .await
 }
 
 #[test]
@@ -187,9 +194,7 @@ fn huge_arguments_are_refused_with_short_messages() {
         let Value::Object(arguments) = arguments else {
             unreachable!()
         };
-        let error = runtime()
-            .block_on(tool.run(arguments, Vec::new(), None, CancellationToken::new()))
-            .unwrap_err();
+        let error = runtime().block_on(call(&tool, arguments)).unwrap_err();
         let message = error.to_string();
         assert!(
             message.len() < 4096,

@@ -1,15 +1,13 @@
 //! How each failure surfaces: the variant, its fields, its message, and that the API key never
 //! appears anywhere a person or a model could read it.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use reve_core::{Config, Error, Phase};
 use reve_tests::fake::{FakeApi, Scenario};
 
-use common::{client, config, request};
+use crate::common::{client, config, request};
 
 async fn failure(scenario: Scenario, config_for: impl Fn(&FakeApi) -> Config) -> Error {
     let fake = FakeApi::builder().default_scenario(scenario).start().await;

@@ -16,17 +16,16 @@
 //! the whole soak takes seconds; the number of calls is what makes a leak
 //! show, not their size. Nothing here depends on how long anything takes.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::World;
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 use reve_tests::fake::{data_uri, sample_png};
 use reve_tests::mcp::{McpSession, TestClient, result_text};
 use reve_tests::{FakeApi, Scenario};
 use serde_json::json;
-use tempfile::TempDir;
 
 const ROUNDS: usize = 60;
 /// Rounds run before the baseline is taken, so that what the server creates
@@ -207,30 +206,21 @@ fn resident_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() {
-    let fake = FakeApi::builder().result_size(256, 192).start().await;
-    let outputs = TempDir::new().unwrap();
-    let env = BTreeMap::from([
-        ("AIML_API_KEY".to_owned(), fake.api_key().to_owned()),
-        ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
-        (
-            "REVE_OUTPUT_DIR".to_owned(),
-            outputs.path().to_str().unwrap().to_owned(),
-        ),
-        ("REVE_MAX_RETRIES".to_owned(), "0".to_owned()),
-        ("RUST_LOG".to_owned(), "warn".to_owned()),
-    ]);
-    let session = McpSession::start(&env, TestClient::default()).await;
+    let world = World::with_fake(FakeApi::builder().result_size(256, 192).start().await);
+    let fake = &world.fake;
+    let env = world.env(&[("RUST_LOG", "warn")]);
+    let session = crate::support::start(&env, TestClient::default()).await;
     let pid = session.pid;
     let idle = descriptors(pid);
     let mut saved = Vec::new();
 
     for number in 0..WARM_UP_ROUNDS {
-        round(number, &fake, &session, &mut saved).await;
+        round(number, fake, &session, &mut saved).await;
     }
     let base = descriptors(pid);
     let base_rss = resident_kib(pid);
     for number in WARM_UP_ROUNDS..ROUNDS {
-        round(number, &fake, &session, &mut saved).await;
+        round(number, fake, &session, &mut saved).await;
     }
     let end = descriptors(pid);
     let end_rss = resident_kib(pid);
@@ -245,7 +235,7 @@ async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() 
     assert_eq!(saved.len(), ROUNDS * SUCCESSES);
     saved.sort();
     assert_eq!(
-        reve_tests::entries_under(outputs.path()),
+        reve_tests::entries_under(&world.outputs),
         saved,
         "only the saved results"
     );
@@ -257,8 +247,8 @@ async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() 
     // Sockets are the API connections the HTTP client keeps alive, as many as
     // requests once overlapped, so their count drifts. Once the API is gone
     // every one of them must close: one that stays open is held by
-    // something that never finished.
-    drop(fake);
+    // something that never finished. (Dropping the world stops the fake.)
+    drop(world);
     let settled = tokio::time::timeout(HANG_GUARD, async {
         loop {
             let now = descriptors(pid);

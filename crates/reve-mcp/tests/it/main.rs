@@ -1,0 +1,14 @@
+//! reve-mcp's tests, in one binary (every extra test binary is another link, and on two cores
+//! the links dominate): end to end through the real executable over stdio, HTTP and the command
+//! line, against the fake API, plus property tests of the pipeline.
+
+mod cli_edit;
+mod faults;
+mod hostile_input;
+mod mcp_http;
+mod mcp_stdio;
+mod properties;
+mod protocol_abuse;
+mod secrets;
+mod soak;
+mod support;
