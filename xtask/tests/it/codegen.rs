@@ -258,6 +258,123 @@ fn a_new_optional_enum_field_becomes_an_option_of_a_new_enum() {
     );
 }
 
+/// The `edit_image` tool's arguments as generated for `spec`.
+fn tool_arguments(spec: &Value) -> syn::File {
+    syn::parse_file(&generated(spec).tool_arguments)
+        .expect("the generated arguments are valid Rust")
+}
+
+fn find_fn<'a>(items: &'a [syn::Item], name: &str) -> &'a syn::ItemFn {
+    items
+        .iter()
+        .find_map(|item| match item {
+            syn::Item::Fn(item) if item.sig.ident == name => Some(item),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no fn {name}"))
+}
+
+#[test]
+fn a_new_optional_enum_field_reaches_the_tools_arguments_their_schema_and_the_request() {
+    let description = "Shape of the output image.";
+    let spec = spec_with(|request| {
+        let schema =
+            json!({"type": "string", "enum": ["1:1", "16:9", "9:16"], "description": description});
+        add_property(request, "aspect_ratio", schema);
+    });
+    let before = tool_arguments(&read(SPEC_PATH));
+    let after = tool_arguments(&spec);
+
+    let arguments = find_struct(&after, "EditImageArguments");
+    let names: Vec<String> = arguments
+        .fields
+        .iter()
+        .map(|field| field.ident.as_ref().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["image_url", "prompt", "aspect_ratio", "output_path"]
+    );
+    let field = field(arguments, "aspect_ratio");
+    assert_eq!(
+        tokens(&field.ty),
+        "Option < reve_core :: EditImageRequestAspectRatio >"
+    );
+    assert_eq!(doc(&field.attrs).trim(), description);
+    assert!(
+        attrs(&field.attrs)
+            .contains(&"# [schemars (schema_with = \"field_schema::aspect_ratio\")]".to_owned()),
+        "{:?}",
+        attrs(&field.attrs)
+    );
+    assert_eq!(
+        names.len(),
+        find_struct(&before, "EditImageArguments").fields.len() + 1,
+        "nothing else changed"
+    );
+
+    // Its schema is the spec's own, enum and description included.
+    let syn::Item::Mod(schemas) = after
+        .items
+        .iter()
+        .find(|item| matches!(item, syn::Item::Mod(module) if module.ident == "field_schema"))
+        .expect("the schema functions")
+    else {
+        unreachable!()
+    };
+    let schema = tokens(find_fn(
+        &schemas.content.as_ref().unwrap().1,
+        "aspect_ratio",
+    ));
+    for part in ["\"enum\"", "\"16:9\"", description] {
+        assert!(schema.contains(part), "{part} missing from {schema}");
+    }
+
+    // It goes into the request as the model gave it; the server's fields stay the server's.
+    let into_request = tokens(
+        &after
+            .items
+            .iter()
+            .find_map(|item| match item {
+                syn::Item::Impl(block) => block.items.iter().find_map(|item| match item {
+                    syn::ImplItem::Fn(method) if method.sig.ident == "into_request" => {
+                        Some(method.clone())
+                    }
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("into_request"),
+    );
+    assert!(
+        into_request.contains("aspect_ratio : self . aspect_ratio"),
+        "{into_request}"
+    );
+    assert!(
+        into_request.contains("convert_base64_to_url : Some (convert_base64_to_url)"),
+        "{into_request}"
+    );
+    assert!(
+        into_request.contains("model : reve_core :: EditImageRequestModel :: ReveEditImage"),
+        "{into_request}"
+    );
+}
+
+#[test]
+fn a_field_the_server_chooses_cannot_silently_disappear() {
+    let spec = spec_with(|request| {
+        request["properties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("convert_base64_to_url");
+    });
+    assert!(
+        error(&spec).contains("convert_base64_to_url"),
+        "{}",
+        error(&spec)
+    );
+}
+
 #[test]
 fn a_new_required_field_joins_the_constructor_and_gets_its_constants() {
     let spec = spec_with(|request| {

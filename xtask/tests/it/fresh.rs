@@ -1,27 +1,32 @@
-//! The checked-in generated module must be what the checked-in spec produces, so `cargo test` catches a spec edit
+//! The checked-in generated modules must be what the checked-in spec produces, so `cargo test` catches a spec edit
 //! without a rerun of `cargo xtask codegen` (or a hand edit of the output).
 
 use std::fs;
 
-use xtask::codegen::{OUTPUT_PATH, STALE_MESSAGE, generate_from_files};
+use xtask::codegen::{OUTPUT_PATH, STALE_MESSAGE, TOOL_ARGUMENTS_PATH, generate_from_files};
 
 #[test]
 fn generated_code_is_fresh() {
     let root = xtask::project_root();
-    let expected = generate_from_files(&root)
-        .expect("the checked-in spec generates")
-        .rust;
-    let actual =
-        fs::read_to_string(root.join(OUTPUT_PATH)).expect("the generated module is checked in");
-    if actual != expected {
-        let line = actual
-            .lines()
-            .zip(expected.lines())
-            .position(|(a, e)| a != e)
-            .map_or_else(
-                || actual.lines().count().min(expected.lines().count()) + 1,
-                |index| index + 1,
-            );
-        panic!("{STALE_MESSAGE} ({OUTPUT_PATH} first differs at line {line})");
+    let generated = generate_from_files(&root).expect("the checked-in spec generates");
+    for (path, expected) in [
+        (OUTPUT_PATH, &generated.rust),
+        (TOOL_ARGUMENTS_PATH, &generated.tool_arguments),
+    ] {
+        // A checkout with CRLF line endings (Git's autocrlf on Windows) is as fresh as one without.
+        let actual = fs::read_to_string(root.join(path))
+            .expect("the generated module is checked in")
+            .replace("\r\n", "\n");
+        if actual != *expected {
+            let line = actual
+                .lines()
+                .zip(expected.lines())
+                .position(|(a, e)| a != e)
+                .map_or_else(
+                    || actual.lines().count().min(expected.lines().count()) + 1,
+                    |index| index + 1,
+                );
+            panic!("{STALE_MESSAGE} ({path} first differs at line {line})");
+        }
     }
 }
