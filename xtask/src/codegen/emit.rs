@@ -277,18 +277,26 @@ fn one_or_many(item: &OneOrMany) -> TokenStream {
 }
 
 fn ty(ty: &Ty) -> TokenStream {
+    rust_type(ty, None)
+}
+
+/// A field's Rust type; a generated type is named through `module` when the code lives outside it.
+pub(crate) fn rust_type(ty: &Ty, module: Option<&TokenStream>) -> TokenStream {
     match ty {
         Ty::String => quote!(String),
         Ty::Bool => quote!(bool),
         Ty::F64 => quote!(f64),
         Ty::I64 => quote!(i64),
         Ty::Vec(item) => {
-            let item = self::ty(item);
+            let item = rust_type(item, module);
             quote!(Vec<#item>)
         }
         Ty::Named(name) | Ty::OneOrMany(name) => {
             let name = ident(name);
-            quote!(#name)
+            match module {
+                Some(module) => quote!(#module::#name),
+                None => quote!(#name),
+            }
         }
     }
 }

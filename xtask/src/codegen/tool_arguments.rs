@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use serde_json::{Value, json};
 
-use super::emit::{HEADER, doc_attrs};
+use super::emit::{HEADER, doc_attrs, rust_type};
 use super::model::{Field, Item, Model, Presence, Struct, Ty};
 use super::naming::ident;
 
@@ -252,18 +252,5 @@ fn into_request(request: &Struct, request_name: &str) -> TokenStream {
 
 /// A request field's Rust type, named from outside reve-core.
 fn vendor_type(ty: &Ty) -> TokenStream {
-    match ty {
-        Ty::String => quote!(String),
-        Ty::Bool => quote!(bool),
-        Ty::F64 => quote!(f64),
-        Ty::I64 => quote!(i64),
-        Ty::Vec(item) => {
-            let item = vendor_type(item);
-            quote!(Vec<#item>)
-        }
-        Ty::Named(name) | Ty::OneOrMany(name) => {
-            let name = ident(name);
-            quote!(reve_core::#name)
-        }
-    }
+    rust_type(ty, Some(&quote!(reve_core)))
 }

@@ -12,20 +12,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::process::Command;
 
-use crate::support::{World, command, files_under};
-
-/// The tool's structured result keys, after the input they belong to.
-const SUCCESS_KEYS: [&str; 9] = [
-    "input",
-    "path",
-    "url",
-    "mime_type",
-    "width",
-    "height",
-    "bytes",
-    "request_id",
-    "content_violation",
-];
+use crate::support::{RESULT_KEYS, World, command, files_under};
 
 /// What one run of the binary left behind.
 struct Run {
@@ -190,8 +177,10 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
     assert_eq!(lines[1]["input"], "notes.png");
     assert_eq!(lines[2]["input"], url.as_str());
     assert_eq!(lines[3]["input"], "missing.png");
-    assert_eq!(keys(&lines[0]), SUCCESS_KEYS);
-    assert_eq!(keys(&lines[2]), SUCCESS_KEYS);
+    // The tool's structured result keys, after the input they belong to.
+    let success_keys: Vec<&str> = ["input"].into_iter().chain(RESULT_KEYS).collect();
+    assert_eq!(keys(&lines[0]), success_keys);
+    assert_eq!(keys(&lines[2]), success_keys);
     assert_eq!(keys(&lines[1]), ["input", "error"]);
     assert_eq!(keys(&lines[3]), ["input", "error"]);
     let work = world.inputs.as_path().canonicalize().unwrap();

@@ -13,7 +13,7 @@ use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{World, path_string, start};
+use crate::support::{RESULT_KEYS, World, path_string, start};
 
 /// The server's environment in these tests: inputs readable, every log line kept.
 fn stdio_env(world: &World) -> BTreeMap<String, String> {
@@ -85,19 +85,7 @@ async fn edits_a_url_input_and_saves_the_full_result() {
 
     let output = structured(&result);
     let keys: Vec<&str> = output.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        [
-            "path",
-            "url",
-            "mime_type",
-            "width",
-            "height",
-            "bytes",
-            "request_id",
-            "content_violation"
-        ]
-    );
+    assert_eq!(keys, RESULT_KEYS);
     let saved = PathBuf::from(output["path"].as_str().unwrap());
     assert_eq!(world.saved_files(), std::slice::from_ref(&saved));
     assert_eq!(saved.extension().unwrap(), "png");

@@ -8,6 +8,19 @@ use reve_tests::FakeApi;
 use reve_tests::mcp::{McpSession, TestClient};
 use tempfile::TempDir;
 
+/// The keys of a successful call's structured result, in order: what the
+/// tool declares and `reve-mcp edit --json` prints after `input`.
+pub const RESULT_KEYS: [&str; 8] = [
+    "path",
+    "url",
+    "mime_type",
+    "width",
+    "height",
+    "bytes",
+    "request_id",
+    "content_violation",
+];
+
 /// The `reve-mcp` executable cargo built for these tests.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_reve-mcp"))
