@@ -218,7 +218,8 @@ impl Editor {
             });
         };
         let (folder, name) = access::output_target(&self.options.output_dir, &output_path)?;
-        reve_core::check_file_name(&name)?;
+        reve_core::check_file_name(&name)
+            .map_err(|error| EditError::Arguments(format!("output_path: {error}")))?;
         // `persist` still refuses to overwrite when the real type changes the extension onto
         // an existing name.
         let target = folder.join(&name);

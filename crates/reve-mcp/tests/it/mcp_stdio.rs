@@ -283,6 +283,27 @@ async fn refusals_never_reach_the_api() {
             json!({ "prompt": "p", "image_url": good, "output_path": "/etc/x.png" }),
             "output_path",
         ),
+        // Names that saving would refuse are refused before the paid call.
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": ".hidden.png" }),
+            "leading dot",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": "back\\slash.png" }),
+            "backslashes",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": "new\nline.png" }),
+            "control characters",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": "nul\u{0}.png" }),
+            "output_path",
+        ),
+        (
+            json!({ "prompt": "p", "image_url": good, "output_path": format!("{}.png", "n".repeat(251)) }),
+            "the limit is 255 bytes",
+        ),
     ];
     let taken = world.outputs.as_path().join("taken.png");
     std::fs::write(&taken, b"the user's own picture").unwrap();
