@@ -13,7 +13,7 @@ fn expected_pixels() -> image::RgbaImage {
 }
 
 #[tokio::test]
-async fn sends_bearer_key_user_agent_and_the_request_body() {
+async fn sends_bearer_key_user_agent_and_the_request_body_snapshot() {
     let fake = FakeApi::start().await;
     client(config(&fake)).edit_image(&request()).await.unwrap();
 
@@ -165,7 +165,7 @@ async fn a_non_image_file_is_refused_before_anything_is_sent() {
 }
 
 #[tokio::test]
-async fn invalid_requests_never_reach_the_api() {
+async fn invalid_requests_never_reach_the_api_snapshot() {
     let fake = FakeApi::start().await;
     let client = client(config(&fake));
     let too_long = "x".repeat(2561);

@@ -153,7 +153,7 @@ async fn an_unusable_config_is_refused_when_the_client_is_built() {
 
 /// Every variant's message, as a caller (often a model) reads it.
 #[test]
-fn error_messages() {
+fn error_messages_snapshot() {
     let io = |kind, text: &str| std::io::Error::new(kind, text.to_owned());
     let errors = [
         Error::InvalidInput {
@@ -238,5 +238,5 @@ fn error_messages() {
         },
     ];
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    insta::assert_snapshot!(messages.join("\n"));
+    insta::assert_snapshot!("error_messages", messages.join("\n"));
 }

@@ -41,7 +41,7 @@ fn assert_tool_error(result: &CallToolResult, expected_fragment: &str) {
 }
 
 #[tokio::test]
-async fn lists_the_edit_image_tool() {
+async fn lists_the_edit_image_tool_snapshot() {
     let world = World::new().await;
     let session = session(&world).await;
     let tools = session.client.peer().list_all_tools().await.unwrap();
