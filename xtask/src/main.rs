@@ -4,12 +4,16 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use xtask::codegen::{self, Mode, Outcome};
+use xtask::snapshots::{self, Action};
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  codegen            regenerate crates/reve-core/src/generated.rs from spec/
-  codegen --check    fail if crates/reve-core/src/generated.rs is stale
+  codegen            regenerate the generated.rs of reve-core and reve-mcp from spec/
+  codegen --check    fail if either generated.rs is stale
+  snapshots          run every insta snapshot test; show each changed snapshot and fail
+  snapshots --accept write the changed snapshots, then run the tests again
+  snapshots --review take the changes one by one with cargo-insta (when installed)
   demo               run reve-mcp against the fake AIML API and show what an agent gets
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
@@ -24,6 +28,9 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["codegen"] => codegen_task(Mode::Write),
         ["codegen", "--check"] => codegen_task(Mode::Check),
+        ["snapshots"] => snapshots::run(&root, Action::Check),
+        ["snapshots", "--accept"] => snapshots::run(&root, Action::Accept),
+        ["snapshots", "--review"] => snapshots::run(&root, Action::Review),
         ["demo", rest @ ..] if matches!(rest, [] | ["--live"]) => {
             xtask::devtools::demo(&root, rest)
         }
@@ -43,8 +50,21 @@ fn main() -> ExitCode {
 
 fn codegen_task(mode: Mode) -> Result<ExitCode> {
     match codegen::run(&xtask::project_root(), mode)? {
-        Outcome::UpToDate => eprintln!("{} is up to date", codegen::OUTPUT_PATH),
-        Outcome::Written => eprintln!("wrote {}", codegen::OUTPUT_PATH),
+        Outcome::UpToDate => eprintln!(
+            "{} and {} are up to date",
+            codegen::OUTPUT_PATH,
+            codegen::TOOL_ARGUMENTS_PATH
+        ),
+        Outcome::Written => {
+            eprintln!(
+                "rewrote what changed of {} and {}",
+                codegen::OUTPUT_PATH,
+                codegen::TOOL_ARGUMENTS_PATH
+            );
+            eprintln!(
+                "next: `cargo xtask snapshots` shows which snapshots the change moved (`--accept` records them)"
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,3 +2,4 @@
 
 mod codegen;
 mod fresh;
+mod snapshot_rule;
