@@ -3,3 +3,4 @@
 mod codegen;
 mod fresh;
 mod snapshot_rule;
+mod workspace_copy;
