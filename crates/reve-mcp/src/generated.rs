@@ -32,7 +32,10 @@ impl EditImageArguments {
         }
     }
     /// The vendor request these arguments ask for: single-value fields take their value, and `convert_base64_to_url` the operator's choice. `output_path` is not part of it.
-    pub fn into_request(self, convert_base64_to_url: bool) -> reve_core::EditImageRequest {
+    pub fn into_request(
+        self,
+        convert_base64_to_url: bool,
+    ) -> reve_core::EditImageRequest {
         reve_core::EditImageRequest {
             model: reve_core::EditImageRequestModel::ReveEditImage,
             image_url: self.image_url,

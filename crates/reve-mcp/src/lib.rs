@@ -8,6 +8,8 @@ pub mod access;
 pub mod cli;
 pub mod edit;
 pub mod edit_command;
+// Written by `cargo xtask codegen` as prettyplease prints it; its freshness test compares it byte for byte.
+#[rustfmt::skip]
 pub mod generated;
 pub mod mcp;
 pub mod preview;
