@@ -78,12 +78,12 @@ pub enum Mode {
 }
 
 /// What `run` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The file already matched the spec.
+    /// Both files already matched the spec.
     UpToDate,
-    /// At least one file was rewritten.
-    Written,
+    /// These files (paths relative to the workspace root) were rewritten.
+    Written(Vec<&'static str>),
 }
 
 /// Generates the module from the OpenAPI document `spec` with the merge patch `overlay` applied.
@@ -122,7 +122,7 @@ pub fn generate_from_files(root: &Path) -> Result<Generated> {
 /// `cargo xtask codegen [--check]` for the workspace at `root`.
 pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
     let generated = generate_from_files(root)?;
-    let mut outcome = Outcome::UpToDate;
+    let mut written = Vec::new();
     for (relative, text) in [
         (OUTPUT_PATH, &generated.rust),
         (TOOL_ARGUMENTS_PATH, &generated.tool_arguments),
@@ -137,9 +137,13 @@ pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
             bail!("{STALE_MESSAGE} ({relative} differs)");
         }
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        outcome = Outcome::Written;
+        written.push(relative);
     }
-    Ok(outcome)
+    Ok(if written.is_empty() {
+        Outcome::UpToDate
+    } else {
+        Outcome::Written(written)
+    })
 }
 
 fn read_json(path: &Path) -> Result<Value> {

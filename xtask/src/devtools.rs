@@ -1,40 +1,42 @@
 //! `cargo xtask demo` and `cargo xtask fake-api`, run from the `reve-devtools` package (`xtask/devtools`): they need
 //! the fake API and an MCP client, dozens of crates that `cargo xtask codegen` should not have to build.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result};
 
 use crate::cargo::{self, Profile};
 
-/// `cargo xtask demo [--live]`.
+/// `cargo xtask demo [--live]`. The server and the devtools are built in one cargo run, so the crates they share
+/// (tokio, rmcp, reqwest, image...) are compiled once.
 pub fn demo(root: &Path, args: &[&str]) -> Result<ExitCode> {
-    let reve_mcp = cargo::build_bin(root, "reve-mcp", "reve-mcp", Profile::Dev)?;
-    let mut command = devtools(root, "demo", args);
+    let [reve_mcp, devtools] = built(root, Some(("reve-mcp", "reve-mcp")))?;
+    let mut command = Command::new(devtools);
+    command.current_dir(root).arg("demo").args(args);
     command.env("REVE_MCP_BIN", reve_mcp);
     hand_over(command)
 }
 
 /// `cargo xtask fake-api [--port N]`.
 pub fn fake_api(root: &Path, args: &[&str]) -> Result<ExitCode> {
-    hand_over(devtools(root, "fake-api", args))
+    let [devtools] = built(root, None)?;
+    let mut command = Command::new(devtools);
+    command.current_dir(root).arg("fake-api").args(args);
+    hand_over(command)
 }
 
-fn devtools(root: &Path, task: &str, args: &[&str]) -> Command {
-    let mut command = cargo::command(root);
-    command
-        .args([
-            "run",
-            "--quiet",
-            "--locked",
-            "--package",
-            "reve-devtools",
-            "--",
-            task,
-        ])
-        .args(args);
-    command
+/// The executables of `also` (when given) and of `reve-devtools`, built together, in that order.
+fn built<const N: usize>(root: &Path, also: Option<(&str, &str)>) -> Result<[PathBuf; N]> {
+    let bins: Vec<(&str, &str)> = also
+        .into_iter()
+        .chain([("reve-devtools", "reve-devtools")])
+        .collect();
+    cargo::build_bins(root, &bins, Profile::Dev)?
+        .try_into()
+        .map_err(|paths: Vec<PathBuf>| {
+            anyhow::anyhow!("expected {N} executables, got {}", paths.len())
+        })
 }
 
 /// On Unix the task replaces xtask, as `cargo run` itself replaces cargo: Ctrl-C then reaches only the task, which
@@ -43,14 +45,12 @@ fn devtools(root: &Path, task: &str, args: &[&str]) -> Command {
 #[cfg(unix)]
 fn hand_over(mut command: Command) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt as _;
-    Err(command.exec()).context("running cargo run --package reve-devtools")
+    Err(command.exec()).context("running reve-devtools")
 }
 
 #[cfg(not(unix))]
 fn hand_over(mut command: Command) -> Result<ExitCode> {
-    let status = command
-        .status()
-        .context("running cargo run --package reve-devtools")?;
+    let status = command.status().context("running reve-devtools")?;
     Ok(status
         .code()
         .and_then(|code| u8::try_from(code).ok())

@@ -55,12 +55,10 @@ fn codegen_task(mode: Mode) -> Result<ExitCode> {
             codegen::OUTPUT_PATH,
             codegen::TOOL_ARGUMENTS_PATH
         ),
-        Outcome::Written => {
-            eprintln!(
-                "rewrote what changed of {} and {}",
-                codegen::OUTPUT_PATH,
-                codegen::TOOL_ARGUMENTS_PATH
-            );
+        Outcome::Written(files) => {
+            for file in files {
+                eprintln!("wrote {file}");
+            }
             eprintln!(
                 "next: `cargo xtask snapshots` shows which snapshots the change moved (`--accept` records them)"
             );

@@ -461,6 +461,34 @@ mod tests {
     }
 
     #[test]
+    fn local_files_are_told_apart_without_reading_data_uris() {
+        let local = |input| ImageSource::local_file(input, None);
+        assert_eq!(local("https://example.com/a.png").unwrap(), None);
+        // Not checked here: the request body checks a data: URI where it lies.
+        assert_eq!(local("data:image/png;base64,@@@").unwrap(), None);
+        assert_eq!(
+            local("/tmp/a.png").unwrap(),
+            Some(PathBuf::from("/tmp/a.png"))
+        );
+        assert_eq!(
+            local("file:///tmp/a%20b.png").unwrap(),
+            Some(PathBuf::from("/tmp/a b.png"))
+        );
+        assert_eq!(
+            local("file://localhost/tmp/a.png").unwrap(),
+            Some(PathBuf::from("/tmp/a.png"))
+        );
+        let remote = local("file://evil.example/etc/passwd").unwrap_err();
+        assert!(remote.to_string().contains("remote host"), "{remote}");
+        let relative = local("a.png").unwrap_err();
+        assert!(relative.to_string().contains("relative path"), "{relative}");
+        assert_eq!(
+            ImageSource::local_file("pets/a.png", Some(Path::new("/home/me"))).unwrap(),
+            Some(PathBuf::from("/home/me/pets/a.png"))
+        );
+    }
+
+    #[test]
     fn urls_pass_through_untouched() {
         let url = "HTTPS://Example.com/a b.png?x=1";
         assert_eq!(
