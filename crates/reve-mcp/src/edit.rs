@@ -246,19 +246,7 @@ impl Editor {
         tokio::task::spawn_blocking(move || match input {
             None => Ok(RequestBody::new(&request, max_bytes)?),
             Some(path) => {
-                let (file, path) = match &local_files {
-                    LocalFiles::Inside(allowed) => allowed.open(&path)?,
-                    LocalFiles::Anywhere { .. } => {
-                        let file = reve_core::open_nonblocking(&path, FinalSymlink::Follow)
-                            .map_err(|source| reve_core::Error::File {
-                                path: path.clone(),
-                                action: "open",
-                                source,
-                            })?;
-                        (file, path)
-                    }
-                    LocalFiles::Closed => unreachable!("refused by input_file"),
-                };
+                let (file, path) = local_files.open(&path)?;
                 Ok(RequestBody::with_image_file(
                     &request, &file, &path, max_bytes,
                 )?)
@@ -393,17 +381,36 @@ impl Editor {
     }
 }
 
-/// The local file `image_url` names, if it names one that `local_files` lets this edit read;
-/// `None` for a URL or a `data:` URI, which the request body checks.
+/// The local file `image_url` names, or `None` for a URL or a `data:` URI, which the request
+/// body checks. Whether the file may be read is [`LocalFiles::open`]'s to say.
 pub fn input_file(image_url: &str, local_files: &LocalFiles) -> Result<Option<PathBuf>, EditError> {
     let base = match local_files {
         LocalFiles::Anywhere { base } => Some(base.as_path()),
         LocalFiles::Inside(_) | LocalFiles::Closed => None,
     };
-    match ImageSource::local_file(image_url, base)? {
-        Some(path) if matches!(local_files, LocalFiles::Closed) => Err(
-            AccessError::ServerFilesClosed(reve_core::shorten(&path.display().to_string())).into(),
-        ),
-        path => Ok(path),
+    Ok(ImageSource::local_file(image_url, base)?)
+}
+
+impl LocalFiles {
+    /// Opens `path` as this edit may (blocking): the handle to read and the path to name it by.
+    fn open(&self, path: &Path) -> Result<(std::fs::File, PathBuf), EditError> {
+        match self {
+            LocalFiles::Inside(allowed) => Ok(allowed.open(path)?),
+            LocalFiles::Anywhere { .. } => {
+                let file =
+                    reve_core::open_nonblocking(path, FinalSymlink::Follow).map_err(|source| {
+                        reve_core::Error::File {
+                            path: path.to_owned(),
+                            action: "open",
+                            source,
+                        }
+                    })?;
+                Ok((file, path.to_owned()))
+            }
+            LocalFiles::Closed => Err(AccessError::ServerFilesClosed(reve_core::shorten(
+                &path.display().to_string(),
+            ))
+            .into()),
+        }
     }
 }
