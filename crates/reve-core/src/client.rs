@@ -173,6 +173,7 @@ impl Client {
         }
         let built = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(redirect_policy(&self.inner.config))
             .build()
             .map_err(|error| Error::InvalidConfig {
                 reason: format!("could not set up the HTTP client: {}", error_chain(&error)),
@@ -180,6 +181,46 @@ impl Client {
         // Two first calls racing both build one; the loser's is dropped, which is harmless.
         Ok(self.inner.http.get_or_init(|| built))
     }
+}
+
+/// Redirects followed before a request is given up; a CDN needs one or two.
+pub(crate) const MAX_REDIRECTS: usize = 3;
+
+/// Where a redirect may lead. The POST carries the key and the input picture, so it follows
+/// only redirects within the API's own origin (scheme, host and port); anywhere else the request
+/// fails rather than sending the picture to a host nobody chose. A result download carries
+/// neither and may go to any https:// URL (CDNs redirect between their hosts), or stay within the
+/// API's origin (a fake on loopback speaks plain http); never to plain http elsewhere, and at
+/// most [`MAX_REDIRECTS`] hops. reqwest already drops `Authorization` on a cross-origin hop.
+fn redirect_policy(config: &Config) -> reqwest::redirect::Policy {
+    let endpoint = config.endpoint_url();
+    let api_origin = url::Url::parse(config.base_url()).map(|url| url.origin());
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let to = attempt.url().origin();
+        let within_api = api_origin.as_ref().is_ok_and(|api| *api == to);
+        let https = attempt.url().scheme() == "https";
+        let shown = to.ascii_serialization();
+        let is_post = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.as_str() == endpoint);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!(
+                "more than {MAX_REDIRECTS} redirects; the last one pointed at {shown}"
+            ))
+        } else if within_api || (!is_post && https) {
+            attempt.follow()
+        } else if is_post {
+            attempt.error(format!(
+                "the API redirected the request to {shown}, another origin; the request (with the \
+                 input picture) is only ever sent to the configured base URL"
+            ))
+        } else {
+            attempt.error(format!(
+                "the result download was redirected to {shown}, which is not https"
+            ))
+        }
+    })
 }
 
 impl fmt::Debug for Client {

@@ -240,8 +240,23 @@ impl fmt::Debug for Config {
 
 fn normalize_base_url(input: &str) -> Result<String> {
     let invalid = |reason: String| Error::InvalidConfig { reason };
-    let parsed = url::Url::parse(input.trim())
-        .map_err(|error| invalid(format!("{input:?} is not a URL: {error}")))?;
+    // A URL with credentials in it is never echoed back: errors end up in logs.
+    let parsed = url::Url::parse(input.trim()).map_err(|error| {
+        let shown = if input.contains('@') {
+            "the URL (not shown: it may hold a password)".to_owned()
+        } else {
+            format!("{input:?}")
+        };
+        invalid(format!("{shown} is not a URL: {error}"))
+    })?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // reqwest would turn them into Basic auth, replacing the Bearer key.
+        return Err(invalid(
+            "the base URL must not carry a user name or password (user:password@host): \
+             the API is authenticated by the API key alone; remove them"
+                .to_owned(),
+        ));
+    }
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(invalid(format!(
             "{input:?} must be an http:// or https:// URL"
@@ -252,11 +267,28 @@ fn normalize_base_url(input: &str) -> Result<String> {
             "{input:?} must not have a query or fragment"
         )));
     }
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        tracing::warn!(
+            base_url = parsed.as_str(),
+            "the base URL is plain http:// to another machine: the API key and every picture \
+             travel in clear; use https://"
+        );
+    }
     let mut url = parsed.as_str().trim_end_matches('/').to_owned();
     if let Some(stripped) = url.strip_suffix("/v1") {
         url = stripped.trim_end_matches('/').to_owned();
     }
     Ok(url)
+}
+
+/// Whether `url` points at this machine, where plain http never leaves it.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +359,48 @@ mod tests {
             error.to_string(),
             "invalid configuration: AIML_API_BASE_URL: \"ftp://example.com\" must be an http:// or https:// URL"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_base_url_are_refused_and_never_repeated() {
+        for url in [
+            "https://user:hunter2@api.example.com",
+            "https://user@api.example.com",
+            "https://:hunter2@api.example.com/v1",
+            "https://user:hunter2@[bad",
+        ] {
+            let error = Config::from_lookup(lookup(&[(BASE_URL_VAR, url)])).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.starts_with("invalid configuration: AIML_API_BASE_URL: "),
+                "{text}"
+            );
+            assert!(
+                !text.contains("hunter2") && !text.contains("example.com"),
+                "{text}"
+            );
+        }
+        let error = Config::default()
+            .with_base_url("https://user:hunter2@api.example.com")
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("must not carry a user name or password")
+        );
+    }
+
+    #[test]
+    fn only_loopback_counts_as_local() {
+        for (url, local) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://[::1]:8080", true),
+            ("http://LOCALHOST:8080", true),
+            ("http://10.0.0.1", false),
+            ("http://api.example.com", false),
+        ] {
+            assert_eq!(is_loopback(&url::Url::parse(url).unwrap()), local, "{url}");
+        }
     }
 
     #[test]

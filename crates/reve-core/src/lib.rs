@@ -94,5 +94,7 @@ pub use config::{
 pub use error::{Error, Phase, Result};
 pub use format::ImageFormat;
 pub use image::{FinalSymlink, ImageSource, data_uri_from_file, open_nonblocking};
-pub use output::{EditedImage, ResultMetadata, StagedImage, Usage, check_file_name};
+pub use output::{
+    EditedImage, ResultMetadata, StagedImage, Usage, check_file_name, sweep_stale_partials,
+};
 pub use text::{error_chain, shorten};

@@ -196,6 +196,65 @@ fn header_dimensions(
         })
 }
 
+/// How the temporary files of [`create_temp_in`] are named: hidden, and recognisable as ours.
+const PARTIAL_PREFIX: &str = ".reve-";
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// How deep [`sweep_stale_partials`] looks below its folder, and how many entries it visits at
+/// most: results go into the output folder or a few levels of `output_path` sub-folders, and a
+/// folder someone pointed at a huge tree must not stall a start-up.
+const SWEEP_MAX_DEPTH: usize = 8;
+const SWEEP_MAX_ENTRIES: usize = 100_000;
+
+/// Removes the temporary files a killed process left in `dir` and its sub-folders: only files
+/// named as [`create_temp_in`] names them, and only those last modified more than `older_than`
+/// ago, so that a file another process is still writing is never touched. Symbolic links are
+/// neither followed nor removed. Returns how many files were removed; a file that cannot be
+/// removed is skipped.
+///
+/// A process that is killed cannot clean up after itself, and each leftover may be as large as a
+/// result; a server calls this at start-up.
+pub fn sweep_stale_partials(dir: &Path, older_than: std::time::Duration) -> usize {
+    let now = SystemTime::now();
+    let entries = walkdir::WalkDir::new(dir)
+        .max_depth(SWEEP_MAX_DEPTH)
+        .into_iter()
+        .take(SWEEP_MAX_ENTRIES)
+        .filter_map(|entry| entry.ok());
+    let mut removed = 0;
+    for entry in entries {
+        // `file_type` is the entry's own (walkdir does not follow links), so a link is skipped.
+        if !entry.file_type().is_file() || !is_partial_name(entry.file_name()) {
+            continue;
+        }
+        let age = entry
+            .metadata()
+            .ok()
+            .and_then(|metadata| metadata.modified().ok())
+            .and_then(|modified| now.duration_since(modified).ok());
+        if age.is_none_or(|age| age <= older_than) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(error) => tracing::warn!(
+                path = %entry.path().display(),
+                %error,
+                "could not remove a stale temporary file"
+            ),
+        }
+    }
+    removed
+}
+
+fn is_partial_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|name| {
+        name.len() > PARTIAL_PREFIX.len() + PARTIAL_SUFFIX.len()
+            && name.starts_with(PARTIAL_PREFIX)
+            && name.ends_with(PARTIAL_SUFFIX)
+    })
+}
+
 /// Creates `dir` if needed and a hidden temporary file in it, where an image is written before
 /// it takes its final name.
 pub(crate) fn create_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
@@ -205,8 +264,8 @@ pub(crate) fn create_temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
         source,
     })?;
     tempfile::Builder::new()
-        .prefix(".reve-")
-        .suffix(".partial")
+        .prefix(PARTIAL_PREFIX)
+        .suffix(PARTIAL_SUFFIX)
         .tempfile_in(dir)
         .map_err(|source| Error::File {
             path: dir.to_owned(),
@@ -355,6 +414,56 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn only_our_stale_temporary_files_are_swept() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let day_ago = SystemTime::now() - Duration::from_secs(24 * 3600);
+        let file = |path: &Path, old: bool| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let file = File::create(path).unwrap();
+            if old {
+                file.set_modified(day_ago).unwrap();
+            }
+        };
+        let stale = dir.path().join(".reve-a1b2c3.partial");
+        let nested_stale = dir.path().join("sub/deeper/.reve-zz.partial");
+        let fresh = dir.path().join(".reve-d4e5.partial");
+        let not_ours = [
+            dir.path().join(".other-a1.partial"),
+            dir.path().join(".reve-a1.png"),
+            dir.path().join("reve-a1.partial"),
+            dir.path().join(".reve-.partial"),
+        ];
+        file(&stale, true);
+        file(&nested_stale, true);
+        file(&fresh, false);
+        for path in &not_ours {
+            file(path, true);
+        }
+        // A link with our name to an old file elsewhere: neither it nor its target goes.
+        let target = outside.path().join(".reve-target.partial");
+        file(&target, true);
+        let link = dir.path().join(".reve-link.partial");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        assert_eq!(
+            sweep_stale_partials(dir.path(), Duration::from_secs(3600)),
+            2
+        );
+        assert!(!stale.exists() && !nested_stale.exists());
+        assert!(fresh.exists() && target.exists() && link.symlink_metadata().is_ok());
+        for path in &not_ours {
+            assert!(path.exists(), "{} was removed", path.display());
+        }
+        assert_eq!(
+            sweep_stale_partials(dir.path(), Duration::from_secs(3600)),
+            0
+        );
+    }
     use std::time::Duration;
 
     #[test]

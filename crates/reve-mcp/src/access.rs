@@ -26,6 +26,12 @@ pub enum AccessError {
     #[error("{path:?} is not a regular file")]
     NotAFile { path: String },
     #[error(
+        "{path:?} is a hard link ({links} names for one file), so it may be a file from outside \
+         the allowed folders; copy the image instead of linking it, or ask the user to set \
+         REVE_ALLOW_HARD_LINKS=true"
+    )]
+    HardLinked { path: String, links: u64 },
+    #[error(
         "image_url {0:?} is a file on the server, which clients over HTTP cannot read unless its \
          operator sets REVE_ALLOWED_DIRS; send the image as an http(s) URL or a data: URI"
     )]
@@ -44,6 +50,7 @@ pub enum AccessError {
 #[derive(Debug, Clone, Default)]
 pub struct AllowedDirs {
     dirs: Vec<PathBuf>,
+    hard_links: bool,
 }
 
 impl AllowedDirs {
@@ -57,7 +64,19 @@ impl AllowedDirs {
             .collect();
         canonical.sort();
         canonical.dedup();
-        Self { dirs: canonical }
+        Self {
+            dirs: canonical,
+            hard_links: false,
+        }
+    }
+
+    /// Whether a file with more than one link may be read. A hard link carries no trace of
+    /// where its other names are: anyone who can write in an allowed folder can link a file
+    /// from anywhere on the same disk into it, and resolving paths cannot tell. So they are
+    /// refused unless the operator, who knows the folders, allows them.
+    pub fn with_hard_links(mut self, allowed: bool) -> Self {
+        self.hard_links = allowed;
+        self
     }
 
     pub fn describe(&self) -> String {
@@ -98,6 +117,16 @@ impl AllowedDirs {
             return Err(AccessError::NotAFile {
                 path: canonical.display().to_string(),
             });
+        }
+        #[cfg(unix)]
+        {
+            let links = std::os::unix::fs::MetadataExt::nlink(&metadata);
+            if links > 1 && !self.hard_links {
+                return Err(AccessError::HardLinked {
+                    path: canonical.display().to_string(),
+                    links,
+                });
+            }
         }
         if let Some(opened) = opened_path(&file) {
             self.ensure_inside(&opened)?;
@@ -283,6 +312,29 @@ mod tests {
             matches!(result, Err(AccessError::NotAFile { .. })),
             "{result:?}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_link_to_a_file_elsewhere_is_refused_unless_allowed() {
+        let allowed = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.png");
+        std::fs::write(&secret, b"not yours").unwrap();
+        let link = allowed.path().join("innocent.png");
+        std::fs::hard_link(&secret, &link).unwrap();
+
+        let dirs = AllowedDirs::new([allowed.path().to_path_buf()]);
+        let error = dirs.open(&link).unwrap_err();
+        assert!(
+            matches!(&error, AccessError::HardLinked { links: 2, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("REVE_ALLOW_HARD_LINKS"));
+        let (mut file, _) = dirs.with_hard_links(true).open(&link).unwrap();
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut file, &mut read).unwrap();
+        assert_eq!(read, "not yours");
     }
 
     #[test]

@@ -191,6 +191,12 @@ pub struct Settings {
     )]
     pub allowed_dirs: Vec<PathBuf>,
 
+    /// Let a local image be read when it has more than one hard link. Off by
+    /// default: a hard link in an allowed folder may name a file from
+    /// anywhere else on the same disk, and nothing in its path says so.
+    #[arg(long, env = "REVE_ALLOW_HARD_LINKS", value_parser = BoolishValueParser::new(), global = true)]
+    pub allow_hard_links: bool,
+
     /// Overall deadline of one edit in seconds, retries and download included.
     #[arg(long, env = "REVE_TIMEOUT_SECS", default_value_t = reve_core::DEFAULT_TIMEOUT.as_secs(), global = true)]
     pub timeout_secs: u64,

@@ -177,6 +177,16 @@ impl Editor {
         &self.options
     }
 
+    /// Where results are written while they arrive: the output folder, or the system's
+    /// temporary folder when nothing is saved.
+    pub fn stage_dir(&self) -> PathBuf {
+        if self.options.saves {
+            self.options.output_dir.clone()
+        } else {
+            std::env::temp_dir()
+        }
+    }
+
     /// Runs one edit. `cancel` drops the HTTP request (closing the connection) the moment it
     /// fires; nothing is left on disk.
     pub async fn edit(
@@ -206,14 +216,14 @@ impl Editor {
             return match output_path {
                 Some(_) => Err(EditError::NotSaving),
                 None => Ok(Destination {
-                    folder: std::env::temp_dir(),
+                    folder: self.stage_dir(),
                     name: None,
                 }),
             };
         }
         let Some(output_path) = output_path else {
             return Ok(Destination {
-                folder: self.options.output_dir.clone(),
+                folder: self.stage_dir(),
                 name: None,
             });
         };

@@ -74,14 +74,17 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
         client(settings)?,
         settings.editor_options(!args.no_save, true)?,
     );
+    sweep_stale_partials(editor.stage_dir(), settings.timeout_secs);
     let configured = settings.allowed_dirs.clone();
     match args.http {
         None => {
-            let tool = EditImageTool::new(editor, Readable::ThisUsers { configured });
+            let tool = EditImageTool::new(editor, Readable::ThisUsers { configured })
+                .allowing_hard_links(settings.allow_hard_links);
             serve_stdio(ReveServer::new(tool)).await
         }
         Some(addr) => {
-            let tool = EditImageTool::new(editor, Readable::ConfiguredOnly { configured });
+            let tool = EditImageTool::new(editor, Readable::ConfiguredOnly { configured })
+                .allowing_hard_links(settings.allow_hard_links);
             let server = ReveServer::new(tool);
             Ok(transport::http::serve(server, args.http_options(addr)).await?)
         }
@@ -106,6 +109,19 @@ async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {
         .context("the stdout task failed")?
         .context("writing to stdout")?;
     Ok(())
+}
+
+/// Removes, off the start-up path, what a killed process left while writing a result. A file
+/// younger than twice the edit deadline (and at least an hour) may belong to another server
+/// sharing the folder, still at work, so it stays.
+fn sweep_stale_partials(dir: std::path::PathBuf, timeout_secs: u64) {
+    let older_than = std::time::Duration::from_secs(timeout_secs.saturating_mul(2).max(3600));
+    tokio::task::spawn_blocking(move || {
+        let removed = reve_core::sweep_stale_partials(&dir, older_than);
+        if removed > 0 {
+            tracing::info!(removed, folder = %dir.display(), "removed stale temporary files");
+        }
+    });
 }
 
 fn client(settings: &Settings) -> anyhow::Result<reve_core::Client> {

@@ -5,14 +5,15 @@
 //! past ~1568 px on the long edge (beyond that the model downsamples anyway).
 //! The saved file keeps full resolution; the preview only has to be seen.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Cursor, Read as _};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use fast_image_resize::{FilterType, MulDiv, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder as _, ImageReader, Limits};
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,17 @@ pub enum PreviewError {
     )]
     TooLarge { width: u32, height: u32, max: u32 },
     #[error(
+        "the result image is {width}x{height} pixels of {color}; a preview of it would hold \
+         {needed_mib} MiB of pixels, more than the {max_mib} MiB a preview may use"
+    )]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        color: String,
+        needed_mib: u64,
+        max_mib: u64,
+    },
+    #[error(
         "no preview fits in {max_base64_bytes} bytes of base64 even at {edge_px} px and the lowest quality tried"
     )]
     OverBudget {
@@ -75,6 +87,12 @@ impl From<fast_image_resize::ImageBufferError> for PreviewError {
     }
 }
 
+impl From<fast_image_resize::ImageError> for PreviewError {
+    fn from(error: fast_image_resize::ImageError) -> Self {
+        PreviewError::Scale(error.to_string())
+    }
+}
+
 impl From<fast_image_resize::ResizeError> for PreviewError {
     fn from(error: fast_image_resize::ResizeError) -> Self {
         PreviewError::Scale(error.to_string())
@@ -85,10 +103,20 @@ impl From<fast_image_resize::ResizeError> for PreviewError {
 /// is far beyond what the model produces; refusing it bounds the memory a
 /// decompression bomb (a tiny PNG declaring enormous dimensions) can claim.
 const MAX_DECODE_EDGE_PX: u32 = 16_384;
-/// Decoder allocation cap: a 16384x16384 RGBA picture is 1 GiB, but real
-/// results are at most a few thousand pixels a side; 512 MiB leaves room for
-/// 8192x8192 RGBA with 16-bit channels.
-const MAX_DECODE_ALLOC_BYTES: u64 = 512 * 1024 * 1024;
+/// Most pixel memory one preview may hold at once: the decoded picture, its
+/// 8-bit copy when it has deeper channels, and the scaled picture. Real results
+/// are at most a few thousand pixels a side (a 4096x4096 RGBA one is 64 MiB);
+/// 512 MiB still fits a 16384x16384 grey picture or an 11000x11000 RGBA one.
+/// The same figure caps the decoder's own allocations.
+pub const MAX_PREVIEW_PIXEL_BYTES: u64 = 512 * 1024 * 1024;
+/// The pixel memory every preview of this process shares, in MiB: a preview
+/// waits for its share before decoding, so that several large results
+/// finishing together hold [`MAX_PREVIEW_PIXEL_BYTES`] between them, not
+/// that much each.
+static PIXEL_MEMORY_MIB: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new((MAX_PREVIEW_PIXEL_BYTES / MIB) as usize);
+const MIB: u64 = 1024 * 1024;
+
 /// JPEG qualities tried in turn until the preview fits the byte budget.
 const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
 
@@ -131,33 +159,43 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DECODE_EDGE_PX);
     limits.max_image_height = Some(MAX_DECODE_EDGE_PX);
-    limits.max_alloc = Some(MAX_DECODE_ALLOC_BYTES);
+    limits.max_alloc = Some(MAX_PREVIEW_PIXEL_BYTES);
     reader.limits(limits);
-    let decoded = flatten_onto_white(reader.decode()?);
+    let decoder = reader.into_decoder()?;
+    let edge = budget.max_edge_px.min(width.max(height)).max(1);
+    let needed = pixel_memory(width, height, decoder.color_type(), edge, bytes.len())?;
+    // Called on preview threads, never on an async one, so blocking here is what is meant.
+    let _share = futures::executor::block_on(
+        PIXEL_MEMORY_MIB.acquire_many(u32::try_from(needed.div_ceil(MIB)).unwrap_or(u32::MAX)),
+    )
+    .expect("the semaphore is never closed");
+    let decoded = to_8_bit(DynamicImage::from_decoder(decoder)?, width, height)?;
 
-    let mut edge = budget.max_edge_px.min(width.max(height)).max(1);
+    let mut edge = edge;
     let mut resizer = Resizer::new();
     loop {
         let (scaled_width, scaled_height) = fit_within(width, height, edge);
         let scaled = if (scaled_width, scaled_height) == (width, height) {
-            None
+            Cow::Borrowed(decoded.pixels.as_slice())
         } else {
-            let source = ImageRef::new(width, height, decoded.as_raw(), PixelType::U8x3)?;
-            let mut target = Image::new(scaled_width, scaled_height, PixelType::U8x3);
+            let source = ImageRef::new(width, height, &decoded.pixels, decoded.pixel_type)?;
+            let mut target = Image::new(scaled_width, scaled_height, decoded.pixel_type);
             // A box filter: area averaging, as good as any for a downscale
-            // and the cheapest (see BENCHMARKS.md).
-            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
+            // and the cheapest (see BENCHMARKS.md). Alpha is already
+            // multiplied in, so the resizer must not make its own
+            // premultiplied copy of the whole picture.
+            let options = ResizeOptions::new()
+                .resize_alg(ResizeAlg::Convolution(FilterType::Box))
+                .use_alpha(false);
             resizer.resize(&source, &mut target, &options)?;
-            Some(target)
+            Cow::Owned(target.into_vec())
         };
-        let pixels = scaled
-            .as_ref()
-            .map_or(decoded.as_raw().as_slice(), |scaled| scaled.buffer());
+        let pixels = rgb_on_white(&scaled, decoded.channels);
         for quality in JPEG_QUALITIES {
             let mut jpeg = Vec::new();
             // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
             jpeg_encoder::Encoder::new(&mut jpeg, quality).encode(
-                pixels,
+                &pixels,
                 scaled_width as u16,
                 scaled_height as u16,
                 jpeg_encoder::ColorType::Rgb,
@@ -210,21 +248,99 @@ fn fit_within(width: u32, height: u32, edge: u32) -> (u32, u32) {
     (scale(width), scale(height))
 }
 
-/// JPEG has no alpha channel; transparent areas would otherwise turn black.
-fn flatten_onto_white(image: DynamicImage) -> RgbImage {
-    if !image.color().has_alpha() {
-        return image.into_rgb8();
+/// The memory a preview of this picture holds at once, refused before decoding
+/// when it is more than [`MAX_PREVIEW_PIXEL_BYTES`]: the encoded result, the
+/// decoded picture, an 8-bit copy of it when its channels are deeper, and the
+/// scaled picture with its RGB copy for the encoder.
+fn pixel_memory(
+    width: u32,
+    height: u32,
+    color: image::ColorType,
+    edge: u32,
+    encoded_bytes: usize,
+) -> Result<u64, PreviewError> {
+    let pixels = u64::from(width) * u64::from(height);
+    let channels = u64::from(color.channel_count());
+    let decoded = pixels * u64::from(color.bytes_per_pixel());
+    let eight_bit_copy = if color.bytes_per_pixel() > color.channel_count() {
+        pixels * channels
+    } else {
+        0
+    };
+    let (scaled_width, scaled_height) = fit_within(width, height, edge);
+    // The resizer's intermediate picture: every source column, the scaled rows.
+    let intermediate = u64::from(width) * u64::from(scaled_height) * channels;
+    let scaled = u64::from(scaled_width) * u64::from(scaled_height) * (channels + 3);
+    let needed = encoded_bytes as u64 + decoded + eight_bit_copy + intermediate + scaled;
+    if needed > MAX_PREVIEW_PIXEL_BYTES {
+        return Err(PreviewError::TooManyPixels {
+            width,
+            height,
+            color: format!("{color:?}"),
+            needed_mib: needed.div_ceil(MIB),
+            max_mib: MAX_PREVIEW_PIXEL_BYTES / MIB,
+        });
     }
-    let rgba = image.into_rgba8();
-    let (width, height) = rgba.dimensions();
-    let mut rgb = image::RgbImage::new(width, height);
-    for (out, pixel) in rgb.pixels_mut().zip(rgba.pixels()) {
-        let [r, g, b, a] = pixel.0;
-        let blend =
-            |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
-        *out = image::Rgb([blend(r), blend(g), blend(b)]);
+    Ok(needed)
+}
+
+/// A decoded picture with 8-bit channels, in its own channel layout: grey and
+/// grey-alpha pictures stay one and two bytes a pixel until they are scaled,
+/// so a big grey result never takes three times its size. Alpha, when there
+/// is some, is multiplied into the colour channels in place.
+struct EightBit {
+    pixels: Vec<u8>,
+    pixel_type: PixelType,
+    channels: usize,
+}
+
+fn to_8_bit(image: DynamicImage, width: u32, height: u32) -> Result<EightBit, PreviewError> {
+    let (pixels, pixel_type, channels) = match image {
+        DynamicImage::ImageLuma8(image) => (image.into_raw(), PixelType::U8, 1),
+        DynamicImage::ImageLumaA8(image) => (image.into_raw(), PixelType::U8x2, 2),
+        DynamicImage::ImageRgb8(image) => (image.into_raw(), PixelType::U8x3, 3),
+        DynamicImage::ImageRgba8(image) => (image.into_raw(), PixelType::U8x4, 4),
+        image @ DynamicImage::ImageLuma16(_) => (image.into_luma8().into_raw(), PixelType::U8, 1),
+        image @ DynamicImage::ImageLumaA16(_) => {
+            (image.into_luma_alpha8().into_raw(), PixelType::U8x2, 2)
+        }
+        image if image.color().has_alpha() => (image.into_rgba8().into_raw(), PixelType::U8x4, 4),
+        image => (image.into_rgb8().into_raw(), PixelType::U8x3, 3),
+    };
+    let mut pixels = pixels;
+    if channels % 2 == 0 {
+        let mut view = Image::from_slice_u8(width, height, &mut pixels, pixel_type)?;
+        MulDiv::default().multiply_alpha_inplace(&mut view)?;
     }
-    rgb
+    Ok(EightBit {
+        pixels,
+        pixel_type,
+        channels,
+    })
+}
+
+/// RGB for the JPEG encoder, with grey spread to three channels and
+/// premultiplied alpha flattened onto white (JPEG has no alpha; transparent
+/// areas would otherwise turn black).
+fn rgb_on_white(pixels: &[u8], channels: usize) -> Cow<'_, [u8]> {
+    if channels == 3 {
+        return Cow::Borrowed(pixels);
+    }
+    // A premultiplied channel is at most its alpha; saturating guards the rounding.
+    let blend = |premultiplied: u8, alpha: u8| premultiplied.saturating_add(255 - alpha);
+    let mut rgb = Vec::with_capacity(pixels.len() / channels * 3);
+    for pixel in pixels.chunks_exact(channels) {
+        match *pixel {
+            [grey] => rgb.extend_from_slice(&[grey; 3]),
+            [grey, alpha] => rgb.extend_from_slice(&[blend(grey, alpha); 3]),
+            [r, g, b] => rgb.extend_from_slice(&[r, g, b]),
+            [r, g, b, alpha] => {
+                rgb.extend_from_slice(&[blend(r, alpha), blend(g, alpha), blend(b, alpha)]);
+            }
+            _ => unreachable!("pictures have one to four channels"),
+        }
+    }
+    Cow::Owned(rgb)
 }
 
 #[cfg(test)]
@@ -286,6 +402,88 @@ mod tests {
         assert_eq!(fit_within(1500, 3000, 1568), (784, 1568));
         assert_eq!(fit_within(4096, 1, 1568), (1568, 1));
         assert_eq!(fit_within(800, 600, 1568), (800, 600));
+    }
+
+    fn encode(image: DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    /// The one pixel of a preview, decoded back.
+    fn preview_pixel(bytes: &[u8]) -> [u8; 3] {
+        let budget = PreviewBudget {
+            max_base64_bytes: 4096,
+            max_edge_px: 1,
+        };
+        let preview = make_preview(bytes, budget).unwrap();
+        assert_eq!(preview.mime_type, "image/jpeg");
+        let decoded = image::load_from_memory(&STANDARD.decode(&preview.base64).unwrap()).unwrap();
+        decoded.to_rgb8().get_pixel(0, 0).0
+    }
+
+    #[test]
+    fn every_channel_layout_becomes_rgb_on_white() {
+        let near = |got: [u8; 3], want: [u8; 3]| {
+            got.iter()
+                .zip(want)
+                .all(|(&got, want)| got.abs_diff(want) <= 12)
+        };
+        let grey = image::GrayImage::from_pixel(16, 16, image::Luma([40]));
+        let grey16 =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(16, 16, image::Luma([40 * 257]));
+        let clear = image::GrayAlphaImage::from_pixel(16, 16, image::LumaA([0, 0]));
+        let half_red = image::RgbaImage::from_pixel(16, 16, image::Rgba([255, 0, 0, 128]));
+        let cases = [
+            ("grey", DynamicImage::ImageLuma8(grey), [40, 40, 40]),
+            (
+                "16-bit grey",
+                DynamicImage::ImageLuma16(grey16),
+                [40, 40, 40],
+            ),
+            (
+                "transparent grey",
+                DynamicImage::ImageLumaA8(clear),
+                [255, 255, 255],
+            ),
+            (
+                "half-transparent red",
+                DynamicImage::ImageRgba8(half_red),
+                [255, 127, 127],
+            ),
+        ];
+        for (name, image, want) in cases {
+            let got = preview_pixel(&encode(image));
+            assert!(near(got, want), "{name}: {got:?}, expected about {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_preview_needing_more_pixel_memory_than_allowed_is_refused_before_decoding() {
+        // 16384x16384 RGBA would be 1 GiB decoded; grey of the same size fits.
+        let rgba = pixel_memory(16_384, 16_384, image::ColorType::Rgba8, 1568, 0).unwrap_err();
+        assert!(
+            matches!(
+                rgba,
+                PreviewError::TooManyPixels {
+                    needed_mib: 1034..,
+                    max_mib: 512,
+                    ..
+                }
+            ),
+            "{rgba}"
+        );
+        assert!(
+            rgba.to_string()
+                .contains("more than the 512 MiB a preview may use")
+        );
+        let grey = pixel_memory(16_384, 16_384, image::ColorType::L8, 1568, 0).unwrap();
+        assert!(grey < 300 * MIB, "{grey}");
+        // Deeper channels count their 8-bit copy too.
+        let deep = pixel_memory(8192, 8192, image::ColorType::Rgba16, 1568, 0).unwrap_err();
+        assert!(matches!(deep, PreviewError::TooManyPixels { .. }), "{deep}");
     }
 
     #[test]

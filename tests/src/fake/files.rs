@@ -24,6 +24,9 @@ pub(crate) async fn result_file(
             len,
             declare_length,
         }) => huge(len, declare_length),
+        Some(StoredFile::Redirect { location }) => {
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         None => not_found(),
     }
 }

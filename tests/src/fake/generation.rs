@@ -128,6 +128,9 @@ async fn deliver(
             });
             json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
         }
+        Scenario::ResultAt(url) => {
+            json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
+        }
         Scenario::HugeResult { bytes } => huge_result(shared, bytes, true),
         Scenario::HugeResultChunked { bytes } => huge_result(shared, bytes, false),
         Scenario::ContentViolation => {
@@ -195,6 +198,11 @@ fn refuse(shared: &Shared, scenario: Scenario, headers: &HeaderMap) -> Response 
         )
             .into_response(),
         Scenario::DropConnection => delivery::drop_connection(),
+        Scenario::Redirect { status, location } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::TEMPORARY_REDIRECT),
+            [(header::LOCATION, location)],
+        )
+            .into_response(),
         Scenario::EchoAuthorization => {
             let authorization = headers
                 .get(header::AUTHORIZATION)

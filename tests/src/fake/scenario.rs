@@ -93,6 +93,18 @@ pub enum Scenario {
         /// Pause before each piece after the first.
         chunk_delay: Duration,
     },
+    /// This redirect status (307 and 308 keep the method and body) with
+    /// `Location: location`: a proxy or a compromised DNS entry sending the
+    /// request, key and picture included, somewhere else.
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// The `Location` header.
+        location: String,
+    },
+    /// 200 whose `url` is exactly this, so a test can point the result at a
+    /// redirect ([`crate::fake::FakeApi::serve_redirect`]) or another server.
+    ResultAt(String),
     /// 400 whose documented error body quotes the request's `Authorization`
     /// header, to prove a client never repeats an error body's text verbatim
     /// where the key could leak (logs, tool results).

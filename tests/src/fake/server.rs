@@ -37,7 +37,7 @@ use super::generation::{ENDPOINT_PATH, generate};
 use super::input::loopback_client;
 use super::record::{Counters, RecordedRequest};
 use super::scenario::Scenario;
-use super::state::{Options, Shared};
+use super::state::{Options, Shared, StoredFile};
 
 /// The key a fake accepts unless told otherwise. Obviously not a real key,
 /// so it is safe in assertions, snapshots and logs of the fake itself.
@@ -264,6 +264,14 @@ impl FakeApi {
             .await
             .expect("the fake owns the sender for as long as it lives");
         *reached
+    }
+
+    /// A URL under `/files/` that answers 302 to `location`; chain them for
+    /// several hops.
+    pub fn serve_redirect(&self, location: impl Into<String>) -> String {
+        self.shared.store_file(StoredFile::Redirect {
+            location: location.into(),
+        })
     }
 
     /// Serves `bytes` with this `Content-Type` at the returned URL (on

@@ -38,6 +38,10 @@ pub(crate) enum StoredFile {
         len: u64,
         declare_length: bool,
     },
+    /// A 302 to this location, as CDNs answer.
+    Redirect {
+        location: String,
+    },
 }
 
 #[derive(Debug)]

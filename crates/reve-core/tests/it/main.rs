@@ -5,6 +5,7 @@ mod common;
 mod edit;
 mod errors;
 mod properties;
+mod redirects;
 mod retries;
 mod save;
 mod staged;

@@ -49,6 +49,7 @@ pub enum Readable {
 pub struct EditImageTool {
     editor: Editor,
     readable: Readable,
+    hard_links: bool,
     definition: Tool,
 }
 
@@ -59,8 +60,16 @@ impl EditImageTool {
         Self {
             editor,
             readable,
+            hard_links: false,
             definition,
         }
+    }
+
+    /// Lets a local `image_url` name a file with several hard links (see
+    /// [`AllowedDirs::with_hard_links`]).
+    pub fn allowing_hard_links(mut self, allowed: bool) -> Self {
+        self.hard_links = allowed;
+        self
     }
 
     pub fn definition(&self) -> &Tool {
@@ -81,9 +90,9 @@ impl EditImageTool {
     fn local_files(&self, client_roots: Vec<PathBuf>) -> LocalFiles {
         match &self.readable {
             Readable::ConfiguredOnly { configured } if configured.is_empty() => LocalFiles::Closed,
-            Readable::ConfiguredOnly { configured } => {
-                LocalFiles::Inside(AllowedDirs::new(configured.iter().cloned()))
-            }
+            Readable::ConfiguredOnly { configured } => LocalFiles::Inside(
+                AllowedDirs::new(configured.iter().cloned()).with_hard_links(self.hard_links),
+            ),
             Readable::ThisUsers { configured } => {
                 let mut dirs: Vec<PathBuf> =
                     configured.iter().cloned().chain(client_roots).collect();
@@ -91,7 +100,7 @@ impl EditImageTool {
                     dirs.extend(dirs::home_dir());
                 }
                 dirs.push(self.editor.options().output_dir.clone());
-                LocalFiles::Inside(AllowedDirs::new(dirs))
+                LocalFiles::Inside(AllowedDirs::new(dirs).with_hard_links(self.hard_links))
             }
         }
     }

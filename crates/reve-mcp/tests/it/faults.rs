@@ -458,3 +458,50 @@ async fn a_call_abandoned_at_the_deadline_is_dropped_at_the_api_too() {
     assert_eq!(fake.generation_attempts(), 1);
     session.stop().await;
 }
+
+#[tokio::test]
+async fn a_killed_servers_temporary_files_are_swept_at_start_up() {
+    let world = World::new().await;
+    let day_ago = SystemTime::now() - Duration::from_secs(24 * 3600);
+    std::fs::create_dir(world.path("outputs/album")).unwrap();
+    let file = |relative: &str, old: bool| {
+        let path = world.write(relative, b"half a picture");
+        if old {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(day_ago)
+                .unwrap();
+        }
+        path
+    };
+    let stale = [
+        file("outputs/.reve-Ab12Cd.partial", true),
+        file("outputs/album/.reve-Ef34Gh.partial", true),
+    ];
+    let kept = [
+        // Perhaps another server's, still being written.
+        file("outputs/.reve-Ij56Kl.partial", false),
+        // Not ours.
+        file("outputs/.other.partial", true),
+        file("outputs/reve-old.png", true),
+    ];
+    let session = crate::support::start(&world.env(&[]), TestClient::default()).await;
+    // The sweep runs beside the start-up; it is done by the time a tool call is answered.
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": data_uri("image/png", &sample_png(8, 8)) }))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{}", result_text(&result));
+    reve_tests::bounded(async {
+        while stale.iter().any(|path| path.exists()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for path in &kept {
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    session.stop().await;
+}
