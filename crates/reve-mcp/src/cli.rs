@@ -16,10 +16,15 @@ use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser a
 use clap::{Args, FromArgMatches as _, Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::edit::{EditorOptions, ResponseMode};
+use crate::edit::{
+    DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditorOptions, ResponseMode,
+};
 use crate::edit_command::EditCommand;
 use crate::preview::PreviewBudget;
-use crate::transport::http::{DEFAULT_MAX_BODY_BYTES, HttpOptions};
+use crate::transport::http::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SESSIONS, HttpOptions,
+};
 
 /// Edit images with plain-language instructions through the AIML API model
 /// reve/edit-image. With no subcommand, serves the `edit_image` tool over MCP
@@ -115,6 +120,30 @@ pub struct ServeArgs {
     #[arg(long, env = "REVE_HTTP_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
+    /// Bytes of HTTP request bodies held at once, from when each is read
+    /// until its response ends; a request that finds no room within 10 s
+    /// gets 503 with Retry-After.
+    #[arg(long, env = "REVE_HTTP_MAX_BODY_BYTES_IN_FLIGHT", default_value_t = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT)]
+    pub max_body_bytes_in_flight: u64,
+
+    /// HTTP connections open at once; more are closed as soon as they are
+    /// accepted. Lowered at start-up if the open-file limit cannot hold it
+    /// beside the edits in flight.
+    #[arg(long, env = "REVE_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// MCP sessions open at once (not with --stateless); a client starting
+    /// one more gets 503 with Retry-After. Idle sessions end after 5 minutes.
+    #[arg(long, env = "REVE_HTTP_MAX_SESSIONS", default_value_t = DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+
+    /// Seconds an HTTP connection may take to send a complete request head,
+    /// whether it has just connected or sits idle between requests; then it
+    /// is closed. Behind a proxy that keeps connections to the server open,
+    /// make the proxy's idle timeout shorter than this.
+    #[arg(long, env = "REVE_HTTP_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+
     /// On SIGINT or SIGTERM, how long edits in flight may take to finish
     /// before the HTTP server exits anyway, in seconds.
     #[arg(long, env = "REVE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
@@ -129,7 +158,9 @@ impl ServeArgs {
         Self::from_arg_matches(&command.try_get_matches_from(["serve"])?)
     }
 
-    pub fn http_options(&self, addr: SocketAddr) -> HttpOptions {
+    /// The HTTP server's options, with at most `max_connections` connections (what the
+    /// open-file limit leaves of `--max-connections`).
+    pub fn http_options(&self, addr: SocketAddr, max_connections: usize) -> HttpOptions {
         HttpOptions {
             addr,
             token: self.auth_token.clone(),
@@ -138,6 +169,10 @@ impl ServeArgs {
             stateless: self.stateless,
             max_body_bytes: self.max_body_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connections,
+            max_sessions: self.max_sessions,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
         }
     }
 }
@@ -226,6 +261,16 @@ pub struct Settings {
     )]
     pub response_mode: ResponseMode,
 
+    /// Edits that may run at once; further calls wait their turn (reported
+    /// as progress), with nothing sent to the API while they wait.
+    #[arg(long, env = "REVE_MAX_EDITS_IN_FLIGHT", default_value_t = DEFAULT_MAX_EDITS_IN_FLIGHT, value_parser = parse_at_least_one, global = true)]
+    pub max_edits_in_flight: usize,
+
+    /// Request bodies (input pictures as base64) held at once while they are
+    /// built and sent, in bytes; an edit whose body does not fit waits.
+    #[arg(long, env = "REVE_MAX_UPLOAD_BYTES_IN_FLIGHT", default_value_t = DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, global = true)]
+    pub max_upload_bytes_in_flight: u64,
+
     /// Longest edge of the inline preview, in pixels.
     #[arg(long, env = "REVE_PREVIEW_MAX_EDGE", default_value_t = PreviewBudget::default().max_edge_px, global = true)]
     pub preview_max_edge: u32,
@@ -262,6 +307,8 @@ impl Settings {
                 max_base64_bytes: self.preview_max_bytes,
                 max_edge_px: self.preview_max_edge,
             }),
+            max_edits_in_flight: self.max_edits_in_flight,
+            max_upload_bytes_in_flight: self.max_upload_bytes_in_flight,
         })
     }
 
@@ -329,6 +376,10 @@ fn prompt_help() -> String {
         "What to change, in plain language (up to {} characters)",
         reve_core::PROMPT_MAX_LENGTH
     )
+}
+
+fn parse_at_least_one(text: &str) -> Result<usize, String> {
+    parse_jobs(text).map(NonZeroUsize::get)
 }
 
 fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {

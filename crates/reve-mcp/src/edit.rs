@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reve_core::{FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, AccessError, AllowedDirs};
@@ -46,7 +47,20 @@ pub struct EditorOptions {
     pub saves: bool,
     /// The inline preview to make of each result, or `None` (a terminal shows none).
     pub preview: Option<PreviewBudget>,
+    /// Edits past the argument checks at once; the rest wait their turn. Each holds a few file
+    /// descriptors (the input, the staged result, connections to the API and its CDN), so this
+    /// also bounds descriptors.
+    pub max_edits_in_flight: usize,
+    /// Request bodies (the input picture as base64) held at once, in bytes, while they are
+    /// built and sent; an edit whose body does not fit waits until others are sent.
+    pub max_upload_bytes_in_flight: u64,
 }
+
+/// The defaults of [`EditorOptions::max_edits_in_flight`] and
+/// [`EditorOptions::max_upload_bytes_in_flight`]: 32 edits is more than one API key's rate
+/// limit allows at once, and 256 MiB holds nine of the largest inputs.
+pub const DEFAULT_MAX_EDITS_IN_FLIGHT: usize = 32;
+pub const DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
 /// Which local files an edit may read: decided by who chose the path.
 #[derive(Debug, Clone)]
@@ -62,6 +76,9 @@ pub enum LocalFiles {
 /// Where an edit has got to, for whoever is watching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Waiting for one of the [`EditorOptions::max_edits_in_flight`] slots, or for room for the
+    /// request body (reported once a second while it waits).
+    Queued { waited: Duration },
     /// Reading and checking the input, building the request.
     Preparing,
     /// Waiting for the API (sent once on sending, then every second).
@@ -134,6 +151,28 @@ pub enum EditError {
     Cancelled,
 }
 
+/// Waits for `permit`, reporting [`Stage::Queued`] each second it waits; a cancelled call stops
+/// waiting at once. Nothing has been sent or paid for while an edit is queued.
+async fn queued<'a>(
+    permit: impl Future<Output = Result<SemaphorePermit<'a>, tokio::sync::AcquireError>>,
+    progress: &impl Progress,
+    cancel: &CancellationToken,
+) -> Result<SemaphorePermit<'a>, EditError> {
+    tokio::pin!(permit);
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    // The first tick is immediate; an edit that gets its permit at once reports nothing.
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(EditError::Cancelled),
+            permit = &mut permit => return Ok(permit.expect("the editor never closes its semaphores")),
+            _ = ticker.tick() => progress.report(Stage::Queued { waited: started.elapsed() }).await,
+        }
+    }
+}
+
 /// Names the result URL in a save failure, so the paid result is not lost.
 struct ResultUrlHint<'a>(Option<&'a str>);
 
@@ -156,6 +195,10 @@ pub struct Editor {
     /// memory their allocator kept from the previous preview, where blocking-pool threads by
     /// the dozen would each keep their own (see BENCHMARKS.md).
     preview_workers: OnceLock<rayon::ThreadPool>,
+    edit_slots: Semaphore,
+    /// Room for [`EditorOptions::max_upload_bytes_in_flight`], in KiB.
+    upload_kib: Semaphore,
+    upload_capacity_kib: u32,
 }
 
 /// Where a result is staged and what it is to be called.
@@ -166,7 +209,12 @@ struct Destination {
 
 impl Editor {
     pub fn new(client: reve_core::Client, options: EditorOptions) -> Self {
+        let upload_capacity_kib = u32::try_from(options.max_upload_bytes_in_flight / 1024)
+            .map_or(u32::MAX, |kib| kib.max(1));
         Self {
+            edit_slots: Semaphore::new(options.max_edits_in_flight.max(1)),
+            upload_kib: Semaphore::new(upload_capacity_kib as usize),
+            upload_capacity_kib,
             client,
             options,
             preview_workers: OnceLock::new(),
@@ -196,15 +244,18 @@ impl Editor {
         progress: &impl Progress,
         cancel: &CancellationToken,
     ) -> Result<Edited, EditError> {
-        progress.report(Stage::Preparing).await;
         let destination = self.destination(arguments.output_path.take())?;
         let input = input_file(&arguments.image_url, local_files)?;
+        let _slot = queued(self.edit_slots.acquire_many(1), progress, cancel).await?;
+        progress.report(Stage::Preparing).await;
         let request = arguments.into_request(self.options.response_mode == ResponseMode::Url);
-        let body = self.body(request, input, local_files).await?;
+        let (body, upload) = self
+            .body(request, input, local_files, progress, cancel)
+            .await?;
         let staged = self
             .call_api(&body, &destination.folder, progress, cancel)
             .await?;
-        drop(body);
+        drop((body, upload));
         progress.report(Stage::Saving).await;
         self.save_and_preview(staged, destination.name).await
     }
@@ -242,28 +293,60 @@ impl Editor {
         })
     }
 
-    /// Builds the request body off the async threads: a local file is opened (as `local_files`
-    /// allows), checked and its base64 written straight into the body; a `data:` URI from the
-    /// caller is checked and copied into it.
+    /// Builds the request body off the async threads, once there is room for it among the
+    /// bodies in flight: a local file is opened (as `local_files` allows), checked and its
+    /// base64 written straight into the body; a `data:` URI from the caller is checked and
+    /// copied into it. The returned permit is the body's room; drop it with the body.
     async fn body(
         &self,
         request: reve_core::EditImageRequest,
         input: Option<PathBuf>,
         local_files: &LocalFiles,
-    ) -> Result<RequestBody, EditError> {
+        progress: &impl Progress,
+        cancel: &CancellationToken,
+    ) -> Result<(RequestBody, SemaphorePermit<'_>), EditError> {
         let max_bytes = self.options.max_input_bytes;
-        let local_files = local_files.clone();
-        tokio::task::spawn_blocking(move || match input {
-            None => Ok(RequestBody::new(&request, max_bytes)?),
+        let opened = match input {
+            None => None,
             Some(path) => {
-                let (file, path) = local_files.open(&path)?;
-                Ok(RequestBody::with_image_file(
-                    &request, &file, &path, max_bytes,
-                )?)
+                let local_files = local_files.clone();
+                let opened = tokio::task::spawn_blocking(move || local_files.open(&path))
+                    .await
+                    .expect("opening a file does not panic")?;
+                Some(opened)
             }
+        };
+        let image_bytes = match &opened {
+            // A file larger than the limit is refused while the body is built, unread.
+            Some((file, _)) => file
+                .metadata()
+                .map_or(0, |metadata| metadata.len().min(max_bytes)),
+            None => request.image_url.len() as u64,
+        };
+        let upload = queued(
+            self.upload_kib
+                .acquire_many(self.upload_kib_for(image_bytes)),
+            progress,
+            cancel,
+        )
+        .await?;
+        let body = tokio::task::spawn_blocking(move || match opened {
+            None => RequestBody::new(&request, max_bytes),
+            Some((file, path)) => RequestBody::with_image_file(&request, &file, &path, max_bytes),
         })
         .await
-        .expect("building the request body does not panic")
+        .expect("building the request body does not panic")?;
+        Ok((body, upload))
+    }
+
+    /// The room a body with an image of `image_bytes` takes among the uploads in flight: the
+    /// image as base64 (or the caller's `data:` URI as is) and the JSON around it. Never more
+    /// than the whole room, so that an input larger than it still runs, alone.
+    fn upload_kib_for(&self, image_bytes: u64) -> u32 {
+        let body_kib = (image_bytes.div_ceil(3) * 4 + 64 * 1024).div_ceil(1024);
+        u32::try_from(body_kib)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.upload_capacity_kib)
     }
 
     /// Calls the API, reporting progress while it works, and drops the HTTP request the moment

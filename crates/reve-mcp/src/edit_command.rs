@@ -257,6 +257,7 @@ struct BarProgress<'a>(&'a ProgressBar);
 impl Progress for BarProgress<'_> {
     async fn report(&self, stage: Stage) {
         match stage {
+            Stage::Queued { .. } => self.0.set_message("waiting for a free slot"),
             Stage::Preparing => self.0.set_message("reading the image"),
             Stage::Waiting { .. } => {
                 self.0

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod cli;
+pub mod descriptors;
 pub mod edit;
 pub mod edit_command;
 // Written by `cargo xtask codegen` as prettyplease prints it; its freshness test compares it byte for byte.

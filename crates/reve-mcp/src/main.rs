@@ -11,7 +11,7 @@ use reve_mcp::cli::{Cli, Command, ServeArgs, Settings};
 use reve_mcp::edit::{Editor, ResponseMode};
 use reve_mcp::mcp::server::ReveServer;
 use reve_mcp::mcp::tool::{EditImageTool, Readable};
-use reve_mcp::{edit_command, transport};
+use reve_mcp::{descriptors, edit_command, transport};
 use rmcp::ServiceExt as _;
 use tracing_subscriber::EnvFilter;
 
@@ -70,10 +70,23 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
              nowhere: clients get only the preview"
         );
     }
-    let editor = Editor::new(
-        client(settings)?,
-        settings.editor_options(!args.no_save, true)?,
+    let descriptors = descriptors::raise_limit();
+    let mut options = settings.editor_options(!args.no_save, true)?;
+    // Edits come first: they are paid for. Connections get what is left, but at least a few.
+    let few_connections = if args.http.is_some() { 16 } else { 0 };
+    options.max_edits_in_flight =
+        descriptors::edits_within(descriptors, options.max_edits_in_flight, few_connections);
+    let max_connections = descriptors::connections_within(
+        descriptors,
+        args.max_connections,
+        options.max_edits_in_flight,
     );
+    tracing::info!(
+        open_file_limit = descriptors,
+        max_edits_in_flight = options.max_edits_in_flight,
+        "limits"
+    );
+    let editor = Editor::new(client(settings)?, options);
     sweep_stale_partials(editor.stage_dir(), settings.timeout_secs);
     let configured = settings.allowed_dirs.clone();
     match args.http {
@@ -86,7 +99,8 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
             let tool = EditImageTool::new(editor, Readable::ConfiguredOnly { configured })
                 .allowing_hard_links(settings.allow_hard_links);
             let server = ReveServer::new(tool);
-            Ok(transport::http::serve(server, args.http_options(addr)).await?)
+            let options = args.http_options(addr, max_connections);
+            Ok(transport::http::serve(server, options).await?)
         }
     }
 }

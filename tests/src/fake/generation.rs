@@ -30,6 +30,7 @@ pub(crate) async fn generate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.count_in_flight(true);
     let mut guard = CancelGuard {
         shared: &shared,
         armed: true,
@@ -49,6 +50,7 @@ struct CancelGuard<'a> {
 
 impl Drop for CancelGuard<'_> {
     fn drop(&mut self) {
+        self.shared.count_in_flight(false);
         if self.armed {
             self.shared.count_cancelled();
         }

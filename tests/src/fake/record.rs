@@ -65,4 +65,8 @@ pub struct Counters {
     /// Generation requests whose client went away before the fake answered
     /// (the handler was dropped mid-way, typically during the latency).
     pub cancelled_requests: usize,
+    /// Generation requests being answered right now.
+    pub generations_in_flight: usize,
+    /// The most generation requests that were ever being answered at once.
+    pub most_generations_in_flight: usize,
 }

@@ -123,6 +123,20 @@ impl Shared {
         lock(&self.requests).clone()
     }
 
+    /// One more generation request is being answered (`true`), or one fewer.
+    pub(crate) fn count_in_flight(&self, started: bool) {
+        self.counters.send_modify(|counters| {
+            if started {
+                counters.generations_in_flight += 1;
+                counters.most_generations_in_flight = counters
+                    .most_generations_in_flight
+                    .max(counters.generations_in_flight);
+            } else {
+                counters.generations_in_flight -= 1;
+            }
+        });
+    }
+
     pub(crate) fn count_cancelled(&self) {
         self.counters
             .send_modify(|counters| counters.cancelled_requests += 1);

@@ -197,16 +197,24 @@ struct McpProgress {
 
 impl Progress for McpProgress {
     async fn report(&self, stage: Stage) {
-        let (Some((token, peer)), Stage::Waiting { elapsed }) = (&self.client, stage) else {
+        let Some((token, peer)) = &self.client else {
             return;
+        };
+        let message = match stage {
+            Stage::Queued { waited } => format!(
+                "queued behind other edits on this server; nothing sent yet ({} s so far)",
+                waited.as_secs()
+            ),
+            Stage::Waiting { elapsed } => format!(
+                "waiting for {} to finish the edit ({} s so far)",
+                reve_core::MODEL,
+                elapsed.as_secs()
+            ),
+            Stage::Preparing | Stage::Saving => return,
         };
         let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;
         let mut param = ProgressNotificationParam::new(token.clone(), f64::from(step));
-        param.message = Some(format!(
-            "waiting for {} to finish the edit ({} s so far)",
-            reve_core::MODEL,
-            elapsed.as_secs()
-        ));
+        param.message = Some(message);
         if let Err(error) = peer.notify_progress(param).await {
             tracing::debug!(%error, "could not send a progress notification");
         }

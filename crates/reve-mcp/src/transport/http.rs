@@ -4,7 +4,17 @@
 //! A socket is reachable by things a stdio pipe never is: web pages the user
 //! visits (through DNS rebinding or plain cross-origin requests) and, off
 //! loopback, other machines. Every edit spends the operator's API credits,
-//! so each request passes, outermost first:
+//! and anyone who can connect can try to exhaust the process before any
+//! token is checked.
+//!
+//! Each connection is accepted by our own loop, not `axum::serve`, because
+//! that loop is where a hostile peer is stopped: at most `max_connections`
+//! at once (more are closed on accept), headers of at most
+//! [`MAX_HEADER_BYTES`], and a connection that has not sent a complete
+//! request head within the idle timeout (whether it just connected or sits
+//! between requests) is closed.
+//!
+//! Each request then passes, outermost first:
 //!
 //! 1. CORS: a browser's preflight (`OPTIONS`) from an allowed origin is
 //!    answered here, since it carries no token and rmcp serves no `OPTIONS`;
@@ -13,17 +23,22 @@
 //! 2. the bearer token, when one is set (required off loopback), compared in
 //!    constant time;
 //! 3. the in-flight count that graceful shutdown waits on;
-//! 4. rmcp's `StreamableHttpService`, configured here to check `Host` and
+//! 4. the admission of a POST ([`admit`]): a declared body over the limit
+//!    is answered 413 before it is read; the body then takes its share of
+//!    the bytes all bodies in flight may hold; a new session beyond the cap
+//!    gets 503; a request whose JSON-RPC id is already in flight in its
+//!    session gets a JSON-RPC error;
+//! 5. rmcp's `StreamableHttpService`, configured here to check `Host` and
 //!    `Origin` against allow-lists (403 otherwise), cap the request body
 //!    (413) and speak the protocol, with or without sessions.
 //!
 //! `/healthz` sits outside all of that so a load balancer can probe a
 //! replica without holding the token; it reveals nothing but "ok".
 
-use std::future::IntoFuture as _;
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +50,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use futures::StreamExt as _;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use rmcp::transport::streamable_http_server::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -42,6 +60,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::{ExposeSecret as _, SecretString};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -71,6 +90,20 @@ const LOOPBACK_ORIGINS: [&str; 6] = [
     "https://[::1]:*",
 ];
 
+/// Largest request head (request line and headers) a client may send; a
+/// longer one gets 431. An MCP request's head is well under 2 KiB.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Defaults of the limits `serve --http` can be given.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_SESSIONS: usize = 1024;
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
+
+/// How long a request waits for room among the bodies in flight before it
+/// is answered 503: long enough for a burst, short of any client's timeout.
+const BODY_ROOM_WAIT: Duration = Duration::from_secs(10);
+
 /// Once in-flight requests are done (or the grace period is over), how long
 /// connections get to close before the process exits regardless; a client
 /// that never reads its socket must not hold the shutdown hostage.
@@ -86,6 +119,14 @@ pub struct HttpOptions {
     pub stateless: bool,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Sessions open at once (stateful mode); a client starting one more gets 503.
+    pub max_sessions: usize,
+    /// How long a connection may go without sending a complete request head.
+    pub idle_timeout: Duration,
+    /// Bytes of request bodies held at once, from when they are read until their responses end.
+    pub max_body_bytes_in_flight: u64,
 }
 
 /// Why the HTTP server did not start. None of these carry the token.
@@ -108,6 +149,11 @@ pub enum HttpError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("cannot watch for shutdown signals: {0}")]
     Signals(io::Error),
+    #[error(
+        "the open-file limit leaves no descriptor for HTTP connections beside the edits in \
+         flight; raise `ulimit -n` (LimitNOFILE= under systemd) or lower --max-edits-in-flight"
+    )]
+    NoConnections,
 }
 
 /// Serves `server` until SIGINT or SIGTERM, then shuts down gracefully: new
@@ -116,6 +162,9 @@ pub enum HttpError {
 pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpError> {
     if !options.addr.ip().is_loopback() && options.token.is_none() {
         return Err(HttpError::ExposedWithoutToken { addr: options.addr });
+    }
+    if options.max_connections == 0 {
+        return Err(HttpError::NoConnections);
     }
     let protocol_stop = CancellationToken::new();
     let config = rmcp_config(&options)?.with_cancellation_token(protocol_stop.clone());
@@ -146,19 +195,30 @@ pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpE
         in_flight.clone(),
     );
     let stop_accepting = CancellationToken::new();
-    let accept_loop = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future(),
-    );
+    let accept_loop = tokio::spawn(accept_connections(
+        listener,
+        app,
+        ConnectionLimits::from(&options),
+        stop_accepting.clone(),
+    ));
     tracing::info!(
         stateless = options.stateless,
         token_required = options.token.is_some(),
+        max_connections = options.max_connections,
+        max_sessions = options.max_sessions,
         "listening on http://{local}{MCP_PATH}"
     );
 
     let signal = signals.next().await;
     stop_accepting.cancel();
+    // Idle connections close now; busy ones once their response is done.
+    let connections_closed = match accept_loop.await {
+        Ok(connections) => tokio::spawn(connections.shutdown()),
+        Err(error) => {
+            tracing::warn!(%error, "the accept loop failed");
+            tokio::spawn(async {})
+        }
+    };
     in_flight.close();
     tracing::info!(
         "{signal}: shutting down; no new connections, waiting up to {} s for {} request(s) in flight",
@@ -177,14 +237,88 @@ pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpE
     // Ends the sessions and their standing SSE streams, which would
     // otherwise keep their connections, and so the accept loop, open.
     protocol_stop.cancel();
-    match tokio::time::timeout(CLOSE_TIMEOUT, accept_loop).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server ended with an error"),
-        Ok(Err(error)) => tracing::warn!(%error, "the HTTP server task failed"),
-        Err(_) => tracing::warn!("some connections did not close; exiting anyway"),
+    if tokio::time::timeout(CLOSE_TIMEOUT, connections_closed)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close; exiting anyway");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What a connection is allowed before it has sent anything worth serving.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_connections: usize,
+    idle_timeout: Duration,
+}
+
+impl From<&HttpOptions> for ConnectionLimits {
+    fn from(options: &HttpOptions) -> Self {
+        Self {
+            max_connections: options.max_connections,
+            idle_timeout: options.idle_timeout,
+        }
+    }
+}
+
+/// How often, at most, a refused connection is logged: a flood must not flood the log too.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `stop` fires and serves each with hyper's HTTP/1 server under
+/// `limits`, returning the handle that closes the connections still open. A connection over the
+/// cap is closed at once, so it neither waits in the kernel's backlog nor takes a descriptor.
+async fn accept_connections(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    stop: CancellationToken,
+) -> GracefulShutdown {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // hyper starts this timer whenever it waits for a request head: on a new connection and
+        // between requests on a kept-alive one. It is the header-read and the idle timeout.
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return connections,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of descriptors (EMFILE) or a connection reset before it was accepted:
+                // back off briefly instead of spinning.
+                tracing::warn!(%error, "could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            drop(stream);
+            if last_refusal_log.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                last_refusal_log = Some(tokio::time::Instant::now());
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "refusing connections: the connection limit is reached"
+                );
+            }
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _open = permit;
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
 }
 
 /// The browser origins served: this machine's, and those the operator added.
@@ -224,12 +358,17 @@ fn router(
     origins: Vec<String>,
     in_flight: TaskTracker,
 ) -> Router {
-    let mcp = if options.stateless {
-        mcp_route(server, NeverSessionManager::default(), config)
+    let (mcp, sessions) = if options.stateless {
+        let sessions = Arc::new(NeverSessionManager::default());
+        (mcp_route(server, sessions, config), None)
     } else {
-        mcp_route(server, LocalSessionManager::default(), config)
+        let sessions = Arc::new(LocalSessionManager::default());
+        (mcp_route(server, sessions.clone(), config), Some(sessions))
     };
-    let mut app = mcp.layer(middleware::from_fn_with_state(in_flight, track_in_flight));
+    let admission = Arc::new(Admission::new(options, sessions));
+    let mut app = mcp
+        .layer(middleware::from_fn_with_state(admission, admit))
+        .layer(middleware::from_fn_with_state(in_flight, track_in_flight));
     if let Some(token) = &options.token {
         app = app.layer(middleware::from_fn_with_state(
             Arc::new(token.clone()),
@@ -285,14 +424,202 @@ fn origin_is_listed(origin: &str, listed: &[String]) -> bool {
 
 fn mcp_route<M: SessionManager>(
     server: ReveServer,
-    sessions: M,
+    sessions: Arc<M>,
     config: StreamableHttpServerConfig,
 ) -> Router {
     let new_handler = move || Ok(server.for_new_client());
     Router::new().route_service(
         MCP_PATH,
-        StreamableHttpService::new(new_handler, Arc::new(sessions), config),
+        StreamableHttpService::new(new_handler, sessions, config),
     )
+}
+
+/// What every POST must get past before rmcp sees it: the limits on one body, on all bodies
+/// in flight and on sessions, and the ids in flight in each session.
+struct Admission {
+    max_body_bytes: usize,
+    /// Room for [`HttpOptions::max_body_bytes_in_flight`], in KiB.
+    body_room_kib: Arc<Semaphore>,
+    body_room_capacity_kib: u32,
+    sessions: Option<Arc<LocalSessionManager>>,
+    max_sessions: usize,
+    /// (session id, JSON-RPC id as sent) of every request being served.
+    ids_in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Admission {
+    fn new(options: &HttpOptions, sessions: Option<Arc<LocalSessionManager>>) -> Self {
+        let capacity_kib = u32::try_from(options.max_body_bytes_in_flight / 1024)
+            .map_or(u32::MAX, |kib| kib.max(1));
+        Self {
+            max_body_bytes: options.max_body_bytes,
+            body_room_kib: Arc::new(Semaphore::new(capacity_kib as usize)),
+            body_room_capacity_kib: capacity_kib,
+            sessions,
+            max_sessions: options.max_sessions,
+            ids_in_flight: Arc::default(),
+        }
+    }
+
+    /// The room a body takes: what it declares, or the most it may be when it declares nothing;
+    /// never more than all the room, so that one body larger than it still gets in, alone.
+    fn room_kib(&self, declared: Option<u64>) -> u32 {
+        let bytes = declared.unwrap_or(self.max_body_bytes as u64);
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.body_room_capacity_kib)
+    }
+
+    async fn sessions_full(&self) -> bool {
+        match &self.sessions {
+            Some(sessions) => sessions.sessions.read().await.len() >= self.max_sessions,
+            None => false,
+        }
+    }
+}
+
+/// Admits a POST, or answers it here (see the module's documentation, step 4). The body's room
+/// and its id are held until the response has been sent to the end, or dropped.
+async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&declared| declared > admission.max_body_bytes as u64)
+    {
+        return too_large(Some(declared), admission.max_body_bytes);
+    }
+    let room = admission
+        .body_room_kib
+        .clone()
+        .acquire_many_owned(admission.room_kib(declared));
+    let Ok(Ok(room)) = tokio::time::timeout(BODY_ROOM_WAIT, room).await else {
+        return busy(
+            "the server is holding as many request bodies as it may; retry in a few seconds",
+        );
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, admission.max_body_bytes).await else {
+        return too_large(None, admission.max_body_bytes);
+    };
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if session.is_none() && admission.sessions_full().await {
+        return busy(&format!(
+            "the server has as many sessions open as it may ({}); retry later, or close an \
+             unused session with DELETE",
+            admission.max_sessions
+        ));
+    }
+    let id_in_flight = match session.zip(jsonrpc_request_id(&body)) {
+        Some(key) => match IdInFlight::claim(&admission.ids_in_flight, key) {
+            Ok(claimed) => Some(claimed),
+            Err(id) => return duplicate_id(&id),
+        },
+        None => None,
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    response.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = (&room, &id_in_flight);
+            chunk
+        }))
+    })
+}
+
+/// The id of a JSON-RPC request (not a notification, not a response to the server), as it was
+/// written: `7` and `"7"` are different ids.
+fn jsonrpc_request_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    envelope.method?;
+    envelope.id.map(|id| id.get().to_owned())
+}
+
+/// A request id claimed in its session until dropped.
+struct IdInFlight {
+    ids: Arc<Mutex<HashSet<(String, String)>>>,
+    key: (String, String),
+}
+
+impl IdInFlight {
+    /// Claims `key`, or gives back its id when it is already in flight.
+    fn claim(
+        ids: &Arc<Mutex<HashSet<(String, String)>>>,
+        key: (String, String),
+    ) -> Result<Self, String> {
+        let mut claimed = ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !claimed.insert(key.clone()) {
+            return Err(key.1);
+        }
+        Ok(Self {
+            ids: ids.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for IdInFlight {
+    fn drop(&mut self) {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+fn too_large(declared: Option<u64>, limit: usize) -> Response {
+    let size = declared.map_or_else(|| "more".to_owned(), |bytes| format!("{bytes} bytes"));
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "Payload Too Large: the body is {size}, and this server takes at most {limit} bytes \
+             (REVE_HTTP_MAX_BODY_BYTES); send large images as http(s) URLs\n"
+        ),
+    )
+        .into_response()
+}
+
+fn busy(message: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        format!("Service Unavailable: {message}\n"),
+    )
+        .into_response()
+}
+
+/// Refuses a request reusing the id of one still in flight in its session, as JSON-RPC's
+/// Invalid Request with no id (MCP's Streamable HTTP says so for input the server cannot
+/// accept): answering it under the same id would be taken for the first request's answer.
+fn duplicate_id(id: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": -32600,
+            "message": format!(
+                "request id {} is already in flight in this session; nothing was done for this \
+                 request: wait for the first one's answer or send this one with a new id",
+                reve_core::shorten(id)
+            ),
+        },
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
 /// Rejects a request unless it carries `Authorization: Bearer <token>`.

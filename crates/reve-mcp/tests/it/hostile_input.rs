@@ -174,7 +174,9 @@ async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
             failures.push(format!("{name}: the key leaked: {said}"));
         }
         if said.contains("\nIgnore") || said.contains('\0') {
-            failures.push(format!("{name}: a raw control character reached the model: {said:?}"));
+            failures.push(format!(
+                "{name}: a raw control character reached the model: {said:?}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

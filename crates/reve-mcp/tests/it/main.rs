@@ -3,8 +3,10 @@
 //! line, against the fake API, plus property tests of the pipeline.
 
 mod cli_edit;
+mod edits_in_flight;
 mod faults;
 mod hostile_input;
+mod http_limits;
 mod mcp_http;
 mod mcp_stdio;
 mod properties;

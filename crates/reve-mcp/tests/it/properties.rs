@@ -8,7 +8,10 @@ use std::path::{Component, Path};
 
 use proptest::prelude::*;
 use reve_mcp::access::{self, AllowedDirs};
-use reve_mcp::edit::{EditError, Editor, EditorOptions, ResponseMode};
+use reve_mcp::edit::{
+    DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditError, Editor,
+    EditorOptions, ResponseMode,
+};
 use reve_mcp::mcp::tool::{EditImageTool, Readable, parse_arguments};
 use reve_mcp::preview::PreviewBudget;
 use serde_json::{Map, Value, json};
@@ -162,6 +165,8 @@ fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
             response_mode: ResponseMode::Url,
             saves: true,
             preview: Some(PreviewBudget::default()),
+            max_edits_in_flight: DEFAULT_MAX_EDITS_IN_FLIGHT,
+            max_upload_bytes_in_flight: DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT,
         },
     );
     let configured = vec![inputs.to_path_buf()];
