@@ -8,6 +8,7 @@
 //! writes: a spec change that breaks reve-core must not stop the generator
 //! that fixes it from building.
 
+mod hardening;
 mod local;
 mod measure;
 mod pictures;

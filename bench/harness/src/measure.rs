@@ -11,10 +11,10 @@ use reve_tests::FakeApi;
 use reve_tests::fake::{ResultFormat, sample_png};
 use serde_json::{Value, json};
 
-use crate::local;
 use crate::pictures::photo_png;
 use crate::report::{Breakdown, Latency, LocalInput, Report};
 use crate::rpc::{Answer, Server, Stderr};
+use crate::{hardening, local};
 
 pub struct Binaries {
     pub reve_mcp: PathBuf,
@@ -164,6 +164,28 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
 
     eprintln!("8. {} sequential calls", plan.sustained_calls);
     report.sustained = sustained(&binaries.reve_mcp, &env, &fake, plan.sustained_calls).await?;
+
+    eprintln!(
+        "9. calls over HTTP while {} hostile connections sit idle",
+        hardening::HOSTILE_CONNECTIONS
+    );
+    report.siege =
+        hardening::under_siege(&binaries.reve_mcp, &env, &input_url(&fake), plan.edits).await?;
+
+    eprintln!("10. peak memory of preview bombs");
+    let bomb_fake = FakeApi::builder().start().await;
+    let bomb_env = server_env(&bomb_fake, &output_dir, "info");
+    for (name, bomb) in hardening::bombs() {
+        let peak = hardening::bomb_peak(
+            &binaries.reve_mcp,
+            &bomb_env,
+            &bomb_fake,
+            &input_url(&bomb_fake),
+            bomb,
+        )
+        .await?;
+        report.bomb_peaks.push((name, peak));
+    }
 
     report.elapsed = started.elapsed();
     print!("{}", report.table());
@@ -456,7 +478,7 @@ async fn sustained(
     Ok((after_warmup, end, calls))
 }
 
-fn median<T: Ord + Copy + Default>(values: impl IntoIterator<Item = T>) -> T {
+pub fn median<T: Ord + Copy + Default>(values: impl IntoIterator<Item = T>) -> T {
     let mut values: Vec<T> = values.into_iter().collect();
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or_default()

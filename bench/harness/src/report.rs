@@ -108,6 +108,9 @@ pub struct Report {
     pub load_peak: [u64; 2],
     /// RSS after the warm-up calls, RSS at the end, and the number of calls.
     pub sustained: (u64, u64, usize),
+    pub siege: crate::hardening::UnderSiege,
+    /// Each preview bomb and the server's peak RSS after it.
+    pub bomb_peaks: Vec<(&'static str, u64)>,
 }
 
 struct Row {
@@ -149,6 +152,13 @@ impl Report {
         let [peak8, peak32] = self.load_peak;
         let (warm, end, calls) = self.sustained;
         let drift = (end as f64 - warm as f64) / (warm.max(1) as f64);
+        let siege_added = self.siege.besieged.saturating_sub(self.siege.calm);
+        let worst_bomb = self
+            .bomb_peaks
+            .iter()
+            .copied()
+            .max_by_key(|(_, peak)| *peak)
+            .unwrap_or_default();
         vec![
             Row {
                 name: "1. cold start (spawn to tools/list answered)",
@@ -229,6 +239,33 @@ impl Report {
                 ),
                 budget: "no error, drift <= 10%",
                 met: drift <= 0.10,
+            },
+            Row {
+                name: "9. added latency, 2000 hostile idle HTTP connections open",
+                figure: format!(
+                    "{} ({} with them, {} before; {} of {} still held)",
+                    ms(siege_added),
+                    ms(self.siege.besieged),
+                    ms(self.siege.calm),
+                    self.siege.held,
+                    crate::hardening::HOSTILE_CONNECTIONS
+                ),
+                budget: "served, <= 25 ms",
+                met: siege_added <= Duration::from_millis(25),
+            },
+            Row {
+                name: "10. peak RSS, worst preview bomb",
+                figure: format!(
+                    "{} ({})",
+                    mib(worst_bomb.1),
+                    self.bomb_peaks
+                        .iter()
+                        .map(|(name, peak)| format!("{name}: {}", mib(*peak)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                budget: "<= 576 MiB (512 MiB of pixels and the process)",
+                met: worst_bomb.1 as f64 <= 576.0 * MIB,
             },
         ]
     }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 /// The last protocol revision with an `initialize` handshake, which both
 /// servers speak.
-const PROTOCOL_VERSION: &str = "2025-11-25";
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<(Instant, Value)>>>>;
 

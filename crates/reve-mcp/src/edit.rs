@@ -57,9 +57,10 @@ pub struct EditorOptions {
 }
 
 /// The defaults of [`EditorOptions::max_edits_in_flight`] and
-/// [`EditorOptions::max_upload_bytes_in_flight`]: 32 edits is more than one API key's rate
-/// limit allows at once, and 256 MiB holds nine of the largest inputs.
-pub const DEFAULT_MAX_EDITS_IN_FLIGHT: usize = 32;
+/// [`EditorOptions::max_upload_bytes_in_flight`]: 64 edits waiting on the API hold about 512
+/// descriptors, within the common limit of 1024, and 256 MiB holds the bodies of nine of the
+/// largest (20 MiB) inputs.
+pub const DEFAULT_MAX_EDITS_IN_FLIGHT: usize = 64;
 pub const DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
 /// Which local files an edit may read: decided by who chose the path.
@@ -160,9 +161,12 @@ async fn queued<'a>(
 ) -> Result<SemaphorePermit<'a>, EditError> {
     tokio::pin!(permit);
     let started = Instant::now();
-    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
-    // The first tick is immediate; an edit that gets its permit at once reports nothing.
-    ticker.tick().await;
+    // First tick a second from now: an edit that gets its permit at once reports nothing and
+    // never waits for the timer (whose resolution is a millisecond).
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + PROGRESS_INTERVAL,
+        PROGRESS_INTERVAL,
+    );
     loop {
         tokio::select! {
             biased;

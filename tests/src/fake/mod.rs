@@ -83,7 +83,8 @@ mod state;
 pub use edit::{ResultFormat, edit};
 pub use record::{Counters, RecordedRequest};
 pub use samples::{
-    data_uri, png_declaring, sample_gif, sample_image, sample_jpeg, sample_png, sample_webp,
+    data_uri, gif_canvas, grey_png, png_declaring, sample_gif, sample_image, sample_jpeg,
+    sample_png, sample_webp,
 };
 pub use scenario::{RetryAfter, SLOW_BODY_CHUNKS, Scenario};
 pub use server::{DEFAULT_MAX_BODY_BYTES, FakeApi, FakeApiBuilder, TEST_API_KEY};

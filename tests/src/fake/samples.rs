@@ -77,6 +77,35 @@ fn encoded(width: u32, height: u32, format: ResultFormat) -> Vec<u8> {
     encode(&sample_image(width, height), format).expect("encoding a generated picture cannot fail")
 }
 
+/// A GIF declaring a `side` x `side` canvas that holds a single 1x1 frame: a few dozen bytes
+/// whose decoded first frame is the whole canvas, four bytes a pixel.
+pub fn gif_canvas(side: u16) -> Vec<u8> {
+    let [low, high] = side.to_le_bytes();
+    let mut gif = b"GIF89a".to_vec();
+    // Logical screen, with a two-colour global table.
+    gif.extend_from_slice(&[low, high, low, high, 0x80, 0, 0]);
+    gif.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+    // One 1x1 image at the origin, its LZW data, and the trailer.
+    gif.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+    gif.extend_from_slice(&[2, 2, 0x44, 0x01, 0, 0x3b]);
+    gif
+}
+
+/// A `side` x `side` black grey-scale PNG: a few MB at most, decoding to `side`² bytes.
+pub fn grey_png(side: u32) -> Vec<u8> {
+    use image::ImageEncoder as _;
+    let pixels = vec![0u8; (side as usize) * (side as usize)];
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(&pixels, side, side, image::ExtendedColorType::L8)
+    .expect("encoding a generated picture cannot fail");
+    png
+}
+
 /// A valid PNG header declaring `width` x `height` RGB pixels, with an
 /// image stream that is empty: a few dozen bytes that a careless decoder
 /// would allocate gigabytes for (a decompression bomb, for tests of the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reve_tests::Scenario;
-use reve_tests::fake::{data_uri, png_declaring, sample_png, sample_webp};
+use reve_tests::fake::{data_uri, gif_canvas, grey_png, png_declaring, sample_png, sample_webp};
 use reve_tests::mcp::{McpSession, TestClient, result_text};
 use serde_json::{Value, json};
 
@@ -279,33 +279,6 @@ async fn hostile_results_are_kept_but_not_previewed() {
     let peak = peak_rss_kib(session.pid);
     assert!(peak < 256 * 1024, "peak resident memory {peak} KiB");
     session.stop().await;
-}
-
-/// A GIF declaring a `side` x `side` canvas that holds a single 1x1 frame: a few dozen bytes
-/// whose decoded first frame is the whole canvas, RGBA.
-fn gif_canvas(side: u16) -> Vec<u8> {
-    let [low, high] = side.to_le_bytes();
-    let mut gif = b"GIF89a".to_vec();
-    gif.extend_from_slice(&[low, high, low, high, 0x80, 0, 0]);
-    gif.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
-    gif.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
-    gif.extend_from_slice(&[2, 2, 0x44, 0x01, 0, 0x3b]);
-    gif
-}
-
-/// A `side` x `side` black grey-scale PNG: a few MB at most that decode to `side`² bytes.
-fn grey_png(side: u32) -> Vec<u8> {
-    use image::ImageEncoder as _;
-    let pixels = vec![0u8; (side * side) as usize];
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new_with_quality(
-        &mut png,
-        image::codecs::png::CompressionType::Fast,
-        image::codecs::png::FilterType::NoFilter,
-    )
-    .write_image(&pixels, side, side, image::ExtendedColorType::L8)
-    .unwrap();
-    png
 }
 
 #[tokio::test]

@@ -96,3 +96,30 @@ async fn input_pictures_stay_out_of_results_and_debug_logs() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_base_url_with_a_password_is_refused_and_plain_http_elsewhere_is_warned_about() {
+    let world = World::new().await;
+    let with_password = world.env(&[("AIML_API_BASE_URL", "https://user:hunter2@api.example.com")]);
+    let output = crate::support::command(&with_password)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("must not carry a user name or password"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    // 192.0.2.1 (TEST-NET-1) is never called: the warning comes at start-up.
+    let in_clear = world.env(&[("AIML_API_BASE_URL", "http://192.0.2.1:9")]);
+    let session = crate::support::start(&in_clear, TestClient::default()).await;
+    let log = session.stop().await;
+    assert!(log.contains("travel in clear"), "{log}");
+    let local = crate::support::start(&world.env(&[]), TestClient::default()).await;
+    let log = local.stop().await;
+    assert!(!log.contains("travel in clear"), "{log}");
+}
