@@ -183,15 +183,7 @@ pub async fn bomb_peak(
     fake.set_default(Scenario::ResultBytes(bomb));
     let (server, _) = Server::start(binary, env, Stderr::Discard).await?;
     // A bomb that cannot be previewed is a tool error naming the saved file, not a failure here.
-    let answer = server
-        .request(
-            "tools/call",
-            json!({
-                "name": "edit_image",
-                "arguments": { "prompt": crate::PROMPT, "image_url": image_url },
-            }),
-        )
-        .await?;
+    let answer = server.call_edit_image(image_url).await?;
     let peak = server.peak_rss()?;
     if let Some(path) = answer.result["structuredContent"]["path"].as_str() {
         let _ = std::fs::remove_file(path);

@@ -160,19 +160,23 @@ impl Server {
     /// Calls `edit_image`; a tool error is an error here, since every call
     /// the bench makes should succeed.
     pub async fn edit(&self, image_url: &str) -> Result<Answer> {
-        let answer = self
-            .request(
-                "tools/call",
-                json!({
-                    "name": "edit_image",
-                    "arguments": { "prompt": crate::PROMPT, "image_url": image_url },
-                }),
-            )
-            .await?;
+        let answer = self.call_edit_image(image_url).await?;
         if answer.result["isError"] == true {
             bail!("edit_image failed: {}", answer.result["content"]);
         }
         Ok(answer)
+    }
+
+    /// Calls `edit_image` and returns its result, a tool error included.
+    pub async fn call_edit_image(&self, image_url: &str) -> Result<Answer> {
+        self.request(
+            "tools/call",
+            json!({
+                "name": "edit_image",
+                "arguments": { "prompt": crate::PROMPT, "image_url": image_url },
+            }),
+        )
+        .await
     }
 
     async fn write(&self, message: Value) -> Result<()> {

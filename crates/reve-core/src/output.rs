@@ -207,10 +207,10 @@ const SWEEP_MAX_DEPTH: usize = 8;
 const SWEEP_MAX_ENTRIES: usize = 100_000;
 
 /// Removes the temporary files a killed process left in `dir` and its sub-folders: only files
-/// named as [`create_temp_in`] names them, and only those last modified more than `older_than`
-/// ago, so that a file another process is still writing is never touched. Symbolic links are
-/// neither followed nor removed. Returns how many files were removed; a file that cannot be
-/// removed is skipped.
+/// named as [`crate::Client::edit_into_dir`] names its own (`.reve-*.partial`), and only those
+/// last modified more than `older_than` ago, so that a file another process is still writing is
+/// never touched. Symbolic links are neither followed nor removed. Returns how many files were
+/// removed; a file that cannot be removed is skipped.
 ///
 /// A process that is killed cannot clean up after itself, and each leftover may be as large as a
 /// result; a server calls this at start-up.

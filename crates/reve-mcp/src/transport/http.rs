@@ -25,7 +25,8 @@
 //! 3. the in-flight count that graceful shutdown waits on;
 //! 4. the admission of a POST ([`admit`]): a declared body over the limit
 //!    is answered 413 before it is read; the body then takes its share of
-//!    the bytes all bodies in flight may hold; a new session beyond the cap
+//!    the bytes all bodies in flight may hold, and must arrive in a time
+//!    proportional to its size (408 otherwise); a new session beyond the cap
 //!    gets 503; a request whose JSON-RPC id is already in flight in its
 //!    session gets a JSON-RPC error;
 //! 5. rmcp's `StreamableHttpService`, configured here to check `Host` and
@@ -103,6 +104,14 @@ pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 /// How long a request waits for room among the bodies in flight before it
 /// is answered 503: long enough for a burst, short of any client's timeout.
 const BODY_ROOM_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a body may take to arrive: a base allowance plus one second per
+/// [`BODY_MIN_BYTES_PER_SEC`] of its size (of the largest allowed when it
+/// declares none), so that a client trickling a body cannot hold its room
+/// among the bodies in flight for ever, while a 27 MiB upload over a slow
+/// link still fits.
+const BODY_READ_BASE: Duration = Duration::from_secs(10);
+const BODY_MIN_BYTES_PER_SEC: u64 = 256 * 1024;
 
 /// Once in-flight requests are done (or the grace period is over), how long
 /// connections get to close before the process exits regardless; a client
@@ -503,8 +512,17 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
         );
     };
     let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, admission.max_body_bytes).await else {
-        return too_large(None, admission.max_body_bytes);
+    let expected = declared.unwrap_or(admission.max_body_bytes as u64);
+    let allowed = BODY_READ_BASE + Duration::from_secs(expected / BODY_MIN_BYTES_PER_SEC);
+    let body = match tokio::time::timeout(
+        allowed,
+        axum::body::to_bytes(body, admission.max_body_bytes),
+    )
+    .await
+    {
+        Err(_) => return body_too_slow(allowed),
+        Ok(Err(_)) => return too_large(None, admission.max_body_bytes),
+        Ok(Ok(body)) => body,
     };
     let session = parts
         .headers
@@ -589,6 +607,18 @@ fn too_large(declared: Option<u64>, limit: usize) -> Response {
         format!(
             "Payload Too Large: the body is {size}, and this server takes at most {limit} bytes \
              (REVE_HTTP_MAX_BODY_BYTES); send large images as http(s) URLs\n"
+        ),
+    )
+        .into_response()
+}
+
+fn body_too_slow(allowed: Duration) -> Response {
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [(header::CONNECTION, "close")],
+        format!(
+            "Request Timeout: the body did not arrive within {} s\n",
+            allowed.as_secs()
         ),
     )
         .into_response()

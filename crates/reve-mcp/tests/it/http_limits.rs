@@ -78,6 +78,43 @@ async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
 }
 
 #[tokio::test]
+async fn a_body_that_trickles_is_cut_off_and_its_room_given_back() {
+    let world = World::new().await;
+    let server = HttpServer::start(
+        &env(&world),
+        &[
+            "--stateless",
+            "--max-body-bytes",
+            "100000",
+            "--max-body-bytes-in-flight",
+            "100000",
+        ],
+    )
+    .await;
+    // 100000 bytes declared, 10 sent: the allowance is 10 s for the declared size.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: \
+         application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{{\"jsonrpc\"",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 10 s"), "{answer}");
+    // Its room among the bodies in flight was given back: a full-size body fits again.
+    let response = post_to(&server.url(), &json!(null))
+        .body(padded_request(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn hostile_connections_are_capped_timed_out_and_do_not_starve_a_client() {
     // This test process holds the hostile side: 350 descriptors beside the other tests' own.
     reve_mcp::descriptors::raise_limit();
