@@ -42,3 +42,49 @@ async fn calls_past_the_limit_queue_and_all_succeed() {
     );
     session.stop().await;
 }
+
+/// Under a hard open-file limit of 200 (as `ulimit -n 200` or systemd's `LimitNOFILE=200` set
+/// it), the server takes fewer edits at once, says so, and every one of 150 simultaneous calls
+/// still succeeds: none runs out of descriptors, before or after it was paid for.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_low_open_file_limit_lowers_the_edits_in_flight_and_no_call_fails() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let fake = FakeApi::builder()
+        .latency(Duration::from_millis(300))
+        .start()
+        .await;
+    let world = World::with_fake(fake);
+    let launcher = world.write(
+        "reve-mcp-limited",
+        format!(
+            "#!/bin/sh\nulimit -n 200 || exit 1\nexec '{}' \"$@\"\n",
+            crate::support::binary().display()
+        )
+        .as_bytes(),
+    );
+    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let session = reve_tests::mcp::McpSession::start(
+        &launcher,
+        &world.env(&[("RUST_LOG", "info")]),
+        TestClient::default(),
+    )
+    .await;
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let calls = (0..150).map(|_| session.edit_image(json!({ "prompt": "p", "image_url": input })));
+    for result in futures::future::join_all(calls).await {
+        let result = result.unwrap();
+        assert_ne!(result.is_error, Some(true), "{}", result_text(&result));
+    }
+    let counters = world.fake.counters();
+    assert_eq!(counters.generation_attempts, 150);
+    // At most (200 - 64 reserved) / 8 per edit.
+    let most = counters.most_generations_in_flight;
+    assert!((2..=17).contains(&most), "{most} at once");
+    let log = session.stop().await;
+    assert!(
+        log.contains("allows fewer edits in flight than asked for"),
+        "{log}"
+    );
+}
