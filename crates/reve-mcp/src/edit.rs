@@ -13,10 +13,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reve_core::{FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, AccessError, AllowedDirs};
+use crate::budget::ByteBudget;
 use crate::generated::EditImageArguments;
 use crate::preview::{self, Preview, PreviewBudget, PreviewError};
 
@@ -62,6 +63,9 @@ pub struct EditorOptions {
 /// largest (20 MiB) inputs.
 pub const DEFAULT_MAX_EDITS_IN_FLIGHT: usize = 64;
 pub const DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
+
+/// Room for a request body's JSON beside its image: the prompt and the other fields.
+const BODY_JSON_BYTES: u64 = 64 * 1024;
 
 /// Which local files an edit may read: decided by who chose the path.
 #[derive(Debug, Clone)]
@@ -154,11 +158,11 @@ pub enum EditError {
 
 /// Waits for `permit`, reporting [`Stage::Queued`] each second it waits; a cancelled call stops
 /// waiting at once. Nothing has been sent or paid for while an edit is queued.
-async fn queued<'a>(
-    permit: impl Future<Output = Result<SemaphorePermit<'a>, tokio::sync::AcquireError>>,
+async fn queued<Permit>(
+    permit: impl Future<Output = Result<Permit, tokio::sync::AcquireError>>,
     progress: &impl Progress,
     cancel: &CancellationToken,
-) -> Result<SemaphorePermit<'a>, EditError> {
+) -> Result<Permit, EditError> {
     tokio::pin!(permit);
     let started = Instant::now();
     // First tick a second from now: an edit that gets its permit at once reports nothing and
@@ -200,9 +204,8 @@ pub struct Editor {
     /// the dozen would each keep their own (see BENCHMARKS.md).
     preview_workers: OnceLock<rayon::ThreadPool>,
     edit_slots: Semaphore,
-    /// Room for [`EditorOptions::max_upload_bytes_in_flight`], in KiB.
-    upload_kib: Semaphore,
-    upload_capacity_kib: u32,
+    /// Room for [`EditorOptions::max_upload_bytes_in_flight`].
+    uploads: ByteBudget,
 }
 
 /// Where a result is staged and what it is to be called.
@@ -213,12 +216,9 @@ struct Destination {
 
 impl Editor {
     pub fn new(client: reve_core::Client, options: EditorOptions) -> Self {
-        let upload_capacity_kib = u32::try_from(options.max_upload_bytes_in_flight / 1024)
-            .map_or(u32::MAX, |kib| kib.max(1));
         Self {
             edit_slots: Semaphore::new(options.max_edits_in_flight.max(1)),
-            upload_kib: Semaphore::new(upload_capacity_kib as usize),
-            upload_capacity_kib,
+            uploads: ByteBudget::new(options.max_upload_bytes_in_flight),
             client,
             options,
             preview_workers: OnceLock::new(),
@@ -308,7 +308,7 @@ impl Editor {
         local_files: &LocalFiles,
         progress: &impl Progress,
         cancel: &CancellationToken,
-    ) -> Result<(RequestBody, SemaphorePermit<'_>), EditError> {
+    ) -> Result<(RequestBody, OwnedSemaphorePermit), EditError> {
         let max_bytes = self.options.max_input_bytes;
         let opened = match input {
             None => None,
@@ -320,20 +320,18 @@ impl Editor {
                 Some(opened)
             }
         };
-        let image_bytes = match &opened {
-            // A file larger than the limit is refused while the body is built, unread.
-            Some((file, _)) => file
-                .metadata()
-                .map_or(0, |metadata| metadata.len().min(max_bytes)),
+        // The body is the image as base64 (a caller's `data:` URI is that already) and the
+        // JSON around it. A file larger than the limit is refused while it is built, unread.
+        let body_bytes = match &opened {
+            Some((file, _)) => {
+                file.metadata()
+                    .map_or(0, |metadata| metadata.len().min(max_bytes))
+                    .div_ceil(3)
+                    * 4
+            }
             None => request.image_url.len() as u64,
-        };
-        let upload = queued(
-            self.upload_kib
-                .acquire_many(self.upload_kib_for(image_bytes)),
-            progress,
-            cancel,
-        )
-        .await?;
+        } + BODY_JSON_BYTES;
+        let upload = queued(self.uploads.reserve(body_bytes), progress, cancel).await?;
         let body = tokio::task::spawn_blocking(move || match opened {
             None => RequestBody::new(&request, max_bytes),
             Some((file, path)) => RequestBody::with_image_file(&request, &file, &path, max_bytes),
@@ -341,16 +339,6 @@ impl Editor {
         .await
         .expect("building the request body does not panic")?;
         Ok((body, upload))
-    }
-
-    /// The room a body with an image of `image_bytes` takes among the uploads in flight: the
-    /// image as base64 (or the caller's `data:` URI as is) and the JSON around it. Never more
-    /// than the whole room, so that an input larger than it still runs, alone.
-    fn upload_kib_for(&self, image_bytes: u64) -> u32 {
-        let body_kib = (image_bytes.div_ceil(3) * 4 + 64 * 1024).div_ceil(1024);
-        u32::try_from(body_kib)
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.upload_capacity_kib)
     }
 
     /// Calls the API, reporting progress while it works, and drops the HTTP request the moment

@@ -8,12 +8,15 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Cursor, Read as _};
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, MulDiv, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder as _, ImageReader, Limits};
+
+use crate::budget::ByteBudget;
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,12 +112,11 @@ const MAX_DECODE_EDGE_PX: u32 = 16_384;
 /// 512 MiB still fits a 16384x16384 grey picture or an 11000x11000 RGBA one.
 /// The same figure caps the decoder's own allocations.
 pub const MAX_PREVIEW_PIXEL_BYTES: u64 = 512 * 1024 * 1024;
-/// The pixel memory every preview of this process shares, in MiB: a preview
-/// waits for its share before decoding, so that several large results
-/// finishing together hold [`MAX_PREVIEW_PIXEL_BYTES`] between them, not
-/// that much each.
-static PIXEL_MEMORY_MIB: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new((MAX_PREVIEW_PIXEL_BYTES / MIB) as usize);
+/// The pixel memory every preview of this process shares: a preview waits for
+/// its share before decoding, so that several large results finishing together
+/// hold [`MAX_PREVIEW_PIXEL_BYTES`] between them, not that much each.
+static PIXEL_MEMORY: LazyLock<ByteBudget> =
+    LazyLock::new(|| ByteBudget::new(MAX_PREVIEW_PIXEL_BYTES));
 const MIB: u64 = 1024 * 1024;
 
 /// JPEG qualities tried in turn until the preview fits the byte budget.
@@ -165,10 +167,8 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
     let edge = budget.max_edge_px.min(width.max(height)).max(1);
     let needed = pixel_memory(width, height, decoder.color_type(), edge, bytes.len())?;
     // Called on preview threads, never on an async one, so blocking here is what is meant.
-    let _share = futures::executor::block_on(
-        PIXEL_MEMORY_MIB.acquire_many(u32::try_from(needed.div_ceil(MIB)).unwrap_or(u32::MAX)),
-    )
-    .expect("the semaphore is never closed");
+    let _share = futures::executor::block_on(PIXEL_MEMORY.reserve(needed))
+        .expect("the semaphore is never closed");
     let decoded = to_8_bit(DynamicImage::from_decoder(decoder)?, width, height)?;
 
     let mut edge = edge;

@@ -66,6 +66,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::budget::ByteBudget;
 use crate::mcp::server::ReveServer;
 
 /// Where the MCP endpoint lives, as most clients and examples expect.
@@ -447,9 +448,8 @@ fn mcp_route<M: SessionManager>(
 /// in flight and on sessions, and the ids in flight in each session.
 struct Admission {
     max_body_bytes: usize,
-    /// Room for [`HttpOptions::max_body_bytes_in_flight`], in KiB.
-    body_room_kib: Arc<Semaphore>,
-    body_room_capacity_kib: u32,
+    /// Room for [`HttpOptions::max_body_bytes_in_flight`].
+    body_room: ByteBudget,
     sessions: Option<Arc<LocalSessionManager>>,
     max_sessions: usize,
     /// (session id, JSON-RPC id as sent) of every request being served.
@@ -458,25 +458,13 @@ struct Admission {
 
 impl Admission {
     fn new(options: &HttpOptions, sessions: Option<Arc<LocalSessionManager>>) -> Self {
-        let capacity_kib = u32::try_from(options.max_body_bytes_in_flight / 1024)
-            .map_or(u32::MAX, |kib| kib.max(1));
         Self {
             max_body_bytes: options.max_body_bytes,
-            body_room_kib: Arc::new(Semaphore::new(capacity_kib as usize)),
-            body_room_capacity_kib: capacity_kib,
+            body_room: ByteBudget::new(options.max_body_bytes_in_flight),
             sessions,
             max_sessions: options.max_sessions,
             ids_in_flight: Arc::default(),
         }
-    }
-
-    /// The room a body takes: what it declares, or the most it may be when it declares nothing;
-    /// never more than all the room, so that one body larger than it still gets in, alone.
-    fn room_kib(&self, declared: Option<u64>) -> u32 {
-        let bytes = declared.unwrap_or(self.max_body_bytes as u64);
-        u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.body_room_capacity_kib)
     }
 
     async fn sessions_full(&self) -> bool {
@@ -502,17 +490,15 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
     {
         return too_large(Some(declared), admission.max_body_bytes);
     }
-    let room = admission
-        .body_room_kib
-        .clone()
-        .acquire_many_owned(admission.room_kib(declared));
+    // What it declares, or the most it may be when it declares nothing.
+    let expected = declared.unwrap_or(admission.max_body_bytes as u64);
+    let room = admission.body_room.reserve(expected);
     let Ok(Ok(room)) = tokio::time::timeout(BODY_ROOM_WAIT, room).await else {
         return busy(
             "the server is holding as many request bodies as it may; retry in a few seconds",
         );
     };
     let (parts, body) = request.into_parts();
-    let expected = declared.unwrap_or(admission.max_body_bytes as u64);
     let allowed = BODY_READ_BASE + Duration::from_secs(expected / BODY_MIN_BYTES_PER_SEC);
     let body = match tokio::time::timeout(
         allowed,

@@ -19,7 +19,7 @@ use crate::mcp_http::{
 };
 use crate::support::World;
 
-/// Sends `head` (and nothing after it) on a fresh connection and returns what the server
+/// Sends `head` (and nothing more) on a fresh connection and returns what the server
 /// answers until it closes the connection or `PATIENCE` runs out.
 async fn raw_exchange(addr: SocketAddr, head: &str) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -27,6 +27,14 @@ async fn raw_exchange(addr: SocketAddr, head: &str) -> String {
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The head of a JSON-RPC POST to `/mcp` declaring a body of `length` bytes.
+fn post_head(addr: SocketAddr, length: usize) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: \
+         application/json, text/event-stream\r\nContent-Length: {length}\r\n\r\n"
+    )
 }
 
 /// Whether the server has closed `stream` (a read returns end of file or an error), waiting at
@@ -47,16 +55,9 @@ async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
     let world = World::new().await;
     let server =
         HttpServer::start(&env(&world), &["--stateless", "--max-body-bytes", "100000"]).await;
-    let head = |length: usize| {
-        format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: \
-             application/json, text/event-stream\r\nContent-Length: {length}\r\n\r\n",
-            server.addr
-        )
-    };
     // Not one byte of the body is sent: the answer comes from the head alone.
     for length in [100_001, 40 * 1024 * 1024] {
-        let answer = raw_exchange(server.addr, &head(length)).await;
+        let answer = raw_exchange(server.addr, &post_head(server.addr, length)).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{length}: {answer}");
         assert!(
             answer.contains(&format!("the body is {length} bytes")),
@@ -92,16 +93,8 @@ async fn a_body_that_trickles_is_cut_off_and_its_room_given_back() {
     )
     .await;
     // 100000 bytes declared, 10 sent: the allowance is 10 s for the declared size.
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: \
-         application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{{\"jsonrpc\"",
-        server.addr
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
+    let head = post_head(server.addr, 100_000);
+    let answer = raw_exchange(server.addr, &format!("{head}{{\"jsonrpc\"")).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not arrive within 10 s"), "{answer}");
     // Its room among the bodies in flight was given back: a full-size body fits again.
