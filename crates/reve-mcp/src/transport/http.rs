@@ -490,6 +490,19 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
     {
         return too_large(Some(declared), admission.max_body_bytes);
     }
+    // Decided by the headers alone, before any room is taken or byte read.
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if session.is_none() && admission.sessions_full().await {
+        return busy(&format!(
+            "the server has as many sessions open as it may ({}); retry later, or close an \
+             unused session with DELETE",
+            admission.max_sessions
+        ));
+    }
     // What it declares, or the most it may be when it declares nothing.
     let expected = declared.unwrap_or(admission.max_body_bytes as u64);
     let room = admission.body_room.reserve(expected);
@@ -510,18 +523,6 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
         Ok(Err(_)) => return too_large(None, admission.max_body_bytes),
         Ok(Ok(body)) => body,
     };
-    let session = parts
-        .headers
-        .get("mcp-session-id")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    if session.is_none() && admission.sessions_full().await {
-        return busy(&format!(
-            "the server has as many sessions open as it may ({}); retry later, or close an \
-             unused session with DELETE",
-            admission.max_sessions
-        ));
-    }
     let id_in_flight = match session.zip(jsonrpc_request_id(&body)) {
         Some(key) => match IdInFlight::claim(&admission.ids_in_flight, key) {
             Ok(claimed) => Some(claimed),
