@@ -123,7 +123,28 @@ impl McpSession {
             serde_json::Value::Object(map) => map,
             other => panic!("tool arguments must be an object, got {other}"),
         };
-        let params = CallToolRequestParams::new("edit_image").with_arguments(arguments);
+        self.call("edit_image", arguments).await
+    }
+
+    /// Calls `get_edit` for `job_id`.
+    pub async fn get_edit(&self, job_id: &str) -> Result<CallToolResult, ServiceError> {
+        self.call(
+            "get_edit",
+            serde_json::json!({ "job_id": job_id })
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .await
+    }
+
+    /// Calls the tool `name` with `arguments`.
+    pub async fn call(
+        &self,
+        name: &'static str,
+        arguments: JsonObject,
+    ) -> Result<CallToolResult, ServiceError> {
+        let params = CallToolRequestParams::new(name).with_arguments(arguments);
         self.client.peer().call_tool(params).await
     }
 

@@ -199,6 +199,10 @@ fn server_env(fake: &FakeApi, output_dir: &Path, log: &str) -> Vec<(String, Stri
         ("AIML_API_KEY".into(), fake.api_key().into()),
         ("AIML_API_BASE_URL".into(), fake.base_url().into()),
         ("REVE_OUTPUT_DIR".into(), output_dir.display().to_string()),
+        (
+            "REVE_STATE_DIR".into(),
+            output_dir.with_extension("state").display().to_string(),
+        ),
         ("RUST_LOG".into(), log.into()),
     ]
 }

@@ -17,7 +17,7 @@ use crate::format::{ImageFormat, describe_non_image};
 use crate::generated::EditImageRequest;
 use crate::image::ImageSource;
 use crate::output::{EditedImage, StagedImage, create_temp_in};
-use crate::response::{Generation, ResultImage, decode_base64_image, text_excerpt};
+use crate::response::{Generated, Generation, ResultImage, decode_base64_image, text_excerpt};
 use crate::retry;
 use crate::sink::Sink;
 use crate::text::error_chain;
@@ -113,36 +113,65 @@ impl Client {
     /// that cannot be written to fails the call before it can cost anything. The file is deleted
     /// on any error, and when the returned image is dropped without being persisted.
     pub async fn edit_into_dir(&self, body: &RequestBody, dir: &Path) -> Result<StagedImage> {
+        self.edit_into_dir_reporting(body, dir, |_| {}).await
+    }
+
+    /// [`Client::edit_into_dir`], telling `on_generated` what the API answered as soon as it
+    /// answers, before the image is fetched. A caller that records it (the result's URL above
+    /// all) can still fetch a paid result with [`Client::download_into_dir`] if this process
+    /// dies, or the download fails, before the bytes are safe on disk.
+    pub async fn edit_into_dir_reporting(
+        &self,
+        body: &RequestBody,
+        dir: &Path,
+        on_generated: impl FnOnce(&Generated),
+    ) -> Result<StagedImage> {
         let call = self.start(body)?;
-        let folder = dir.to_owned();
-        let temp = tokio::task::spawn_blocking(move || create_temp_in(&folder))
-            .await
-            .expect("creating a temporary file does not panic")?;
-        let writer = temp.as_file().try_clone().map_err(|source| Error::File {
-            path: dir.to_owned(),
-            action: "write the image into",
-            source,
-        })?;
+        let staging = stage_in(dir).await?;
         let generation = self.generate(&call, body).await?;
-        let mut sink = Sink::File {
-            writer: BufWriter::with_capacity(FILE_WRITE_BUFFER, tokio::fs::File::from_std(writer)),
-            dir: dir.to_owned(),
-            head: Vec::new(),
-            size: 0,
+        on_generated(&generation.summary());
+        fetch_staged(&call, generation, staging, dir).await
+    }
+
+    /// Downloads the image of an earlier generation into a hidden temporary file in `dir`, as
+    /// [`Client::edit_into_dir`] would have: the same checks on type and size, within a fresh
+    /// deadline, with retries, and with `generated`'s request id and usage in its metadata.
+    /// Nothing is posted, so nothing is paid for again.
+    ///
+    /// Fails unsent when `generated` has no URL (its image came inline and is gone).
+    pub async fn download_into_dir(
+        &self,
+        generated: &Generated,
+        dir: &Path,
+    ) -> Result<StagedImage> {
+        let Some(url) = &generated.url else {
+            return Err(Error::Decode {
+                reason: "the generation's image came inline as base64 and has no URL to fetch \
+                         it from again"
+                    .into(),
+                body: None,
+            });
         };
-        let format = fetch(&call, &generation.image, &mut sink).await?;
-        Ok(StagedImage::new(
-            temp,
-            dir.to_owned(),
-            sink.size(),
-            generation.metadata(format),
-        ))
+        let call = self.call()?;
+        let staging = stage_in(dir).await?;
+        fetch_staged(
+            &call,
+            Generation::from_summary(generated, url),
+            staging,
+            dir,
+        )
+        .await
     }
 
     /// The checks and set-up every call makes before sending anything.
     fn start(&self, body: &RequestBody) -> Result<Call<'_>> {
+        body.check_image_limit(self.inner.config.max_input_bytes())?;
+        self.call()
+    }
+
+    /// A call's key, HTTP client and deadline.
+    fn call(&self) -> Result<Call<'_>> {
         let config = &self.inner.config;
-        body.check_image_limit(config.max_input_bytes())?;
         Ok(Call {
             key: config.api_key().ok_or(Error::MissingApiKey)?,
             http: self.http()?,
@@ -221,6 +250,43 @@ fn redirect_policy(config: &Config) -> reqwest::redirect::Policy {
             ))
         }
     })
+}
+
+/// Creates `dir` and a hidden temporary file in it, and the sink that writes there: done before
+/// anything is sent, so a folder that cannot be written to fails a call before it costs anything.
+async fn stage_in(dir: &Path) -> Result<(tempfile::NamedTempFile, Sink)> {
+    let folder = dir.to_owned();
+    let temp = tokio::task::spawn_blocking(move || create_temp_in(&folder))
+        .await
+        .expect("creating a temporary file does not panic")?;
+    let writer = temp.as_file().try_clone().map_err(|source| Error::File {
+        path: dir.to_owned(),
+        action: "write the image into",
+        source,
+    })?;
+    let sink = Sink::File {
+        writer: BufWriter::with_capacity(FILE_WRITE_BUFFER, tokio::fs::File::from_std(writer)),
+        dir: dir.to_owned(),
+        head: Vec::new(),
+        size: 0,
+    };
+    Ok((temp, sink))
+}
+
+/// Fetches a generation's image into its staged file and returns it, with what the API said.
+async fn fetch_staged(
+    call: &Call<'_>,
+    generation: Generation,
+    (temp, mut sink): (tempfile::NamedTempFile, Sink),
+    dir: &Path,
+) -> Result<StagedImage> {
+    let format = fetch(call, &generation.image, &mut sink).await?;
+    Ok(StagedImage::new(
+        temp,
+        dir.to_owned(),
+        sink.size(),
+        generation.metadata(format),
+    ))
 }
 
 impl fmt::Debug for Client {

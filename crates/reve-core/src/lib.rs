@@ -97,4 +97,5 @@ pub use image::{FinalSymlink, ImageSource, data_uri_from_file, open_nonblocking}
 pub use output::{
     EditedImage, ResultMetadata, StagedImage, Usage, check_file_name, sweep_stale_partials,
 };
+pub use response::Generated;
 pub use text::{error_chain, shorten};

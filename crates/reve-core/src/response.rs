@@ -74,6 +74,21 @@ pub(crate) fn failure(
     Failure { error, retry }
 }
 
+/// What the API answered about an image it made, before the image is fetched (see
+/// [`Client::edit_into_dir_reporting`](crate::Client::edit_into_dir_reporting)): the generation
+/// has happened and is most likely billed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// Where the API published the image (these URLs expire); `None` when it came inline.
+    pub url: Option<String>,
+    /// The provider's id for this generation; quote it when reporting a problem.
+    pub request_id: Option<String>,
+    /// The API's content-policy flag, as in [`ResultMetadata::content_violation`].
+    pub content_violation: Option<bool>,
+    /// What the generation cost, when the API said.
+    pub usage: Option<Usage>,
+}
+
 /// What a successful response says about the image it made, before the image is fetched.
 pub(crate) struct Generation {
     pub(crate) image: ResultImage,
@@ -140,6 +155,29 @@ impl Generation {
             content_violation: item.content_violation,
             usage,
         })
+    }
+
+    /// What the API said, before the image is fetched.
+    pub(crate) fn summary(&self) -> Generated {
+        Generated {
+            url: match &self.image {
+                ResultImage::Url(url) => Some(url.clone()),
+                ResultImage::Base64(_) => None,
+            },
+            request_id: self.request_id.clone(),
+            content_violation: self.content_violation,
+            usage: self.usage,
+        }
+    }
+
+    /// An earlier generation whose image is at `url`.
+    pub(crate) fn from_summary(generated: &Generated, url: &str) -> Generation {
+        Generation {
+            image: ResultImage::Url(url.to_owned()),
+            request_id: generated.request_id.clone(),
+            content_violation: generated.content_violation,
+            usage: generated.usage,
+        }
     }
 
     /// What the API said about the image, once its type is known.

@@ -20,6 +20,7 @@ use crate::edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditorOptions, ResponseMode,
 };
 use crate::edit_command::EditCommand;
+use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions};
 use crate::preview::PreviewBudget;
 use crate::transport::http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
@@ -54,6 +55,19 @@ pub enum Command {
     /// Edit images from a terminal or a script, without an MCP client.
     #[command(long_about = crate::edit_command::LONG_ABOUT)]
     Edit(EditArgs),
+    /// List recent edit jobs, newest first: id, state, when, and the saved
+    /// result or what went wrong.
+    Jobs(JobsArgs),
+    /// Print the usage the API reported, per UTC day and in total.
+    Usage,
+}
+
+/// The arguments of `reve-mcp jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// How many jobs to list.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: u32,
 }
 
 /// How `serve` listens, and what it does with results.
@@ -143,6 +157,26 @@ pub struct ServeArgs {
     /// make the proxy's idle timeout shorter than this.
     #[arg(long, env = "REVE_HTTP_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
+
+    /// How long a tool call waits for its edit, in seconds, before it
+    /// returns a result saying the edit is still running, with a job id for
+    /// get_edit. Below the 60 s most MCP clients give a call.
+    #[arg(long, env = "REVE_MAX_WAIT_SECS", default_value_t = DEFAULT_MAX_WAIT.as_secs())]
+    pub max_wait_secs: u64,
+
+    /// For how many seconds after an edit succeeded an identical call (the
+    /// same picture, prompt and output name, from the same client) gets its
+    /// result instead of paying again; a call identical to one still running
+    /// always waits for it. 0 turns reuse off.
+    #[arg(long, env = "REVE_REUSE_WINDOW_SECS", default_value_t = DEFAULT_REUSE_WINDOW.as_secs())]
+    pub reuse_window_secs: u64,
+
+    /// Let a cancelled call stop its edit even after the request was sent,
+    /// giving up a result that is most likely already charged for. Without
+    /// it, such an edit finishes in the background and is saved, for
+    /// get_edit to collect.
+    #[arg(long, env = "REVE_CANCEL_ABORTS", value_parser = BoolishValueParser::new())]
+    pub cancel_aborts: bool,
 
     /// On SIGINT or SIGTERM, how long edits in flight may take to finish
     /// before the HTTP server exits anyway, in seconds.
@@ -271,6 +305,18 @@ pub struct Settings {
     #[arg(long, env = "REVE_MAX_UPLOAD_BYTES_IN_FLIGHT", default_value_t = DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, global = true)]
     pub max_upload_bytes_in_flight: u64,
 
+    /// Folder of the job store (jobs.sqlite3) and the previews kept for
+    /// get_edit. Default: a `reve` folder in your local data folder.
+    #[arg(long, env = "REVE_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+
+    /// Refuse to start an edit once the usage the API reported today (UTC)
+    /// reaches this many credits (tokens, where the API reports tokens).
+    /// Counted from the job store, so it holds across restarts and for every
+    /// server sharing the store. Default: no limit.
+    #[arg(long, env = "REVE_MAX_CREDITS_PER_DAY", global = true)]
+    pub max_credits_per_day: Option<f64>,
+
     /// Longest edge of the inline preview, in pixels.
     #[arg(long, env = "REVE_PREVIEW_MAX_EDGE", default_value_t = PreviewBudget::default().max_edge_px, global = true)]
     pub preview_max_edge: u32,
@@ -310,6 +356,33 @@ impl Settings {
             max_edits_in_flight: self.max_edits_in_flight,
             max_upload_bytes_in_flight: self.max_upload_bytes_in_flight,
         })
+    }
+
+    /// The folder of the job store: the one chosen, or the per-user default.
+    pub fn state_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        dirs::data_local_dir()
+            .map(|dir| dir.join("reve"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot find a per-user data folder: set REVE_STATE_DIR or --state-dir"
+                )
+            })
+    }
+
+    /// How jobs run for `serve` (`Some(args)`) or the command line (`None`: it waits for every
+    /// edit, and Ctrl-C stops them all).
+    pub fn job_options(&self, serve: Option<&ServeArgs>) -> JobOptions {
+        JobOptions {
+            max_wait: serve.map(|args| Duration::from_secs(args.max_wait_secs)),
+            reuse_window: serve.map_or(Duration::ZERO, |args| {
+                Duration::from_secs(args.reuse_window_secs)
+            }),
+            cancel_aborts: serve.is_none_or(|args| args.cancel_aborts),
+            max_credits_per_day: self.max_credits_per_day,
+        }
     }
 
     /// The output folder the user chose, or the per-user default.

@@ -1,5 +1,5 @@
 //! The one edit pipeline: typed arguments in, a saved (or only previewed) result out. The MCP
-//! tool and `reve-mcp edit` are thin adapters over [`Editor::edit`], so a check or a fix made
+//! tool and `reve-mcp edit` run it as jobs ([`crate::jobs`]) through [`Editor::run`], so a check or a fix made
 //! here holds for every way in.
 //!
 //! The order is what keeps money safe: every check that can fail is made before the paid call
@@ -154,6 +154,25 @@ pub enum EditError {
     NotSaving,
     #[error("the call was cancelled")]
     Cancelled,
+    #[error("{0}; nothing was sent to the API")]
+    Store(#[from] crate::jobs::StoreError),
+    #[error(
+        "the spending limit is reached: {used} of the {limit} credits a day allowed by \
+         --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today; it resets at \
+         {resets} (midnight UTC); nothing was sent to the API"
+    )]
+    SpendingLimit {
+        used: f64,
+        limit: f64,
+        resets: String,
+    },
+    #[error(
+        "no edit job {0:?} is known here; job ids come from edit_image, and a job made by \
+         another user or token is not visible"
+    )]
+    UnknownJob(String),
+    #[error("{0}")]
+    Job(String),
 }
 
 /// Waits for `permit`, reporting [`Stage::Queued`] each second it waits; a cancelled call stops
@@ -209,9 +228,66 @@ pub struct Editor {
 }
 
 /// Where a result is staged and what it is to be called.
-struct Destination {
-    folder: PathBuf,
-    name: Option<String>,
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub folder: PathBuf,
+    pub name: Option<String>,
+}
+
+/// An edit that passed [`Editor::prepare`]: ready to run, nothing read or sent yet.
+#[derive(Debug)]
+pub struct Prepared {
+    arguments: EditImageArguments,
+    destination: Destination,
+    input: Option<PathBuf>,
+    local_files: LocalFiles,
+}
+
+impl Prepared {
+    pub fn prompt(&self) -> &str {
+        &self.arguments.prompt
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+}
+
+/// How a run ended well.
+#[derive(Debug)]
+pub enum Ran {
+    Edited(Edited),
+    /// Nothing was sent: the job with this id made, or is making, the same edit.
+    Reused(String),
+}
+
+/// Told of the two moments of an edit that matter for money.
+pub trait Journal: Sync {
+    /// The request is built and about to be sent to `destination`: record it, and answer the
+    /// id of an identical job to wait for instead, if there is one. An error stops the edit
+    /// unsent.
+    fn before_sending(
+        &self,
+        body: &RequestBody,
+        destination: &Destination,
+    ) -> impl Future<Output = Result<Option<String>, EditError>> + Send;
+
+    /// The API answered (the generation happened): record what it said, so the result can
+    /// still be fetched if this process dies before it is saved.
+    fn generated(&self, generated: reve_core::Generated) -> impl Future<Output = ()> + Send;
+}
+
+/// Nothing recorded; every request is sent.
+impl Journal for () {
+    async fn before_sending(
+        &self,
+        _body: &RequestBody,
+        _destination: &Destination,
+    ) -> Result<Option<String>, EditError> {
+        Ok(None)
+    }
+
+    async fn generated(&self, _generated: reve_core::Generated) {}
 }
 
 impl Editor {
@@ -239,29 +315,81 @@ impl Editor {
         }
     }
 
-    /// Runs one edit. `cancel` drops the HTTP request (closing the connection) the moment it
-    /// fires; nothing is left on disk.
-    pub async fn edit(
+    /// The checks an edit makes before it is accepted, with nothing read or sent: the
+    /// arguments, the output name and folder, and whether a local input may be named at all.
+    pub fn prepare(
         &self,
         mut arguments: EditImageArguments,
-        local_files: &LocalFiles,
-        progress: &impl Progress,
-        cancel: &CancellationToken,
-    ) -> Result<Edited, EditError> {
+        local_files: LocalFiles,
+    ) -> Result<Prepared, EditError> {
         let destination = self.destination(arguments.output_path.take())?;
-        let input = input_file(&arguments.image_url, local_files)?;
+        let input = input_file(&arguments.image_url, &local_files)?;
+        if !self.client.config().has_api_key() {
+            return Err(reve_core::Error::MissingApiKey.into());
+        }
+        Ok(Prepared {
+            arguments,
+            destination,
+            input,
+            local_files,
+        })
+    }
+
+    /// Runs one prepared edit. `cancel` drops the HTTP request (closing the connection) the
+    /// moment it fires; nothing is left on disk. `journal` hears of the request before it is
+    /// sent, and may answer that an identical job already has (or will have) its result.
+    pub async fn run(
+        &self,
+        prepared: Prepared,
+        progress: &impl Progress,
+        journal: &impl Journal,
+        cancel: &CancellationToken,
+    ) -> Result<Ran, EditError> {
+        let Prepared {
+            arguments,
+            destination,
+            input,
+            local_files,
+        } = prepared;
         let _slot = queued(self.edit_slots.acquire_many(1), progress, cancel).await?;
         progress.report(Stage::Preparing).await;
         let request = arguments.into_request(self.options.response_mode == ResponseMode::Url);
         let (body, upload) = self
-            .body(request, input, local_files, progress, cancel)
+            .body(request, input, &local_files, progress, cancel)
             .await?;
+        if cancel.is_cancelled() {
+            return Err(EditError::Cancelled);
+        }
+        if let Some(job_id) = journal.before_sending(&body, &destination).await? {
+            return Ok(Ran::Reused(job_id));
+        }
         let staged = self
-            .call_api(&body, &destination.folder, progress, cancel)
+            .call_api(&body, &destination.folder, progress, journal, cancel)
             .await?;
         drop((body, upload));
         progress.report(Stage::Saving).await;
-        self.save_and_preview(staged, destination.name).await
+        self.save_and_preview(staged, destination.name)
+            .await
+            .map(Ran::Edited)
+    }
+
+    /// Fetches and saves the image of a generation an earlier run of the server paid for but
+    /// did not get to save: nothing is sent to the API again.
+    pub async fn resume(
+        &self,
+        generated: &reve_core::Generated,
+        folder: &Path,
+        name: Option<String>,
+    ) -> Result<Edited, EditError> {
+        let staged = self
+            .client
+            .download_into_dir(generated, folder)
+            .await
+            .map_err(|source| EditError::Save {
+                source,
+                url: generated.url.clone(),
+            })?;
+        self.save_and_preview(staged, name).await
     }
 
     /// The folder and name the result will take, checked as far as they can be before paying:
@@ -341,17 +469,30 @@ impl Editor {
         Ok((body, upload))
     }
 
-    /// Calls the API, reporting progress while it works, and drops the HTTP request the moment
-    /// the caller cancels.
+    /// Calls the API, reporting progress while it works and telling `journal` what it answered
+    /// as soon as it answers; drops the HTTP request the moment `cancel` fires.
     async fn call_api(
         &self,
         body: &RequestBody,
         stage_dir: &Path,
         progress: &impl Progress,
+        journal: &impl Journal,
         cancel: &CancellationToken,
     ) -> Result<StagedImage, EditError> {
         let started = Instant::now();
-        let call = self.client.edit_into_dir(body, stage_dir);
+        let (answered, answer) = tokio::sync::oneshot::channel();
+        let call = self
+            .client
+            .edit_into_dir_reporting(body, stage_dir, move |generated| {
+                let _ = answered.send(generated.clone());
+            });
+        // The record is written while the image downloads, so it costs the call nothing.
+        let record = async {
+            if let Ok(generated) = answer.await {
+                journal.generated(generated).await;
+            }
+        };
+        let call = async { tokio::join!(call, record).0 };
         tokio::pin!(call);
         let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         loop {

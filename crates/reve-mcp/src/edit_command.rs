@@ -1,7 +1,7 @@
 //! `reve-mcp edit`: the edit pipeline driven from a terminal or a script
 //! instead of by a model.
 //!
-//! Each image runs through [`Editor::edit`] exactly as a tool call does;
+//! Each image runs as a job through [`Editor::run`] exactly as a tool call does;
 //! what differs is who is trusted. The paths here are typed by the person
 //! running the command, so any file they can read may be sent: the
 //! allowed-folders guard exists for paths a model makes up, and does not
@@ -20,10 +20,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::edit::{Editor, EditorOptions, LocalFiles, Progress, Stage};
 use crate::generated::EditImageArguments;
+use crate::jobs::{JobOptions, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
 use crate::mcp::output::EditOutput;
 
 /// The conventional exit status of a program stopped by Ctrl-C (128 + SIGINT).
@@ -31,6 +31,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 /// How often a running job's spinner and elapsed time are redrawn.
 const TICK: Duration = Duration::from_millis(120);
+
+/// How long Ctrl-C waits for the stopped edits to be recorded as cancelled.
+const CTRL_C_GRACE: Duration = Duration::from_secs(5);
 
 /// `reve-mcp edit --help`, beyond the one line `reve-mcp --help` lists.
 pub const LONG_ABOUT: &str =
@@ -125,7 +128,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// Everything one edit needs, shared by all of them.
 struct Job {
-    editor: Editor,
+    jobs: Jobs,
     prompt: String,
     target: Target,
     local_files: LocalFiles,
@@ -138,6 +141,8 @@ pub async fn run(
     command: EditCommand,
     client: reve_core::Client,
     options: EditorOptions,
+    state_dir: &Path,
+    job_options: JobOptions,
 ) -> anyhow::Result<ExitCode> {
     if !client.config().has_api_key() {
         bail!("{}", reve_core::Error::MissingApiKey);
@@ -149,12 +154,16 @@ pub async fn run(
     )?;
     let base = std::env::current_dir().context("reading the working directory")?;
     let job = Arc::new(Job {
-        editor: Editor::new(
-            client,
-            EditorOptions {
-                output_dir: target.folder().to_owned(),
-                ..options
-            },
+        jobs: Jobs::new(
+            Editor::new(
+                client,
+                EditorOptions {
+                    output_dir: target.folder().to_owned(),
+                    ..options
+                },
+            ),
+            state_dir,
+            job_options,
         ),
         prompt: command.prompt,
         target,
@@ -198,9 +207,11 @@ pub async fn run(
             biased;
             signal = &mut ctrl_c => {
                 signal.context("listening for Ctrl-C")?;
-                // Dropping the tasks drops their requests and closes the
-                // connections; a result being saved is written to a
-                // temporary file and renamed, so none is left half-written.
+                // Stopping the jobs drops their requests and closes the
+                // connections, and records each as cancelled; a result being
+                // saved is written to a temporary file and renamed, so none is
+                // left half-written.
+                job.jobs.drain(CTRL_C_GRACE).await;
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
                 report.cancel_rest()?;
@@ -239,14 +250,26 @@ async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> Result<EditOutpu
     }
     let mut arguments = EditImageArguments::new(input, job.prompt.clone());
     arguments.output_path = job.target.name().map(str::to_owned);
-    // Ctrl-C aborts the task instead, which drops the request just the same.
-    let never = CancellationToken::new();
-    match job
-        .editor
-        .edit(arguments, &job.local_files, &BarProgress(bar), &never)
-        .await
-    {
-        Ok(edited) => Ok(EditOutput::from(&edited)),
+    let waited = async {
+        let id = job
+            .jobs
+            .submit(arguments, job.local_files.clone(), LOCAL_PRINCIPAL)
+            .await?;
+        // Ctrl-C stops the jobs instead (see `run`).
+        job.jobs
+            .wait(&id, LOCAL_PRINCIPAL, &BarProgress(bar), None)
+            .await
+    };
+    match waited.await {
+        Ok(Waited::Finished {
+            job_id,
+            outcome: Outcome::Succeeded(succeeded),
+        }) => Ok(EditOutput::new(&job_id, &succeeded)),
+        Ok(Waited::Finished {
+            outcome: Outcome::Ended { message, .. },
+            ..
+        }) => Err(message),
+        Ok(Waited::Running { .. }) => unreachable!("the command line waits without a limit"),
         Err(error) => Err(reve_core::error_chain(&error)),
     }
 }

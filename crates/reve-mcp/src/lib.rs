@@ -10,6 +10,8 @@ pub mod cli;
 pub mod descriptors;
 pub mod edit;
 pub mod edit_command;
+pub mod jobs;
+pub mod jobs_command;
 // Written by `cargo xtask codegen` as prettyplease prints it; its freshness test compares it byte for byte.
 #[rustfmt::skip]
 pub mod generated;

@@ -4,14 +4,16 @@
 //! are built from it here.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
 use reve_mcp::cli::{Cli, Command, ServeArgs, Settings};
 use reve_mcp::edit::{Editor, ResponseMode};
+use reve_mcp::jobs::Jobs;
 use reve_mcp::mcp::server::ReveServer;
 use reve_mcp::mcp::tool::{EditImageTool, Readable};
-use reve_mcp::{descriptors, edit_command, transport};
+use reve_mcp::{descriptors, edit_command, jobs_command, transport};
 use rmcp::ServiceExt as _;
 use tracing_subscriber::EnvFilter;
 
@@ -34,7 +36,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     // The command line reports through its own output and progress bars;
     // routine log lines would only get in their way.
     let default_filter = match cli.command {
-        Some(Command::Edit(_)) => "warn",
+        Some(Command::Edit(_) | Command::Jobs(_) | Command::Usage) => "warn",
         // rmcp logs the whole initialize request at info: noise in a client's log.
         _ => "info,rmcp=warn",
     };
@@ -57,8 +59,16 @@ async fn main() -> anyhow::Result<ExitCode> {
                 args.into(),
                 client(&cli.settings)?,
                 cli.settings.editor_options(true, false)?,
+                &cli.settings.state_dir()?,
+                cli.settings.job_options(None),
             )
             .await
+        }
+        Command::Jobs(args) => {
+            jobs_command::list(&cli.settings.state_dir()?, args.limit).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Usage => {
+            jobs_command::usage(&cli.settings.state_dir()?).map(|()| ExitCode::SUCCESS)
         }
     }
 }
@@ -88,21 +98,43 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     );
     let editor = Editor::new(client(settings)?, options);
     sweep_stale_partials(editor.stage_dir(), settings.timeout_secs);
+    let jobs = Jobs::new(
+        editor,
+        &settings.state_dir()?,
+        settings.job_options(Some(args)),
+    );
+    // Off the start-up path: the store is opened only if it exists.
+    tokio::spawn({
+        let jobs = jobs.clone();
+        async move { jobs.recover().await }
+    });
     let configured = settings.allowed_dirs.clone();
-    match args.http {
-        None => {
-            let tool = EditImageTool::new(editor, Readable::ThisUsers { configured })
-                .allowing_hard_links(settings.allow_hard_links);
-            serve_stdio(ReveServer::new(tool)).await
-        }
+    let readable = match args.http {
+        None => Readable::ThisUsers { configured },
+        Some(_) => Readable::ConfiguredOnly { configured },
+    };
+    let tool =
+        EditImageTool::new(jobs.clone(), readable).allowing_hard_links(settings.allow_hard_links);
+    let server = ReveServer::new(tool);
+    let (served, grace) = match args.http {
+        // A stdio client that goes away takes nothing with it: edits already paid for finish
+        // and are saved before the process exits, for the next session's get_edit.
+        None => (
+            serve_stdio(server).await,
+            Duration::from_secs(settings.timeout_secs),
+        ),
         Some(addr) => {
-            let tool = EditImageTool::new(editor, Readable::ConfiguredOnly { configured })
-                .allowing_hard_links(settings.allow_hard_links);
-            let server = ReveServer::new(tool);
             let options = args.http_options(addr, max_connections);
-            Ok(transport::http::serve(server, options).await?)
+            (
+                transport::http::serve(server, options)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Duration::from_secs(args.shutdown_grace_secs),
+            )
         }
-    }
+    };
+    jobs.drain(grace).await;
+    served
 }
 
 async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {

@@ -48,6 +48,10 @@ async fn run_async(root: &Path, live: bool) -> Result<()> {
 
     let mut env = BTreeMap::from([
         ("REVE_OUTPUT_DIR".to_owned(), path_text(&output_dir)?),
+        (
+            "REVE_STATE_DIR".to_owned(),
+            path_text(&demo_dir.join("state"))?,
+        ),
         ("REVE_ALLOWED_DIRS".to_owned(), path_text(&demo_dir)?),
         ("RUST_LOG".to_owned(), "warn".to_owned()),
     ]);

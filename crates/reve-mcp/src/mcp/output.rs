@@ -8,12 +8,17 @@ use rmcp::schemars::{self, JsonSchema};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::edit::Edited;
+use crate::edit::Stage;
+use crate::jobs::{self, Outcome, Waited};
 
 /// What a successful call returns as `structuredContent`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
 pub struct EditOutput {
+    /// Always `succeeded`: the edit is done and this is its result.
+    pub status: Succeeded,
+    /// The edit job's id, for `get_edit`.
+    pub job_id: String,
     /// Absolute path of the saved full-resolution result.
     // Empty, and so left out of the JSON, when the server does not save
     // (`--no-save`); that server declares `unsaved_output_schema` instead.
@@ -35,41 +40,99 @@ pub struct EditOutput {
     pub request_id: Option<String>,
     /// Whether the provider flagged the content.
     pub content_violation: Option<bool>,
+    /// What the API reported this edit cost; `null` when it did not say, or when the result
+    /// was reused from an identical edit and cost nothing more.
+    pub usage: Option<UsageOutput>,
+    /// The id of the identical edit job whose result this is, when this call reused it instead
+    /// of paying again; otherwise `null`.
+    pub reused_from: Option<String>,
 }
 
-impl From<&Edited> for EditOutput {
-    fn from(edited: &Edited) -> Self {
-        let metadata = &edited.metadata;
+/// The usage the API reported, as it reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct UsageOutput {
+    pub credits_used: Option<f64>,
+    pub tokens_used: Option<f64>,
+}
+
+/// What a call returns as `structuredContent` while its edit is still running.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct RunningOutput {
+    /// Always `running`: the edit goes on; collect it with `get_edit`.
+    pub status: Running,
+    /// Pass this to `get_edit` to collect the result.
+    pub job_id: String,
+    /// What the edit is doing now.
+    pub message: String,
+}
+
+/// The `status` of a finished edit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+#[serde(rename_all = "snake_case")]
+pub enum Succeeded {
+    Succeeded,
+}
+
+/// The `status` of an edit still running.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+#[serde(rename_all = "snake_case")]
+pub enum Running {
+    Running,
+}
+
+impl EditOutput {
+    pub fn new(job_id: &str, succeeded: &jobs::Succeeded) -> Self {
+        let result = &succeeded.result;
         Self {
-            path: edited
-                .path
-                .as_ref()
-                .map(|path| path.display().to_string())
-                .unwrap_or_default(),
-            url: metadata.url.clone(),
-            mime_type: metadata.mime_type().to_owned(),
-            width: edited.dimensions.0,
-            height: edited.dimensions.1,
-            bytes: edited.size,
-            request_id: metadata.request_id.clone(),
-            content_violation: metadata.content_violation,
+            status: Succeeded::Succeeded,
+            job_id: job_id.to_owned(),
+            path: result.path.clone().unwrap_or_default(),
+            url: result.url.clone(),
+            mime_type: result.mime_type.clone(),
+            width: result.width,
+            height: result.height,
+            bytes: result.bytes,
+            request_id: result.request_id.clone(),
+            content_violation: result.content_violation,
+            usage: succeeded.usage.map(|usage| UsageOutput {
+                credits_used: usage.credits_used,
+                tokens_used: usage.tokens_used,
+            }),
+            reused_from: succeeded.reused_from.clone(),
         }
     }
 }
 
-/// The declared `outputSchema`: every key always present (`null` when there
-/// is no value), nothing else allowed.
+/// The declared `outputSchema`: an object that is one of two shapes, told apart by `status`,
+/// each with every key always present (`null` when there is no value) and nothing else.
 ///
 /// schemars' output is adjusted for portability across client SDKs: the
 /// `uint32`/`uint64` formats are not JSON Schema formats, and Ajv (inside the
 /// TypeScript SDK and every client built on it) warns about them on each
 /// `tools/list`; a nullable type becomes `anyOf` rather than a type array,
-/// which clients that map schemas onto a single-`type` dialect reject.
+/// which clients that map schemas onto a single-`type` dialect reject; and the
+/// definitions are inlined, since a `$ref` inside `oneOf` trips some of them.
 pub fn output_schema() -> JsonObject {
-    let Ok(Value::Object(mut schema)) = serde_json::to_value(schemars::schema_for!(EditOutput))
-    else {
+    let mut done = closed_schema(schemars::schema_for!(EditOutput), Some("succeeded"));
+    inline_usage(&mut done);
+    let running = closed_schema(schemars::schema_for!(RunningOutput), Some("running"));
+    let mut schema = JsonObject::new();
+    schema.insert("type".into(), "object".into());
+    schema.insert("oneOf".into(), json!([done, running]));
+    schema
+}
+
+fn closed_schema(schema: schemars::Schema, status: Option<&str>) -> JsonObject {
+    let Ok(Value::Object(mut schema)) = serde_json::to_value(schema) else {
         unreachable!("schemars produces an object schema for a struct")
     };
+    schema.remove("$schema");
+    schema.remove("title");
+    schema.remove("description");
     if let Some(Value::Object(properties)) = schema.get_mut("properties") {
         for property in properties.values_mut().filter_map(Value::as_object_mut) {
             make_portable(property);
@@ -77,16 +140,57 @@ pub fn output_schema() -> JsonObject {
         let every_key: Vec<Value> = properties.keys().cloned().map(Value::String).collect();
         schema.insert("required".into(), Value::Array(every_key));
     }
+    // The discriminator, written as the constant it is rather than a `$ref` to an enum.
+    if let Some(status) = status
+        && let Some(Value::Object(properties)) = schema.get_mut("properties")
+        && let Some(Value::Object(property)) = properties.get_mut("status")
+    {
+        let description = property.get("description").cloned();
+        property.clear();
+        property.insert("type".into(), "string".into());
+        property.insert("const".into(), status.into());
+        if let Some(description) = description {
+            property.insert("description".into(), description);
+        }
+    }
+    schema.remove("$defs");
     schema.insert("additionalProperties".into(), false.into());
     schema
+}
+
+/// The usage object, written out in place of its `$ref`.
+fn inline_usage(schema: &mut JsonObject) {
+    let mut usage = closed_schema(schemars::schema_for!(UsageOutput), None);
+    usage.insert(
+        "description".into(),
+        "What the API reported this edit cost.".into(),
+    );
+    let Some(Value::Object(properties)) = schema.get_mut("properties") else {
+        return;
+    };
+    if let Some(Value::Object(property)) = properties.get_mut("usage") {
+        let description = property.get("description").cloned();
+        property.clear();
+        property.insert(
+            "anyOf".into(),
+            json!([Value::Object(usage), { "type": "null" }]),
+        );
+        if let Some(description) = description {
+            property.insert("description".into(), description);
+        }
+    }
 }
 
 fn make_portable(property: &mut JsonObject) {
     if property.get("type").and_then(Value::as_str) == Some("integer") {
         property.remove("format");
     }
+    if property.get("type").and_then(Value::as_str) == Some("number") {
+        property.remove("format");
+    }
     if let Some(Value::Array(types)) = property.get("type").cloned() {
         property.remove("type");
+        property.remove("format");
         let alternatives = types.into_iter().map(|t| json!({ "type": t })).collect();
         property.insert("anyOf".into(), Value::Array(alternatives));
     }
@@ -95,20 +199,80 @@ fn make_portable(property: &mut JsonObject) {
 /// The output schema of a server that does not save results: no `path`.
 pub fn unsaved_output_schema() -> JsonObject {
     let mut schema = output_schema();
-    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
-        properties.remove("path");
-    }
-    if let Some(Value::Array(required)) = schema.get_mut("required") {
-        required.retain(|name| name != "path");
+    if let Some(Value::Array(shapes)) = schema.get_mut("oneOf")
+        && let Some(Value::Object(done)) = shapes.first_mut()
+    {
+        if let Some(Value::Object(properties)) = done.get_mut("properties") {
+            properties.remove("path");
+        }
+        if let Some(Value::Array(required)) = done.get_mut("required") {
+            required.retain(|name| name != "path");
+        }
     }
     schema
 }
 
+/// The result for the model once a job is done, or still running, or ended badly (a tool
+/// error whose text says what happened and what it cost).
+pub fn job_result(waited: Waited, max_wait: Option<std::time::Duration>) -> CallToolResult {
+    match waited {
+        Waited::Finished {
+            job_id,
+            outcome: Outcome::Succeeded(succeeded),
+        } => success_result(&job_id, &succeeded),
+        Waited::Finished {
+            job_id,
+            outcome: Outcome::Ended { message, .. },
+        } => CallToolResult::error(vec![ContentBlock::text(format!(
+            "{message} (edit job {job_id})"
+        ))]),
+        Waited::Running { job_id, stage } => running_result(&job_id, stage, max_wait),
+    }
+}
+
+/// A normal result saying the edit goes on, and how to collect it.
+fn running_result(
+    job_id: &str,
+    stage: Option<Stage>,
+    max_wait: Option<std::time::Duration>,
+) -> CallToolResult {
+    let doing = match stage {
+        Some(Stage::Queued { waited }) => format!(
+            "queued behind other edits on this server ({} s so far; nothing sent yet)",
+            waited.as_secs()
+        ),
+        Some(Stage::Waiting { elapsed }) => format!(
+            "waiting for {} to finish it ({} s so far)",
+            reve_core::MODEL,
+            elapsed.as_secs()
+        ),
+        Some(Stage::Saving) => "saving the result".to_owned(),
+        Some(Stage::Preparing) | None => "in progress".to_owned(),
+    };
+    let wait = max_wait.map_or_else(String::new, |wait| {
+        format!(" (each call waits up to {} s)", wait.as_secs())
+    });
+    let message = format!("The edit is still running: {doing}.");
+    let text = format!(
+        "{message} Call get_edit with job_id \"{job_id}\" to collect the result{wait}; \
+         calling edit_image again would not be charged twice, but get_edit is the way to wait."
+    );
+    let output = RunningOutput {
+        status: Running::Running,
+        job_id: job_id.to_owned(),
+        message,
+    };
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content =
+        Some(serde_json::to_value(output).expect("the output serialises to JSON"));
+    result
+}
+
 /// The result for the model. Without a saved path, the structured output has no `path` and the
 /// resource link points at the API's URL instead of a file.
-pub fn success_result(edited: Edited) -> CallToolResult {
-    let output = EditOutput::from(&edited);
-    let saved = edited.path.as_deref();
+pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResult {
+    let output = EditOutput::new(job_id, succeeded);
+    let saved = succeeded.result.path.as_deref().map(Path::new);
     let (width, height) = (output.width, output.height);
     let mut text = match saved {
         Some(_) => format!(
@@ -126,24 +290,29 @@ pub fn success_result(edited: Edited) -> CallToolResult {
     if let Some(request_id) = &output.request_id {
         text.push_str(&format!("\nRequest id: {request_id}"));
     }
-    let preview = edited
-        .preview
-        .expect("the MCP tool's editor makes previews");
-    if (preview.width, preview.height) != (width, height) {
-        let full = match (saved, &output.url) {
-            (Some(_), _) => "the saved file is full resolution",
-            (None, Some(_)) => "the result URL has it in full resolution",
-            (None, None) => "the full-resolution result was not kept",
-        };
+    if let Some(other) = &output.reused_from {
         text.push_str(&format!(
-            "\nThe picture shown is a {}x{} preview; {full}.",
-            preview.width, preview.height
+            "\nThis is the result of the identical edit job {other}, reused: nothing more was charged."
         ));
     }
-    let mut content = vec![
-        ContentBlock::image(preview.base64, preview.mime_type),
-        ContentBlock::text(text),
-    ];
+    let mut content = Vec::new();
+    match (&succeeded.preview, &succeeded.result.preview) {
+        (Some(base64), Some((mime_type, preview_width, preview_height))) => {
+            if (*preview_width, *preview_height) != (width, height) {
+                let full = match (saved, &output.url) {
+                    (Some(_), _) => "the saved file is full resolution",
+                    (None, Some(_)) => "the result URL has it in full resolution",
+                    (None, None) => "the full-resolution result was not kept",
+                };
+                text.push_str(&format!(
+                    "\nThe picture shown is a {preview_width}x{preview_height} preview; {full}."
+                ));
+            }
+            content.push(ContentBlock::image(base64.to_string(), mime_type.clone()));
+        }
+        _ => text.push_str("\nThe inline preview of this result is no longer kept."),
+    }
+    content.push(ContentBlock::text(text));
     content.extend(resource_link(&output, saved).map(ContentBlock::resource_link));
     let mut result = CallToolResult::success(content);
     result.structured_content =
@@ -178,37 +347,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn output_schema_requires_exactly_the_keys_a_result_carries() {
-        let output = EditOutput {
-            path: "/out/reve.png".into(),
-            url: None,
-            mime_type: "image/png".into(),
-            width: 1,
-            height: 1,
-            bytes: 1,
-            request_id: None,
-            content_violation: None,
+    fn each_output_shape_requires_exactly_the_keys_its_result_carries() {
+        let succeeded = jobs::Succeeded {
+            result: jobs::JobResult {
+                path: Some("/out/reve.png".into()),
+                mime_type: "image/png".into(),
+                width: 1,
+                height: 1,
+                bytes: 1,
+                ..Default::default()
+            },
+            preview: None,
+            usage: None,
+            reused_from: None,
         };
-        let Value::Object(serialized) = serde_json::to_value(output).unwrap() else {
-            panic!("an object")
-        };
-        let keys: Vec<&String> = serialized.keys().collect();
+        let done = serde_json::to_value(EditOutput::new("j", &succeeded)).unwrap();
+        let running = serde_json::to_value(RunningOutput {
+            status: Running::Running,
+            job_id: "j".into(),
+            message: "m".into(),
+        })
+        .unwrap();
         let schema = output_schema();
-        let required: Vec<&str> = schema["required"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        assert_eq!(keys, required);
-        assert_eq!(schema["additionalProperties"], json!(false));
+        assert_eq!(schema["type"], json!("object"));
+        for (index, (value, status)) in [(done, "succeeded"), (running, "running")]
+            .into_iter()
+            .enumerate()
+        {
+            let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+            let shape = &schema["oneOf"][index];
+            let required: Vec<&str> = shape["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(keys, required);
+            assert_eq!(shape["additionalProperties"], json!(false));
+            assert_eq!(shape["properties"]["status"]["const"], json!(status));
+            assert_eq!(value["status"], json!(status));
+        }
+        let done = &schema["oneOf"][0]["properties"];
         assert_eq!(
-            schema["properties"]["url"]["anyOf"],
+            done["url"]["anyOf"],
             json!([{ "type": "string" }, { "type": "null" }])
         );
         assert_eq!(
-            schema["properties"]["width"],
+            done["width"],
             json!({ "description": "Width of the saved result in pixels.", "type": "integer", "minimum": 0 })
         );
+        assert_eq!(done["usage"]["anyOf"][1], json!({ "type": "null" }));
+        assert!(!serde_json::to_string(&schema).unwrap().contains("$ref"));
     }
 }

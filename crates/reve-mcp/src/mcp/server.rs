@@ -1,5 +1,5 @@
-//! The MCP server: one tool, `edit_image`, plus the roots bookkeeping that
-//! tells which local folders a client has opened to us.
+//! The MCP server: the tools `edit_image` and `get_edit`, plus the roots bookkeeping that
+//! tells which local folders a client has opened to us, and whose jobs a request may see.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,8 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
 use crate::edit::EditError;
-use crate::mcp::tool::{self, EditImageTool, TOOL_NAME};
+use crate::jobs::LOCAL_PRINCIPAL;
+use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
 
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -106,11 +107,18 @@ impl ServerHandler for ReveServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(vec![self.tool().clone()]))
+        Ok(ListToolsResult::with_all_items(vec![
+            self.tool().clone(),
+            self.tool.get_edit_definition().clone(),
+        ]))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == TOOL_NAME).then(|| self.tool().clone())
+        match name {
+            TOOL_NAME => Some(self.tool().clone()),
+            GET_EDIT_TOOL_NAME => Some(self.tool.get_edit_definition().clone()),
+            _ => None,
+        }
     }
 
     async fn call_tool(
@@ -118,10 +126,10 @@ impl ServerHandler for ReveServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if request.name != TOOL_NAME {
+        if request.name != TOOL_NAME && request.name != GET_EDIT_TOOL_NAME {
             return Err(McpError::invalid_params(
                 format!(
-                    "unknown tool {:?}; this server has only {TOOL_NAME:?}",
+                    "unknown tool {:?}; this server has {TOOL_NAME:?} and {GET_EDIT_TOOL_NAME:?}",
                     request.name
                 ),
                 None,
@@ -131,25 +139,38 @@ impl ServerHandler for ReveServer {
             .meta
             .get_progress_token()
             .or_else(|| request.meta.as_ref()?.get_progress_token());
-        let outcome = match tool::parse_arguments(request.arguments.unwrap_or_default()) {
-            Err(error) => Err(error),
-            Ok(arguments) => {
-                let roots = if self.tool.needs_roots(&arguments) {
-                    self.client_roots(&context).await
-                } else {
-                    Vec::new()
-                };
-                let progress = progress_token.map(|token| (token, context.peer.clone()));
-                self.tool
-                    .call(arguments, roots, progress, &context.ct)
-                    .await
+        let progress = progress_token.map(|token| (token, context.peer.clone()));
+        let principal = principal(&context);
+        let arguments = request.arguments.unwrap_or_default();
+        let outcome = if request.name == GET_EDIT_TOOL_NAME {
+            match tool::parse_get_edit_arguments(arguments) {
+                Err(error) => Err(error),
+                Ok(arguments) => {
+                    self.tool
+                        .get_edit(&arguments.job_id, &principal, progress, &context.ct)
+                        .await
+                }
+            }
+        } else {
+            match tool::parse_arguments(arguments) {
+                Err(error) => Err(error),
+                Ok(arguments) => {
+                    let roots = if self.tool.needs_roots(&arguments) {
+                        self.client_roots(&context).await
+                    } else {
+                        Vec::new()
+                    };
+                    self.tool
+                        .call(arguments, roots, &principal, progress, &context.ct)
+                        .await
+                }
             }
         };
         Ok(match outcome {
             Ok(result) => result,
             Err(error) => {
                 if !matches!(error, EditError::Cancelled) {
-                    tracing::info!(error = %error, "edit_image failed");
+                    tracing::info!(error = %error, tool = %request.name, "the call failed");
                 }
                 tool::error_result(&error)
             }
@@ -159,5 +180,29 @@ impl ServerHandler for ReveServer {
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
         *self.client_roots.write().await = None;
+    }
+}
+
+/// Whose jobs a request may see: the holder of the bearer token it carries (the HTTP transport
+/// has already checked it), known by a hash of it, or the one local user when it carries none
+/// (stdio, or HTTP on loopback without a token).
+fn principal(context: &RequestContext<RoleServer>) -> String {
+    use sha2::Digest as _;
+    let token = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.headers.get(axum::http::header::AUTHORIZATION))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match token {
+        Some(token) => {
+            let digest = sha2::Sha256::digest(token.trim().as_bytes());
+            let hex: String = digest[..12]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            format!("token:{hex}")
+        }
+        None => LOCAL_PRINCIPAL.to_owned(),
     }
 }

@@ -1,7 +1,7 @@
-//! The `edit_image` tool: its definition (description, input and output schemas) and the adapter
-//! from a `tools/call` to the edit pipeline. The arguments are the generated
-//! [`EditImageArguments`]; which local files a call may read is decided here, since it depends
-//! on who the client is.
+//! The tools: `edit_image` and `get_edit`, their definitions (description, input and output
+//! schemas), and the adapter from a `tools/call` to the jobs that run the edit pipeline. The
+//! arguments of `edit_image` are the generated [`EditImageArguments`]; which local files a call
+//! may read is decided here, since it depends on who the client is.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,11 +18,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::access::AllowedDirs;
-use crate::edit::{EditError, Editor, LocalFiles, Progress, Stage};
+use crate::edit::{EditError, LocalFiles, Progress, Stage};
 use crate::generated::EditImageArguments;
+use crate::jobs::Jobs;
 use crate::mcp::output;
 
 pub const TOOL_NAME: &str = "edit_image";
+pub const GET_EDIT_TOOL_NAME: &str = "get_edit";
 
 const TOOL_TITLE: &str = "Edit image";
 const TOOL_RETURNS_SAVED: &str = "Returns the edited picture as an image you can see, the \
@@ -31,6 +33,18 @@ request id.";
 const TOOL_RETURNS_UNSAVED: &str = "Returns the edited picture as an image you can see, the URL \
 of the full-resolution result and the request id; this server does not save results.";
 const TOOL_COST: &str = "Each call is a paid generation and takes tens of seconds.";
+const TOOL_LONG: &str = "If the edit takes longer than this server waits, the result says it is \
+still running and gives a job_id: call get_edit with it to collect the picture (calling \
+edit_image again with the same arguments is not charged twice).";
+
+/// The arguments of `get_edit`.
+#[derive(Debug, Clone, serde::Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+#[serde(deny_unknown_fields)]
+pub struct GetEditArguments {
+    /// The `job_id` an `edit_image` (or an earlier `get_edit`) result gave.
+    pub job_id: String,
+}
 
 /// Whose files a model's local `image_url` may name.
 #[derive(Debug, Clone)]
@@ -45,24 +59,35 @@ pub enum Readable {
     ConfiguredOnly { configured: Vec<PathBuf> },
 }
 
-/// The tool, with everything that outlives one call.
+/// The tools, with everything that outlives one call.
 pub struct EditImageTool {
-    editor: Editor,
+    jobs: Jobs,
     readable: Readable,
     hard_links: bool,
     definition: Tool,
+    get_edit: Tool,
 }
 
 impl EditImageTool {
-    pub fn new(editor: Editor, readable: Readable) -> Self {
-        let saves = editor.options().saves;
+    pub fn new(jobs: Jobs, readable: Readable) -> Self {
+        let saves = jobs.editor().options().saves;
         let definition = definition(saves);
+        let get_edit = get_edit_definition(saves);
         Self {
-            editor,
+            jobs,
             readable,
             hard_links: false,
             definition,
+            get_edit,
         }
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    pub fn get_edit_definition(&self) -> &Tool {
+        &self.get_edit
     }
 
     /// Lets a local `image_url` name a file with several hard links (see
@@ -77,7 +102,7 @@ impl EditImageTool {
     }
 
     pub fn saves_results(&self) -> bool {
-        self.editor.options().saves
+        self.jobs.editor().options().saves
     }
 
     /// Whether this call reads a local file for which the client's roots matter.
@@ -99,31 +124,61 @@ impl EditImageTool {
                 if dirs.is_empty() {
                     dirs.extend(dirs::home_dir());
                 }
-                dirs.push(self.editor.options().output_dir.clone());
+                dirs.push(self.jobs.editor().options().output_dir.clone());
                 LocalFiles::Inside(AllowedDirs::new(dirs).with_hard_links(self.hard_links))
             }
         }
     }
 
-    /// Runs one call; every failure is a tool error the model can read.
+    /// Runs one `edit_image` call: starts its job and waits for it as long as this server
+    /// waits. Every failure is a tool error the model can read.
     pub async fn call(
         &self,
         arguments: EditImageArguments,
         client_roots: Vec<PathBuf>,
+        principal: &str,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
     ) -> Result<CallToolResult, EditError> {
+        let job_id = self.start(arguments, client_roots, principal).await?;
+        self.get_edit(&job_id, principal, progress, cancel).await
+    }
+
+    /// Starts an `edit_image` call's job without waiting for it: what a task is made of.
+    pub async fn start(
+        &self,
+        arguments: EditImageArguments,
+        client_roots: Vec<PathBuf>,
+        principal: &str,
+    ) -> Result<String, EditError> {
         let local_files = self.local_files(client_roots);
+        self.jobs.submit(arguments, local_files, principal).await
+    }
+
+    /// Runs one `get_edit` call: waits for the job as long as this server waits.
+    pub async fn get_edit(
+        &self,
+        job_id: &str,
+        principal: &str,
+        progress: Option<(ProgressToken, Peer<RoleServer>)>,
+        cancel: &CancellationToken,
+    ) -> Result<CallToolResult, EditError> {
         let progress = McpProgress {
             client: progress,
             step: AtomicU32::new(0),
         };
-        let edited = self
-            .editor
-            .edit(arguments, &local_files, &progress, cancel)
+        let waited = self
+            .jobs
+            .wait(job_id, principal, &progress, Some(cancel))
             .await?;
-        Ok(output::success_result(edited))
+        Ok(output::job_result(waited, self.jobs.options().max_wait))
     }
+}
+
+/// Reads `get_edit`'s arguments.
+pub fn parse_get_edit_arguments(arguments: JsonObject) -> Result<GetEditArguments, EditError> {
+    serde_path_to_error::deserialize(Value::Object(arguments))
+        .map_err(|error| EditError::Arguments(format!("{GET_EDIT_TOOL_NAME}: {error}")))
 }
 
 /// Reads a call's arguments. The generated struct refuses what it does not declare; the message
@@ -173,7 +228,7 @@ fn definition(saves: bool) -> Tool {
         "Edit a picture with a plain-language instruction, using the {model} model. Give `prompt` \
          (what to change, e.g. \"put the dinosaur on a lounge chair at sunset\"; up to {max} \
          characters) and `image_url` (an http(s) URL, a data: URI, or an absolute path or \
-         file:// URI of a local PNG, JPEG, WebP or GIF). {returns} {TOOL_COST}",
+         file:// URI of a local PNG, JPEG, WebP or GIF). {returns} {TOOL_COST} {TOOL_LONG}",
         model = reve_core::MODEL,
         max = reve_core::PROMPT_MAX_LENGTH,
     );
@@ -187,6 +242,35 @@ fn definition(saves: bool) -> Tool {
                 .idempotent(false)
                 .open_world(true),
         )
+}
+
+fn get_edit_definition(saves: bool) -> Tool {
+    let mut input_schema = schema_for_type::<GetEditArguments>().as_ref().clone();
+    input_schema.remove("$schema");
+    input_schema.remove("title");
+    input_schema.remove("description");
+    let output_schema = if saves {
+        output::output_schema()
+    } else {
+        output::unsaved_output_schema()
+    };
+    let title = "Get an edit's result";
+    Tool::new(
+        GET_EDIT_TOOL_NAME,
+        "Collect the result of an edit_image call that was still running when it returned, by \
+         its job_id. Waits for the edit as long as edit_image does, then returns exactly what \
+         edit_image would have, or says again that it is still running. Costs nothing.",
+        Arc::new(input_schema),
+    )
+    .with_title(title)
+    .with_raw_output_schema(Arc::new(output_schema))
+    .with_annotations(
+        ToolAnnotations::with_title(title)
+            .read_only(true)
+            .destructive(false)
+            .idempotent(true)
+            .open_world(false),
+    )
 }
 
 /// Progress notifications to the client, when it asked for them.

@@ -7,6 +7,7 @@ mod edits_in_flight;
 mod faults;
 mod hostile_input;
 mod http_limits;
+mod jobs;
 mod mcp_http;
 mod mcp_stdio;
 mod properties;

@@ -272,8 +272,8 @@ async fn a_tool_call_over_streamable_http_saves_the_result_and_reports_progress(
     let session = server.client(None, TestClient::default()).await;
 
     let tools = session.peer().list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 1);
-    assert_eq!(tools[0].name, "edit_image");
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+    assert_eq!(names, ["edit_image", "get_edit"]);
 
     let input = data_uri("image/png", &sample_png(64, 48));
     let result = call_edit_image(
@@ -783,14 +783,17 @@ async fn no_save_returns_the_result_without_writing_it() {
     let session = server.client(None, TestClient::default()).await;
 
     let tools = session.peer().list_all_tools().await.unwrap();
-    let output_schema = tools[0].output_schema.as_ref().unwrap();
-    assert!(output_schema["properties"].get("path").is_none());
-    assert!(
-        !output_schema["required"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("path"))
-    );
+    for tool in &tools {
+        let done = &tool.output_schema.as_ref().unwrap()["oneOf"][0];
+        assert_eq!(done["properties"]["status"]["const"], json!("succeeded"));
+        assert!(done["properties"].get("path").is_none());
+        assert!(
+            !done["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("path"))
+        );
+    }
     assert!(
         tools[0].input_schema["properties"]
             .get("output_path")
@@ -918,7 +921,7 @@ async fn custom_headers_reach_the_server_through_rmcps_client() {
         )))
         .await
         .expect("a local origin is served");
-    assert_eq!(accepted.peer().list_all_tools().await.unwrap().len(), 1);
+    assert_eq!(accepted.peer().list_all_tools().await.unwrap().len(), 2);
     accepted.cancel().await.unwrap();
     server.stop().await;
 }

@@ -9,9 +9,10 @@ use std::path::{Component, Path};
 use proptest::prelude::*;
 use reve_mcp::access::{self, AllowedDirs};
 use reve_mcp::edit::{
-    DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditError, Editor,
-    EditorOptions, ResponseMode,
+    DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,
+    ResponseMode,
 };
+use reve_mcp::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL};
 use reve_mcp::mcp::tool::{EditImageTool, Readable, parse_arguments};
 use reve_mcp::preview::PreviewBudget;
 use serde_json::{Map, Value, json};
@@ -139,12 +140,11 @@ proptest! {
         match outcome {
             // Without a key, a request that passed every check stops right
             // where it would have been sent.
-            Err(EditError::Api(reve_core::Error::MissingApiKey)) => {
+            Err(message) if message == reve_core::Error::MissingApiKey.to_string() => {
                 prop_assert!(arguments["prompt"].is_string(), "{arguments:?}");
                 prop_assert!(arguments["image_url"].is_string(), "{arguments:?}");
             }
-            Err(error) => {
-                let message = error.to_string();
+            Err(message) => {
                 prop_assert!(!message.is_empty());
                 prop_assert!(message.len() < 4096, "{} bytes", message.len());
             }
@@ -170,17 +170,37 @@ fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
         },
     );
     let configured = vec![inputs.to_path_buf()];
-    EditImageTool::new(editor, Readable::ThisUsers { configured })
+    let options = JobOptions {
+        max_wait: Some(DEFAULT_MAX_WAIT),
+        reuse_window: DEFAULT_REUSE_WINDOW,
+        cancel_aborts: false,
+        max_credits_per_day: None,
+    };
+    let jobs = Jobs::new(editor, &outputs.with_extension("state"), options);
+    EditImageTool::new(jobs, Readable::ThisUsers { configured })
 }
 
-/// A `tools/call` as the server makes it: arguments read, then the edit.
+/// A `tools/call` as the server makes it: arguments read, then the edit. A refusal, whether
+/// before the job starts or as the job's failure, is its message.
 async fn call(
     tool: &EditImageTool,
     arguments: Map<String, Value>,
-) -> Result<rmcp::model::CallToolResult, EditError> {
-    let arguments = parse_arguments(arguments)?;
-    tool.call(arguments, Vec::new(), None, &CancellationToken::new())
+) -> Result<rmcp::model::CallToolResult, String> {
+    let arguments = parse_arguments(arguments).map_err(|error| error.to_string())?;
+    let result = tool
+        .call(
+            arguments,
+            Vec::new(),
+            LOCAL_PRINCIPAL,
+            None,
+            &CancellationToken::new(),
+        )
         .await
+        .map_err(|error| error.to_string())?;
+    match result.is_error {
+        Some(true) => Err(result.content[0].as_text().unwrap().text.clone()),
+        _ => Ok(result),
+    }
 }
 
 #[test]
@@ -199,8 +219,7 @@ fn huge_arguments_are_refused_with_short_messages() {
         let Value::Object(arguments) = arguments else {
             unreachable!()
         };
-        let error = runtime().block_on(call(&tool, arguments)).unwrap_err();
-        let message = error.to_string();
+        let message = runtime().block_on(call(&tool, arguments)).unwrap_err();
         assert!(
             message.len() < 4096,
             "{} bytes: {}",

@@ -32,6 +32,7 @@ impl Raw {
             ("AIML_API_KEY".to_owned(), fake.api_key().to_owned()),
             ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
             ("REVE_OUTPUT_DIR".to_owned(), folder.clone()),
+            ("REVE_STATE_DIR".to_owned(), format!("{folder}/.state")),
             ("REVE_ALLOWED_DIRS".to_owned(), folder),
         ]);
         let mut command = crate::support::command(&env);

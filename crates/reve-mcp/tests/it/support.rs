@@ -10,7 +10,9 @@ use tempfile::TempDir;
 
 /// The keys of a successful call's structured result, in order: what the
 /// tool declares and `reve-mcp edit --json` prints after `input`.
-pub const RESULT_KEYS: [&str; 8] = [
+pub const RESULT_KEYS: [&str; 12] = [
+    "status",
+    "job_id",
     "path",
     "url",
     "mime_type",
@@ -19,6 +21,8 @@ pub const RESULT_KEYS: [&str; 8] = [
     "bytes",
     "request_id",
     "content_violation",
+    "usage",
+    "reused_from",
 ];
 
 /// The `reve-mcp` executable cargo built for these tests.
@@ -66,14 +70,18 @@ impl World {
         }
     }
 
-    /// The server's environment: the fake's key and URL, the output folder, no retries (each
-    /// fault is seen once), and `extra`.
+    /// The server's environment: the fake's key and URL, the output folder, the job store in
+    /// the world's `state` folder, no retries (each fault is seen once), no reuse of identical
+    /// calls (each call is a generation the test counts; the jobs tests turn it back on), and
+    /// `extra`.
     pub fn env(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         let mut env = BTreeMap::from([
             ("AIML_API_KEY".into(), self.fake.api_key().into()),
             ("AIML_API_BASE_URL".into(), self.fake.base_url().into()),
             ("REVE_OUTPUT_DIR".into(), path_string(&self.outputs)),
+            ("REVE_STATE_DIR".into(), path_string(&self.state_dir())),
             ("REVE_MAX_RETRIES".into(), "0".into()),
+            ("REVE_REUSE_WINDOW_SECS".into(), "0".into()),
         ]);
         env.extend(
             extra
@@ -81,6 +89,11 @@ impl World {
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
         env
+    }
+
+    /// Where the server keeps its job store.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
     }
 
     /// A path under the world's folder, such as `inputs/cat.png`.

@@ -1,0 +1,793 @@
+//! Every edit is a job, recorded before its paid request is sent and run apart from the call
+//! that asked for it, so that a paid result outlives the call: a client that gives up after 60
+//! seconds, a cancellation after the request went out, a retry of the same call, a restart.
+//!
+//! A call waits for its job up to a limit and then answers with the job's id, which `get_edit`
+//! (or the tasks extension's `tasks/get`) redeems. A call identical to a job still running, or
+//! one that succeeded a short while ago, waits for that job instead of paying again. A
+//! cancellation stops a job only while nothing has been sent; after that the job finishes and
+//! is saved, unless the operator chose otherwise. The tool, the command line and restarts all
+//! run jobs here, through the one [`Editor`].
+
+mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use reve_core::{RequestBody, Usage};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use store::{
+    DAY_MS, DayUsage, JobRecord, JobResult, JobState, JobStore, STORE_FILE, StoreError, now_ms,
+};
+
+use crate::edit::{
+    Destination, EditError, Edited, Editor, Journal, LocalFiles, Prepared, Progress, Ran, Stage,
+};
+use crate::generated::EditImageArguments;
+
+/// How often a call waiting on a job that another process runs looks at the store.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long a finished job stays in memory for callers already waiting on it; later ones read
+/// the store.
+const KEEP_FINISHED: Duration = Duration::from_secs(15 * 60);
+
+/// The principal of everything that runs on this machine for its one user: stdio clients, the
+/// command line, HTTP on loopback without a token.
+pub const LOCAL_PRINCIPAL: &str = "local";
+
+/// The defaults of the job options, and why: most clients give a tool call 60 s.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(45);
+pub const DEFAULT_REUSE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// How jobs are run and waited for.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// How long a call waits for its job before answering that it is still running; `None`
+    /// waits until it finishes (the command line).
+    pub max_wait: Option<Duration>,
+    /// How long after it succeeded an identical call gets a job's result instead of paying
+    /// again; zero turns reuse off.
+    pub reuse_window: Duration,
+    /// Whether a cancellation also stops a job whose request was sent, losing what it paid for.
+    pub cancel_aborts: bool,
+    /// The usage a UTC day may record before edits are refused.
+    pub max_credits_per_day: Option<f64>,
+}
+
+/// A job's picture of success, as every caller gets it.
+#[derive(Debug, Clone)]
+pub struct Succeeded {
+    pub result: JobResult,
+    /// The inline preview, base64; `None` when none was made or it was not kept.
+    pub preview: Option<Arc<str>>,
+    pub usage: Option<Usage>,
+    /// The job whose result this is, when this one reused it rather than paying.
+    pub reused_from: Option<String>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded(Succeeded),
+    /// Failed, cancelled or interrupted, with a message saying what it cost and what to do.
+    Ended {
+        state: JobState,
+        message: String,
+    },
+}
+
+/// What a wait for a job found.
+#[derive(Debug, Clone)]
+pub enum Waited {
+    Finished {
+        job_id: String,
+        outcome: Outcome,
+    },
+    /// Still at work when the wait ran out.
+    Running {
+        job_id: String,
+        stage: Option<Stage>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Status {
+    Working(Option<Stage>),
+    Done(Outcome),
+}
+
+/// A job this process runs.
+struct Live {
+    principal: String,
+    status: watch::Receiver<Status>,
+    stop: CancellationToken,
+    /// Set just before the paid request is sent: from then on a cancellation no longer stops
+    /// the job (unless [`JobOptions::cancel_aborts`]).
+    sent: Arc<AtomicBool>,
+    /// When it finished, if it has, and whether the store has its end.
+    finished: Option<(std::time::Instant, bool)>,
+}
+
+/// The jobs of this process, and the store they share with every other.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    editor: Editor,
+    store: JobStore,
+    previews: PathBuf,
+    options: JobOptions,
+    live: Mutex<HashMap<String, Live>>,
+    /// A random id of this run of the process, so a restart under the same pid (as in a
+    /// container) is told apart from the run that owned a job.
+    run: String,
+    tasks: TaskTracker,
+}
+
+impl Jobs {
+    /// Jobs kept in `state_dir` (the store file and the previews beside it), run by `editor`.
+    /// Nothing is opened until the first job.
+    pub fn new(editor: Editor, state_dir: &Path, options: JobOptions) -> Jobs {
+        Jobs {
+            inner: Arc::new(Inner {
+                editor,
+                store: JobStore::at(state_dir.join(STORE_FILE)),
+                previews: state_dir.join("previews"),
+                options,
+                live: Mutex::default(),
+                run: uuid::Uuid::new_v4().simple().to_string(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn editor(&self) -> &Editor {
+        &self.inner.editor
+    }
+
+    pub fn options(&self) -> &JobOptions {
+        &self.inner.options
+    }
+
+    pub fn store(&self) -> &JobStore {
+        &self.inner.store
+    }
+
+    /// Checks an edit, records it as a job of `principal` and starts it; returns its id at once.
+    /// Every refusal here (bad arguments, the spending limit, a store that cannot be written)
+    /// comes before anything is sent.
+    pub async fn submit(
+        &self,
+        arguments: EditImageArguments,
+        local_files: LocalFiles,
+        principal: &str,
+    ) -> Result<String, EditError> {
+        let prepared = self.inner.editor.prepare(arguments, local_files)?;
+        self.check_spending().await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let destination = prepared.destination();
+        let record = JobRecord {
+            id: id.clone(),
+            principal: principal.to_owned(),
+            state: JobState::Queued,
+            sent: false,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+            prompt: prepared.prompt().to_owned(),
+            stage_dir: destination.folder.display().to_string(),
+            output_name: destination.name.clone(),
+            saves: self.inner.editor.options().saves,
+            generated_url: None,
+            request_id: None,
+            credits_used: None,
+            tokens_used: None,
+            result: None,
+            reused_from: None,
+            error: None,
+            owner_pid: std::process::id(),
+            owner_run: self.inner.run.clone(),
+        };
+        self.inner.store.insert(record).await?;
+        self.start(id.clone(), principal.to_owned(), prepared);
+        Ok(id)
+    }
+
+    async fn check_spending(&self) -> Result<(), EditError> {
+        let Some(limit) = self.inner.options.max_credits_per_day else {
+            return Ok(());
+        };
+        let used = self.inner.store.usage_today().await?;
+        if used >= limit {
+            let resets =
+                std::time::UNIX_EPOCH + Duration::from_millis((now_ms() / DAY_MS + 1) * DAY_MS);
+            return Err(EditError::SpendingLimit {
+                used,
+                limit,
+                resets: humantime::format_rfc3339_seconds(resets).to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn start(&self, id: String, principal: String, prepared: Prepared) {
+        let (status, receiver) = watch::channel(Status::Working(None));
+        let stop = CancellationToken::new();
+        let sent = Arc::new(AtomicBool::new(false));
+        self.lock_live().insert(
+            id.clone(),
+            Live {
+                principal: principal.clone(),
+                status: receiver,
+                stop: stop.clone(),
+                sent: Arc::clone(&sent),
+                finished: None,
+            },
+        );
+        let jobs = self.clone();
+        self.inner.tasks.spawn(async move {
+            let journal = StoreJournal {
+                jobs: &jobs,
+                id: &id,
+                principal: &principal,
+                sent: &sent,
+            };
+            let progress = WatchProgress(&status);
+            let ran = jobs
+                .inner
+                .editor
+                .run(prepared, &progress, &journal, &stop)
+                .await;
+            let outcome = match ran {
+                Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, edited, None).await),
+                Ok(Ran::Reused(other)) => tokio::select! {
+                    reused = jobs.reuse(&principal, &other, &progress) => reused,
+                    () = stop.cancelled() => Err(EditError::Cancelled),
+                },
+                Err(error) => Err(error),
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(error) => ended(error, sent.load(Ordering::SeqCst)),
+            };
+            jobs.finish(&id, outcome, status).await;
+        });
+    }
+
+    /// A finished edit as a job's success: its preview kept beside the store.
+    async fn succeeded(&self, id: &str, edited: Edited, reused_from: Option<String>) -> Outcome {
+        let result = JobResult {
+            path: edited.path.as_ref().map(|path| path.display().to_string()),
+            url: edited.metadata.url.clone(),
+            request_id: edited.metadata.request_id.clone(),
+            content_violation: edited.metadata.content_violation,
+            mime_type: edited.metadata.mime_type().to_owned(),
+            width: edited.dimensions.0,
+            height: edited.dimensions.1,
+            bytes: edited.size,
+            preview: edited
+                .preview
+                .as_ref()
+                .map(|preview| (preview.mime_type.to_owned(), preview.width, preview.height)),
+        };
+        let preview: Option<Arc<str>> = edited.preview.map(|preview| preview.base64.into());
+        if let Some(preview) = &preview {
+            self.keep_preview(id, preview).await;
+        }
+        Outcome::Succeeded(Succeeded {
+            result,
+            preview,
+            usage: edited.metadata.usage,
+            reused_from,
+        })
+    }
+
+    /// Keeps a preview where any later caller (or another replica) finds it. A cache: a
+    /// failure costs only the inline picture of a later `get_edit`, never the result.
+    async fn keep_preview(&self, id: &str, base64: &Arc<str>) {
+        let folder = self.inner.previews.clone();
+        let path = folder.join(id);
+        let base64 = Arc::clone(base64);
+        let written = tokio::task::spawn_blocking(move || {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(base64.as_bytes())
+                .map_err(std::io::Error::other)?;
+            std::fs::create_dir_all(&folder)?;
+            std::fs::write(&path, bytes)
+        })
+        .await
+        .expect("writing a preview does not panic");
+        if let Err(error) = written {
+            tracing::warn!(%error, job = id, "could not keep the job's preview");
+        }
+    }
+
+    /// The outcome of the job this one attached to, as this job's own.
+    async fn reuse(
+        &self,
+        principal: &str,
+        other: &str,
+        progress: &WatchProgress<'_>,
+    ) -> Result<Outcome, EditError> {
+        let waited = self
+            .wait_for(other, principal, None, progress, None)
+            .await?;
+        let Waited::Finished { outcome, .. } = waited else {
+            unreachable!("a wait without a limit ends when the job does")
+        };
+        Ok(match outcome {
+            Outcome::Succeeded(succeeded) => Outcome::Succeeded(Succeeded {
+                usage: None,
+                reused_from: Some(other.to_owned()),
+                ..succeeded
+            }),
+            Outcome::Ended { state, message } => Outcome::Ended {
+                state,
+                message: format!("{message} (this call reused edit job {other})"),
+            },
+        })
+    }
+
+    /// Records how a job ended and tells whoever waits.
+    async fn finish(&self, id: &str, outcome: Outcome, status: watch::Sender<Status>) {
+        // Usage and reuse were recorded when they became known.
+        let (state, result, error) = match &outcome {
+            Outcome::Succeeded(succeeded) => {
+                (JobState::Succeeded, Some(succeeded.result.clone()), None)
+            }
+            Outcome::Ended { state, message } => (*state, None, Some(message.clone())),
+        };
+        let recorded = match self
+            .inner
+            .store
+            .finish(id.to_owned(), state, result, error)
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, job = id, "could not record how the job ended; its result is kept in memory");
+                false
+            }
+        };
+        if let Some(live) = self.lock_live().get_mut(id) {
+            live.finished = Some((std::time::Instant::now(), recorded));
+        }
+        status.send_replace(Status::Done(outcome));
+    }
+
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for job `id` of `principal` up to [`JobOptions::max_wait`], reporting its stages
+    /// to `progress`. `cancel` is the caller's: when it fires the caller stops waiting, and the
+    /// job stops too unless its request was sent (see [`JobOptions::cancel_aborts`]).
+    pub async fn wait(
+        &self,
+        id: &str,
+        principal: &str,
+        progress: &impl Progress,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Waited, EditError> {
+        self.wait_for(id, principal, self.inner.options.max_wait, progress, cancel)
+            .await
+    }
+
+    /// Where job `id` is now, without waiting.
+    pub async fn status(&self, id: &str, principal: &str) -> Result<Waited, EditError> {
+        self.wait_for(id, principal, Some(Duration::ZERO), &(), None)
+            .await
+    }
+
+    async fn wait_for(
+        &self,
+        id: &str,
+        principal: &str,
+        max_wait: Option<Duration>,
+        progress: &impl Progress,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Waited, EditError> {
+        let deadline = max_wait.map(|wait| tokio::time::Instant::now() + wait);
+        let until_deadline = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(until_deadline);
+        let cancelled = async {
+            match cancel {
+                Some(cancel) => cancel.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(cancelled);
+        let live = {
+            let mut live = self.lock_live();
+            live.retain(|_, job| {
+                job.finished
+                    .is_none_or(|(at, recorded)| !recorded || at.elapsed() < KEEP_FINISHED)
+            });
+            live.get(id)
+                .filter(|job| job.principal == principal)
+                .map(|job| (job.status.clone(), job.stop.clone(), Arc::clone(&job.sent)))
+        };
+        let Some((mut status, stop, sent)) = live else {
+            return self.wait_in_store(id, principal, &mut until_deadline).await;
+        };
+        loop {
+            let current = status.borrow_and_update().clone();
+            match current {
+                Status::Done(outcome) => {
+                    return Ok(Waited::Finished {
+                        job_id: id.to_owned(),
+                        outcome,
+                    });
+                }
+                Status::Working(stage) => {
+                    if let Some(stage) = stage {
+                        progress.report(stage).await;
+                    }
+                    tokio::select! {
+                        biased;
+                        changed = status.changed() => {
+                            if changed.is_err() {
+                                // The job's task ended without a word: it panicked.
+                                return Err(EditError::Job(format!("edit job {id} stopped unexpectedly; see the server's log")));
+                            }
+                        }
+                        () = &mut cancelled => {
+                            if self.inner.options.cancel_aborts || !sent.load(Ordering::SeqCst) {
+                                stop.cancel();
+                            } else {
+                                tracing::info!(job = id, "the call was cancelled after its request was sent; the job finishes in the background");
+                            }
+                            return Err(EditError::Cancelled);
+                        }
+                        () = &mut until_deadline => {
+                            return Ok(Waited::Running { job_id: id.to_owned(), stage });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for a job this process does not run (another process does, or did), by reading
+    /// the store.
+    async fn wait_in_store(
+        &self,
+        id: &str,
+        principal: &str,
+        until_deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Waited, EditError> {
+        loop {
+            let record = match self.inner.store.exists() {
+                true => self.inner.store.get(id.to_owned()).await?,
+                false => None,
+            };
+            let Some(record) = record.filter(|record| record.principal == principal) else {
+                return Err(EditError::UnknownJob(reve_core::shorten(id)));
+            };
+            if record.state.is_finished() {
+                return Ok(Waited::Finished {
+                    job_id: id.to_owned(),
+                    outcome: self.outcome_of(record).await,
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = until_deadline.as_mut() => {
+                    return Ok(Waited::Running { job_id: id.to_owned(), stage: None });
+                }
+            }
+        }
+    }
+
+    /// A finished job's outcome from its record, its preview read back from beside the store.
+    async fn outcome_of(&self, record: JobRecord) -> Outcome {
+        let (JobState::Succeeded, Some(result)) = (record.state, record.result) else {
+            return Outcome::Ended {
+                state: record.state,
+                message: record.error.unwrap_or_else(|| {
+                    format!("edit job {} ended {}", record.id, record.state.as_str())
+                }),
+            };
+        };
+        let path = self.inner.previews.join(&record.id);
+        let preview = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+            .await
+            .expect("reading a preview does not panic")
+            .map(|bytes| {
+                base64::engine::general_purpose::STANDARD
+                    .encode(bytes)
+                    .into()
+            });
+        let usage =
+            (record.credits_used.is_some() || record.tokens_used.is_some()).then_some(Usage {
+                credits_used: record.credits_used,
+                tokens_used: record.tokens_used,
+            });
+        Outcome::Succeeded(Succeeded {
+            preview: preview.filter(|_| result.preview.is_some()),
+            result,
+            usage,
+            reused_from: record.reused_from,
+        })
+    }
+
+    /// Stops job `id` of `principal` as a cancellation would: at once while nothing is sent,
+    /// otherwise only with [`JobOptions::cancel_aborts`].
+    pub async fn cancel(&self, id: &str, principal: &str) -> Result<(), EditError> {
+        let live = self
+            .lock_live()
+            .get(id)
+            .filter(|job| job.principal == principal)
+            .map(|job| (job.stop.clone(), Arc::clone(&job.sent)));
+        match live {
+            Some((stop, sent)) => {
+                if self.inner.options.cancel_aborts || !sent.load(Ordering::SeqCst) {
+                    stop.cancel();
+                }
+                Ok(())
+            }
+            None => match self.status(id, principal).await? {
+                // Finished already, or run by another process: nothing to stop here.
+                Waited::Finished { .. } | Waited::Running { .. } => Ok(()),
+            },
+        }
+    }
+
+    /// Stops every job not yet sent and waits up to `grace` for the rest to finish and be
+    /// recorded: how a process ends without losing what it paid for.
+    pub async fn drain(&self, grace: Duration) {
+        for job in self.lock_live().values() {
+            if self.inner.options.cancel_aborts || !job.sent.load(Ordering::SeqCst) {
+                job.stop.cancel();
+            }
+        }
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "edit jobs were still running at exit; a restart resumes those whose result URL is known"
+            );
+        }
+    }
+
+    /// Finds the jobs that a process which has since died left unfinished, and settles each:
+    /// resumes the download of a result whose URL is known, and marks the rest interrupted,
+    /// saying whether it may have been charged for.
+    pub async fn recover(&self) {
+        if !self.inner.store.exists() {
+            return;
+        }
+        let unfinished = match self.inner.store.unfinished().await {
+            Ok(unfinished) => unfinished,
+            Err(error) => {
+                tracing::warn!(%error, "could not look for interrupted jobs");
+                return;
+            }
+        };
+        for job in unfinished {
+            if job.owner_run == self.inner.run || owner_is_alive(&job) {
+                continue;
+            }
+            if !matches!(
+                self.inner
+                    .store
+                    .adopt(job.id.clone(), std::process::id(), self.inner.run.clone())
+                    .await,
+                Ok(true)
+            ) {
+                continue;
+            }
+            self.settle(job).await;
+        }
+    }
+
+    async fn settle(&self, job: JobRecord) {
+        let message = match (&job.reused_from, &job.generated_url) {
+            (Some(other), _) => format!(
+                "the server stopped while this call waited for the identical edit job {other}; \
+                 collect that one with get_edit"
+            ),
+            (None, Some(url)) if job.sent => {
+                tracing::info!(job = %job.id, "resuming the download of a result the previous run paid for");
+                self.resume(job.clone(), url.clone());
+                return;
+            }
+            (None, _) if !job.sent => {
+                "the server stopped before this edit was sent to the API; nothing was charged; \
+                 call edit_image again"
+                    .to_owned()
+            }
+            (None, _) => format!(
+                "the server stopped while {model} was working on this edit; the provider may \
+                 have charged for it{request}. Call edit_image again to retry",
+                model = reve_core::MODEL,
+                request = job
+                    .request_id
+                    .as_deref()
+                    .map(|id| format!(" (request id {id})"))
+                    .unwrap_or_default(),
+            ),
+        };
+        if let Err(error) = self
+            .inner
+            .store
+            .finish(job.id.clone(), JobState::Interrupted, None, Some(message))
+            .await
+        {
+            tracing::warn!(%error, job = %job.id, "could not mark the job interrupted");
+        }
+    }
+
+    /// Fetches and saves the result of an adopted job, as its own run would have.
+    fn resume(&self, job: JobRecord, url: String) {
+        let (status, receiver) = watch::channel(Status::Working(Some(Stage::Saving)));
+        let stop = CancellationToken::new();
+        self.lock_live().insert(
+            job.id.clone(),
+            Live {
+                principal: job.principal.clone(),
+                status: receiver,
+                stop,
+                sent: Arc::new(AtomicBool::new(true)),
+                finished: None,
+            },
+        );
+        let jobs = self.clone();
+        self.inner.tasks.spawn(async move {
+            let generated = reve_core::Generated {
+                url: Some(url),
+                request_id: job.request_id.clone(),
+                content_violation: None,
+                usage: (job.credits_used.is_some() || job.tokens_used.is_some()).then_some(Usage {
+                    credits_used: job.credits_used,
+                    tokens_used: job.tokens_used,
+                }),
+            };
+            let folder = PathBuf::from(&job.stage_dir);
+            let outcome = match jobs
+                .inner
+                .editor
+                .resume(&generated, &folder, job.output_name.clone())
+                .await
+            {
+                Ok(edited) => jobs.succeeded(&job.id, edited, None).await,
+                Err(error) => ended(error, true),
+            };
+            jobs.finish(&job.id, outcome, status).await;
+        });
+    }
+}
+
+/// How a job that did not succeed ended, and what its message tells the caller.
+fn ended(error: EditError, sent: bool) -> Outcome {
+    match error {
+        EditError::Cancelled => Outcome::Ended {
+            state: JobState::Cancelled,
+            message: if sent {
+                "the edit was cancelled after its request was sent; the provider may have \
+                 charged for it"
+                    .to_owned()
+            } else {
+                "the edit was cancelled before anything was sent to the API; nothing was charged"
+                    .to_owned()
+            },
+        },
+        error => Outcome::Ended {
+            state: JobState::Failed,
+            message: error.to_string(),
+        },
+    }
+}
+
+/// Whether the process that owns `job` still runs. A pid the system has since given to another
+/// process reads as alive: the job then waits for a later restart rather than being taken from
+/// a live owner.
+fn owner_is_alive(job: &JobRecord) -> bool {
+    if job.owner_pid == std::process::id() {
+        // The same pid in another run: a restart (in a container, pid 1 every time).
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        rustix::process::Pid::from_raw(job.owner_pid as i32)
+            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+/// What tells two calls apart: who asked, where the result goes, and the request itself (the
+/// input picture's bytes, as base64, the prompt and every vendor field). A hash: the picture is
+/// never stored.
+fn fingerprint(principal: &str, body: &RequestBody, destination: &Destination) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        principal.as_bytes(),
+        destination.folder.as_os_str().as_encoded_bytes(),
+        destination.name.as_deref().unwrap_or("").as_bytes(),
+        body.as_json(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A job's stages, for whoever waits on it.
+struct WatchProgress<'a>(&'a watch::Sender<Status>);
+
+impl Progress for WatchProgress<'_> {
+    async fn report(&self, stage: Stage) {
+        self.0.send_replace(Status::Working(Some(stage)));
+    }
+}
+
+/// Writes a job's two moments into the store.
+struct StoreJournal<'a> {
+    jobs: &'a Jobs,
+    id: &'a str,
+    principal: &'a str,
+    sent: &'a AtomicBool,
+}
+
+impl Journal for StoreJournal<'_> {
+    async fn before_sending(
+        &self,
+        body: &RequestBody,
+        destination: &Destination,
+    ) -> Result<Option<String>, EditError> {
+        let fingerprint = fingerprint(self.principal, body, destination);
+        let reused = self
+            .jobs
+            .inner
+            .store
+            .claim_or_reuse(
+                self.id.to_owned(),
+                fingerprint,
+                self.jobs.inner.options.reuse_window,
+            )
+            .await?;
+        if reused.is_none() {
+            self.sent.store(true, Ordering::SeqCst);
+        }
+        Ok(reused)
+    }
+
+    async fn generated(&self, generated: reve_core::Generated) {
+        if let Err(error) = self
+            .jobs
+            .inner
+            .store
+            .set_generated(self.id.to_owned(), generated)
+            .await
+        {
+            tracing::warn!(%error, job = self.id, "could not record the API's answer; a restart could not resume this download");
+        }
+    }
+}

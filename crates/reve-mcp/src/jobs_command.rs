@@ -1,0 +1,89 @@
+//! `reve-mcp jobs` and `reve-mcp usage`: what the job store holds, for a person or a script.
+//! Both only read; a store that does not exist yet lists nothing.
+
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use crate::jobs::{DAY_MS, JobRecord, JobStore, STORE_FILE};
+
+/// Prints the newest `limit` jobs, one per line: id, state, creation time (UTC), and the saved
+/// path, the URL or the error.
+pub fn list(state_dir: &Path, limit: u32) -> anyhow::Result<()> {
+    let store = JobStore::at(state_dir.join(STORE_FILE));
+    if !store.exists() {
+        println!("no jobs yet ({} does not exist)", store.path().display());
+        return Ok(());
+    }
+    let jobs = store
+        .recent_blocking(limit)
+        .context("reading the job store")?;
+    for job in &jobs {
+        println!("{}", line(job));
+    }
+    Ok(())
+}
+
+fn line(job: &JobRecord) -> String {
+    let when =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(job.created_ms));
+    let what = match (&job.result, &job.error, &job.reused_from) {
+        (Some(result), _, reused) => {
+            let place = result
+                .path
+                .clone()
+                .or_else(|| result.url.clone())
+                .unwrap_or_default();
+            match reused {
+                Some(other) => format!("{place} (reused from {other})"),
+                None => place,
+            }
+        }
+        (None, Some(error), _) => error.clone(),
+        (None, None, _) => String::new(),
+    };
+    format!("{}  {:<11}  {when}  {what}", job.id, job.state.as_str())
+}
+
+/// Prints the usage the API reported per UTC day, then the total.
+pub fn usage(state_dir: &Path) -> anyhow::Result<()> {
+    let store = JobStore::at(state_dir.join(STORE_FILE));
+    if !store.exists() {
+        println!(
+            "no usage recorded ({} does not exist)",
+            store.path().display()
+        );
+        return Ok(());
+    }
+    let days = store
+        .usage_by_day_blocking()
+        .context("reading the job store")?;
+    let (mut jobs, mut credits) = (0, 0.0);
+    for day in &days {
+        let date =
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(day.day * DAY_MS))
+                .to_string();
+        println!(
+            "{}  {:>5} edits  {:>14} credits",
+            &date[..10],
+            day.jobs,
+            format_credits(day.credits)
+        );
+        jobs += day.jobs;
+        credits += day.credits;
+    }
+    println!(
+        "total       {jobs:>5} edits  {:>14} credits",
+        format_credits(credits)
+    );
+    Ok(())
+}
+
+fn format_credits(credits: f64) -> String {
+    if credits.fract() == 0.0 {
+        format!("{credits:.0}")
+    } else {
+        format!("{credits:.2}")
+    }
+}

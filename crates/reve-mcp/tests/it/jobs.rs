@@ -1,0 +1,355 @@
+//! Edits that outlive the call, through the real binary over stdio: a result collected after
+//! the wait ran out, retries that do not pay twice, cancellations before and after sending,
+//! restarts after SIGKILL, the spending limit, and the `jobs` and `usage` commands.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reve_tests::Scenario;
+use reve_tests::fake::{data_uri, sample_png};
+use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
+use rmcp::model::CallToolResult;
+use serde_json::{Value, json};
+
+use crate::support::{World, command, start};
+
+/// The fake's `meta.usage.tokens_used` for each generation.
+const TOKENS_PER_EDIT: f64 = 210_000.0;
+
+/// The server's environment: the defaults of the jobs settings, unless `extra` says otherwise.
+fn env(world: &World, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut env = world.env(&[("RUST_LOG", "info")]);
+    env.remove("REVE_REUSE_WINDOW_SECS");
+    env.extend(
+        extra
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
+    );
+    env
+}
+
+/// A fresh world, the first scenario pushed (if any), and the server over stdio.
+async fn serve(extra: &[(&str, &str)], first: Option<Scenario>) -> (World, McpSession) {
+    let world = World::new().await;
+    world.fake.push(first.unwrap_or(Scenario::Success));
+    let session = start(&env(&world, extra), TestClient::default()).await;
+    (world, session)
+}
+
+fn input() -> String {
+    data_uri("image/png", &sample_png(24, 16))
+}
+
+fn status(result: &CallToolResult) -> String {
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    structured(result)["status"].as_str().unwrap().to_owned()
+}
+
+fn job_id(result: &CallToolResult) -> String {
+    structured(result)["job_id"].as_str().unwrap().to_owned()
+}
+
+/// Calls `get_edit` until the job is no longer running (each call waits up to the server's
+/// limit); at most `calls` times.
+async fn collect(session: &McpSession, job: &str, calls: usize) -> CallToolResult {
+    for _ in 0..calls {
+        let result = session.get_edit(job).await.unwrap();
+        if result.is_error == Some(true) || structured(&result)["status"] != "running" {
+            return result;
+        }
+    }
+    panic!("job {job} still running after {calls} get_edit calls");
+}
+
+#[tokio::test]
+async fn an_edit_longer_than_the_wait_is_collected_with_get_edit() {
+    let (world, session) = serve(
+        &[("REVE_MAX_WAIT_SECS", "1")],
+        Some(Scenario::Latency(Duration::from_secs(3))),
+    )
+    .await;
+
+    let first = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(status(&first), "running");
+    let job = job_id(&first);
+    assert!(result_text(&first).contains(&format!("get_edit with job_id \"{job}\"")));
+    assert_eq!(job.len(), 32, "128 random bits: {job}");
+
+    let done = collect(&session, &job, 10).await;
+    assert_eq!(status(&done), "succeeded", "{done:?}");
+    let output = structured(&done);
+    assert_eq!(output["job_id"], json!(job));
+    assert_eq!(output["usage"]["tokens_used"], json!(TOKENS_PER_EDIT));
+    assert_eq!(output["reused_from"], Value::Null);
+    let saved = output["path"].as_str().unwrap();
+    assert!(std::path::Path::new(saved).is_file());
+    assert!(
+        done.content[0].as_image().is_some(),
+        "the picture comes back"
+    );
+    assert_eq!(world.fake.generation_attempts(), 1);
+
+    // Collected again later, from the store: the same answer, picture included.
+    let again = session.get_edit(&job).await.unwrap();
+    assert_eq!(again.structured_content, done.structured_content);
+    assert_eq!(
+        again.content[0].as_image().unwrap().data,
+        done.content[0].as_image().unwrap().data
+    );
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_times_out_and_calls_again_causes_one_generation() {
+    let (world, session) = serve(&[], Some(Scenario::Latency(Duration::from_secs(3)))).await;
+    let arguments = json!({ "prompt": "make it blue", "image_url": input() });
+    give_up_after(
+        Duration::from_secs(1),
+        session.edit_image(arguments.clone()),
+    )
+    .await;
+    world.fake.wait_until(|c| c.generation_attempts == 1).await;
+    let retry = session.edit_image(arguments.clone()).await.unwrap();
+    assert_eq!(status(&retry), "succeeded", "{retry:?}");
+    let output = structured(&retry);
+    let original = output["reused_from"].as_str().expect("reused").to_owned();
+    assert_ne!(original, job_id(&retry));
+    assert_eq!(output["usage"], Value::Null, "nothing more was charged");
+    assert!(result_text(&retry).contains("nothing more was charged"));
+    // The cancelled call's job finished in the background with the same result.
+    let first = session.get_edit(&original).await.unwrap();
+    assert_eq!(structured(&first)["path"], output["path"]);
+    assert_eq!(world.fake.generation_attempts(), 1);
+    assert_eq!(world.fake.cancelled_requests(), 0);
+    assert_eq!(world.saved_files().len(), 1, "{:?}", world.saved_files());
+
+    // A third identical call, within the window, is reused too; with another prompt it pays.
+    let third = session.edit_image(arguments).await.unwrap();
+    assert_eq!(structured(&third)["reused_from"], json!(original));
+    let other = session
+        .edit_image(json!({ "prompt": "make it red", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(structured(&other)["reused_from"], Value::Null);
+    assert_eq!(world.fake.generation_attempts(), 2);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn reuse_can_be_turned_off() {
+    let (world, session) = serve(&[("REVE_REUSE_WINDOW_SECS", "0")], None).await;
+    let arguments = json!({ "prompt": "p", "image_url": input() });
+    for _ in 0..2 {
+        let result = session.edit_image(arguments.clone()).await.unwrap();
+        assert_eq!(structured(&result)["reused_from"], Value::Null);
+    }
+    assert_eq!(world.fake.generation_attempts(), 2);
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancellation_before_sending_stops_the_job_and_after_sending_does_not() {
+    // One edit at a time: the second call queues, unsent, behind the first.
+    let (world, session) = serve(
+        &[("REVE_MAX_EDITS_IN_FLIGHT", "1")],
+        Some(Scenario::Latency(Duration::from_secs(3))),
+    )
+    .await;
+    let first = session.edit_image(json!({ "prompt": "first", "image_url": input() }));
+    let second = session.edit_image(json!({ "prompt": "second", "image_url": input() }));
+    give_up_after(Duration::from_millis(1500), async {
+        tokio::join!(first, second)
+    })
+    .await;
+    // The first, sent, finishes and is saved; the second was never sent.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while world.saved_files().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the sent edit was saved although its call was cancelled");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(world.fake.generation_attempts(), 1);
+    assert_eq!(world.fake.cancelled_requests(), 0);
+    session.stop().await;
+
+    let listed = jobs_listing(&world).await;
+    let states: Vec<&str> = listed
+        .lines()
+        .map(|line| line.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(states, ["cancelled", "succeeded"], "{listed}");
+    assert!(listed.contains("nothing was charged"), "{listed}");
+}
+
+#[tokio::test]
+async fn cancel_aborts_stops_a_sent_edit_as_before() {
+    let (world, session) = serve(
+        &[("REVE_CANCEL_ABORTS", "1")],
+        Some(Scenario::Latency(Duration::from_secs(60))),
+    )
+    .await;
+    let call = session.edit_image(json!({ "prompt": "p", "image_url": input() }));
+    give_up_after(Duration::from_millis(500), call).await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        world.fake.wait_until(|c| c.cancelled_requests == 1),
+    )
+    .await
+    .expect("the API request was abandoned");
+    // The server keeps serving.
+    let next = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(status(&next), "succeeded");
+    session.stop().await;
+    assert_eq!(world.saved_files().len(), 1);
+    let listed = jobs_listing(&world).await;
+    assert!(listed.contains("cancelled"), "{listed}");
+    assert!(listed.contains("may have charged"), "{listed}");
+}
+
+#[tokio::test]
+async fn the_spending_limit_refuses_edits_once_the_day_is_spent() {
+    let world = World::new().await;
+    // Two edits bring the day to 420,000; the third is refused before anything is sent.
+    let limit = (TOKENS_PER_EDIT * 1.5).to_string();
+    let session = start(
+        &env(&world, &[("REVE_MAX_CREDITS_PER_DAY", &limit)]),
+        TestClient::default(),
+    )
+    .await;
+    for prompt in ["one", "two"] {
+        let result = session
+            .edit_image(json!({ "prompt": prompt, "image_url": input() }))
+            .await
+            .unwrap();
+        assert_eq!(status(&result), "succeeded");
+    }
+    let refused = session
+        .edit_image(json!({ "prompt": "three", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    let text = result_text(&refused);
+    for part in [
+        "spending limit",
+        "420000",
+        "315000",
+        "--max-credits-per-day",
+        "T00:00:00Z",
+        "nothing was sent",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text}");
+    }
+    assert_eq!(world.fake.generation_attempts(), 2);
+    session.stop().await;
+
+    let usage = run(&world, &["usage"]).await;
+    let total = usage.lines().last().unwrap();
+    assert!(total.starts_with("total"), "{usage}");
+    assert!(
+        total.contains(" 2 edits") && total.contains("420000 credits"),
+        "{usage}"
+    );
+}
+
+#[tokio::test]
+async fn a_result_whose_url_was_known_is_saved_after_sigkill_and_restart() {
+    let world = World::new().await;
+    // The answer comes at once; the download then crawls, and the server is killed in it.
+    world.fake.push(Scenario::SlowBody {
+        chunk_delay: Duration::from_millis(700),
+    });
+    let server_env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
+    let session = start(&server_env, TestClient::default()).await;
+    let first = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    let job = job_id(&first);
+    world.fake.wait_until(|c| c.file_downloads >= 1).await;
+    kill(session.pid);
+    drop(session);
+    assert!(world.saved_files().iter().all(|path| is_partial(path)));
+
+    let session = start(&server_env, TestClient::default()).await;
+    let done = collect(&session, &job, 20).await;
+    assert_eq!(status(&done), "succeeded", "{done:?}");
+    let saved = structured(&done)["path"].as_str().unwrap().to_owned();
+    assert_eq!(image::image_dimensions(&saved).unwrap(), (24, 16));
+    assert_eq!(world.fake.generation_attempts(), 1, "nothing paid twice");
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_killed_while_the_api_worked_is_interrupted_with_its_cost_named() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(30)));
+    let server_env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
+    let session = start(&server_env, TestClient::default()).await;
+    let first = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    let job = job_id(&first);
+    kill(session.pid);
+    drop(session);
+
+    let session = start(&server_env, TestClient::default()).await;
+    let result = collect(&session, &job, 5).await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let text = result_text(&result);
+    assert!(text.contains("may have charged"), "{text}");
+    assert!(text.contains(&job), "{text}");
+    session.stop().await;
+    assert!(jobs_listing(&world).await.contains("interrupted"));
+}
+
+#[tokio::test]
+async fn an_unknown_job_id_is_a_tool_error_naming_it() {
+    let (_world, session) = serve(&[], None).await;
+    let result = session.get_edit("0123456789abcdef").await.unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(result_text(&result).contains("no edit job \"0123456789abcdef\""));
+    session.stop().await;
+}
+
+/// Drops `calls` unanswered after `patience`, as a client that times out does: rmcp then sends
+/// `notifications/cancelled` for each.
+async fn give_up_after(patience: Duration, calls: impl Future) {
+    assert!(
+        tokio::time::timeout(patience, calls).await.is_err(),
+        "answered within {patience:?}"
+    );
+}
+
+fn is_partial(path: &std::path::Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with(".partial"))
+}
+
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `reve-mcp jobs` against the world's store.
+async fn jobs_listing(world: &World) -> String {
+    run(world, &["jobs"]).await
+}
+
+async fn run(world: &World, args: &[&str]) -> String {
+    let output = command(&world.env(&[])).args(args).output().await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
