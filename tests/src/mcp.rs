@@ -44,16 +44,21 @@ pub struct Observed {
     pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
 }
 
-/// A minimal MCP client: records progress, and declares roots when given some.
+/// A minimal MCP client: records progress, declares roots when given some, and the tasks
+/// extension when asked to.
 #[derive(Debug, Clone, Default)]
 pub struct TestClient {
     pub observed: Observed,
     pub roots: Option<Vec<PathBuf>>,
+    pub tasks: bool,
 }
 
 impl ClientHandler for TestClient {
     fn get_info(&self) -> ClientConfig {
-        let mut capabilities = ClientCapabilities::default();
+        let mut capabilities = match self.tasks {
+            true => ClientCapabilities::builder().enable_tasks().build(),
+            false => ClientCapabilities::default(),
+        };
         if self.roots.is_some() {
             capabilities.roots = Some(RootsCapabilities::default());
         }

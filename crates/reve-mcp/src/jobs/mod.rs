@@ -44,6 +44,22 @@ const KEEP_FINISHED: Duration = Duration::from_secs(15 * 60);
 /// command line, HTTP on loopback without a token.
 pub const LOCAL_PRINCIPAL: &str = "local";
 
+/// Who owns a job, when it is not [`LOCAL_PRINCIPAL`]: the holder of a bearer token, known by
+/// a hash of it so the token itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(pub String);
+
+impl Principal {
+    pub fn of_token(token: &[u8]) -> Principal {
+        let digest = Sha256::digest(token);
+        let hex: String = digest[..12]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Principal(format!("token:{hex}"))
+    }
+}
+
 /// The defaults of the job options, and why: most clients give a tool call 60 s.
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(45);
 pub const DEFAULT_REUSE_WINDOW: Duration = Duration::from_secs(10 * 60);
@@ -527,6 +543,17 @@ impl Jobs {
             usage,
             reused_from: record.reused_from,
         })
+    }
+
+    /// Job `id`'s record, when it belongs to `principal`; anyone else's is unknown.
+    pub async fn record(&self, id: &str, principal: &str) -> Result<JobRecord, EditError> {
+        let record = match self.inner.store.exists() {
+            true => self.inner.store.get(id.to_owned()).await?,
+            false => None,
+        };
+        record
+            .filter(|record| record.principal == principal)
+            .ok_or_else(|| EditError::UnknownJob(reve_core::shorten(id)))
     }
 
     /// Stops job `id` of `principal` as a cancellation would: at once while nothing is sent,

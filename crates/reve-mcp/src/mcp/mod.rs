@@ -1,6 +1,7 @@
-//! The MCP face of the pipeline: the server handler, the `edit_image` tool and what a call
-//! returns.
+//! The MCP face of the pipeline: the server handler, the tools, what a call returns, and the
+//! tasks extension over the same jobs.
 
 pub mod output;
 pub mod server;
+pub mod task;
 pub mod tool;

@@ -236,23 +236,10 @@ fn running_result(
     stage: Option<Stage>,
     max_wait: Option<std::time::Duration>,
 ) -> CallToolResult {
-    let doing = match stage {
-        Some(Stage::Queued { waited }) => format!(
-            "queued behind other edits on this server ({} s so far; nothing sent yet)",
-            waited.as_secs()
-        ),
-        Some(Stage::Waiting { elapsed }) => format!(
-            "waiting for {} to finish it ({} s so far)",
-            reve_core::MODEL,
-            elapsed.as_secs()
-        ),
-        Some(Stage::Saving) => "saving the result".to_owned(),
-        Some(Stage::Preparing) | None => "in progress".to_owned(),
-    };
     let wait = max_wait.map_or_else(String::new, |wait| {
         format!(" (each call waits up to {} s)", wait.as_secs())
     });
-    let message = format!("The edit is still running: {doing}.");
+    let message = format!("The edit is still running: {}.", doing(stage));
     let text = format!(
         "{message} Call get_edit with job_id \"{job_id}\" to collect the result{wait}; \
          calling edit_image again would not be charged twice, but get_edit is the way to wait."
@@ -266,6 +253,23 @@ fn running_result(
     result.structured_content =
         Some(serde_json::to_value(output).expect("the output serialises to JSON"));
     result
+}
+
+/// What a running edit is doing, for a person or a model.
+pub fn doing(stage: Option<Stage>) -> String {
+    match stage {
+        Some(Stage::Queued { waited }) => format!(
+            "queued behind other edits on this server ({} s so far; nothing sent yet)",
+            waited.as_secs()
+        ),
+        Some(Stage::Waiting { elapsed }) => format!(
+            "waiting for {} to finish it ({} s so far)",
+            reve_core::MODEL,
+            elapsed.as_secs()
+        ),
+        Some(Stage::Saving) => "saving the result".to_owned(),
+        Some(Stage::Preparing) | None => "in progress".to_owned(),
+    }
 }
 
 /// The result for the model. Without a saved path, the structured output has no `path` and the

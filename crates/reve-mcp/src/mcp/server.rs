@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
 use crate::edit::EditError;
-use crate::jobs::LOCAL_PRINCIPAL;
+use crate::jobs::{LOCAL_PRINCIPAL, Principal};
+use crate::mcp::task;
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
 
 /// How long to wait for a client to answer `roots/list`.
@@ -87,19 +89,24 @@ impl ReveServer {
 
 impl ServerHandler for ReveServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-                    .with_title("reve image editing"),
-            )
-            .with_instructions(if self.tool.saves_results() {
-                "Use edit_image to change a picture from a plain-language instruction. The edited \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+                .with_title("reve image editing"),
+        )
+        .with_instructions(if self.tool.saves_results() {
+            "Use edit_image to change a picture from a plain-language instruction. The edited \
                  picture comes back inline and is saved to disk; tell the user the saved path."
-            } else {
-                "Use edit_image to change a picture from a plain-language instruction. The edited \
+        } else {
+            "Use edit_image to change a picture from a plain-language instruction. The edited \
                  picture comes back inline and by URL; this server does not save it, so give the \
                  user the URL."
-            })
+        })
     }
 
     async fn list_tools(
@@ -141,6 +148,10 @@ impl ServerHandler for ReveServer {
             .or_else(|| request.meta.as_ref()?.get_progress_token());
         let progress = progress_token.map(|token| (token, context.peer.clone()));
         let principal = principal(&context);
+        // A client that declared the tasks extension gets a task for an edit, and polls it.
+        let supports_tasks = context
+            .client_capabilities()
+            .is_some_and(|capabilities| capabilities.supports_tasks());
         let arguments = request.arguments.unwrap_or_default();
         let outcome = if request.name == GET_EDIT_TOOL_NAME {
             match tool::parse_get_edit_arguments(arguments) {
@@ -160,6 +171,20 @@ impl ServerHandler for ReveServer {
                     } else {
                         Vec::new()
                     };
+                    if supports_tasks {
+                        return match self.tool.start(arguments, roots, &principal).await {
+                            Ok(job_id) => {
+                                let record = self.tool.jobs().record(&job_id, &principal).await;
+                                match record {
+                                    Ok(record) => {
+                                        Ok(CallToolResponse::Task(task::created(&record)))
+                                    }
+                                    Err(error) => Ok(tool::error_result(&error).into()),
+                                }
+                            }
+                            Err(error) => Ok(tool::error_result(&error).into()),
+                        };
+                    }
                     self.tool
                         .call(arguments, roots, &principal, progress, &context.ct)
                         .await
@@ -178,31 +203,37 @@ impl ServerHandler for ReveServer {
         .into())
     }
 
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        task::get(&self.tool, &request.task_id, &principal(&context)).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        task::cancel(&self.tool, &request.task_id, &principal(&context)).await
+    }
+
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
         *self.client_roots.write().await = None;
     }
 }
 
-/// Whose jobs a request may see: the holder of the bearer token it carries (the HTTP transport
-/// has already checked it), known by a hash of it, or the one local user when it carries none
-/// (stdio, or HTTP on loopback without a token).
+/// Whose jobs a request may see: the holder of the bearer token it carried (which the HTTP
+/// transport checked and put in its place), or the one local user when it carried none (stdio,
+/// or HTTP on loopback without a token).
 fn principal(context: &RequestContext<RoleServer>) -> String {
-    use sha2::Digest as _;
-    let token = context
+    context
         .extensions
         .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.headers.get(axum::http::header::AUTHORIZATION))
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match token {
-        Some(token) => {
-            let digest = sha2::Sha256::digest(token.trim().as_bytes());
-            let hex: String = digest[..12]
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect();
-            format!("token:{hex}")
-        }
-        None => LOCAL_PRINCIPAL.to_owned(),
-    }
+        .and_then(|parts| parts.extensions.get::<Principal>())
+        .map_or_else(
+            || LOCAL_PRINCIPAL.to_owned(),
+            |principal| principal.0.clone(),
+        )
 }

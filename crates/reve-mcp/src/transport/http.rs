@@ -46,6 +46,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
+
+use crate::jobs::Principal;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
@@ -649,10 +651,13 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| bearer_credentials(value.as_bytes()));
-    if presented.is_some_and(|presented| token_matches(&token, presented)) {
+    if let Some(presented) = presented.filter(|presented| token_matches(&token, presented)) {
         // rmcp hands the request's headers to the handler and may log them;
-        // the token has done its job and goes no further.
+        // the token has done its job and goes no further. Whose jobs the
+        // request may see goes in its place.
+        let principal = Principal::of_token(presented);
         request.headers_mut().remove(header::AUTHORIZATION);
+        request.extensions_mut().insert(principal);
         return next.run(request).await;
     }
     tracing::warn!(

@@ -1,6 +1,7 @@
 //! Edits that outlive the call, through the real binary over stdio: a result collected after
 //! the wait ran out, retries that do not pay twice, cancellations before and after sending,
-//! restarts after SIGKILL, the spending limit, and the `jobs` and `usage` commands.
+//! restarts after SIGKILL, the spending limit, the `jobs` and `usage` commands, the tasks
+//! extension, and over HTTP, replicas that share the store and jobs that belong to a token.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,9 +9,13 @@ use std::time::Duration;
 use reve_tests::Scenario;
 use reve_tests::fake::{data_uri, sample_png};
 use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
-use rmcp::model::CallToolResult;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, GetTaskParams,
+    GetTaskResult, TaskPayload, TaskStatus,
+};
 use serde_json::{Value, json};
 
+use crate::mcp_http::{HttpServer, PROTOCOL_VERSION, sse_messages};
 use crate::support::{World, command, start};
 
 /// The fake's `meta.usage.tokens_used` for each generation.
@@ -352,4 +357,206 @@ async fn run(world: &World, args: &[&str]) -> String {
     let output = command(&world.env(&[])).args(args).output().await.unwrap();
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Polls `tasks/get` until the task is terminal; at most `polls` times, a poll interval apart.
+async fn settle(session: &McpSession, task_id: &str, polls: usize) -> GetTaskResult {
+    for _ in 0..polls {
+        let got = session
+            .client
+            .peer()
+            .get_task(GetTaskParams::new(task_id.to_owned()))
+            .await
+            .unwrap();
+        if got.task.status().is_terminal() {
+            return got;
+        }
+        assert_eq!(got.task.task.poll_interval_ms, Some(1000));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("task {task_id} not finished after {polls} polls");
+}
+
+fn tasks_client() -> TestClient {
+    TestClient {
+        tasks: true,
+        ..TestClient::default()
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_the_tasks_extension_gets_a_task_for_the_same_job() {
+    let (world, session) = {
+        let world = World::new().await;
+        world.fake.push(Scenario::Latency(Duration::from_secs(1)));
+        let session = start(&env(&world, &[]), tasks_client()).await;
+        (world, session)
+    };
+    let capabilities = session.client.peer_info().unwrap().capabilities.clone();
+    assert!(capabilities.supports_tasks(), "{capabilities:?}");
+
+    let response = session
+        .client
+        .peer()
+        .call_tool_once(
+            CallToolRequestParams::new("edit_image").with_arguments(
+                json!({ "prompt": "p", "image_url": input() })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    let CallToolResponse::Task(created) = response else {
+        panic!("expected a task, got {response:?}")
+    };
+    let task_id = created.task.task_id.clone();
+    assert_eq!(created.task.status, TaskStatus::Working);
+    let done = settle(&session, &task_id, 50).await;
+    let TaskPayload::Completed { result } = done.task.payload else {
+        panic!("expected a completed task, got {done:?}")
+    };
+    let result: CallToolResult = serde_json::from_value(Value::Object(result)).unwrap();
+    assert_eq!(status(&result), "succeeded");
+    assert!(result.content[0].as_image().is_some());
+    // The task is the job: get_edit knows it by the same id, with the same result.
+    let collected = session.get_edit(&task_id).await.unwrap();
+    assert_eq!(collected.structured_content, result.structured_content);
+    assert_eq!(world.fake.generation_attempts(), 1);
+
+    let unknown = session
+        .client
+        .peer()
+        .get_task(GetTaskParams::new("no-such-task".to_owned()))
+        .await
+        .unwrap_err();
+    assert!(format!("{unknown:?}").contains("-32602"), "{unknown:?}");
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn tasks_cancel_stops_a_queued_edit_but_not_a_sent_one() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(2)));
+    let session = start(
+        &env(&world, &[("REVE_MAX_EDITS_IN_FLIGHT", "1")]),
+        tasks_client(),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for prompt in ["sent", "queued"] {
+        let response = session
+            .client
+            .peer()
+            .call_tool_once(
+                CallToolRequestParams::new("edit_image").with_arguments(
+                    json!({ "prompt": prompt, "image_url": input() })
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
+            )
+            .await
+            .unwrap();
+        let CallToolResponse::Task(created) = response else {
+            panic!("expected a task, got {response:?}")
+        };
+        tasks.push(created.task.task_id);
+    }
+    world.fake.wait_until(|c| c.generation_attempts == 1).await;
+    for task_id in &tasks {
+        session
+            .client
+            .peer()
+            .cancel_task(CancelTaskParams::new(task_id.clone()))
+            .await
+            .unwrap();
+    }
+    let sent = settle(&session, &tasks[0], 50).await;
+    assert_eq!(sent.task.status(), TaskStatus::Completed, "{sent:?}");
+    let queued = settle(&session, &tasks[1], 50).await;
+    assert_eq!(queued.task.status(), TaskStatus::Cancelled, "{queued:?}");
+    assert_eq!(world.fake.generation_attempts(), 1);
+    assert_eq!(world.fake.cancelled_requests(), 0);
+    session.stop().await;
+}
+
+/// One stateless `tools/call` of `name` at `server`, as `token`'s holder: the call's result.
+async fn http_call(server: &HttpServer, token: &str, name: &str, arguments: Value) -> Value {
+    let request = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": { "name": name, "arguments": arguments }
+    });
+    let response = server
+        .post(&request)
+        .header("authorization", format!("Bearer {token}"))
+        .header("mcp-protocol-version", PROTOCOL_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    let messages = sse_messages(&response.text().await.unwrap());
+    messages.last().unwrap()["result"].clone()
+}
+
+#[tokio::test]
+async fn replicas_sharing_the_store_serve_a_job_to_its_own_token_only() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(3)));
+    let (alice, bob) = ("tok-alice-7f3e9a1c5b", "tok-bob-2d8c4e6a0f");
+    let replica = |token: &str| {
+        let mut env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
+        env.insert("REVE_HTTP_TOKEN".into(), token.into());
+        env
+    };
+    let first = HttpServer::start(&replica(alice), &["--stateless"]).await;
+    let second = HttpServer::start(&replica(alice), &["--stateless"]).await;
+    let other = HttpServer::start(&replica(bob), &["--stateless"]).await;
+
+    let started = http_call(
+        &first,
+        alice,
+        "edit_image",
+        json!({ "prompt": "p", "image_url": input() }),
+    )
+    .await;
+    assert_eq!(
+        started["structuredContent"]["status"], "running",
+        "{started}"
+    );
+    let job = started["structuredContent"]["job_id"].as_str().unwrap();
+
+    // Another token's holder is told the job does not exist, as for an unknown id.
+    let refused = http_call(&other, bob, "get_edit", json!({ "job_id": job })).await;
+    assert_eq!(refused["isError"], true, "{refused}");
+    let unknown = http_call(&other, bob, "get_edit", json!({ "job_id": "f".repeat(32) })).await;
+    let text = |result: &Value| {
+        result["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .replace(job, "ID")
+    };
+    assert_eq!(
+        text(&refused),
+        text(&unknown).replace(&"f".repeat(32), "ID")
+    );
+
+    // The other replica, with no session and not running the job, collects it from the store.
+    let mut done = Value::Null;
+    for _ in 0..10 {
+        done = http_call(&second, alice, "get_edit", json!({ "job_id": job })).await;
+        if done["structuredContent"]["status"] != "running" {
+            break;
+        }
+    }
+    assert_eq!(done["structuredContent"]["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["content"][0]["type"], "image",
+        "the preview comes from the store"
+    );
+    assert_eq!(world.fake.generation_attempts(), 1);
+    for server in [first, second, other] {
+        server.stop().await;
+    }
 }

@@ -121,7 +121,7 @@ impl HttpServer {
     }
 
     /// An MCP client session over Streamable HTTP.
-    async fn client(
+    pub(crate) async fn client(
         &self,
         token: Option<&str>,
         client: TestClient,
