@@ -18,6 +18,15 @@ pub fn demo(root: &Path, args: &[&str]) -> Result<ExitCode> {
     hand_over(command)
 }
 
+/// `cargo xtask conformance`.
+pub fn conformance(root: &Path) -> Result<ExitCode> {
+    let [reve_mcp, devtools] = built(root, Some(("reve-mcp", "reve-mcp")))?;
+    let mut command = Command::new(devtools);
+    command.current_dir(root).arg("conformance");
+    command.env("REVE_MCP_BIN", reve_mcp);
+    hand_over(command)
+}
+
 /// `cargo xtask fake-api [--port N]`.
 pub fn fake_api(root: &Path, args: &[&str]) -> Result<ExitCode> {
     let [devtools] = built(root, None)?;

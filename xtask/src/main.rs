@@ -18,6 +18,8 @@ tasks:
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
                      for trying reve-mcp in a real MCP client without a key
+  conformance        run the official MCP conformance suite's tasks scenarios against
+                     reve-mcp over HTTP (installs Node 22 and the suite with npm)
   bench [--quick]    build in release, measure reve-mcp against its performance
                      budgets and write BENCHMARKS.md (--quick: fewer repetitions)";
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
             xtask::devtools::demo(&root, rest)
         }
         ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
+        ["conformance"] => xtask::devtools::conformance(&root),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {
             eprintln!("{USAGE}");

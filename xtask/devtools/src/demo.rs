@@ -135,7 +135,7 @@ async fn run_async(root: &Path, live: bool) -> Result<()> {
     Ok(())
 }
 
-fn path_text(path: &Path) -> Result<String> {
+pub(crate) fn path_text(path: &Path) -> Result<String> {
     path.to_str()
         .map(str::to_owned)
         .with_context(|| format!("{} is not valid UTF-8", PathBuf::from(path).display()))
