@@ -148,8 +148,29 @@ impl StoreError {
                 StoreError::Corrupt { path, reason }
             }
             Some(ErrorCode::DiskFull) => StoreError::Full { path },
+            // SQLite reports a failed write to its shared-memory or journal file as a plain
+            // I/O error, though the cause is as often as not a full disk: look.
+            Some(ErrorCode::SystemIoFailure) if disk_is_full(Path::new(&path)) => {
+                StoreError::Full { path }
+            }
             _ => StoreError::Other { path, reason },
         }
+    }
+}
+
+/// Whether the disk holding `path` has (almost) no room left: less than SQLite needs to grow
+/// its files by a page or two.
+fn disk_is_full(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        let folder = path.parent().unwrap_or(path);
+        rustix::fs::statvfs(folder)
+            .is_ok_and(|stats| stats.f_bavail.saturating_mul(stats.f_frsize) < 64 * 1024)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
     }
 }
 

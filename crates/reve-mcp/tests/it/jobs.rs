@@ -560,3 +560,91 @@ async fn replicas_sharing_the_store_serve_a_job_to_its_own_token_only() {
         server.stop().await;
     }
 }
+
+/// Asserts that an edit was refused before anything was paid for, with `expected` in its
+/// message, and that the server goes on serving.
+async fn refused_unpaid(world: &World, session: &McpSession, expected: &str) {
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let text = result_text(&result);
+    assert!(text.contains(expected), "{expected:?} missing from {text}");
+    assert!(
+        text.contains("jobs.sqlite3") && text.contains("nothing was sent"),
+        "{text}"
+    );
+    assert_eq!(world.fake.generation_attempts(), 0);
+    assert!(session.client.peer().list_all_tools().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_damaged_store_refuses_edits_unpaid_until_it_is_moved_aside() {
+    let world = World::new().await;
+    std::fs::create_dir_all(world.state_dir()).unwrap();
+    let store = world.state_dir().join("jobs.sqlite3");
+    std::fs::write(&store, vec![0x5a; 8192]).unwrap();
+    let session = start(&env(&world, &[]), TestClient::default()).await;
+    refused_unpaid(&world, &session, "is damaged").await;
+    // The next edit opens the store afresh.
+    std::fs::rename(&store, store.with_extension("damaged")).unwrap();
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(status(&result), "succeeded");
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_locked_by_another_process_refuses_edits_unpaid() {
+    let world = World::new().await;
+    let session = start(&env(&world, &[]), TestClient::default()).await;
+    // One edit creates the store; then another process takes its write lock and keeps it.
+    let result = session
+        .edit_image(json!({ "prompt": "first", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(status(&result), "succeeded");
+    let holder = rusqlite::Connection::open(world.state_dir().join("jobs.sqlite3")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let before = world.fake.generation_attempts();
+    let refused = session
+        .edit_image(json!({ "prompt": "second", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    assert!(
+        result_text(&refused).contains("is locked by another process"),
+        "{refused:?}"
+    );
+    assert_eq!(world.fake.generation_attempts(), before);
+    holder.execute_batch("ROLLBACK").unwrap();
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_for_the_store_refuses_edits_unpaid() {
+    let world = World::new().await;
+    std::fs::create_dir_all(world.state_dir()).unwrap();
+    // The server runs in a mount namespace of its own where the state folder is a 16 KiB
+    // tmpfs: too small for the store (`unshare` is util-linux, on every Debian).
+    let wrapper = world.write(
+        "full-disk-reve-mcp",
+        format!(
+            "#!/bin/sh\nexec unshare --mount --map-root-user /bin/sh -c \
+             'mount -t tmpfs -o size=16k tmpfs \"$REVE_STATE_DIR\" && exec \"$0\"' {}\n",
+            crate::support::binary().display()
+        )
+        .as_bytes(),
+    );
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let session = McpSession::start(&wrapper, &env(&world, &[]), TestClient::default()).await;
+    refused_unpaid(&world, &session, "is full").await;
+    session.stop().await;
+}
