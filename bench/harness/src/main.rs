@@ -9,6 +9,7 @@
 //! that fixes it from building.
 
 mod hardening;
+mod jobs;
 mod local;
 mod measure;
 mod pictures;

@@ -187,6 +187,16 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
         report.bomb_peaks.push((name, peak));
     }
 
+    eprintln!("11-13. the job store: a record, get_edit, and a start with 1,000 jobs");
+    report.store = crate::jobs::measure(
+        &binaries.reve_mcp,
+        &env,
+        &work,
+        &input_url(&fake),
+        plan.edits,
+    )
+    .await?;
+
     report.elapsed = started.elapsed();
     print!("{}", report.table());
     report.write(&root.join("BENCHMARKS.md"))?;
@@ -203,6 +213,8 @@ fn server_env(fake: &FakeApi, output_dir: &Path, log: &str) -> Vec<(String, Stri
             "REVE_STATE_DIR".into(),
             output_dir.with_extension("state").display().to_string(),
         ),
+        // Every measured call is an edit, never the reuse of an identical earlier one.
+        ("REVE_REUSE_WINDOW_SECS".into(), "0".into()),
         ("RUST_LOG".into(), log.into()),
     ]
 }

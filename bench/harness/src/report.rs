@@ -111,6 +111,7 @@ pub struct Report {
     pub siege: crate::hardening::UnderSiege,
     /// Each preview bomb and the server's peak RSS after it.
     pub bomb_peaks: Vec<(&'static str, u64)>,
+    pub store: crate::jobs::StoreCosts,
 }
 
 struct Row {
@@ -153,6 +154,8 @@ impl Report {
         let (warm, end, calls) = self.sustained;
         let drift = (end as f64 - warm as f64) / (warm.max(1) as f64);
         let siege_added = self.siege.besieged.saturating_sub(self.siege.calm);
+        let cold_start_cost =
+            self.store.cold_start.1.as_secs_f64() - self.store.cold_start.0.as_secs_f64();
         let worst_bomb = self
             .bomb_peaks
             .iter()
@@ -266,6 +269,29 @@ impl Report {
                 ),
                 budget: "<= 576 MiB (512 MiB of pixels and the process)",
                 met: worst_bomb.1 as f64 <= 576.0 * MIB,
+            },
+            Row {
+                name: "11. a job record's writes on one call's path (fsync included)",
+                figure: ms(self.store.record),
+                budget: "<= 2 ms",
+                met: self.store.record <= Duration::from_millis(2),
+            },
+            Row {
+                name: "12. get_edit on a finished job, read from the store",
+                figure: ms(self.store.get_edit),
+                budget: "<= 2 ms",
+                met: self.store.get_edit <= Duration::from_millis(2),
+            },
+            Row {
+                name: "13. cold start with 1,000 finished jobs in the store",
+                figure: format!(
+                    "{} vs {} with none ({:+.1} ms)",
+                    ms(self.store.cold_start.1),
+                    ms(self.store.cold_start.0),
+                    cold_start_cost * 1000.0
+                ),
+                budget: "nothing measurable (<= 1 ms more)",
+                met: cold_start_cost <= 0.001,
             },
         ]
     }

@@ -1,0 +1,175 @@
+//! Measurements 11 to 13: what the job store costs. A job record's writes on one call's path
+//! (timed in-process on the bench's own disk, fsync included, as the server makes them),
+//! `get_edit` on a finished job through the real binary after a restart (so it is read from
+//! the store, not from memory), and the cold start with 1,000 finished jobs in the store.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use reve_mcp::jobs::{JobRecord, JobResult, JobState, JobStore, STORE_FILE, now_ms};
+use serde_json::json;
+
+use crate::measure::median;
+use crate::rpc::{Server, Stderr};
+
+/// Finished jobs in the store for measurement 13.
+pub const FINISHED_JOBS: usize = 1000;
+
+/// Medians of a job record's cost, of `get_edit`, and of the two cold starts.
+#[derive(Default)]
+pub struct StoreCosts {
+    pub record: Duration,
+    pub get_edit: Duration,
+    /// Without, then with, [`FINISHED_JOBS`] finished jobs in the store.
+    pub cold_start: (Duration, Duration),
+}
+
+fn job(id: String) -> JobRecord {
+    JobRecord {
+        id,
+        principal: "local".into(),
+        state: JobState::Queued,
+        sent: false,
+        created_ms: now_ms(),
+        updated_ms: now_ms(),
+        prompt: crate::PROMPT.into(),
+        stage_dir: "/tmp".into(),
+        output_name: None,
+        saves: true,
+        generated_url: None,
+        request_id: None,
+        credits_used: None,
+        tokens_used: None,
+        result: None,
+        reused_from: None,
+        error: None,
+        owner_pid: std::process::id(),
+        owner_run: "bench".into(),
+    }
+}
+
+fn result() -> JobResult {
+    JobResult {
+        path: Some("/tmp/reve-bench.png".into()),
+        url: Some("https://example.com/result.png".into()),
+        request_id: Some("req".into()),
+        content_violation: Some(false),
+        mime_type: "image/png".into(),
+        width: 1024,
+        height: 768,
+        bytes: 1_000_000,
+        preview: Some(("image/jpeg".into(), 1024, 768)),
+    }
+}
+
+/// The writes a call makes to its job record, in order: the record before anything is sent,
+/// the claim (with the reuse lookup), the API's answer, and the end.
+async fn record_one(store: &JobStore, index: usize) -> Result<Duration> {
+    let id = format!("bench-{index:06}-{}", now_ms());
+    let started = Instant::now();
+    store.insert(job(id.clone())).await?;
+    store
+        .claim_or_reuse(
+            id.clone(),
+            format!("fingerprint-{id}"),
+            Duration::from_secs(600),
+        )
+        .await?;
+    store
+        .set_generated(
+            id.clone(),
+            reve_core::Generated {
+                url: Some("https://example.com/result.png".into()),
+                request_id: Some("req".into()),
+                content_violation: Some(false),
+                usage: None,
+            },
+        )
+        .await?;
+    store
+        .finish(id, JobState::Succeeded, Some(result()), None)
+        .await?;
+    Ok(started.elapsed())
+}
+
+pub async fn measure(
+    binary: &Path,
+    env: &[(String, String)],
+    work: &Path,
+    image_url: &str,
+    repetitions: usize,
+) -> Result<StoreCosts> {
+    let mut costs = StoreCosts::default();
+
+    let state = work.join("jobs-record");
+    let _ = std::fs::remove_dir_all(&state);
+    let store = JobStore::at(state.join(STORE_FILE));
+    record_one(&store, 0).await?; // opens the store: not part of a call
+    let mut records = Vec::new();
+    for index in 1..=repetitions * 5 {
+        records.push(record_one(&store, index).await?);
+    }
+    costs.record = median(records);
+
+    // get_edit on a finished job, read from the store by a server that did not run it.
+    let state = work.join("jobs-get");
+    let _ = std::fs::remove_dir_all(&state);
+    let env = with_state(env, &state);
+    let (server, _) = Server::start(binary, &env, Stderr::Discard).await?;
+    let done = server.edit(image_url).await?;
+    let job_id = done.result["structuredContent"]["job_id"]
+        .as_str()
+        .context("a job id in the result")?
+        .to_owned();
+    server.stop().await?;
+    let (server, _) = Server::start(binary, &env, Stderr::Discard).await?;
+    let mut gets = Vec::new();
+    for _ in 0..=repetitions * 5 {
+        let answer = server
+            .request(
+                "tools/call",
+                json!({ "name": "get_edit", "arguments": { "job_id": job_id } }),
+            )
+            .await?;
+        if answer.result["structuredContent"] != done.result["structuredContent"] {
+            bail!("get_edit answered {} for a finished job", answer.result);
+        }
+        gets.push(answer.elapsed());
+    }
+    // The first opened the store.
+    gets.remove(0);
+    costs.get_edit = median(gets);
+    server.stop().await?;
+
+    // Cold start with an empty folder against one holding 1,000 finished jobs, alternating.
+    let empty = work.join("jobs-empty");
+    let full = work.join("jobs-full");
+    for folder in [&empty, &full] {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+    let store = JobStore::at(full.join(STORE_FILE));
+    for index in 0..FINISHED_JOBS {
+        record_one(&store, index).await?;
+    }
+    drop(store);
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..repetitions.max(10) {
+        for (folder, times) in [(&empty, &mut without), (&full, &mut with)] {
+            let (server, elapsed) =
+                Server::start(binary, &with_state(&env, folder), Stderr::Discard).await?;
+            times.push(elapsed);
+            server.stop().await?;
+        }
+    }
+    costs.cold_start = (median(without), median(with));
+    Ok(costs)
+}
+
+fn with_state(env: &[(String, String)], state: &Path) -> Vec<(String, String)> {
+    env.iter()
+        .filter(|(name, _)| name != "REVE_STATE_DIR")
+        .cloned()
+        .chain([("REVE_STATE_DIR".to_owned(), state.display().to_string())])
+        .collect()
+}
