@@ -113,23 +113,23 @@ impl Client {
     /// that cannot be written to fails the call before it can cost anything. The file is deleted
     /// on any error, and when the returned image is dropped without being persisted.
     pub async fn edit_into_dir(&self, body: &RequestBody, dir: &Path) -> Result<StagedImage> {
-        self.edit_into_dir_reporting(body, dir, |_| {}).await
+        self.edit_into_dir_reporting(body, dir, |_| async {}).await
     }
 
     /// [`Client::edit_into_dir`], telling `on_generated` what the API answered as soon as it
-    /// answers, before the image is fetched. A caller that records it (the result's URL above
-    /// all) can still fetch a paid result with [`Client::download_into_dir`] if this process
-    /// dies, or the download fails, before the bytes are safe on disk.
-    pub async fn edit_into_dir_reporting(
+    /// answers, and waiting for it before the image is fetched. A caller that records it (the
+    /// result's URL above all) can still fetch a paid result with [`Client::download_into_dir`]
+    /// if this process dies, or the download fails, before the bytes are safe on disk.
+    pub async fn edit_into_dir_reporting<Recorded: Future<Output = ()>>(
         &self,
         body: &RequestBody,
         dir: &Path,
-        on_generated: impl FnOnce(&Generated),
+        on_generated: impl FnOnce(Generated) -> Recorded,
     ) -> Result<StagedImage> {
         let call = self.start(body)?;
         let staging = stage_in(dir).await?;
         let generation = self.generate(&call, body).await?;
-        on_generated(&generation.summary());
+        on_generated(generation.summary()).await;
         fetch_staged(&call, generation, staging, dir).await
     }
 

@@ -470,7 +470,7 @@ impl Editor {
     }
 
     /// Calls the API, reporting progress while it works and telling `journal` what it answered
-    /// as soon as it answers; drops the HTTP request the moment `cancel` fires.
+    /// before the image is fetched; drops the HTTP request the moment `cancel` fires.
     async fn call_api(
         &self,
         body: &RequestBody,
@@ -480,19 +480,10 @@ impl Editor {
         cancel: &CancellationToken,
     ) -> Result<StagedImage, EditError> {
         let started = Instant::now();
-        let (answered, answer) = tokio::sync::oneshot::channel();
+        // Recorded before the download starts: a restart can then fetch what was paid for.
         let call = self
             .client
-            .edit_into_dir_reporting(body, stage_dir, move |generated| {
-                let _ = answered.send(generated.clone());
-            });
-        // The record is written while the image downloads, so it costs the call nothing.
-        let record = async {
-            if let Ok(generated) = answer.await {
-                journal.generated(generated).await;
-            }
-        };
-        let call = async { tokio::join!(call, record).0 };
+            .edit_into_dir_reporting(body, stage_dir, |generated| journal.generated(generated));
         tokio::pin!(call);
         let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
         loop {

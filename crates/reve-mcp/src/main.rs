@@ -103,10 +103,14 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
         &settings.state_dir()?,
         settings.job_options(Some(args)),
     );
-    // Off the start-up path: the store is opened only if it exists.
+    // Off the start-up path, and a moment after it so that it does not compete with the
+    // client's handshake for the cores: the store is opened only if it exists.
     tokio::spawn({
         let jobs = jobs.clone();
-        async move { jobs.recover().await }
+        async move {
+            tokio::time::sleep(RECOVERY_DELAY).await;
+            jobs.recover().await;
+        }
     });
     let configured = settings.allowed_dirs.clone();
     let readable = match args.http {
@@ -136,6 +140,9 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     jobs.drain(grace).await;
     served
 }
+
+/// How long after start-up the jobs a dead process left are looked for.
+const RECOVERY_DELAY: Duration = Duration::from_millis(500);
 
 async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {
     tracing::info!("serving MCP on stdio");

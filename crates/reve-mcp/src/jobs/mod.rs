@@ -36,10 +36,6 @@ use crate::generated::EditImageArguments;
 /// How often a call waiting on a job that another process runs looks at the store.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// How long a finished job stays in memory for callers already waiting on it; later ones read
-/// the store.
-const KEEP_FINISHED: Duration = Duration::from_secs(15 * 60);
-
 /// The principal of everything that runs on this machine for its one user: stdio clients, the
 /// command line, HTTP on loopback without a token.
 pub const LOCAL_PRINCIPAL: &str = "local";
@@ -129,8 +125,8 @@ struct Live {
     /// Set just before the paid request is sent: from then on a cancellation no longer stops
     /// the job (unless [`JobOptions::cancel_aborts`]).
     sent: Arc<AtomicBool>,
-    /// When it finished, if it has, and whether the store has its end.
-    finished: Option<(std::time::Instant, bool)>,
+    /// When it finished, if it has and the store could not record it.
+    finished: Option<std::time::Instant>,
 }
 
 /// The jobs of this process, and the store they share with every other.
@@ -375,10 +371,15 @@ impl Jobs {
                 false
             }
         };
-        if let Some(live) = self.lock_live().get_mut(id) {
-            live.finished = Some((std::time::Instant::now(), recorded));
-        }
         status.send_replace(Status::Done(outcome));
+        // Callers already waiting hold the channel; later ones read the store. Only an end the
+        // store could not take stays in memory (with its preview), for as long as the process.
+        let mut live = self.lock_live();
+        if recorded {
+            live.remove(id);
+        } else if let Some(job) = live.get_mut(id) {
+            job.finished = Some(std::time::Instant::now());
+        }
     }
 
     fn lock_live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
@@ -432,11 +433,7 @@ impl Jobs {
         };
         tokio::pin!(cancelled);
         let live = {
-            let mut live = self.lock_live();
-            live.retain(|_, job| {
-                job.finished
-                    .is_none_or(|(at, recorded)| !recorded || at.elapsed() < KEEP_FINISHED)
-            });
+            let live = self.lock_live();
             live.get(id)
                 .filter(|job| job.principal == principal)
                 .map(|job| (job.status.clone(), job.stop.clone(), Arc::clone(&job.sent)))
