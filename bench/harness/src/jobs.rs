@@ -26,27 +26,15 @@ pub struct StoreCosts {
 }
 
 fn job(id: String) -> JobRecord {
-    JobRecord {
+    JobRecord::queued(
         id,
-        principal: "local".into(),
-        state: JobState::Queued,
-        sent: false,
-        created_ms: now_ms(),
-        updated_ms: now_ms(),
-        prompt: crate::PROMPT.into(),
-        stage_dir: "/tmp".into(),
-        output_name: None,
-        saves: true,
-        generated_url: None,
-        request_id: None,
-        credits_used: None,
-        tokens_used: None,
-        result: None,
-        reused_from: None,
-        error: None,
-        owner_pid: std::process::id(),
-        owner_run: "bench".into(),
-    }
+        "local".into(),
+        crate::PROMPT.into(),
+        "/tmp".into(),
+        None,
+        true,
+        "bench".into(),
+    )
 }
 
 fn result() -> JobResult {

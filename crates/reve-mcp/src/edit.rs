@@ -156,6 +156,9 @@ pub enum EditError {
     Cancelled,
     #[error("{0}; nothing was sent to the API")]
     Store(#[from] crate::jobs::StoreError),
+    /// A job's record could not be read back; the job itself is untouched.
+    #[error("{0}; the job is unaffected, ask again once the store is readable")]
+    StoreRead(#[source] crate::jobs::StoreError),
     #[error(
         "the spending limit is reached: {used} of the {limit} credits a day allowed by \
          --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today; it resets at \

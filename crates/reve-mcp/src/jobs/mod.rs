@@ -189,27 +189,15 @@ impl Jobs {
         self.check_spending().await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let destination = prepared.destination();
-        let record = JobRecord {
-            id: id.clone(),
-            principal: principal.to_owned(),
-            state: JobState::Queued,
-            sent: false,
-            created_ms: now_ms(),
-            updated_ms: now_ms(),
-            prompt: prepared.prompt().to_owned(),
-            stage_dir: destination.folder.display().to_string(),
-            output_name: destination.name.clone(),
-            saves: self.inner.editor.options().saves,
-            generated_url: None,
-            request_id: None,
-            credits_used: None,
-            tokens_used: None,
-            result: None,
-            reused_from: None,
-            error: None,
-            owner_pid: std::process::id(),
-            owner_run: self.inner.run.clone(),
-        };
+        let record = JobRecord::queued(
+            id.clone(),
+            principal.to_owned(),
+            prepared.prompt().to_owned(),
+            destination.folder.display().to_string(),
+            destination.name.clone(),
+            self.inner.editor.options().saves,
+            self.inner.run.clone(),
+        );
         self.inner.store.insert(record).await?;
         self.start(id.clone(), principal.to_owned(), prepared);
         Ok(id)
@@ -488,13 +476,7 @@ impl Jobs {
         until_deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Waited, EditError> {
         loop {
-            let record = match self.inner.store.exists() {
-                true => self.inner.store.get(id.to_owned()).await?,
-                false => None,
-            };
-            let Some(record) = record.filter(|record| record.principal == principal) else {
-                return Err(EditError::UnknownJob(reve_core::shorten(id)));
-            };
+            let record = self.record(id, principal).await?;
             if record.state.is_finished() {
                 return Ok(Waited::Finished {
                     job_id: id.to_owned(),
@@ -545,12 +527,45 @@ impl Jobs {
     /// Job `id`'s record, when it belongs to `principal`; anyone else's is unknown.
     pub async fn record(&self, id: &str, principal: &str) -> Result<JobRecord, EditError> {
         let record = match self.inner.store.exists() {
-            true => self.inner.store.get(id.to_owned()).await?,
+            true => self
+                .inner
+                .store
+                .get(id.to_owned())
+                .await
+                .map_err(EditError::StoreRead)?,
             false => None,
         };
         record
             .filter(|record| record.principal == principal)
             .ok_or_else(|| EditError::UnknownJob(reve_core::shorten(id)))
+    }
+
+    /// Job `id`'s record and where it is now, with one read of the store: what `tasks/get`
+    /// reports.
+    pub async fn snapshot(
+        &self,
+        id: &str,
+        principal: &str,
+    ) -> Result<(JobRecord, Waited), EditError> {
+        let record = self.record(id, principal).await?;
+        let live = self
+            .lock_live()
+            .get(id)
+            .map(|job| job.status.borrow().clone());
+        let job_id = id.to_owned();
+        let waited = match live {
+            Some(Status::Done(outcome)) => Waited::Finished { job_id, outcome },
+            Some(Status::Working(stage)) => Waited::Running { job_id, stage },
+            None if record.state.is_finished() => Waited::Finished {
+                job_id,
+                outcome: self.outcome_of(record.clone()).await,
+            },
+            None => Waited::Running {
+                job_id,
+                stage: None,
+            },
+        };
+        Ok((record, waited))
     }
 
     /// Stops job `id` of `principal` as a cancellation would: at once while nothing is sent,

@@ -109,6 +109,42 @@ pub struct JobRecord {
     pub owner_run: String,
 }
 
+impl JobRecord {
+    /// A job just submitted by this process: nothing sent, nothing answered yet.
+    pub fn queued(
+        id: String,
+        principal: String,
+        prompt: String,
+        stage_dir: String,
+        output_name: Option<String>,
+        saves: bool,
+        owner_run: String,
+    ) -> JobRecord {
+        let now = now_ms();
+        JobRecord {
+            id,
+            principal,
+            state: JobState::Queued,
+            sent: false,
+            created_ms: now,
+            updated_ms: now,
+            prompt,
+            stage_dir,
+            output_name,
+            saves,
+            generated_url: None,
+            request_id: None,
+            credits_used: None,
+            tokens_used: None,
+            result: None,
+            reused_from: None,
+            error: None,
+            owner_pid: std::process::id(),
+            owner_run,
+        }
+    }
+}
+
 /// Usage recorded on one UTC day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayUsage {

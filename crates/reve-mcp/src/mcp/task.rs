@@ -32,8 +32,7 @@ pub async fn get(
     id: &str,
     principal: &str,
 ) -> Result<GetTaskResult, McpError> {
-    let record = tool.jobs().record(id, principal).await.map_err(refusal)?;
-    let waited = tool.jobs().status(id, principal).await.map_err(refusal)?;
+    let (record, waited) = tool.jobs().snapshot(id, principal).await.map_err(refusal)?;
     let base = task(&record).with_poll_interval_ms(POLL_INTERVAL_MS);
     let detailed = match waited {
         Waited::Running { stage, .. } => DetailedTask::new(
@@ -57,7 +56,6 @@ pub async fn get(
 /// `tasks/cancel`: as a cancelled call, it stops a job not yet sent, and one already sent only
 /// with `--cancel-aborts`.
 pub async fn cancel(tool: &EditImageTool, id: &str, principal: &str) -> Result<(), McpError> {
-    tool.jobs().record(id, principal).await.map_err(refusal)?;
     tool.jobs().cancel(id, principal).await.map_err(refusal)
 }
 

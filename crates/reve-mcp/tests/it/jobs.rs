@@ -625,6 +625,40 @@ async fn a_store_locked_by_another_process_refuses_edits_unpaid() {
 }
 
 #[tokio::test]
+async fn a_result_the_store_cannot_take_is_still_returned_and_kept_for_get_edit() {
+    let (world, session) = serve(&[], Some(Scenario::Latency(Duration::from_secs(2)))).await;
+    let call = session.edit_image(json!({ "prompt": "p", "image_url": input() }));
+    let lock = async {
+        // Once the request is out, another process takes the store's write lock, so neither
+        // the API's answer nor the job's end can be recorded.
+        world.fake.wait_until(|c| c.generation_attempts == 1).await;
+        let holder = rusqlite::Connection::open(world.state_dir().join("jobs.sqlite3")).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        holder
+    };
+    let (result, holder) = tokio::join!(call, lock);
+    let result = result.unwrap();
+    assert_eq!(status(&result), "succeeded", "{result:?}");
+    let saved = structured(&result)["path"].as_str().unwrap().to_owned();
+    assert!(std::path::Path::new(&saved).is_file());
+
+    // Still locked: get_edit answers from the process's memory, picture included.
+    let again = session.get_edit(&job_id(&result)).await.unwrap();
+    assert_eq!(again.structured_content, result.structured_content);
+    assert_eq!(
+        again.content[0].as_image().unwrap().data,
+        result.content[0].as_image().unwrap().data
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(world.fake.generation_attempts(), 1);
+    let log = session.stop().await;
+    assert!(
+        log.contains("could not record how the job ended; its result is kept in memory"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn a_full_disk_for_the_store_refuses_edits_unpaid() {
     let world = World::new().await;
     std::fs::create_dir_all(world.state_dir()).unwrap();
