@@ -36,16 +36,21 @@ pub fn fake_api(root: &Path, args: &[&str]) -> Result<ExitCode> {
 }
 
 /// The executables of `also` (when given) and of `reve-devtools`, built together, in that order.
+///
+/// xtask's own binary is built in the same run: its code generator uses proc-macro2, quote and syn at run time,
+/// which makes cargo build them once for both uses, as `cargo test --workspace` does. Without it, every proc macro
+/// and everything above them (tokio, hyper, reqwest, rmcp...) would be built a second time after the tests, six
+/// minutes of CI on two cores.
 fn built<const N: usize>(root: &Path, also: Option<(&str, &str)>) -> Result<[PathBuf; N]> {
     let bins: Vec<(&str, &str)> = also
         .into_iter()
-        .chain([("reve-devtools", "reve-devtools")])
+        .chain([("reve-devtools", "reve-devtools"), ("xtask", "xtask")])
         .collect();
-    cargo::build_bins(root, &bins, Profile::Dev)?
-        .try_into()
-        .map_err(|paths: Vec<PathBuf>| {
-            anyhow::anyhow!("expected {N} executables, got {}", paths.len())
-        })
+    let mut paths = cargo::build_bins(root, &bins, Profile::Dev)?;
+    paths.pop();
+    paths.try_into().map_err(|paths: Vec<PathBuf>| {
+        anyhow::anyhow!("expected {N} executables, got {}", paths.len())
+    })
 }
 
 /// On Unix the task replaces xtask, as `cargo run` itself replaces cargo: Ctrl-C then reaches only the task, which
