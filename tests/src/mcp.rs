@@ -45,12 +45,14 @@ pub struct Observed {
 }
 
 /// A minimal MCP client: records progress, declares roots when given some, and the tasks
-/// extension when asked to.
+/// and MCP Apps extensions when asked to.
 #[derive(Debug, Clone, Default)]
 pub struct TestClient {
     pub observed: Observed,
     pub roots: Option<Vec<PathBuf>>,
     pub tasks: bool,
+    /// Declares that it renders MCP Apps (`io.modelcontextprotocol/ui`), as Claude and VS Code do.
+    pub apps: bool,
 }
 
 impl ClientHandler for TestClient {
@@ -61,6 +63,17 @@ impl ClientHandler for TestClient {
         };
         if self.roots.is_some() {
             capabilities.roots = Some(RootsCapabilities::default());
+        }
+        if self.apps {
+            let serde_json::Value::Object(settings) =
+                serde_json::json!({ "mimeTypes": ["text/html;profile=mcp-app"] })
+            else {
+                unreachable!("an object literal")
+            };
+            capabilities
+                .extensions
+                .get_or_insert_default()
+                .insert("io.modelcontextprotocol/ui".into(), settings);
         }
         ClientConfig::new(capabilities, Implementation::new("reve-tests", "0"))
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use reve_mcp::jobs::{JobRecord, JobResult, JobState, JobStore, STORE_FILE, now_ms};
+use reve_mcp::jobs::{JobInput, JobRecord, JobResult, JobState, JobStore, STORE_FILE, now_ms};
 use serde_json::json;
 
 use crate::measure::median;
@@ -48,6 +48,12 @@ fn result() -> JobResult {
         height: 768,
         bytes: 1_000_000,
         preview: Some(("image/jpeg".into(), 1024, 768)),
+        input: Some(JobInput {
+            mime_type: "image/png".into(),
+            width: 1024,
+            height: 768,
+            bytes: 900_000,
+        }),
     }
 }
 

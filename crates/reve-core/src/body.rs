@@ -110,6 +110,22 @@ impl RequestBody {
         &self.json
     }
 
+    /// The base64 of the picture this body carries inline (what follows `base64,` in its
+    /// `data:` URI), or `None` when it names the picture by URL. A slice of the body, not a
+    /// copy: a caller can show the picture exactly as it was sent, without reading the file
+    /// again (which may have changed since).
+    pub fn inline_image_base64(&self) -> Option<&[u8]> {
+        let key = format!("\"{IMAGE_URL_FIELD}\":\"data:");
+        // A quote inside a JSON string is escaped, so this opening can only be the field's own.
+        let uri = memchr::memmem::find(&self.json, key.as_bytes())? + key.len();
+        let uri = &self.json[uri..];
+        let end = memchr::memchr(b'"', uri)?;
+        let header_end = memchr::memchr(b',', &uri[..end])?;
+        uri[..header_end]
+            .ends_with(b";base64")
+            .then(|| &uri[header_end + 1..end])
+    }
+
     /// The body for one attempt: a reference-counted handle, never a copy.
     pub(crate) fn bytes(&self) -> Bytes {
         self.json.clone()
@@ -251,6 +267,17 @@ mod tests {
     }
 
     #[test]
+    fn the_inline_image_is_found_whatever_the_prompt_says() {
+        // The prompt quotes the field's opening; JSON escapes its quotes, so it is not taken.
+        let prompt = r#"write "image_url":"data:image/png;base64,AAAA" on it"#;
+        let body = |url: &str| RequestBody::new(&EditImageRequest::new(url, prompt), 1 << 20);
+        let inline = body("data:image/png;base64,aGk=").unwrap();
+        assert_eq!(inline.inline_image_base64(), Some(b"aGk=".as_slice()));
+        let by_url = body("https://example.com/a.png").unwrap();
+        assert_eq!(by_url.inline_image_base64(), None);
+    }
+
+    #[test]
     fn a_file_body_is_the_json_serde_would_write_for_its_data_uri() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.gif");
@@ -267,6 +294,10 @@ mod tests {
             assert_eq!(body.as_json(), serde_json::to_vec(&request).unwrap());
             assert_eq!(body.inline_image_bytes, Some(image.len() as u64));
             assert_eq!(body.prompt_chars(), 13);
+            let sent = STANDARD
+                .decode(body.inline_image_base64().unwrap())
+                .unwrap();
+            assert_eq!(sent, image);
         }
         let error = RequestBody::with_image_file(
             &EditImageRequest::new("", "make it blue"),

@@ -115,6 +115,20 @@ pub struct Edited {
     pub dimensions: (u32, u32),
     /// The inline preview, when the editor makes one.
     pub preview: Option<Preview>,
+    /// The input picture as it was sent, when the editor makes previews and the input was a
+    /// local file or a `data:` URI. Boxed, as it is mostly absent or passed on unread.
+    pub input: Option<Box<InputPicture>>,
+}
+
+/// The picture an edit sent, as a person is shown it beside the result: its preview, and what
+/// the original was. A URL input has none: the API fetches it, this server never does.
+#[derive(Debug, Clone)]
+pub struct InputPicture {
+    pub mime_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub preview: Preview,
 }
 
 /// Why an edit failed. Every message is written for whoever asked (often a model) to act on.
@@ -278,6 +292,10 @@ pub trait Journal: Sync {
     /// The API answered (the generation happened): record what it said, so the result can
     /// still be fetched if this process dies before it is saved.
     fn generated(&self, generated: reve_core::Generated) -> impl Future<Output = ()> + Send;
+
+    /// The preview of the input picture is made, while the API works: keep it where a viewer
+    /// of the running edit finds it.
+    fn input_seen(&self, input: &InputPicture) -> impl Future<Output = ()> + Send;
 }
 
 /// Nothing recorded; every request is sent.
@@ -291,6 +309,8 @@ impl Journal for () {
     }
 
     async fn generated(&self, _generated: reve_core::Generated) {}
+
+    async fn input_seen(&self, _input: &InputPicture) {}
 }
 
 impl Editor {
@@ -366,14 +386,52 @@ impl Editor {
         if let Some(job_id) = journal.before_sending(&body, &destination).await? {
             return Ok(Ran::Reused(job_id));
         }
-        let staged = self
-            .call_api(&body, &destination.folder, progress, journal, cancel)
-            .await?;
+        // The input's preview is made on a preview thread while the API works.
+        let input = async {
+            let input = self.input_picture(&body).await;
+            if let Some(input) = &input {
+                journal.input_seen(input).await;
+            }
+            input
+        };
+        let call = self.call_api(&body, &destination.folder, progress, journal, cancel);
+        let (staged, input) = tokio::join!(call, input);
+        let staged = staged?;
         drop((body, upload));
         progress.report(Stage::Saving).await;
-        self.save_and_preview(staged, destination.name)
-            .await
-            .map(Ran::Edited)
+        let mut edited = self.save_and_preview(staged, destination.name).await?;
+        edited.input = input.map(Box::new);
+        Ok(Ran::Edited(edited))
+    }
+
+    /// The preview of the picture `body` carries inline, or `None` when it names a URL, the
+    /// editor makes no previews, or the picture cannot be previewed: the edit goes on without.
+    async fn input_picture(&self, body: &RequestBody) -> Option<InputPicture> {
+        let budget = self.options.preview?;
+        body.inline_image_base64()?;
+        let body = body.clone();
+        let made = self
+            .on_preview_worker(move || {
+                use base64::Engine as _;
+                let base64 = body.inline_image_base64().unwrap_or_default();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(base64)
+                    .map_err(|error| image::ImageError::IoError(std::io::Error::other(error)))?;
+                let preview = preview::make_preview(&bytes, budget)?;
+                Ok(InputPicture {
+                    mime_type: reve_core::ImageFormat::detect(&bytes).map_or(
+                        "application/octet-stream",
+                        reve_core::ImageFormat::mime_type,
+                    ),
+                    width: preview.full_size.0,
+                    height: preview.full_size.1,
+                    bytes: bytes.len() as u64,
+                    preview,
+                })
+            })
+            .await;
+        made.inspect_err(|error| tracing::info!(%error, "no preview of the input picture"))
+            .ok()
     }
 
     /// Fetches and saves the image of a generation an earlier run of the server paid for but
@@ -564,6 +622,7 @@ impl Editor {
             metadata,
             dimensions,
             preview,
+            input: None,
         })
     }
 
@@ -573,13 +632,20 @@ impl Editor {
         budget: PreviewBudget,
     ) -> Result<Preview, PreviewError> {
         let reader = reader.map_err(PreviewError::Read)?;
+        self.on_preview_worker(move || preview::make_preview_from(reader, budget))
+            .await
+    }
+
+    /// Runs `work` (decoding and encoding pictures) on one of the preview threads.
+    async fn on_preview_worker<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, PreviewError> + Send + 'static,
+    ) -> Result<T, PreviewError> {
         let (done, outcome) = tokio::sync::oneshot::channel();
         self.preview_workers()?.spawn(move || {
-            let preview = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                preview::make_preview_from(reader, budget)
-            }));
+            let made = std::panic::catch_unwind(AssertUnwindSafe(work));
             // The call may have been cancelled meanwhile; then nobody waits.
-            let _ = done.send(preview);
+            let _ = done.send(made);
         });
         match outcome.await.expect("a preview job always answers") {
             Ok(preview) => preview,

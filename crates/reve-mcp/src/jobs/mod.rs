@@ -25,11 +25,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use store::{
-    DAY_MS, DayUsage, JobRecord, JobResult, JobState, JobStore, STORE_FILE, StoreError, now_ms,
+    DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore, STORE_FILE, StoreError,
+    now_ms,
 };
 
 use crate::edit::{
-    Destination, EditError, Edited, Editor, Journal, LocalFiles, Prepared, Progress, Ran, Stage,
+    Destination, EditError, Edited, Editor, InputPicture, Journal, LocalFiles, Prepared, Progress,
+    Ran, Stage,
 };
 use crate::generated::EditImageArguments;
 
@@ -89,7 +91,7 @@ pub struct Succeeded {
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Succeeded(Succeeded),
+    Succeeded(Box<Succeeded>),
     /// Failed, cancelled or interrupted, with a message saying what it cost and what to do.
     Ended {
         state: JobState,
@@ -139,6 +141,8 @@ struct Inner {
     editor: Editor,
     store: JobStore,
     previews: PathBuf,
+    /// The previews of the jobs' input pictures.
+    inputs: PathBuf,
     options: JobOptions,
     live: Mutex<HashMap<String, Live>>,
     /// A random id of this run of the process, so a restart under the same pid (as in a
@@ -156,6 +160,7 @@ impl Jobs {
                 editor,
                 store: JobStore::at(state_dir.join(STORE_FILE)),
                 previews: state_dir.join("previews"),
+                inputs: state_dir.join("inputs"),
                 options,
                 live: Mutex::default(),
                 run: uuid::Uuid::new_v4().simple().to_string(),
@@ -279,37 +284,87 @@ impl Jobs {
                 .preview
                 .as_ref()
                 .map(|preview| (preview.mime_type.to_owned(), preview.width, preview.height)),
+            input: edited.input.map(|input| JobInput {
+                mime_type: input.mime_type.to_owned(),
+                width: input.width,
+                height: input.height,
+                bytes: input.bytes,
+            }),
         };
         let preview: Option<Arc<str>> = edited.preview.map(|preview| preview.base64.into());
         if let Some(preview) = &preview {
-            self.keep_preview(id, preview).await;
+            keep_picture(&self.inner.previews, id, Arc::clone(preview)).await;
         }
-        Outcome::Succeeded(Succeeded {
+        Outcome::Succeeded(Box::new(Succeeded {
             result,
             preview,
             usage: edited.metadata.usage,
             reused_from,
-        })
+        }))
     }
 
-    /// Keeps a preview where any later caller (or another replica) finds it. A cache: a
-    /// failure costs only the inline picture of a later `get_edit`, never the result.
-    async fn keep_preview(&self, id: &str, base64: &Arc<str>) {
-        let folder = self.inner.previews.clone();
-        let path = folder.join(id);
-        let base64 = Arc::clone(base64);
-        let written = tokio::task::spawn_blocking(move || {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(base64.as_bytes())
-                .map_err(std::io::Error::other)?;
-            std::fs::create_dir_all(&folder)?;
-            std::fs::write(&path, bytes)
-        })
-        .await
-        .expect("writing a preview does not panic");
-        if let Err(error) = written {
-            tracing::warn!(%error, job = id, "could not keep the job's preview");
+    /// Up to `limit` results of `principal`'s jobs, newest first, after the job `after` names
+    /// (its creation time and id).
+    pub async fn results(
+        &self,
+        principal: &str,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, EditError> {
+        if !self.inner.store.exists() {
+            return Ok(Vec::new());
         }
+        self.inner
+            .store
+            .results(principal.to_owned(), after, limit)
+            .await
+            .map_err(EditError::StoreRead)
+    }
+
+    /// One picture of job `id` of `principal`, with its MIME type; `None` when the job has
+    /// no such picture (yet): it is running, it failed, its input was a URL, or the server
+    /// does not save results. A job that reused another's result shows that job's pictures.
+    pub async fn picture(
+        &self,
+        id: &str,
+        principal: &str,
+        picture: Picture,
+    ) -> Result<Option<(Vec<u8>, String)>, EditError> {
+        let record = self.record(id, principal).await?;
+        let owner = record
+            .reused_from
+            .clone()
+            .unwrap_or_else(|| record.id.clone());
+        let result = record
+            .result
+            .filter(|_| record.state == JobState::Succeeded);
+        let (path, mime_type) = match (picture, result) {
+            (Picture::Result, Some(result)) => match result.path {
+                Some(path) => (PathBuf::from(path), Some(result.mime_type)),
+                None => return Ok(None),
+            },
+            (Picture::Preview, Some(result)) => match result.preview {
+                Some((mime_type, ..)) => (self.inner.previews.join(&owner), Some(mime_type)),
+                None => return Ok(None),
+            },
+            (Picture::Result | Picture::Preview, None) => return Ok(None),
+            // Kept while the edit runs; its type is the preview's own.
+            (Picture::Input, _) => (self.inner.inputs.join(&owner), None),
+        };
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+            .await
+            .expect("reading a picture does not panic");
+        Ok(bytes.map(|bytes| {
+            let mime_type = mime_type.unwrap_or_else(|| {
+                reve_core::ImageFormat::detect(&bytes)
+                    .map_or(
+                        "application/octet-stream",
+                        reve_core::ImageFormat::mime_type,
+                    )
+                    .to_owned()
+            });
+            (bytes, mime_type)
+        }))
     }
 
     /// The outcome of the job this one attached to, as this job's own.
@@ -326,11 +381,11 @@ impl Jobs {
             unreachable!("a wait without a limit ends when the job does")
         };
         Ok(match outcome {
-            Outcome::Succeeded(succeeded) => Outcome::Succeeded(Succeeded {
+            Outcome::Succeeded(succeeded) => Outcome::Succeeded(Box::new(Succeeded {
                 usage: None,
                 reused_from: Some(other.to_owned()),
-                ..succeeded
-            }),
+                ..*succeeded
+            })),
             Outcome::Ended { state, message } => Outcome::Ended {
                 state,
                 message: format!("{message} (this call reused edit job {other})"),
@@ -516,12 +571,12 @@ impl Jobs {
                 credits_used: record.credits_used,
                 tokens_used: record.tokens_used,
             });
-        Outcome::Succeeded(Succeeded {
+        Outcome::Succeeded(Box::new(Succeeded {
             preview: preview.filter(|_| result.preview.is_some()),
             result,
             usage,
             reused_from: record.reused_from,
-        })
+        }))
     }
 
     /// Job `id`'s record, when it belongs to `principal`; anyone else's is unknown.
@@ -717,6 +772,37 @@ impl Jobs {
     }
 }
 
+/// The pictures of a job, as resources show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picture {
+    /// The saved full-resolution result.
+    Result,
+    /// The preview of the result: the picture the tool's result showed.
+    Preview,
+    /// The preview of the input picture, as it was sent.
+    Input,
+}
+
+/// Keeps a preview (of a result or of an input) in `folder`, named by its job, where any later
+/// caller (or another replica) finds it. A cache: a failure costs only a picture shown later,
+/// never the result.
+async fn keep_picture(folder: &Path, id: &str, base64: Arc<str>) {
+    let folder = folder.to_owned();
+    let path = folder.join(id);
+    let written = tokio::task::spawn_blocking(move || {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(base64.as_bytes())
+            .map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(&path, bytes)
+    })
+    .await
+    .expect("writing a preview does not panic");
+    if let Err(error) = written {
+        tracing::warn!(%error, job = id, "could not keep a preview of the job's pictures");
+    }
+}
+
 /// How a job that did not succeed ended, and what its message tells the caller.
 fn ended(error: EditError, sent: bool) -> Outcome {
     match error {
@@ -828,5 +914,10 @@ impl Journal for StoreJournal<'_> {
         {
             tracing::warn!(%error, job = self.id, "could not record the API's answer; a restart could not resume this download");
         }
+    }
+
+    async fn input_seen(&self, input: &InputPicture) {
+        let base64 = input.preview.base64.as_str().into();
+        keep_picture(&self.jobs.inner.inputs, self.id, base64).await;
     }
 }

@@ -77,6 +77,18 @@ pub struct JobResult {
     pub bytes: u64,
     /// The inline preview's type and size; its bytes are kept beside the store.
     pub preview: Option<(String, u32, u32)>,
+    /// What the input picture was, when this server saw it (a local file or a `data:` URI);
+    /// its preview is kept beside the store.
+    pub input: Option<JobInput>,
+}
+
+/// The input picture of a job, as it was sent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobInput {
+    pub mime_type: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
 }
 
 /// One job as the store holds it.
@@ -241,9 +253,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     reused_from TEXT,
     error TEXT,
     owner_pid INTEGER NOT NULL,
-    owner_run TEXT NOT NULL
+    owner_run TEXT NOT NULL,
+    input_mime TEXT,
+    input_width INTEGER,
+    input_height INTEGER,
+    input_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (principal, fingerprint);
+CREATE INDEX IF NOT EXISTS jobs_results ON jobs (principal, created_ms, id) WHERE state = 'succeeded';
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_ms);
 CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (state) WHERE state IN ('queued', 'running');
 ";
@@ -251,11 +268,36 @@ CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (state) WHERE state IN ('queu
 const COLUMNS: &str = "id, principal, state, sent, created_ms, updated_ms, prompt, stage_dir, \
     output_name, saves, generated_url, request_id, credits_used, tokens_used, result_path, \
     result_url, content_violation, mime_type, width, height, bytes, preview_mime, preview_width, \
-    preview_height, reused_from, error, owner_pid, owner_run";
+    preview_height, reused_from, error, owner_pid, owner_run, input_mime, input_width, \
+    input_height, input_bytes";
+
+/// Columns added since the first release, each with its type: a store made before them gains
+/// them when it is opened, and its jobs read as having no value there.
+const ADDED_COLUMNS: [(&str, &str); 4] = [
+    ("input_mime", "TEXT"),
+    ("input_width", "INTEGER"),
+    ("input_height", "INTEGER"),
+    ("input_bytes", "INTEGER"),
+];
+
+/// Adds the [`ADDED_COLUMNS`] an older store lacks.
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    let existing: Vec<String> = connection
+        .prepare("SELECT name FROM pragma_table_info('jobs')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, kind) in ADDED_COLUMNS {
+        if !existing.iter().any(|column| column == name) {
+            connection.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    Ok(())
+}
 
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let mime_type: Option<String> = row.get(17)?;
     let preview_mime: Option<String> = row.get(21)?;
+    let input_mime: Option<String> = row.get(28)?;
     let result = match mime_type {
         None => None,
         Some(mime_type) => Some(JobResult {
@@ -270,6 +312,15 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
             preview: match preview_mime {
                 None => None,
                 Some(mime) => Some((mime, row.get(22)?, row.get(23)?)),
+            },
+            input: match input_mime {
+                None => None,
+                Some(mime_type) => Some(JobInput {
+                    mime_type,
+                    width: row.get(29)?,
+                    height: row.get(30)?,
+                    bytes: row.get(31)?,
+                }),
             },
         }),
     };
@@ -387,6 +438,7 @@ impl JobStore {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(fail)?;
         connection.execute_batch(SCHEMA).map_err(fail)?;
+        add_missing_columns(&connection).map_err(fail)?;
         Ok(connection)
     }
 
@@ -512,11 +564,14 @@ impl JobStore {
                 Some((mime, width, height)) => (Some(mime), Some(width), Some(height)),
                 None => (None, None, None),
             };
+            let input = result.input;
             connection.execute(
                 "UPDATE jobs SET state = ?2, updated_ms = ?3, finished_ms = ?3, error = ?4, \
                  result_path = ?5, result_url = ?6, content_violation = ?7, mime_type = ?8, \
                  width = ?9, height = ?10, bytes = ?11, preview_mime = ?12, preview_width = ?13, \
-                 preview_height = ?14, request_id = COALESCE(?15, request_id) WHERE id = ?1",
+                 preview_height = ?14, request_id = COALESCE(?15, request_id), \
+                 input_mime = ?16, input_width = ?17, input_height = ?18, input_bytes = ?19 \
+                 WHERE id = ?1",
                 params![
                     id,
                     state.as_str(),
@@ -533,6 +588,10 @@ impl JobStore {
                     preview_width,
                     preview_height,
                     result.request_id,
+                    input.as_ref().map(|input| input.mime_type.clone()),
+                    input.as_ref().map(|input| input.width),
+                    input.as_ref().map(|input| input.height),
+                    input.as_ref().map(|input| input.bytes),
                 ],
             )?;
             Ok(())
@@ -564,6 +623,34 @@ impl JobStore {
                 .query_map(params![limit], record_from_row)?
                 .collect()
         })
+    }
+
+    /// Up to `limit` succeeded jobs of `principal` that made their own result (not reused
+    /// from another), newest first, starting after `after` (a job's creation time and id, as
+    /// the previous page ended).
+    pub async fn results(
+        &self,
+        principal: String,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.with(move |connection| {
+            // No `after`: the first page, from the newest.
+            let (before_ms, before_id) = after.unwrap_or_default();
+            let mut statement = connection.prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE principal = ?1 AND state = 'succeeded' \
+                 AND reused_from IS NULL \
+                 AND (?3 = '' OR created_ms < ?2 OR (created_ms = ?2 AND id < ?3)) \
+                 ORDER BY created_ms DESC, id DESC LIMIT ?4"
+            ))?;
+            statement
+                .query_map(
+                    params![principal, before_ms, before_id, limit],
+                    record_from_row,
+                )?
+                .collect()
+        })
+        .await
     }
 
     /// Jobs not finished: what a process that died left behind, or what others run now.

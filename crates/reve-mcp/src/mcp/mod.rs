@@ -2,6 +2,7 @@
 //! tasks extension over the same jobs.
 
 pub mod output;
+pub mod resources;
 pub mod server;
 pub mod task;
 pub mod tool;

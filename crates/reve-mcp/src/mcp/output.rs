@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::edit::Stage;
-use crate::jobs::{self, Outcome, Waited};
+use crate::jobs::{self, Outcome, Picture, Waited};
+use crate::mcp::resources;
 
 /// What a successful call returns as `structuredContent`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -46,6 +47,30 @@ pub struct EditOutput {
     /// The id of the identical edit job whose result this is, when this call reused it instead
     /// of paying again; otherwise `null`.
     pub reused_from: Option<String>,
+    /// The MCP resource of the saved result (`resources/read` returns the file); `null` when
+    /// this server does not save results.
+    pub result_uri: Option<String>,
+    /// The MCP resource of the picture shown here; `null` when none was made.
+    pub preview_uri: Option<String>,
+    /// The input picture as this server saw it; `null` when it was given by URL (the API
+    /// fetches those, this server does not) or could not be read for a preview.
+    pub input_image: Option<InputOutput>,
+}
+
+/// The input picture of an edit, as it was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct InputOutput {
+    /// The MCP resource of its preview, as it was sent.
+    pub uri: String,
+    /// Its MIME type, detected from its bytes.
+    pub mime_type: String,
+    /// Its width in pixels.
+    pub width: u32,
+    /// Its height in pixels.
+    pub height: u32,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// The usage the API reported, as it reported it.
@@ -87,6 +112,8 @@ pub enum Running {
 impl EditOutput {
     pub fn new(job_id: &str, succeeded: &jobs::Succeeded) -> Self {
         let result = &succeeded.result;
+        // A reused result's pictures are those of the job that made it.
+        let owner = succeeded.reused_from.as_deref().unwrap_or(job_id);
         Self {
             status: Succeeded::Succeeded,
             job_id: job_id.to_owned(),
@@ -103,6 +130,21 @@ impl EditOutput {
                 tokens_used: usage.tokens_used,
             }),
             reused_from: succeeded.reused_from.clone(),
+            result_uri: result
+                .path
+                .as_ref()
+                .map(|_| resources::uri(owner, Picture::Result)),
+            preview_uri: result
+                .preview
+                .as_ref()
+                .map(|_| resources::uri(owner, Picture::Preview)),
+            input_image: result.input.as_ref().map(|input| InputOutput {
+                uri: resources::uri(owner, Picture::Input),
+                mime_type: input.mime_type.clone(),
+                width: input.width,
+                height: input.height,
+                bytes: input.bytes,
+            }),
         }
     }
 }
@@ -118,7 +160,18 @@ impl EditOutput {
 /// definitions are inlined, since a `$ref` inside `oneOf` trips some of them.
 pub fn output_schema() -> JsonObject {
     let mut done = closed_schema(schemars::schema_for!(EditOutput), Some("succeeded"));
-    inline_usage(&mut done);
+    inline_nullable_object(
+        &mut done,
+        "usage",
+        closed_schema(schemars::schema_for!(UsageOutput), None),
+        "What the API reported this edit cost.",
+    );
+    inline_nullable_object(
+        &mut done,
+        "input_image",
+        closed_schema(schemars::schema_for!(InputOutput), None),
+        "The input picture, as it was sent.",
+    );
     let running = closed_schema(schemars::schema_for!(RunningOutput), Some("running"));
     let mut schema = JsonObject::new();
     schema.insert("type".into(), "object".into());
@@ -158,22 +211,23 @@ fn closed_schema(schema: schemars::Schema, status: Option<&str>) -> JsonObject {
     schema
 }
 
-/// The usage object, written out in place of its `$ref`.
-fn inline_usage(schema: &mut JsonObject) {
-    let mut usage = closed_schema(schemars::schema_for!(UsageOutput), None);
-    usage.insert(
-        "description".into(),
-        "What the API reported this edit cost.".into(),
-    );
+/// A nullable object property, written out in place of its `$ref`.
+fn inline_nullable_object(
+    schema: &mut JsonObject,
+    name: &str,
+    mut object: JsonObject,
+    object_description: &str,
+) {
+    object.insert("description".into(), object_description.into());
     let Some(Value::Object(properties)) = schema.get_mut("properties") else {
         return;
     };
-    if let Some(Value::Object(property)) = properties.get_mut("usage") {
+    if let Some(Value::Object(property)) = properties.get_mut(name) {
         let description = property.get("description").cloned();
         property.clear();
         property.insert(
             "anyOf".into(),
-            json!([Value::Object(usage), { "type": "null" }]),
+            json!([Value::Object(object), { "type": "null" }]),
         );
         if let Some(description) = description {
             property.insert("description".into(), description);
@@ -317,33 +371,37 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
         _ => text.push_str("\nThe inline preview of this result is no longer kept."),
     }
     content.push(ContentBlock::text(text));
-    content.extend(resource_link(&output, saved).map(ContentBlock::resource_link));
+    content.extend(resource_link(&output, succeeded).map(ContentBlock::resource_link));
     let mut result = CallToolResult::success(content);
     result.structured_content =
         Some(serde_json::to_value(output).expect("the output serialises to JSON"));
     result
 }
 
-/// A link to the saved file, or to the API's URL when nothing was saved.
-fn resource_link(output: &EditOutput, saved: Option<&Path>) -> Option<Resource> {
-    let (uri, file_name) = match saved {
-        Some(saved) => {
-            let file_uri = url::Url::from_file_path(saved)
-                .map(String::from)
-                .unwrap_or_else(|()| format!("file://{}", output.path));
-            (file_uri, saved.file_name())
-        }
-        None => (output.url.clone()?, None),
-    };
-    let name = file_name.map_or_else(
-        || "edited image".to_owned(),
-        |name| name.to_string_lossy().into_owned(),
-    );
-    Some(
-        Resource::new(uri, name)
+/// A link to the result's resource: the saved file, or the preview when nothing was saved, or
+/// the API's URL when there is neither.
+fn resource_link(output: &EditOutput, succeeded: &jobs::Succeeded) -> Option<Resource> {
+    let result = &succeeded.result;
+    let name = result
+        .path
+        .as_deref()
+        .and_then(|path| Path::new(path).file_name())
+        .map_or_else(
+            || "edited image".to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+    let link = match (&output.result_uri, &output.preview_uri, &result.preview) {
+        (Some(uri), ..) => Resource::new(uri, name)
             .with_mime_type(output.mime_type.clone())
             .with_size(output.bytes),
-    )
+        (None, Some(uri), Some((mime_type, ..))) => {
+            Resource::new(uri, name).with_mime_type(mime_type.clone())
+        }
+        _ => Resource::new(output.url.clone()?, name)
+            .with_mime_type(output.mime_type.clone())
+            .with_size(output.bytes),
+    };
+    Some(link)
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! The MCP server: the tools `edit_image` and `get_edit`, plus the roots bookkeeping that
-//! tells which local folders a client has opened to us, and whose jobs a request may see.
+//! The MCP server: the tools `edit_image` and `get_edit`, the jobs' pictures and the viewer as
+//! resources, plus the roots bookkeeping that tells which local folders a client has opened to
+//! us, and whose jobs a request may see.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    Tool,
+    Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -15,8 +17,8 @@ use tokio::sync::RwLock;
 
 use crate::edit::EditError;
 use crate::jobs::{LOCAL_PRINCIPAL, Principal};
-use crate::mcp::task;
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
+use crate::mcp::{resources, task};
 
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,6 +94,7 @@ impl ServerHandler for ReveServer {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_resources()
                 .enable_tasks()
                 .build(),
         )
@@ -109,15 +112,52 @@ impl ServerHandler for ReveServer {
         })
     }
 
+    /// The tools; for a client that renders MCP Apps, both link to the viewer, and a client
+    /// that does not sees them exactly as before.
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(vec![
-            self.tool().clone(),
-            self.tool.get_edit_definition().clone(),
-        ]))
+        let mut tools = vec![self.tool().clone(), self.tool.get_edit_definition().clone()];
+        if resources::client_renders_apps(&context) {
+            for tool in &mut tools {
+                tool.meta = Some(resources::tool_meta());
+            }
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let cursor = request.and_then(|request| request.cursor);
+        resources::list(
+            self.tool.jobs(),
+            &principal(&context),
+            cursor,
+            resources::client_renders_apps(&context),
+        )
+        .await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(resources::templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let read = resources::read(self.tool.jobs(), &principal(&context), &request.uri).await?;
+        Ok(read.into())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

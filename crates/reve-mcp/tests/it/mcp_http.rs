@@ -816,7 +816,10 @@ async fn no_save_returns_the_result_without_writing_it() {
             _ => None,
         })
         .expect("a link to the result");
-    assert_eq!(link, url);
+    // Nothing saved: the link is the preview's resource; the URL is in the text.
+    assert_eq!(output["result_uri"], Value::Null);
+    assert_eq!(link, output["preview_uri"].as_str().unwrap());
+    assert!(result_text(&result).contains(url), "{result:?}");
     assert!(result_text(&result).contains("does not save"), "{result:?}");
     assert!(result.content[0].as_image().is_some());
     assert!(files_under(world.outputs.as_path()).is_empty());

@@ -118,7 +118,9 @@ async fn edits_a_url_input_and_saves_the_full_result() {
         rmcp::model::ContentBlock::ResourceLink(link) => link,
         other => panic!("{other:?}"),
     };
-    assert_eq!(link.uri, url::Url::from_file_path(&saved).unwrap().as_str());
+    // The link is the saved file's resource, named as the file is.
+    assert_eq!(link.uri, output["result_uri"].as_str().unwrap());
+    assert_eq!(link.name, saved.file_name().unwrap().to_str().unwrap());
     assert_eq!(link.mime_type.as_deref(), Some("image/png"));
     session.stop().await;
 }

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 /// The keys of a successful call's structured result, in order: what the
 /// tool declares and `reve-mcp edit --json` prints after `input`.
-pub const RESULT_KEYS: [&str; 12] = [
+pub const RESULT_KEYS: [&str; 15] = [
     "status",
     "job_id",
     "path",
@@ -23,6 +23,9 @@ pub const RESULT_KEYS: [&str; 12] = [
     "content_violation",
     "usage",
     "reused_from",
+    "result_uri",
+    "preview_uri",
+    "input_image",
 ];
 
 /// The `reve-mcp` executable cargo built for these tests.
