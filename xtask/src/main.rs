@@ -20,6 +20,9 @@ tasks:
                      for trying reve-mcp in a real MCP client without a key
   conformance        run the official MCP conformance suite's tasks scenarios against
                      reve-mcp over HTTP (installs Node 22 and the suite with npm)
+  browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
+                     Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
+                     chromium; installs Node 22 and the test host's packages with npm)
   bench [--quick]    build in release, measure reve-mcp against its performance
                      budgets and write BENCHMARKS.md (--quick: fewer repetitions)";
 
@@ -37,7 +40,7 @@ fn main() -> ExitCode {
             xtask::devtools::demo(&root, rest)
         }
         ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
-        ["conformance"] => xtask::devtools::conformance(&root),
+        [task @ ("conformance" | "browser")] => xtask::devtools::against_the_server(&root, task),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {
             eprintln!("{USAGE}");

@@ -43,6 +43,23 @@ pub fn sample_image(width: u32, height: u32) -> RgbaImage {
     RgbaImage::from_raw(width, height, raw).expect("the buffer holds width x height pixels")
 }
 
+/// The colours of [`two_colour_png`]'s left and right halves: far from each other and from
+/// their inverses, so a test can tell from one pixel which picture, and which half, it sees.
+pub const TWO_COLOURS: [[u8; 3]; 2] = [[250, 130, 10], [20, 60, 240]];
+
+/// A picture whose left half and right half are the two [`TWO_COLOURS`]: flat areas that keep
+/// their colour through any preview's scaling and through a browser's, away from the middle.
+pub fn two_colour_png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, _| {
+        image::Rgb(TWO_COLOURS[usize::from(x >= width / 2)])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+        .expect("encoding a generated picture cannot fail");
+    bytes
+}
+
 /// [`sample_image`] encoded as PNG.
 pub fn sample_png(width: u32, height: u32) -> Vec<u8> {
     encoded(width, height, ResultFormat::Png)

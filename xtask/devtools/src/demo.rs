@@ -2,8 +2,9 @@
 //!
 //! Starts the fake AIML API on loopback, launches the real `reve-mcp` binary
 //! over stdio exactly as Claude Desktop or Cursor would, lists its tools,
-//! edits a generated picture and prints what the agent gets back. With
-//! `--live` (and `AIML_API_KEY` set) the same happens against the real API.
+//! edits a generated picture and prints what the agent gets back, then writes
+//! the viewer a host shows, filled with that edit, to a page a person opens.
+//! With `--live` (and `AIML_API_KEY` set) the same happens against the real API.
 //!
 //! A package cannot depend on another package's binary, so `cargo xtask demo` builds `reve-mcp` (`--locked`, like
 //! everything CI runs) and names it in `REVE_MCP_BIN`.
@@ -15,7 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use reve_tests::FakeApi;
 use reve_tests::fake::sample_png;
 use reve_tests::mcp::{McpSession, TestClient, result_text};
-use rmcp::model::ContentBlock;
+use rmcp::model::{CallToolResult, ContentBlock, ReadResourceRequestParams, ResourceContents};
 use serde_json::json;
 
 /// The instruction the published model page uses for its own example.
@@ -71,7 +72,12 @@ async fn run_async(root: &Path, live: bool) -> Result<()> {
     };
 
     println!("Launching reve-mcp over stdio, as an MCP client would...");
-    let session = McpSession::start(&binary, &env, TestClient::default()).await;
+    // A client that renders MCP Apps, as Claude Desktop does.
+    let client = TestClient {
+        apps: true,
+        ..TestClient::default()
+    };
+    let session = McpSession::start(&binary, &env, client).await;
     let tools = session.client.peer().list_all_tools().await?;
     for tool in &tools {
         println!(
@@ -127,12 +133,56 @@ async fn run_async(root: &Path, live: bool) -> Result<()> {
             fake.file_downloads()
         );
     }
+    let viewer = demo_dir.join("viewer.html");
+    let arguments = json!({ "prompt": PROMPT, "image_url": path_text(&input)? });
+    std::fs::write(&viewer, viewer_page(&session, arguments, &result).await?)
+        .with_context(|| format!("writing {}", viewer.display()))?;
     println!(
-        "\nOpen the input and the result in {} to compare them.",
+        "\nOpen {} in a browser to see the edit before and after, as a host that renders MCP \
+         Apps shows it; the input and the result are in {}.",
+        viewer.display(),
         demo_dir.display()
     );
     session.stop().await;
     Ok(())
+}
+
+/// The viewer, read from the server, with the edit and its pictures (read as resources, as a
+/// host reads them for the viewer) written in.
+async fn viewer_page(
+    session: &McpSession,
+    arguments: serde_json::Value,
+    result: &CallToolResult,
+) -> Result<String> {
+    let output = result
+        .structured_content
+        .clone()
+        .context("the result has no structured content")?;
+    let mut pictures = serde_json::Map::new();
+    for uri in [&output["preview_uri"], &output["input_image"]["uri"]] {
+        let Some(uri) = uri.as_str() else { continue };
+        let read = session
+            .client
+            .peer()
+            .read_resource(ReadResourceRequestParams::new(uri))
+            .await?;
+        if let Some(ResourceContents::BlobResourceContents {
+            blob, mime_type, ..
+        }) = read.contents.first()
+        {
+            let mime_type = mime_type.as_deref().unwrap_or("image/png");
+            pictures.insert(
+                uri.to_owned(),
+                format!("data:{mime_type};base64,{blob}").into(),
+            );
+        }
+    }
+    let edit = json!({
+        "arguments": arguments,
+        "result": { "structuredContent": output, "isError": result.is_error },
+        "pictures": pictures,
+    });
+    Ok(reve_mcp::mcp::resources::standalone_viewer(&edit))
 }
 
 pub(crate) fn path_text(path: &Path) -> Result<String> {

@@ -2,9 +2,11 @@
 //! `cargo run -p reve-devtools -- <task>` so that xtask itself stays small enough for `cargo xtask codegen` to build
 //! quickly.
 
+mod browser;
 mod conformance;
 mod demo;
 mod fake_api;
+mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +17,8 @@ tasks:
   demo               run reve-mcp against the fake AIML API and show what an agent gets
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
-  conformance        the MCP conformance suite's tasks scenarios against reve-mcp over HTTP";
+  conformance        the MCP conformance suite's tasks scenarios against reve-mcp over HTTP
+  browser            the viewer in headless Chromium, hosted by the MCP Apps SDK, against reve-mcp over HTTP";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         ["demo"] => demo::run(&project_root(), false),
         ["demo", "--live"] => demo::run(&project_root(), true),
         ["conformance"] => conformance::run(&project_root()),
+        ["browser"] => browser::run(&project_root()),
         ["fake-api"] => fake_api::run(fake_api::DEFAULT_PORT),
         ["fake-api", "--port", port] => match port.parse() {
             Ok(port) => fake_api::run(port),

@@ -27,6 +27,20 @@ const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
 /// The viewer: markup, style and script in one file, nothing fetched from anywhere.
 pub const VIEWER_HTML: &str = include_str!("viewer.html");
 
+/// Where the viewer takes an edit to show without a host (see [`standalone_viewer`]).
+const STANDALONE_SLOT: &str =
+    r#"<script type="application/json" id="reve-standalone">null</script>"#;
+
+/// The viewer as a page a person opens in a browser, with no host: `edit` holds the call's
+/// `arguments`, its `result` (a tool result as JSON) and the `pictures` it names, each URI
+/// mapped to a `data:` URL.
+pub fn standalone_viewer(edit: &serde_json::Value) -> String {
+    // `<` escaped, so no string in the data can end the script element.
+    let data = edit.to_string().replace('<', "\\u003c");
+    let filled = STANDALONE_SLOT.replace(">null<", &format!(">{data}<"));
+    VIEWER_HTML.replacen(STANDALONE_SLOT, &filled, 1)
+}
+
 /// Results per page of `resources/list`.
 const PAGE_SIZE: u32 = 50;
 const JOBS_PREFIX: &str = "reve://jobs/";
@@ -257,6 +271,18 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standalone_viewer_carries_its_edit_and_nothing_can_end_its_script_early() {
+        assert_eq!(VIEWER_HTML.matches(STANDALONE_SLOT).count(), 1);
+        let page = standalone_viewer(&json!({ "arguments": { "prompt": "</script><b>" } }));
+        assert!(!page.contains(STANDALONE_SLOT));
+        assert!(page.contains(r#"{"arguments":{"prompt":"\u003c/script>\u003cb>"}}</script>"#));
+        assert_eq!(
+            page.matches("</script>").count(),
+            VIEWER_HTML.matches("</script>").count()
+        );
+    }
 
     #[test]
     fn every_picture_uri_reads_back_as_its_job_and_picture() {

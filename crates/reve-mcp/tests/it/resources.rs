@@ -2,11 +2,12 @@
 //! what a client that renders apps sees and one that does not, listing, reading, templates and
 //! pages, and over HTTP, that a token's holder reads only its own.
 
-use std::io::Cursor;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reve_tests::fake::{data_uri, sample_png};
+use reve_tests::Scenario;
+use reve_tests::fake::{TWO_COLOURS, data_uri, sample_png, two_colour_png};
 use reve_tests::mcp::{McpSession, TestClient, structured};
 use rmcp::model::{ErrorCode, PaginatedRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
@@ -16,22 +17,6 @@ use crate::support::{World, path_string, start};
 
 const VIEWER: &str = "ui://reve/viewer";
 const APP_MIME: &str = "text/html;profile=mcp-app";
-
-/// A picture in two colours, left half and right half, that survive a preview unchanged.
-fn two_colour_png(width: u32, height: u32) -> Vec<u8> {
-    let image = image::RgbImage::from_fn(width, height, |x, _| {
-        if x < width / 2 {
-            image::Rgb([250, 130, 10])
-        } else {
-            image::Rgb([20, 60, 240])
-        }
-    });
-    let mut bytes = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .unwrap();
-    bytes
-}
 
 async fn serve(world: &World, apps: bool) -> McpSession {
     let env = world.env(&[("REVE_ALLOWED_DIRS", &path_string(&world.inputs))]);
@@ -175,9 +160,10 @@ async fn an_edit_is_listed_and_read_as_resources_with_its_input_as_sent() {
         (shown.data.clone(), shown.mime_type.clone())
     );
     let decoded = image::load_from_memory(&preview).unwrap().to_rgb8();
+    let inverted = TWO_COLOURS[0].map(|channel| 255 - channel);
     assert_eq!(
         decoded.get_pixel(2, 2).0,
-        [5, 125, 245],
+        inverted,
         "the fake inverts colours"
     );
     let uri = output["input_image"]["uri"].as_str().unwrap();
@@ -249,6 +235,58 @@ async fn a_url_input_has_no_input_picture_and_unknown_resources_are_refused() {
     }
     // A refused read leaves the server serving.
     assert!(session.client.peer().list_all_tools().await.is_ok());
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_edit_shows_its_input_and_its_result_once_done() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(3)));
+    let env = world.env(&[("REVE_MAX_WAIT_SECS", "1")]);
+    let session = start(&env, TestClient::default()).await;
+    let input = two_colour_png(40, 20);
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": data_uri("image/png", &input) }))
+        .await
+        .unwrap();
+    let running = structured(&result).clone();
+    assert_eq!(running["status"], "running", "{running:?}");
+    let job = running["job_id"].as_str().unwrap();
+    // The input was previewed while the API works; the result is not there yet.
+    let read_input = read(&session, &format!("reve://jobs/{job}/input"))
+        .await
+        .unwrap();
+    assert_eq!(blob(&read_input), (input, "image/png".into()));
+    let early = read(&session, &format!("reve://jobs/{job}/result"))
+        .await
+        .unwrap_err();
+    assert!(
+        early.message.contains("has not succeeded"),
+        "{}",
+        early.message
+    );
+    assert!(
+        session
+            .client
+            .peer()
+            .list_all_resources()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut done = session.get_edit(job).await.unwrap();
+    for _ in 0..5 {
+        if structured(&done)["status"] != "running" {
+            break;
+        }
+        done = session.get_edit(job).await.unwrap();
+    }
+    let output = structured(&done);
+    assert_eq!(output["status"], "succeeded", "{output:?}");
+    let saved = std::fs::read(output["path"].as_str().unwrap()).unwrap();
+    let uri = output["result_uri"].as_str().unwrap();
+    assert_eq!(blob(&read(&session, uri).await.unwrap()).0, saved);
     session.stop().await;
 }
 

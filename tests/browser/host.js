@@ -1,0 +1,62 @@
+// The test host: what an MCP host that renders apps does with reve-mcp, built on the MCP Apps
+// SDK's host side (app-bridge) and the MCP TypeScript client. Bundled by `run.mjs`; never
+// shipped. `window.__reveConfig` says where the server is and what to edit; what happened is
+// left in `window.__reveHost` for the driver.
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { AppBridge, PostMessageTransport, getToolUiResourceUri, RESOURCE_MIME_TYPE } from "@modelcontextprotocol/ext-apps/app-bridge";
+
+// The hosts' default policy for an app with no declared domains: inline code, data: pictures,
+// no connections anywhere.
+const DEFAULT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
+  "img-src 'self' data:; media-src 'self' data:; connect-src 'none'; font-src 'none'; frame-src 'none'";
+
+const host = (window.__reveHost = { sizes: [] });
+
+async function main() {
+  const config = window.__reveConfig;
+  const client = new Client(
+    { name: "reve-test-host", version: "1.0.0" },
+    { capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: [RESOURCE_MIME_TYPE] } } } },
+  );
+  await client.connect(new StreamableHTTPClientTransport(new URL(config.mcpUrl)));
+
+  const { tools } = await client.listTools();
+  const tool = tools.find((tool) => tool.name === "edit_image");
+  const uri = getToolUiResourceUri(tool);
+  host.viewerUri = uri;
+  const read = await client.readResource({ uri });
+  const contents = read.contents[0];
+  host.viewerMimeType = contents.mimeType;
+  if (contents.mimeType !== RESOURCE_MIME_TYPE) throw new Error("the viewer is " + contents.mimeType);
+
+  const iframe = document.createElement("iframe");
+  iframe.id = "viewer";
+  iframe.title = "reve viewer";
+  iframe.sandbox = "allow-scripts";
+  document.body.append(iframe);
+  const bridge = new AppBridge(
+    client,
+    { name: "reve-test-host", version: "1.0.0" },
+    { serverTools: {}, serverResources: {} },
+    { hostContext: { theme: "light", displayMode: "inline", containerDimensions: { width: 760, maxHeight: 900 } } },
+  );
+  bridge.onsizechange = ({ height }) => {
+    host.sizes.push(height);
+    if (height) iframe.style.height = height + "px";
+  };
+  const initialized = new Promise((resolve) => (bridge.oninitialized = resolve));
+  await bridge.connect(new PostMessageTransport(iframe.contentWindow, iframe.contentWindow));
+  iframe.srcdoc = contents.text.replace("<head>", `<head><meta http-equiv="Content-Security-Policy" content="${DEFAULT_CSP}">`);
+  await initialized;
+
+  const args = { prompt: config.prompt, image_url: config.image };
+  await bridge.sendToolInput({ arguments: args });
+  const result = await client.callTool({ name: "edit_image", arguments: args });
+  host.firstStatus = result.structuredContent?.status;
+  await bridge.sendToolResult(result);
+  host.setTheme = (theme) => bridge.sendHostContextChange({ theme });
+}
+
+main().catch((error) => {
+  host.error = String(error && error.stack || error);
+});

@@ -1,0 +1,127 @@
+// Drives headless Chromium through the test host (`host.html`, `host.js`) against a running
+// `reve-mcp serve --http`, and leaves what the page showed in REVE_BROWSER_OUT: screenshots and
+// report.json, which `cargo xtask browser` checks. Started by that task, with:
+//   REVE_BROWSER_TOOLS  the folder the pinned npm packages are installed in
+//   REVE_CHROMIUM       Chromium's executable
+//   REVE_MCP_URL        the server's MCP endpoint
+//   REVE_INPUT          the picture to edit
+//   REVE_BROWSER_OUT    where to write
+import { createServer } from "node:http";
+import { readFile, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const env = process.env;
+const require = createRequire(env.REVE_BROWSER_TOOLS + "/node_modules/");
+const { chromium } = require("playwright-core");
+const esbuild = require("esbuild");
+const here = fileURLToPath(new URL(".", import.meta.url));
+const out = env.REVE_BROWSER_OUT;
+// Every wait is bounded: a viewer that never shows fails the run instead of hanging it.
+const PATIENCE = 30_000;
+
+const bundle = await esbuild.build({
+  entryPoints: [here + "host.js"],
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  write: false,
+  nodePaths: [env.REVE_BROWSER_TOOLS + "/node_modules"],
+  logLevel: "warning",
+});
+const files = {
+  "/": ["text/html", await readFile(here + "host.html")],
+  "/host.js": ["text/javascript", bundle.outputFiles[0].contents],
+};
+const server = createServer((request, response) => {
+  const file = files[request.url];
+  response.writeHead(file ? 200 : 404, { "content-type": file ? file[0] : "text/plain" });
+  response.end(file ? file[1] : "not found");
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const browser = await chromium.launch({
+  executablePath: env.REVE_CHROMIUM,
+  chromiumSandbox: false,
+  args: ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const report = { requests: [], console: [] };
+try {
+  const context = await browser.newContext({ viewport: { width: 800, height: 1000 }, deviceScaleFactor: 1 });
+  context.on("request", (request) => report.requests.push(request.url()));
+  const page = await context.newPage();
+  page.on("console", (message) => report.console.push(`${message.type()}: ${message.text()}`));
+  page.on("pageerror", (error) => report.console.push(`pageerror: ${error.message}`));
+  const input = await readFile(env.REVE_INPUT);
+  await page.addInitScript((config) => (window.__reveConfig = config), {
+    mcpUrl: env.REVE_MCP_URL,
+    prompt: "Invert the colours",
+    image: "data:image/png;base64," + input.toString("base64"),
+  });
+  await page.goto(origin + "/");
+  const viewer = page.frameLocator("iframe#viewer");
+  const text = (selector) => viewer.locator(selector).textContent();
+  const box = async (selector) => {
+    const element = viewer.locator(selector);
+    const { x, y, width, height } = await element.boundingBox();
+    const natural = await element.evaluate((image) => [image.naturalWidth || 0, image.naturalHeight || 0]);
+    return { x, y, width, height, natural };
+  };
+  const failed = () => page.evaluate(() => window.__reveHost.error);
+
+  // The edit outlasts the server's wait: the first result says it is running.
+  await page.waitForFunction(() => window.__reveHost.firstStatus || window.__reveHost.error, null, { timeout: PATIENCE });
+  await viewer.locator('#status[data-state="running"]').waitFor({ timeout: PATIENCE });
+  report.runningMessage = await text("#message");
+  report.runningPrompt = await text("#prompt");
+  // The input picture, as the server saw it, shows while the edit runs.
+  await viewer.locator("#before-img:not([hidden])").waitFor({ timeout: PATIENCE });
+  report.resultHiddenWhileRunning = await viewer.locator("#after-img").isHidden();
+  await page.screenshot({ path: out + "/running.png" });
+
+  // The viewer collects it through the host (tools/call get_edit) and shows both pictures.
+  for (const picture of ["#before-img", "#after-img"]) {
+    await viewer.locator(picture + ":not([hidden])").waitFor({ timeout: PATIENCE }).catch(async (error) => {
+      throw new Error(`${picture} never showed (${(await failed()) || error.message})`);
+    });
+    await viewer.locator(picture).evaluate((image) => image.decode());
+  }
+  report.firstStatus = await page.evaluate(() => window.__reveHost.firstStatus);
+  report.status = await text("#status");
+  report.prompt = await text("#prompt");
+  report.beforeInfo = await text("#before-info");
+  report.afterInfo = await text("#after-info");
+  report.savedPath = await text("#saved-path");
+  report.before = await box("#before-img");
+  report.after = await box("#after-img");
+  report.frameHeight = (await page.locator("iframe#viewer").boundingBox()).height;
+  report.sizes = await page.evaluate(() => window.__reveHost.sizes);
+  await page.screenshot({ path: out + "/side-by-side.png" });
+  await page.locator("iframe#viewer").screenshot({ path: out + "/viewer.png" });
+
+  // The slider, by keyboard: Home puts the line at the left (all after), End at the right.
+  await viewer.locator("#mode-slider").click();
+  await viewer.locator("#slider").focus();
+  await page.keyboard.press("Home");
+  report.compare = await box("#compare");
+  report.sliderAtHome = await viewer.locator("#slider").inputValue();
+  await page.screenshot({ path: out + "/slider-home.png" });
+  await page.keyboard.press("End");
+  report.sliderAtEnd = await viewer.locator("#slider").inputValue();
+  await page.screenshot({ path: out + "/slider-end.png" });
+
+  // The host switches to its dark theme.
+  await viewer.locator("#mode-side").click();
+  await page.evaluate(() => window.__reveHost.setTheme("dark"));
+  await viewer.locator('html[data-theme="dark"]').waitFor({ timeout: PATIENCE });
+  report.darkBackground = await viewer.locator("body").evaluate((body) => getComputedStyle(body).backgroundColor);
+  await page.locator("iframe#viewer").screenshot({ path: out + "/viewer-dark.png" });
+  report.hostError = await failed();
+} finally {
+  report.origin = origin;
+  await writeFile(out + "/report.json", JSON.stringify(report, null, 2));
+  await browser.close();
+  server.close();
+}
