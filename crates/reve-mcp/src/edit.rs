@@ -386,30 +386,35 @@ impl Editor {
         if let Some(job_id) = journal.before_sending(&body, &destination).await? {
             return Ok(Ran::Reused(job_id));
         }
-        // The input's preview is made on a preview thread while the API works.
-        let input = async {
-            let input = self.input_picture(&body).await;
+        // The input's preview is made on a preview thread while the API works and the result
+        // is saved, so it adds no time to an edit.
+        let sent = body.clone();
+        let input = async move {
+            let input = self.input_picture(sent).await;
             if let Some(input) = &input {
                 journal.input_seen(input).await;
             }
             input
         };
-        let call = self.call_api(&body, &destination.folder, progress, journal, cancel);
-        let (staged, input) = tokio::join!(call, input);
-        let staged = staged?;
-        drop((body, upload));
-        progress.report(Stage::Saving).await;
-        let mut edited = self.save_and_preview(staged, destination.name).await?;
+        let edit = async move {
+            let staged = self
+                .call_api(&body, &destination.folder, progress, journal, cancel)
+                .await?;
+            drop((body, upload));
+            progress.report(Stage::Saving).await;
+            self.save_and_preview(staged, destination.name).await
+        };
+        let (edited, input) = tokio::join!(edit, input);
+        let mut edited = edited?;
         edited.input = input.map(Box::new);
         Ok(Ran::Edited(edited))
     }
 
     /// The preview of the picture `body` carries inline, or `None` when it names a URL, the
     /// editor makes no previews, or the picture cannot be previewed: the edit goes on without.
-    async fn input_picture(&self, body: &RequestBody) -> Option<InputPicture> {
+    async fn input_picture(&self, body: RequestBody) -> Option<InputPicture> {
         let budget = self.options.preview?;
         body.inline_image_base64()?;
-        let body = body.clone();
         let made = self
             .on_preview_worker(move || {
                 use base64::Engine as _;

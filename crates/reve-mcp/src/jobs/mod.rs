@@ -351,9 +351,21 @@ impl Jobs {
             // Kept while the edit runs; its type is the preview's own.
             (Picture::Input, _) => (self.inner.inputs.join(&owner), None),
         };
-        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+        let saved = picture == Picture::Result;
+        let read = tokio::task::spawn_blocking(move || (std::fs::read(&path), path))
             .await
             .expect("reading a picture does not panic");
+        let bytes = match read {
+            (Ok(bytes), _) => Some(bytes),
+            // The user may have moved or deleted the saved file; say so rather than "none".
+            (Err(error), path) if saved => {
+                return Err(EditError::Job(format!(
+                    "edit job {id} saved its result to {}, which cannot be read now: {error}",
+                    path.display()
+                )));
+            }
+            (Err(_), _) => None,
+        };
         Ok(bytes.map(|bytes| {
             let mime_type = mime_type.unwrap_or_else(|| {
                 reve_core::ImageFormat::detect(&bytes)

@@ -240,6 +240,7 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
     let found = match jobs.picture(job_id, principal, picture).await {
         Ok(found) => found,
         Err(EditError::UnknownJob(_)) => return Err(unknown()),
+        Err(EditError::Job(gone)) => return Err(McpError::resource_not_found(gone, None)),
         Err(error) => return Err(McpError::internal_error(error.to_string(), None)),
     };
     let Some((bytes, mime_type)) = found else {

@@ -199,7 +199,7 @@ async fn an_edit_is_listed_and_read_as_resources_with_its_input_as_sent() {
 }
 
 #[tokio::test]
-async fn a_url_input_has_no_input_picture_and_unknown_resources_are_refused() {
+async fn a_url_input_has_no_input_picture_and_unknown_or_gone_resources_are_refused() {
     let world = World::new().await;
     let session = serve(&world, false).await;
     let url = world.fake.serve_input(sample_png(32, 32), "image/png");
@@ -233,6 +233,18 @@ async fn a_url_input_has_no_input_picture_and_unknown_resources_are_refused() {
             error.message
         );
     }
+    // A saved result the user has since deleted is said to be gone, with its path.
+    let saved = output["path"].as_str().unwrap();
+    std::fs::remove_file(saved).unwrap();
+    let gone = read(&session, output["result_uri"].as_str().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code, ErrorCode::RESOURCE_NOT_FOUND);
+    assert!(
+        gone.message.contains(saved) && gone.message.contains("cannot be read now"),
+        "{}",
+        gone.message
+    );
     // A refused read leaves the server serving.
     assert!(session.client.peer().list_all_tools().await.is_ok());
     session.stop().await;
