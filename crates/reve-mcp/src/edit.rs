@@ -424,10 +424,7 @@ impl Editor {
                     .map_err(|error| image::ImageError::IoError(std::io::Error::other(error)))?;
                 let preview = preview::make_preview(&bytes, budget)?;
                 Ok(InputPicture {
-                    mime_type: reve_core::ImageFormat::detect(&bytes).map_or(
-                        "application/octet-stream",
-                        reve_core::ImageFormat::mime_type,
-                    ),
+                    mime_type: preview::mime_type_of(&bytes),
                     width: preview.full_size.0,
                     height: preview.full_size.1,
                     bytes: bytes.len() as u64,

@@ -220,6 +220,15 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
     }
 }
 
+/// The MIME type of a picture, from its first bytes; `application/octet-stream` when it is
+/// none of the types previews handle.
+pub fn mime_type_of(bytes: &[u8]) -> &'static str {
+    reve_core::ImageFormat::detect(bytes).map_or(
+        "application/octet-stream",
+        reve_core::ImageFormat::mime_type,
+    )
+}
+
 /// [`make_preview`] for a result staged in a file, read whole only now, on a
 /// preview thread, so that results waiting for one stay on disk.
 pub fn make_preview_from(mut file: File, budget: PreviewBudget) -> Result<Preview, PreviewError> {

@@ -367,14 +367,8 @@ impl Jobs {
             (Err(_), _) => None,
         };
         Ok(bytes.map(|bytes| {
-            let mime_type = mime_type.unwrap_or_else(|| {
-                reve_core::ImageFormat::detect(&bytes)
-                    .map_or(
-                        "application/octet-stream",
-                        reve_core::ImageFormat::mime_type,
-                    )
-                    .to_owned()
-            });
+            let mime_type =
+                mime_type.unwrap_or_else(|| crate::preview::mime_type_of(&bytes).to_owned());
             (bytes, mime_type)
         }))
     }
