@@ -5,6 +5,7 @@
 
 pub mod fake;
 pub mod mcp;
+pub mod services;
 
 pub use fake::{FakeApi, FakeApiBuilder, RecordedRequest, RetryAfter, Scenario};
 

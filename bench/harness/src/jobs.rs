@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use reve_mcp::jobs::{JobInput, JobRecord, JobResult, JobState, JobStore, STORE_FILE, now_ms};
+use reve_mcp::jobs::{
+    ClaimRules, JobInput, JobRecord, JobResult, JobState, JobStore, SqliteStore, now_ms,
+};
 use serde_json::json;
 
 use crate::measure::median;
@@ -59,15 +61,18 @@ fn result() -> JobResult {
 
 /// The writes a call makes to its job record, in order: the record before anything is sent,
 /// the claim (with the reuse lookup), the API's answer, and the end.
-async fn record_one(store: &JobStore, index: usize) -> Result<Duration> {
+pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> {
     let id = format!("bench-{index:06}-{}", now_ms());
     let started = Instant::now();
     store.insert(job(id.clone())).await?;
     store
-        .claim_or_reuse(
+        .claim(
             id.clone(),
             format!("fingerprint-{id}"),
-            Duration::from_secs(600),
+            ClaimRules {
+                reuse_window: Duration::from_secs(600),
+                daily_limit: None,
+            },
         )
         .await?;
     store
@@ -98,7 +103,7 @@ pub async fn measure(
 
     let state = work.join("jobs-record");
     let _ = std::fs::remove_dir_all(&state);
-    let store = JobStore::at(state.join(STORE_FILE));
+    let store = SqliteStore::in_folder(&state);
     record_one(&store, 0).await?; // opens the store: not part of a call
     let mut records = Vec::new();
     for index in 1..=repetitions * 5 {
@@ -142,7 +147,7 @@ pub async fn measure(
     for folder in [&empty, &full] {
         let _ = std::fs::remove_dir_all(folder);
     }
-    let store = JobStore::at(full.join(STORE_FILE));
+    let store = SqliteStore::in_folder(&full);
     for index in 0..FINISHED_JOBS {
         record_one(&store, index).await?;
     }

@@ -9,18 +9,20 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, FromArgMatches as _, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditorOptions, ResponseMode,
 };
 use crate::edit_command::EditCommand;
-use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions};
+use crate::jobs::store::redis::{DEFAULT_LEASE, RedisOptions};
+use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, JobStore};
 use crate::preview::PreviewBudget;
 use crate::transport::http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
@@ -226,6 +228,15 @@ fn parse_http_addr(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "expected IP:PORT (e.g. 127.0.0.1:8787), localhost:PORT or PORT".to_owned())
 }
 
+/// A store URL, checked for its scheme only: the rest is the Redis client's to read, and the
+/// URL (which may hold a password) is kept secret.
+fn parse_store(value: &str) -> Result<SecretString, String> {
+    if value.starts_with("redis://") || value.starts_with("rediss://") {
+        return Ok(SecretString::from(value));
+    }
+    Err("expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB (without --store, jobs are kept in the SQLite file of the state folder)".to_owned())
+}
+
 fn parse_token(value: &str) -> Result<SecretString, String> {
     if value.trim().is_empty() {
         return Err("the token is empty".to_owned());
@@ -310,6 +321,20 @@ pub struct Settings {
     #[arg(long, env = "REVE_STATE_DIR", global = true)]
     pub state_dir: Option<PathBuf>,
 
+    /// Where jobs are recorded: a Redis shared by every replica behind a
+    /// load balancer (redis://HOST:PORT/DB, or rediss:// for TLS), instead
+    /// of the SQLite file in the state folder. The password comes from
+    /// REVE_REDIS_PASSWORD (or the URL); run Redis with appendonly on, so a
+    /// restart keeps the jobs. Default: the SQLite file.
+    #[arg(long, env = "REVE_STORE", hide_env_values = true, value_name = "URL", value_parser = parse_store, global = true)]
+    pub store: Option<SecretString>,
+
+    /// With --store redis://: how long a replica's claim on its running
+    /// edits lasts without renewal, in seconds. A replica that dies leaves
+    /// its edits to the others this long after its last renewal.
+    #[arg(long, env = "REVE_LEASE_SECS", default_value_t = DEFAULT_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub lease_secs: u64,
+
     /// Refuse to start an edit once the usage the API reported today (UTC)
     /// reaches this many credits (tokens, where the API reports tokens).
     /// Counted from the job store, so it holds across restarts and for every
@@ -383,6 +408,22 @@ impl Settings {
             cancel_aborts: serve.is_none_or(|args| args.cancel_aborts),
             max_credits_per_day: self.max_credits_per_day,
         }
+    }
+
+    /// The job store these settings name: Redis, or the SQLite file of the state folder.
+    /// Nothing is connected or opened yet.
+    pub fn job_store(&self) -> anyhow::Result<Arc<dyn JobStore>> {
+        let password = std::env::var("REVE_REDIS_PASSWORD")
+            .ok()
+            .filter(|password| !password.is_empty())
+            .map(SecretString::from);
+        let redis = RedisOptions {
+            password,
+            lease: Duration::from_secs(self.lease_secs),
+        };
+        let url = self.store.as_ref().map(ExposeSecret::expose_secret);
+        let state_dir = self.state_dir()?;
+        Ok(crate::jobs::store::open(url, &state_dir, redis)?)
     }
 
     /// The output folder the user chose, or the per-user default.

@@ -175,12 +175,15 @@ pub enum EditError {
     StoreRead(#[source] crate::jobs::StoreError),
     #[error(
         "the spending limit is reached: {used} of the {limit} credits a day allowed by \
-         --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today; it resets at \
-         {resets} (midnight UTC); nothing was sent to the API"
+         --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today{}; it resets at \
+         {resets} (midnight UTC); nothing was sent to the API",
+        InFlightHint(*.in_flight)
     )]
     SpendingLimit {
         used: f64,
         limit: f64,
+        /// Edits sent and not yet answered, whose usage is counted against the limit ahead.
+        in_flight: u64,
         resets: String,
     },
     #[error(
@@ -213,6 +216,26 @@ async fn queued<Permit>(
             () = cancel.cancelled() => return Err(EditError::Cancelled),
             permit = &mut permit => return Ok(permit.expect("the editor never closes its semaphores")),
             _ = ticker.tick() => progress.report(Stage::Queued { waited: started.elapsed() }).await,
+        }
+    }
+}
+
+/// Names the edits in flight a limit reached counts ahead, so that a caller knows the limit
+/// may free up before midnight if they cost less than expected.
+struct InFlightHint(u64);
+
+impl std::fmt::Display for InFlightHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            1 => write!(
+                f,
+                ", counting the edit in flight at the cost of the last one"
+            ),
+            n => write!(
+                f,
+                ", counting the {n} edits in flight at the cost of the last one"
+            ),
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::edit::{Editor, EditorOptions, LocalFiles, Progress, Stage};
 use crate::generated::EditImageArguments;
-use crate::jobs::{JobOptions, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
+use crate::jobs::{JobOptions, JobStore, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
 use crate::mcp::output::EditOutput;
 
 /// The conventional exit status of a program stopped by Ctrl-C (128 + SIGINT).
@@ -141,7 +141,7 @@ pub async fn run(
     command: EditCommand,
     client: reve_core::Client,
     options: EditorOptions,
-    state_dir: &Path,
+    store: Arc<dyn JobStore>,
     job_options: JobOptions,
 ) -> anyhow::Result<ExitCode> {
     if !client.config().has_api_key() {
@@ -162,7 +162,7 @@ pub async fn run(
                     ..options
                 },
             ),
-            state_dir,
+            store,
             job_options,
         ),
         prompt: command.prompt,

@@ -1,24 +1,20 @@
 //! `reve-mcp jobs` and `reve-mcp usage`: what the job store holds, for a person or a script.
 //! Both only read; a store that does not exist yet lists nothing.
 
-use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::jobs::{DAY_MS, JobRecord, JobStore, STORE_FILE};
+use crate::jobs::{DAY_MS, JobRecord, JobStore};
 
 /// Prints the newest `limit` jobs, one per line: id, state, creation time (UTC), and the saved
 /// path, the URL or the error.
-pub fn list(state_dir: &Path, limit: u32) -> anyhow::Result<()> {
-    let store = JobStore::at(state_dir.join(STORE_FILE));
+pub async fn list(store: &dyn JobStore, limit: u32) -> anyhow::Result<()> {
     if !store.exists() {
-        println!("no jobs yet ({} does not exist)", store.path().display());
+        println!("no jobs yet ({} does not exist)", store.describe());
         return Ok(());
     }
-    let jobs = store
-        .recent_blocking(limit)
-        .context("reading the job store")?;
+    let jobs = store.recent(limit).await.context("reading the job store")?;
     for job in &jobs {
         println!("{}", line(job));
     }
@@ -47,17 +43,14 @@ fn line(job: &JobRecord) -> String {
 }
 
 /// Prints the usage the API reported per UTC day, then the total.
-pub fn usage(state_dir: &Path) -> anyhow::Result<()> {
-    let store = JobStore::at(state_dir.join(STORE_FILE));
+pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
     if !store.exists() {
-        println!(
-            "no usage recorded ({} does not exist)",
-            store.path().display()
-        );
+        println!("no usage recorded ({} does not exist)", store.describe());
         return Ok(());
     }
     let days = store
-        .usage_by_day_blocking()
+        .usage_by_day()
+        .await
         .context("reading the job store")?;
     let (mut jobs, mut credits) = (0, 0.0);
     for day in &days {

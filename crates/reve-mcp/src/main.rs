@@ -59,17 +59,17 @@ async fn main() -> anyhow::Result<ExitCode> {
                 args.into(),
                 client(&cli.settings)?,
                 cli.settings.editor_options(true, false)?,
-                &cli.settings.state_dir()?,
+                cli.settings.job_store()?,
                 cli.settings.job_options(None),
             )
             .await
         }
-        Command::Jobs(args) => {
-            jobs_command::list(&cli.settings.state_dir()?, args.limit).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Usage => {
-            jobs_command::usage(&cli.settings.state_dir()?).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Jobs(args) => jobs_command::list(cli.settings.job_store()?.as_ref(), args.limit)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Usage => jobs_command::usage(cli.settings.job_store()?.as_ref())
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -98,18 +98,16 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     );
     let editor = Editor::new(client(settings)?, options);
     sweep_stale_partials(editor.stage_dir(), settings.timeout_secs);
-    let jobs = Jobs::new(
-        editor,
-        &settings.state_dir()?,
-        settings.job_options(Some(args)),
-    );
+    let store = settings.job_store()?;
+    tracing::info!(store = %store.describe(), "job store");
+    let jobs = Jobs::new(editor, store, settings.job_options(Some(args)));
     // Off the start-up path, and a moment after it so that it does not compete with the
     // client's handshake for the cores: the store is opened only if it exists.
-    tokio::spawn({
+    let looking_after = tokio::spawn({
         let jobs = jobs.clone();
         async move {
             tokio::time::sleep(RECOVERY_DELAY).await;
-            jobs.recover().await;
+            jobs.look_after_jobs().await;
         }
     });
     let configured = settings.allowed_dirs.clone();
@@ -138,6 +136,7 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
         }
     };
     jobs.drain(grace).await;
+    looking_after.abort();
     served
 }
 

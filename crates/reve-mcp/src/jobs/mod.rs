@@ -9,10 +9,10 @@
 //! is saved, unless the operator chose otherwise. The tool, the command line and restarts all
 //! run jobs here, through the one [`Editor`].
 
-mod store;
+pub mod store;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use store::{
-    DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore, STORE_FILE, StoreError,
-    now_ms,
+    Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
+    KeptPicture, STORE_FILE, SqliteStore, StoreError, now_ms,
 };
 
 use crate::edit::{
@@ -127,8 +127,6 @@ struct Live {
     /// Set just before the paid request is sent: from then on a cancellation no longer stops
     /// the job (unless [`JobOptions::cancel_aborts`]).
     sent: Arc<AtomicBool>,
-    /// When it finished, if it has and the store could not record it.
-    finished: Option<std::time::Instant>,
 }
 
 /// The jobs of this process, and the store they share with every other.
@@ -139,10 +137,7 @@ pub struct Jobs {
 
 struct Inner {
     editor: Editor,
-    store: JobStore,
-    previews: PathBuf,
-    /// The previews of the jobs' input pictures.
-    inputs: PathBuf,
+    store: Arc<dyn JobStore>,
     options: JobOptions,
     live: Mutex<HashMap<String, Live>>,
     /// A random id of this run of the process, so a restart under the same pid (as in a
@@ -152,15 +147,12 @@ struct Inner {
 }
 
 impl Jobs {
-    /// Jobs kept in `state_dir` (the store file and the previews beside it), run by `editor`.
-    /// Nothing is opened until the first job.
-    pub fn new(editor: Editor, state_dir: &Path, options: JobOptions) -> Jobs {
+    /// Jobs kept in `store`, run by `editor`.
+    pub fn new(editor: Editor, store: Arc<dyn JobStore>, options: JobOptions) -> Jobs {
         Jobs {
             inner: Arc::new(Inner {
                 editor,
-                store: JobStore::at(state_dir.join(STORE_FILE)),
-                previews: state_dir.join("previews"),
-                inputs: state_dir.join("inputs"),
+                store,
                 options,
                 live: Mutex::default(),
                 run: uuid::Uuid::new_v4().simple().to_string(),
@@ -177,8 +169,8 @@ impl Jobs {
         &self.inner.options
     }
 
-    pub fn store(&self) -> &JobStore {
-        &self.inner.store
+    pub fn store(&self) -> &dyn JobStore {
+        self.inner.store.as_ref()
     }
 
     /// Checks an edit, records it as a job of `principal` and starts it; returns its id at once.
@@ -214,13 +206,7 @@ impl Jobs {
         };
         let used = self.inner.store.usage_today().await?;
         if used >= limit {
-            let resets =
-                std::time::UNIX_EPOCH + Duration::from_millis((now_ms() / DAY_MS + 1) * DAY_MS);
-            return Err(EditError::SpendingLimit {
-                used,
-                limit,
-                resets: humantime::format_rfc3339_seconds(resets).to_string(),
-            });
+            return Err(spending_limit(used, 0, limit));
         }
         Ok(())
     }
@@ -236,7 +222,6 @@ impl Jobs {
                 status: receiver,
                 stop: stop.clone(),
                 sent: Arc::clone(&sent),
-                finished: None,
             },
         );
         let jobs = self.clone();
@@ -293,7 +278,7 @@ impl Jobs {
         };
         let preview: Option<Arc<str>> = edited.preview.map(|preview| preview.base64.into());
         if let Some(preview) = &preview {
-            keep_picture(&self.inner.previews, id, Arc::clone(preview)).await;
+            self.keep_picture(KeptPicture::Preview, id, preview).await;
         }
         Outcome::Succeeded(Box::new(Succeeded {
             result,
@@ -338,39 +323,50 @@ impl Jobs {
         let result = record
             .result
             .filter(|_| record.state == JobState::Succeeded);
-        let (path, mime_type) = match (picture, result) {
+        let (kept, mime_type) = match (picture, result) {
             (Picture::Result, Some(result)) => match result.path {
-                Some(path) => (PathBuf::from(path), Some(result.mime_type)),
+                Some(path) => return read_saved(id, PathBuf::from(path), result.mime_type).await,
                 None => return Ok(None),
             },
             (Picture::Preview, Some(result)) => match result.preview {
-                Some((mime_type, ..)) => (self.inner.previews.join(&owner), Some(mime_type)),
+                Some((mime_type, ..)) => (KeptPicture::Preview, Some(mime_type)),
                 None => return Ok(None),
             },
             (Picture::Result | Picture::Preview, None) => return Ok(None),
             // Kept while the edit runs; its type is the preview's own.
-            (Picture::Input, _) => (self.inner.inputs.join(&owner), None),
+            (Picture::Input, _) => (KeptPicture::Input, None),
         };
-        let saved = picture == Picture::Result;
-        let read = tokio::task::spawn_blocking(move || (std::fs::read(&path), path))
+        let bytes = self
+            .inner
+            .store
+            .picture(kept, owner)
             .await
-            .expect("reading a picture does not panic");
-        let bytes = match read {
-            (Ok(bytes), _) => Some(bytes),
-            // The user may have moved or deleted the saved file; say so rather than "none".
-            (Err(error), path) if saved => {
-                return Err(EditError::Job(format!(
-                    "edit job {id} saved its result to {}, which cannot be read now: {error}",
-                    path.display()
-                )));
-            }
-            (Err(_), _) => None,
-        };
+            .map_err(EditError::StoreRead)?;
         Ok(bytes.map(|bytes| {
             let mime_type =
                 mime_type.unwrap_or_else(|| crate::preview::mime_type_of(&bytes).to_owned());
             (bytes, mime_type)
         }))
+    }
+
+    /// Keeps a picture of job `id` where any later caller (or another replica) finds it. A
+    /// cache: a failure costs only a picture shown later, never the result.
+    async fn keep_picture(&self, picture: KeptPicture, id: &str, base64: &str) {
+        let bytes = match base64::engine::general_purpose::STANDARD.decode(base64.as_bytes()) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, job = id, "a preview is not valid base64");
+                return;
+            }
+        };
+        if let Err(error) = self
+            .inner
+            .store
+            .keep_picture(picture, id.to_owned(), bytes)
+            .await
+        {
+            tracing::warn!(%error, job = id, "could not keep a preview of the job's pictures");
+        }
     }
 
     /// The outcome of the job this one attached to, as this job's own.
@@ -408,26 +404,34 @@ impl Jobs {
             }
             Outcome::Ended { state, message } => (*state, None, Some(message.clone())),
         };
-        let recorded = match self
+        let recorded = self
             .inner
             .store
-            .finish(id.to_owned(), state, result, error)
-            .await
-        {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::error!(%error, job = id, "could not record how the job ended; its result is kept in memory");
-                false
-            }
-        };
+            .finish(id.to_owned(), state, result.clone(), error.clone())
+            .await;
         status.send_replace(Status::Done(outcome));
-        // Callers already waiting hold the channel; later ones read the store. Only an end the
-        // store could not take stays in memory (with its preview), for as long as the process.
-        let mut live = self.lock_live();
-        if recorded {
-            live.remove(id);
-        } else if let Some(job) = live.get_mut(id) {
-            job.finished = Some(std::time::Instant::now());
+        // Callers already waiting hold the channel; later ones read the store. An end the store
+        // could not take stays in memory (with its preview) until the store takes it.
+        match recorded {
+            Ok(()) => {
+                self.lock_live().remove(id);
+            }
+            Err(refused) => {
+                tracing::error!(error = %refused, job = id, "could not record how the job ended; its result is kept in memory until the store takes it");
+                let jobs = self.clone();
+                let id = id.to_owned();
+                self.inner.tasks.spawn(async move {
+                    let recorded = until_stored(&id, refused, || {
+                        jobs.inner
+                            .store
+                            .finish(id.clone(), state, result.clone(), error.clone())
+                    })
+                    .await;
+                    if recorded {
+                        jobs.lock_live().remove(&id);
+                    }
+                });
+            }
         }
     }
 
@@ -563,22 +567,30 @@ impl Jobs {
                 }),
             };
         };
-        let path = self.inner.previews.join(&record.id);
-        let preview = tokio::task::spawn_blocking(move || std::fs::read(path).ok())
-            .await
-            .expect("reading a preview does not panic")
-            .map(|bytes| {
-                base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .into()
-            });
+        let preview = match result.preview {
+            Some(_) => self
+                .inner
+                .store
+                .picture(KeptPicture::Preview, record.id.clone())
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, job = %record.id, "could not read a job's preview");
+                    None
+                }),
+            None => None,
+        }
+        .map(|bytes| {
+            base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into()
+        });
         let usage =
             (record.credits_used.is_some() || record.tokens_used.is_some()).then_some(Usage {
                 credits_used: record.credits_used,
                 tokens_used: record.tokens_used,
             });
         Outcome::Succeeded(Box::new(Succeeded {
-            preview: preview.filter(|_| result.preview.is_some()),
+            preview,
             result,
             usage,
             reused_from: record.reused_from,
@@ -670,34 +682,49 @@ impl Jobs {
         }
     }
 
-    /// Finds the jobs that a process which has since died left unfinished, and settles each:
-    /// resumes the download of a result whose URL is known, and marks the rest interrupted,
-    /// saying whether it may have been charged for.
+    /// Finds the jobs that a process which has since died (or a replica whose lease lapsed)
+    /// left unfinished, and settles each: resumes the download of a result whose URL is known,
+    /// and marks the rest interrupted, saying whether it may have been charged for.
     pub async fn recover(&self) {
         if !self.inner.store.exists() {
             return;
         }
-        let unfinished = match self.inner.store.unfinished().await {
-            Ok(unfinished) => unfinished,
-            Err(error) => {
-                tracing::warn!(%error, "could not look for interrupted jobs");
-                return;
+        let orphans = self
+            .inner
+            .store
+            .orphans(self.inner.run.clone(), std::process::id())
+            .await;
+        match orphans {
+            Ok(orphans) => {
+                for job in orphans {
+                    self.settle(job).await;
+                }
             }
+            Err(error) => tracing::warn!(%error, "could not look for interrupted jobs"),
+        }
+    }
+
+    /// Settles what dead processes left, once; with a store of leases (shared by replicas),
+    /// keeps renewing this run's leases and looking for lapsed ones until the process ends.
+    pub async fn look_after_jobs(&self) {
+        self.recover().await;
+        let Some(lease) = self.inner.store.lease() else {
+            return;
         };
-        for job in unfinished {
-            if job.owner_run == self.inner.run || owner_is_alive(&job) {
-                continue;
+        let mut renewals = tokio::time::interval(lease / 3);
+        let mut searches = tokio::time::interval(lease / 2);
+        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        searches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = renewals.tick() => {
+                    let ids: Vec<String> = self.lock_live().keys().cloned().collect();
+                    if let Err(error) = self.inner.store.renew(self.inner.run.clone(), ids).await {
+                        tracing::warn!(%error, "could not renew the leases on this replica's jobs");
+                    }
+                }
+                _ = searches.tick() => self.recover().await,
             }
-            if !matches!(
-                self.inner
-                    .store
-                    .adopt(job.id.clone(), std::process::id(), self.inner.run.clone())
-                    .await,
-                Ok(true)
-            ) {
-                continue;
-            }
-            self.settle(job).await;
         }
     }
 
@@ -749,7 +776,6 @@ impl Jobs {
                 status: receiver,
                 stop,
                 sent: Arc::new(AtomicBool::new(true)),
-                finished: None,
             },
         );
         let jobs = self.clone();
@@ -789,23 +815,58 @@ pub enum Picture {
     Input,
 }
 
-/// Keeps a preview (of a result or of an input) in `folder`, named by its job, where any later
-/// caller (or another replica) finds it. A cache: a failure costs only a picture shown later,
-/// never the result.
-async fn keep_picture(folder: &Path, id: &str, base64: Arc<str>) {
-    let folder = folder.to_owned();
-    let path = folder.join(id);
-    let written = tokio::task::spawn_blocking(move || {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(base64.as_bytes())
-            .map_err(std::io::Error::other)?;
-        std::fs::create_dir_all(&folder)?;
-        std::fs::write(&path, bytes)
-    })
-    .await
-    .expect("writing a preview does not panic");
-    if let Err(error) = written {
-        tracing::warn!(%error, job = id, "could not keep a preview of the job's pictures");
+/// Tries a write that failed with `error` again, less and less often, for as long as the store
+/// is unreachable rather than refusing it: how a job in flight while Redis is away is recorded
+/// when Redis returns. Whether it was recorded in the end.
+async fn until_stored<'a>(
+    id: &str,
+    mut error: StoreError,
+    mut write: impl FnMut() -> store::StoreFuture<'a, ()>,
+) -> bool {
+    let mut pause = Duration::from_millis(250);
+    while error.is_transient() {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+        match write().await {
+            Ok(()) => {
+                tracing::info!(job = id, "recorded, now that the job store answers");
+                return true;
+            }
+            Err(again) => error = again,
+        }
+    }
+    tracing::error!(%error, job = id, "the job store refuses this record; it stays in memory only");
+    false
+}
+
+/// The saved result of job `id`, byte for byte. The user may have moved or deleted it since:
+/// that is said, with its path, rather than read as no picture.
+async fn read_saved(
+    id: &str,
+    path: PathBuf,
+    mime_type: String,
+) -> Result<Option<(Vec<u8>, String)>, EditError> {
+    let read = tokio::task::spawn_blocking(move || (std::fs::read(&path), path))
+        .await
+        .expect("reading a picture does not panic");
+    match read {
+        (Ok(bytes), _) => Ok(Some((bytes, mime_type))),
+        (Err(error), path) => Err(EditError::Job(format!(
+            "edit job {id} saved its result to {}, which cannot be read now: {error}",
+            path.display()
+        ))),
+    }
+}
+
+/// The refusal of an edit at the daily limit: `used` today, and `in_flight` edits sent that
+/// will add to it.
+fn spending_limit(used: f64, in_flight: u64, limit: f64) -> EditError {
+    let resets = std::time::UNIX_EPOCH + Duration::from_millis((now_ms() / DAY_MS + 1) * DAY_MS);
+    EditError::SpendingLimit {
+        used,
+        limit,
+        in_flight,
+        resets: humantime::format_rfc3339_seconds(resets).to_string(),
     }
 }
 
@@ -827,25 +888,6 @@ fn ended(error: EditError, sent: bool) -> Outcome {
             state: JobState::Failed,
             message: error.to_string(),
         },
-    }
-}
-
-/// Whether the process that owns `job` still runs. A pid the system has since given to another
-/// process reads as alive: the job then waits for a later restart rather than being taken from
-/// a live owner.
-fn owner_is_alive(job: &JobRecord) -> bool {
-    if job.owner_pid == std::process::id() {
-        // The same pid in another run: a restart (in a container, pid 1 every time).
-        return false;
-    }
-    #[cfg(unix)]
-    {
-        rustix::process::Pid::from_raw(job.owner_pid as i32)
-            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
-    }
-    #[cfg(not(unix))]
-    {
-        true
     }
 }
 
@@ -894,16 +936,28 @@ impl Journal for StoreJournal<'_> {
         destination: &Destination,
     ) -> Result<Option<String>, EditError> {
         let fingerprint = fingerprint(self.principal, body, destination);
-        let reused = self
+        let options = &self.jobs.inner.options;
+        let rules = ClaimRules {
+            reuse_window: options.reuse_window,
+            daily_limit: options.max_credits_per_day,
+        };
+        let claim = self
             .jobs
             .inner
             .store
-            .claim_or_reuse(
-                self.id.to_owned(),
-                fingerprint,
-                self.jobs.inner.options.reuse_window,
-            )
+            .claim(self.id.to_owned(), fingerprint, rules)
             .await?;
+        let reused = match claim {
+            Claim::Send => None,
+            Claim::Reuse(other) => Some(other),
+            Claim::OverLimit { used, in_flight } => {
+                return Err(spending_limit(
+                    used,
+                    in_flight,
+                    rules.daily_limit.unwrap_or_default(),
+                ));
+            }
+        };
         if reused.is_none() {
             self.sent.store(true, Ordering::SeqCst);
         }
@@ -911,19 +965,30 @@ impl Journal for StoreJournal<'_> {
     }
 
     async fn generated(&self, generated: reve_core::Generated) {
-        if let Err(error) = self
-            .jobs
-            .inner
-            .store
-            .set_generated(self.id.to_owned(), generated)
+        let store = &self.jobs.inner.store;
+        let Err(error) = store
+            .set_generated(self.id.to_owned(), generated.clone())
             .await
-        {
-            tracing::warn!(%error, job = self.id, "could not record the API's answer; a restart could not resume this download");
-        }
+        else {
+            return;
+        };
+        tracing::warn!(%error, job = self.id, "could not record the API's answer; until it is, a restart could not resume this download");
+        // The download goes on meanwhile.
+        let jobs = self.jobs.clone();
+        let id = self.id.to_owned();
+        self.jobs.inner.tasks.spawn(async move {
+            until_stored(&id, error, || {
+                jobs.inner
+                    .store
+                    .set_generated(id.clone(), generated.clone())
+            })
+            .await;
+        });
     }
 
     async fn input_seen(&self, input: &InputPicture) {
-        let base64 = input.preview.base64.as_str().into();
-        keep_picture(&self.jobs.inner.inputs, self.id, base64).await;
+        self.jobs
+            .keep_picture(KeptPicture::Input, self.id, &input.preview.base64)
+            .await;
     }
 }

@@ -16,7 +16,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
 use crate::edit::EditError;
-use crate::jobs::{LOCAL_PRINCIPAL, Principal};
+use crate::jobs::{Jobs, LOCAL_PRINCIPAL, Principal};
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
 use crate::mcp::{resources, task};
 
@@ -41,6 +41,10 @@ impl ReveServer {
 
     pub fn tool(&self) -> &Tool {
         self.tool.definition()
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        self.tool.jobs()
     }
 
     /// A handler for one more client (an HTTP session): the tool is shared,

@@ -34,7 +34,9 @@
 //!    (413) and speak the protocol, with or without sessions.
 //!
 //! `/healthz` sits outside all of that so a load balancer can probe a
-//! replica without holding the token; it reveals nothing but "ok".
+//! replica without holding the token; it reveals nothing but "ok", or 503
+//! and "job store unreachable" while the job store (Redis) does not answer,
+//! the details going to the log.
 
 use std::collections::HashSet;
 use std::io;
@@ -47,7 +49,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 
-use crate::jobs::Principal;
+use crate::jobs::{Jobs, Principal};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
@@ -370,6 +372,7 @@ fn router(
     origins: Vec<String>,
     in_flight: TaskTracker,
 ) -> Router {
+    let jobs = server.jobs().clone();
     let (mcp, sessions) = if options.stateless {
         let sessions = Arc::new(NeverSessionManager::default());
         (mcp_route(server, sessions, config), None)
@@ -388,7 +391,18 @@ fn router(
         ));
     }
     app.layer(cors(origins))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(move || healthz(jobs.clone())))
+}
+
+/// Whether this replica can take edits: it answers, and so does its job store.
+async fn healthz(jobs: Jobs) -> Response {
+    match jobs.store().health().await {
+        Ok(()) => "ok\n".into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "health check: the job store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "job store unreachable\n").into_response()
+        }
+    }
 }
 
 /// CORS for the allowed browser origins, so that a web page served from one

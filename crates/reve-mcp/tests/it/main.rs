@@ -13,6 +13,7 @@ mod mcp_stdio;
 mod properties;
 mod protocol_abuse;
 mod resources;
+mod scale_out;
 mod secrets;
 mod soak;
 mod support;

@@ -89,6 +89,12 @@ impl HttpServer {
         }
     }
 
+    /// Kills the process at once, as a crash or an OOM kill does: nothing is finished or saved.
+    pub(crate) async fn kill(mut self) {
+        self.signal("KILL");
+        self.exit_status().await;
+    }
+
     fn signal(&self, name: &str) {
         let pid = self.child.id().expect("the server is running").to_string();
         let status = std::process::Command::new("kill")

@@ -5,6 +5,7 @@
 //! so that `cargo test` stays quick.
 
 use std::path::{Component, Path};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use reve_mcp::access::{self, AllowedDirs};
@@ -12,7 +13,9 @@ use reve_mcp::edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,
     ResponseMode,
 };
-use reve_mcp::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL};
+use reve_mcp::jobs::{
+    DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, SqliteStore,
+};
 use reve_mcp::mcp::tool::{EditImageTool, Readable, parse_arguments};
 use reve_mcp::preview::PreviewBudget;
 use serde_json::{Map, Value, json};
@@ -176,7 +179,8 @@ fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
         cancel_aborts: false,
         max_credits_per_day: None,
     };
-    let jobs = Jobs::new(editor, &outputs.with_extension("state"), options);
+    let store = Arc::new(SqliteStore::in_folder(&outputs.with_extension("state")));
+    let jobs = Jobs::new(editor, store, options);
     EditImageTool::new(jobs, Readable::ThisUsers { configured })
 }
 

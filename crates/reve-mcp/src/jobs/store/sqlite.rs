@@ -1,4 +1,5 @@
-//! The durable record of every edit: one SQLite file in the per-user data folder.
+//! The embedded store, the default: one SQLite file in the per-user data folder, with the
+//! pictures it keeps in folders beside it.
 //!
 //! SQLite (through rusqlite, with the library compiled in) because several processes share the
 //! file as a matter of course: two MCP clients each start their own stdio server, `reve-mcp
@@ -11,180 +12,23 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::{
+    Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
+    KeptPicture, StoreError, StoreFuture, now_ms,
+};
+
 /// How long a write waits for another process's transaction before it reports the store locked.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The store's file name inside the state folder.
 pub const STORE_FILE: &str = "jobs.sqlite3";
 
-/// Where an edit job has got to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    /// Accepted, waiting for its turn; nothing sent.
-    Queued,
-    /// Being prepared, sent, or downloaded and saved.
-    Running,
-    Succeeded,
-    Failed,
-    /// Its process ended before it finished (see the job's error text for what that cost).
-    Interrupted,
-    Cancelled,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Interrupted => "interrupted",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(text: &str) -> JobState {
-        match text {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            _ => JobState::Interrupted,
-        }
-    }
-
-    pub fn is_finished(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
-    }
-}
-
-/// What a finished job produced, as the tool reports it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JobResult {
-    /// The saved file, when the server saves.
-    pub path: Option<String>,
-    pub url: Option<String>,
-    pub request_id: Option<String>,
-    pub content_violation: Option<bool>,
-    pub mime_type: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-    /// The inline preview's type and size; its bytes are kept beside the store.
-    pub preview: Option<(String, u32, u32)>,
-    /// What the input picture was, when this server saw it (a local file or a `data:` URI);
-    /// its preview is kept beside the store.
-    pub input: Option<JobInput>,
-}
-
-/// The input picture of a job, as it was sent.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JobInput {
-    pub mime_type: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-}
-
-/// One job as the store holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRecord {
-    pub id: String,
-    pub principal: String,
-    pub state: JobState,
-    /// Whether the paid request was sent.
-    pub sent: bool,
-    pub created_ms: u64,
-    pub updated_ms: u64,
-    pub prompt: String,
-    /// The folder the result is staged in, and the name asked for: what a restart needs to
-    /// save a result whose download it resumes.
-    pub stage_dir: String,
-    pub output_name: Option<String>,
-    pub saves: bool,
-    /// What the API answered, once it did: the URL a restart resumes from.
-    pub generated_url: Option<String>,
-    pub request_id: Option<String>,
-    pub credits_used: Option<f64>,
-    pub tokens_used: Option<f64>,
-    pub result: Option<JobResult>,
-    /// The job this one attached to instead of paying again.
-    pub reused_from: Option<String>,
-    pub error: Option<String>,
-    /// The process running it: `pid` and a random id of that process's run.
-    pub owner_pid: u32,
-    pub owner_run: String,
-}
-
-impl JobRecord {
-    /// A job just submitted by this process: nothing sent, nothing answered yet.
-    pub fn queued(
-        id: String,
-        principal: String,
-        prompt: String,
-        stage_dir: String,
-        output_name: Option<String>,
-        saves: bool,
-        owner_run: String,
-    ) -> JobRecord {
-        let now = now_ms();
-        JobRecord {
-            id,
-            principal,
-            state: JobState::Queued,
-            sent: false,
-            created_ms: now,
-            updated_ms: now,
-            prompt,
-            stage_dir,
-            output_name,
-            saves,
-            generated_url: None,
-            request_id: None,
-            credits_used: None,
-            tokens_used: None,
-            result: None,
-            reused_from: None,
-            error: None,
-            owner_pid: std::process::id(),
-            owner_run,
-        }
-    }
-}
-
-/// Usage recorded on one UTC day.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DayUsage {
-    /// Days since 1970-01-01, UTC.
-    pub day: u64,
-    pub jobs: u64,
-    pub credits: f64,
-}
-
-/// Why the store could not be used. Every message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "the job store {path} is locked by another process (waited {BUSY_TIMEOUT:?}); try again"
-    )]
-    Locked { path: String },
-    #[error(
-        "the job store {path} is damaged ({reason}); move it aside and a new one is made on the next edit"
-    )]
-    Corrupt { path: String, reason: String },
-    #[error("the disk holding the job store {path} is full")]
-    Full { path: String },
-    #[error("the job store {path} cannot be used: {reason}")]
-    Other { path: String, reason: String },
-}
-
 impl StoreError {
-    fn from_sqlite(path: &Path, error: &rusqlite::Error) -> StoreError {
+    pub(super) fn from_sqlite(path: &Path, error: &rusqlite::Error) -> StoreError {
         use rusqlite::ErrorCode;
         let path = path.display().to_string();
         let reason = error.to_string();
@@ -347,62 +191,49 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
-}
-
-pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// The job store. Cheap to clone; the file is opened on first use.
+/// The embedded store. Cheap to clone; the file is opened on first use.
 #[derive(Clone)]
-pub struct JobStore {
+pub struct SqliteStore {
     path: Arc<PathBuf>,
+    /// The folder holding [`KeptPicture`]s, one file per job, beside the store file.
+    folder: Arc<PathBuf>,
     connection: Arc<Mutex<Option<Connection>>>,
 }
 
-impl std::fmt::Debug for JobStore {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobStore")
+        f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .finish()
     }
 }
 
-impl JobStore {
-    /// A store kept in `path`, not yet opened.
-    pub fn at(path: PathBuf) -> JobStore {
-        JobStore {
-            path: Arc::new(path),
+impl SqliteStore {
+    /// The store kept in `state_dir`, not yet opened.
+    pub fn in_folder(state_dir: &Path) -> SqliteStore {
+        SqliteStore {
+            path: Arc::new(state_dir.join(STORE_FILE)),
+            folder: Arc::new(state_dir.to_owned()),
             connection: Arc::default(),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether the file exists: a reader with nothing to read need not create it.
-    pub fn exists(&self) -> bool {
-        self.path.exists()
-    }
-
     /// Runs `work` with the connection, on a blocking thread, opening the file first if need be.
     /// A failed open is tried again on the next call, so a store fixed meanwhile is used.
-    pub async fn with<T: Send + 'static>(
+    fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    ) -> StoreFuture<'static, T> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.with_blocking(work))
-            .await
-            .expect("the job store does not panic")
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.with_blocking(work))
+                .await
+                .expect("the job store does not panic")
+        })
     }
 
-    /// [`JobStore::with`] on the calling thread.
-    pub fn with_blocking<T>(
+    /// [`SqliteStore::with`] on the calling thread.
+    fn with_blocking<T>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
@@ -442,12 +273,69 @@ impl JobStore {
         Ok(connection)
     }
 
-    /// Records a new job, queued.
-    ///
-    /// The one commit not synced on its own: nothing is sent before [`JobStore::claim_or_reuse`],
-    /// whose synced commit puts this one on disk too (the WAL is written in order), so a call
-    /// pays for one fsync less and loses no guarantee.
-    pub async fn insert(&self, job: JobRecord) -> Result<(), StoreError> {
+    fn picture_path(&self, picture: KeptPicture, id: &str) -> PathBuf {
+        self.folder.join(picture.folder()).join(id)
+    }
+}
+
+/// Today's usage, and how many sent edits have not reported theirs yet, with what the latest
+/// edit that did used: what a claim reserves against the daily limit.
+fn spending(connection: &Connection) -> rusqlite::Result<(f64, u64, Option<f64>)> {
+    let day_start = now_ms() / DAY_MS * DAY_MS;
+    let used = connection.query_row(
+        "SELECT TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs WHERE created_ms >= ?1",
+        params![day_start],
+        |row| row.get(0),
+    )?;
+    let in_flight = connection.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
+         AND credits_used IS NULL AND tokens_used IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    let per_edit = connection
+        .query_row(
+            "SELECT COALESCE(credits_used, tokens_used) FROM jobs \
+             WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL \
+             ORDER BY updated_ms DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok((used, in_flight, per_edit))
+}
+
+/// Whether an edit sent now could take today's usage past `limit` by more than one edit: the
+/// edits in flight are counted at what the latest one used, and while no edit has reported a
+/// cost yet, one edit at a time is sent.
+pub(super) fn over_limit(limit: f64, used: f64, in_flight: u64, per_edit: Option<f64>) -> bool {
+    if used >= limit {
+        return true;
+    }
+    match (in_flight, per_edit) {
+        (0, _) => false,
+        (_, None) => true,
+        (in_flight, Some(per_edit)) => used + in_flight as f64 * per_edit >= limit,
+    }
+}
+
+impl JobStore for SqliteStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The one commit not synced on its own: nothing is sent before [`JobStore::claim`], whose
+    /// synced commit puts this one on disk too (the WAL is written in order), so a call pays
+    /// for one fsync less and loses no guarantee.
+    fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
             connection.pragma_update(None, "synchronous", "NORMAL")?;
             let inserted = connection.execute(
@@ -470,27 +358,17 @@ impl JobStore {
             connection.pragma_update(None, "synchronous", "FULL")?;
             inserted.map(drop)
         })
-        .await
     }
 
-    /// Marks `id` about to be sent, under `fingerprint`; or, when a job of the same principal
-    /// with that fingerprint is running or succeeded within `reuse_window`, returns that job's
-    /// id instead and marks this one attached to it. One transaction, so of two identical calls
-    /// exactly one is sent, even from two processes.
-    pub async fn claim_or_reuse(
-        &self,
-        id: String,
-        fingerprint: String,
-        reuse_window: Duration,
-    ) -> Result<Option<String>, StoreError> {
+    fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim> {
         self.with(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let now = now_ms();
-            let reused: Option<String> = if reuse_window.is_zero() {
+            let reused: Option<String> = if rules.reuse_window.is_zero() {
                 None
             } else {
-                let since = now.saturating_sub(reuse_window.as_millis() as u64);
+                let since = now.saturating_sub(rules.reuse_window.as_millis() as u64);
                 transaction
                     .query_row(
                         "SELECT other.id FROM jobs AS other, jobs AS this \
@@ -505,30 +383,32 @@ impl JobStore {
                     )
                     .optional()?
             };
-            match &reused {
-                Some(other) => transaction.execute(
+            if let Some(other) = reused {
+                transaction.execute(
                     "UPDATE jobs SET state = 'running', reused_from = ?2, updated_ms = ?3 \
                      WHERE id = ?1",
                     params![id, other, now],
-                )?,
-                None => transaction.execute(
-                    "UPDATE jobs SET state = 'running', sent = 1, fingerprint = ?2, \
-                     updated_ms = ?3 WHERE id = ?1",
-                    params![id, fingerprint, now],
-                )?,
-            };
+                )?;
+                transaction.commit()?;
+                return Ok(Claim::Reuse(other));
+            }
+            if let Some(limit) = rules.daily_limit {
+                let (used, in_flight, per_edit) = spending(&transaction)?;
+                if over_limit(limit, used, in_flight, per_edit) {
+                    return Ok(Claim::OverLimit { used, in_flight });
+                }
+            }
+            transaction.execute(
+                "UPDATE jobs SET state = 'running', sent = 1, fingerprint = ?2, updated_ms = ?3 \
+                 WHERE id = ?1",
+                params![id, fingerprint, now],
+            )?;
             transaction.commit()?;
-            Ok(reused)
+            Ok(Claim::Send)
         })
-        .await
     }
 
-    /// Records what the API answered, before the image is fetched.
-    pub async fn set_generated(
-        &self,
-        id: String,
-        generated: reve_core::Generated,
-    ) -> Result<(), StoreError> {
+    fn set_generated(&self, id: String, generated: reve_core::Generated) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
             let usage = generated.usage;
             connection.execute(
@@ -545,17 +425,15 @@ impl JobStore {
             )?;
             Ok(())
         })
-        .await
     }
 
-    /// Records a finished job: its state, result or error.
-    pub async fn finish(
+    fn finish(
         &self,
         id: String,
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
-    ) -> Result<(), StoreError> {
+    ) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
             let now = now_ms();
             let result = result.unwrap_or_default();
@@ -571,7 +449,7 @@ impl JobStore {
                  width = ?9, height = ?10, bytes = ?11, preview_mime = ?12, preview_width = ?13, \
                  preview_height = ?14, request_id = COALESCE(?15, request_id), \
                  input_mime = ?16, input_width = ?17, input_height = ?18, input_bytes = ?19 \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state != 'succeeded'",
                 params![
                     id,
                     state.as_str(),
@@ -596,11 +474,9 @@ impl JobStore {
             )?;
             Ok(())
         })
-        .await
     }
 
-    /// One job, by id.
-    pub async fn get(&self, id: String) -> Result<Option<JobRecord>, StoreError> {
+    fn get(&self, id: String) -> StoreFuture<'_, Option<JobRecord>> {
         self.with(move |connection| {
             connection
                 .query_row(
@@ -610,12 +486,10 @@ impl JobStore {
                 )
                 .optional()
         })
-        .await
     }
 
-    /// The newest `limit` jobs, newest first.
-    pub fn recent_blocking(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
-        self.with_blocking(move |connection| {
+    fn recent(&self, limit: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.with(move |connection| {
             let mut statement = connection.prepare(&format!(
                 "SELECT {COLUMNS} FROM jobs ORDER BY created_ms DESC LIMIT ?1"
             ))?;
@@ -625,15 +499,12 @@ impl JobStore {
         })
     }
 
-    /// Up to `limit` succeeded jobs of `principal` that made their own result (not reused
-    /// from another), newest first, starting after `after` (a job's creation time and id, as
-    /// the previous page ended).
-    pub async fn results(
+    fn results(
         &self,
         principal: String,
         after: Option<(u64, String)>,
         limit: u32,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    ) -> StoreFuture<'_, Vec<JobRecord>> {
         self.with(move |connection| {
             // No `after`: the first page, from the newest.
             let (before_ms, before_id) = after.unwrap_or_default();
@@ -650,37 +521,41 @@ impl JobStore {
                 )?
                 .collect()
         })
-        .await
     }
 
-    /// Jobs not finished: what a process that died left behind, or what others run now.
-    pub async fn unfinished(&self) -> Result<Vec<JobRecord>, StoreError> {
+    fn orphans(&self, run: String, pid: u32) -> StoreFuture<'_, Vec<JobRecord>> {
         self.with(move |connection| {
-            let mut statement = connection.prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs WHERE state IN ('queued', 'running')"
-            ))?;
-            statement.query_map([], record_from_row)?.collect()
+            let unfinished: Vec<JobRecord> = connection
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM jobs WHERE state IN ('queued', 'running')"
+                ))?
+                .query_map([], record_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut adopted = Vec::new();
+            for job in unfinished {
+                if job.owner_run == run || owner_is_alive(&job) {
+                    continue;
+                }
+                // Only if no other survivor took it meanwhile.
+                let changed = connection.execute(
+                    "UPDATE jobs SET owner_pid = ?2, owner_run = ?3, updated_ms = ?4 \
+                     WHERE id = ?1 AND owner_run = ?5 AND state IN ('queued', 'running')",
+                    params![job.id, pid, run, now_ms(), job.owner_run],
+                )?;
+                if changed == 1 {
+                    adopted.push(job);
+                }
+            }
+            Ok(adopted)
         })
-        .await
     }
 
-    /// Takes over a job a dead process left: this run owns it now.
-    pub async fn adopt(&self, id: String, pid: u32, run: String) -> Result<bool, StoreError> {
-        self.with(move |connection| {
-            let changed = connection.execute(
-                "UPDATE jobs SET owner_pid = ?2, owner_run = ?3, updated_ms = ?4 \
-                 WHERE id = ?1 AND state IN ('queued', 'running')",
-                params![id, pid, run, now_ms()],
-            )?;
-            Ok(changed == 1)
-        })
-        .await
+    fn renew(&self, _run: String, _ids: Vec<String>) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
     }
 
-    /// The usage the API reported per UTC day, oldest first: credits where it reported
-    /// credits, tokens otherwise (its published schema says `credits_used` counts tokens).
-    pub fn usage_by_day_blocking(&self) -> Result<Vec<DayUsage>, StoreError> {
-        self.with_blocking(|connection| {
+    fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>> {
+        self.with(|connection| {
             let mut statement = connection.prepare(
                 "SELECT created_ms / ?1 AS day, COUNT(*), \
                  TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs \
@@ -699,18 +574,69 @@ impl JobStore {
         })
     }
 
-    /// The usage recorded since the start of the current UTC day.
-    pub async fn usage_today(&self) -> Result<f64, StoreError> {
-        self.with(|connection| {
-            let day_start = now_ms() / DAY_MS * DAY_MS;
-            connection.query_row(
-                "SELECT TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs \
-                 WHERE created_ms >= ?1",
-                params![day_start],
-                |row| row.get(0),
+    fn usage_today(&self) -> StoreFuture<'_, f64> {
+        self.with(|connection| Ok(spending(connection)?.0))
+    }
+
+    fn keep_picture(
+        &self,
+        picture: KeptPicture,
+        id: String,
+        bytes: Vec<u8>,
+    ) -> StoreFuture<'_, ()> {
+        let path = self.picture_path(picture, &id);
+        let store = self.path.display().to_string();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                if let Some(folder) = path.parent() {
+                    std::fs::create_dir_all(folder)?;
+                }
+                std::fs::write(&path, bytes)
+            })
+            .await
+            .expect("writing a picture does not panic")
+            .map_err(|error| StoreError::Other {
+                path: store,
+                reason: format!("a picture could not be kept beside it: {error}"),
+            })
+        })
+    }
+
+    fn picture(&self, picture: KeptPicture, id: String) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let path = self.picture_path(picture, &id);
+        Box::pin(async move {
+            Ok(
+                tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+                    .await
+                    .expect("reading a picture does not panic"),
             )
         })
-        .await
+    }
+
+    fn health(&self) -> StoreFuture<'_, ()> {
+        if !self.exists() {
+            return Box::pin(async { Ok(()) });
+        }
+        self.with(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))
+    }
+}
+
+/// Whether the process that owns `job` still runs. A pid the system has since given to another
+/// process reads as alive: the job then waits for a later restart rather than being taken from
+/// a live owner.
+fn owner_is_alive(job: &JobRecord) -> bool {
+    if job.owner_pid == std::process::id() {
+        // The same pid in another run: a restart (in a container, pid 1 every time).
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        rustix::process::Pid::from_raw(job.owner_pid as i32)
+            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    }
+    #[cfg(not(unix))]
+    {
+        true
     }
 }
 
@@ -718,7 +644,7 @@ impl JobStore {
 mod tests {
     use super::*;
 
-    fn synchronous(store: &JobStore) -> i64 {
+    fn synchronous(store: &SqliteStore) -> i64 {
         store
             .with_blocking(|connection| {
                 connection.pragma_query_value(None, "synchronous", |row| row.get(0))
@@ -742,7 +668,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_insert_itself_goes_unsynced() {
         let folder = tempfile::tempdir().unwrap();
-        let store = JobStore::at(folder.path().join(STORE_FILE));
+        let store = SqliteStore::in_folder(folder.path());
         store.insert(job("a")).await.unwrap();
         assert_eq!(synchronous(&store), 2);
         let duplicate = store.insert(job("a")).await;
@@ -751,5 +677,18 @@ mod tests {
         let record = store.get("a".into()).await.unwrap().unwrap();
         assert_eq!(record.state, JobState::Queued);
         assert!(!record.sent);
+    }
+
+    /// One edit over at most: with 1 used of 2.5 and edits costing 1, a second edit may go
+    /// out beside the first (3 at most), not a third; before any edit has reported a cost,
+    /// one at a time.
+    #[test]
+    fn the_limit_reserves_what_the_edits_in_flight_will_use() {
+        assert!(!over_limit(2.5, 1.0, 0, Some(1.0)));
+        assert!(!over_limit(2.5, 1.0, 1, Some(1.0)));
+        assert!(over_limit(2.5, 1.0, 2, Some(1.0)));
+        assert!(over_limit(2.5, 2.5, 0, Some(1.0)));
+        assert!(!over_limit(2.5, 0.0, 0, None));
+        assert!(over_limit(2.5, 0.0, 1, None));
     }
 }

@@ -1,0 +1,785 @@
+//! The shared store: one Redis for every replica behind a load balancer.
+//!
+//! Through the `redis` crate (redis-rs, the community's client, maintained by the Redis
+//! organisation), with its tokio connection manager: one multiplexed connection per process,
+//! opened on first use and re-opened in the background when Redis goes away, with a timeout on
+//! every command so a call fails within seconds, before anything is sent, rather than hang.
+//! `fred` does as much with more of its own machinery (pools, a reconnect policy, a command
+//! queue kept while Redis is down), which here would hide an outage from the caller who has to
+//! know it.
+//!
+//! Every step that must be atomic across replicas (claiming a fingerprint against the daily
+//! limit, finishing, taking over a dead replica's jobs) is one Lua script, which Redis runs
+//! alone. The scripts name keys they compute, so the store wants one Redis (with replicas or
+//! Sentinel for failover if need be), not Redis Cluster.
+//!
+//! Keys, all under `reve:`:
+//! - `job:{id}`: a hash, one field per column of the embedded store;
+//! - `jobs`: every job id, scored by creation time; `results:{principal}`: a principal's
+//!   results, as `{created_ms:016}.{id}` members ordered by name, newest last;
+//! - `unfinished` and `in_flight` (sent, usage not yet reported): sets of job ids;
+//! - `lease:{id}`: the run holding an unfinished job, expiring unless renewed;
+//! - `fp:{fingerprint}`: the job holding a fingerprint, expiring a reuse window after it
+//!   succeeded;
+//! - `usage:{day}` (`credits`, `jobs`), `usage:days`, `usage:last` (the latest edit's usage);
+//! - `picture:preview:{id}`, `picture:input:{id}`: the pictures, bounded in size, expiring.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncTypedCommands as _, IntoConnectionInfo as _, Script, Value};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use super::{
+    Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
+    KeptPicture, StoreError, StoreFuture, now_ms,
+};
+
+/// How long a command may take before the call that needs it fails: Redis on a local network
+/// answers in well under a millisecond, so seconds mean it is gone.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a command that met a dropped connection waits for the manager to reconnect.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a replica's lease on its jobs lasts by default; it renews it every third of that.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// The largest picture kept: previews are bounded far below this by the preview budget, so
+/// this only guards Redis's memory against a misconfigured budget.
+pub const MAX_PICTURE_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long kept pictures stay: they are previews, shown again for a while; the full result is
+/// the saved file.
+pub const PICTURE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// What the Redis store is opened with besides its URL.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// A password that overrides the URL's, so it need not be written in the URL.
+    pub password: Option<SecretString>,
+    pub lease: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> RedisOptions {
+        RedisOptions {
+            password: None,
+            lease: DEFAULT_LEASE,
+        }
+    }
+}
+
+/// The Redis store. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    /// The address and database, never the password.
+    name: String,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store at `url` (`redis://HOST:PORT/DB` or `rediss://`), connected on first use.
+    pub fn new(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
+        let invalid = |reason: String| StoreError::Other {
+            path: "given by --store (REVE_STORE)".to_owned(),
+            reason,
+        };
+        let mut info = url.into_connection_info().map_err(|error| {
+            invalid(format!(
+                "it is not a redis:// or rediss:// URL ({})",
+                error.category()
+            ))
+        })?;
+        if let Some(password) = &options.password {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose_secret());
+            info = info.set_redis_settings(settings);
+        }
+        let name = format!(
+            "Redis at {} (db {})",
+            info.addr(),
+            info.redis_settings().db()
+        );
+        let client = ::redis::Client::open(info).map_err(|error| invalid(error.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            // Reconnects happen in the background; a call never waits through them.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = client
+            .get_connection_manager_lazy(config)
+            .map_err(|error| invalid(error.to_string()))?;
+        Ok(RedisStore {
+            connection,
+            name,
+            lease: options.lease,
+        })
+    }
+
+    fn error(&self, error: &::redis::RedisError) -> StoreError {
+        if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+        {
+            StoreError::Unreachable {
+                store: self.name.clone(),
+                reason: error.to_string(),
+            }
+        } else {
+            StoreError::Other {
+                path: self.name.clone(),
+                reason: error.to_string(),
+            }
+        }
+    }
+
+    /// Runs `work` with a handle on the shared connection, naming the store in its error.
+    ///
+    /// The first command on a connection Redis dropped (it restarted, say) fails while the
+    /// manager reconnects: that one is tried once more on the new connection, so a Redis back
+    /// from an outage is not reported as still away. Every operation tolerates running twice.
+    fn with<'a, T: Send + 'a, F>(
+        &'a self,
+        work: impl Fn(ConnectionManager) -> F + Send + Sync + 'a,
+    ) -> StoreFuture<'a, T>
+    where
+        F: Future<Output = ::redis::RedisResult<T>> + Send + 'a,
+    {
+        Box::pin(async move {
+            match work(self.connection.clone()).await {
+                Err(error) if error.is_connection_dropped() => {
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    work(self.connection.clone()).await
+                }
+                done => done,
+            }
+            .map_err(|error| self.error(&error))
+        })
+    }
+
+    async fn records(
+        mut connection: ConnectionManager,
+        ids: Vec<String>,
+    ) -> ::redis::RedisResult<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for id in &ids {
+            pipe.hgetall(job_key(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await?;
+        Ok(hashes.iter().filter_map(record_from_hash).collect())
+    }
+}
+
+fn job_key(id: &str) -> String {
+    format!("reve:job:{id}")
+}
+
+fn picture_key(picture: KeptPicture, id: &str) -> String {
+    let kind = match picture {
+        KeptPicture::Preview => "preview",
+        KeptPicture::Input => "input",
+    };
+    format!("reve:picture:{kind}:{id}")
+}
+
+/// A job's place in its principal's results: ordered by name as by creation time, then id.
+fn result_member(created_ms: u64, id: &str) -> String {
+    format!("{created_ms:016}.{id}")
+}
+
+/// A job of the hash Redis holds; `None` for a hash that is not a whole job (Redis lost it).
+fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
+    let text = |name: &str| hash.get(name).cloned();
+    let number = |name: &str| hash.get(name).and_then(|value| value.parse::<u64>().ok());
+    let float = |name: &str| hash.get(name).and_then(|value| value.parse::<f64>().ok());
+    let flag = |name: &str| hash.get(name).map(|value| value == "1");
+    let result = text("mime_type").map(|mime_type| JobResult {
+        path: text("result_path"),
+        url: text("result_url"),
+        request_id: text("request_id"),
+        content_violation: flag("content_violation"),
+        mime_type,
+        width: number("width").unwrap_or_default() as u32,
+        height: number("height").unwrap_or_default() as u32,
+        bytes: number("bytes").unwrap_or_default(),
+        preview: text("preview_mime").map(|mime| {
+            (
+                mime,
+                number("preview_width").unwrap_or_default() as u32,
+                number("preview_height").unwrap_or_default() as u32,
+            )
+        }),
+        input: text("input_mime").map(|mime_type| JobInput {
+            mime_type,
+            width: number("input_width").unwrap_or_default() as u32,
+            height: number("input_height").unwrap_or_default() as u32,
+            bytes: number("input_bytes").unwrap_or_default(),
+        }),
+    });
+    Some(JobRecord {
+        id: text("id")?,
+        principal: text("principal")?,
+        state: JobState::parse(hash.get("state")?),
+        sent: flag("sent").unwrap_or(false),
+        created_ms: number("created_ms")?,
+        updated_ms: number("updated_ms").unwrap_or_default(),
+        prompt: text("prompt").unwrap_or_default(),
+        stage_dir: text("stage_dir").unwrap_or_default(),
+        output_name: text("output_name"),
+        saves: flag("saves").unwrap_or(true),
+        generated_url: text("generated_url"),
+        request_id: text("request_id"),
+        credits_used: float("credits_used"),
+        tokens_used: float("tokens_used"),
+        result,
+        reused_from: text("reused_from"),
+        error: text("error"),
+        owner_pid: number("owner_pid").unwrap_or_default() as u32,
+        owner_run: text("owner_run").unwrap_or_default(),
+    })
+}
+
+/// Reuses an identical job, refuses over the limit, or claims the fingerprint and sends.
+const CLAIM: &str = r"
+local job, fp = KEYS[1], KEYS[2]
+local id, fingerprint, now, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('EXISTS', job) == 0 then return {'missing'} end
+if window > 0 then
+  local other = redis.call('GET', fp)
+  if other and other ~= id then
+    local s = redis.call('HMGET', 'reve:job:' .. other, 'state', 'finished_ms')
+    if s[1] == 'queued' or s[1] == 'running'
+       or (s[1] == 'succeeded' and tonumber(s[2]) >= now - window) then
+      redis.call('HSET', job, 'state', 'running', 'reused_from', other, 'updated_ms', now)
+      return {'reuse', other}
+    end
+  end
+end
+if ARGV[5] ~= '' then
+  local limit = tonumber(ARGV[5])
+  local used = tonumber(redis.call('HGET', 'reve:usage:' .. ARGV[6], 'credits') or '0')
+  local in_flight = redis.call('SCARD', 'reve:in_flight')
+  local per_edit = redis.call('GET', 'reve:usage:last')
+  if used >= limit or (in_flight > 0 and
+      (not per_edit or used + in_flight * tonumber(per_edit) >= limit)) then
+    return {'limit', tostring(used), in_flight}
+  end
+end
+redis.call('HSET', job, 'state', 'running', 'sent', '1', 'fingerprint', fingerprint,
+  'reuse_window_ms', window, 'updated_ms', now)
+if window > 0 then redis.call('SET', fp, id) end
+redis.call('SADD', 'reve:in_flight', id)
+return {'send'}
+";
+
+/// Records the API's answer and, the first time only, counts its usage on the job's day.
+const SET_GENERATED: &str = r"
+local job = KEYS[1]
+if redis.call('EXISTS', job) == 0 then return 0 end
+local counted = redis.call('HEXISTS', job, 'credits_used') == 1
+  or redis.call('HEXISTS', job, 'tokens_used') == 1
+local fields = {'updated_ms', ARGV[2]}
+local names = {'generated_url', 'request_id', 'credits_used', 'tokens_used'}
+for i, name in ipairs(names) do
+  if ARGV[i + 2] ~= '' then
+    table.insert(fields, name)
+    table.insert(fields, ARGV[i + 2])
+  end
+end
+redis.call('HSET', job, unpack(fields))
+local usage = ARGV[5]
+if usage == '' then usage = ARGV[6] end
+if not counted and usage ~= '' then
+  local day = string.format('%d', math.floor(tonumber(redis.call('HGET', job, 'created_ms')) / 86400000))
+  redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'credits', usage)
+  redis.call('HINCRBY', 'reve:usage:' .. day, 'jobs', 1)
+  redis.call('ZADD', 'reve:usage:days', day, day)
+  redis.call('SET', 'reve:usage:last', usage)
+end
+redis.call('SREM', 'reve:in_flight', ARGV[1])
+return 1
+";
+
+/// Records how a job ended, unless it already succeeded; frees its fingerprint, or keeps it
+/// for the reuse window after a success.
+const FINISH: &str = r"
+local job = KEYS[1]
+local id, now, state = ARGV[1], ARGV[2], ARGV[3]
+local current = redis.call('HMGET', job, 'state', 'principal', 'created_ms', 'reused_from',
+  'fingerprint', 'reuse_window_ms')
+if not current[1] then return 0 end
+if current[1] == 'succeeded' then return 0 end
+local set_count = tonumber(ARGV[4])
+local fields = {'state', state, 'updated_ms', now, 'finished_ms', now}
+for i = 1, set_count * 2 do table.insert(fields, ARGV[4 + i]) end
+redis.call('HSET', job, unpack(fields))
+for i = 5 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
+redis.call('SREM', 'reve:unfinished', id)
+redis.call('SREM', 'reve:in_flight', id)
+redis.call('DEL', 'reve:lease:' .. id)
+if state == 'succeeded' and not current[4] then
+  redis.call('ZADD', 'reve:results:' .. current[2], 0,
+    string.format('%016d', tonumber(current[3])) .. '.' .. id)
+end
+if current[5] then
+  local fp = 'reve:fp:' .. current[5]
+  if redis.call('GET', fp) == id then
+    local window = tonumber(current[6] or '0')
+    if state == 'succeeded' and window > 0 then
+      redis.call('PEXPIRE', fp, window)
+    else
+      redis.call('DEL', fp)
+    end
+  end
+end
+return 1
+";
+
+/// Takes over every unfinished job whose lease lapsed.
+const ORPHANS: &str = r"
+local adopted = {}
+for _, id in ipairs(redis.call('SMEMBERS', 'reve:unfinished')) do
+  local lease = 'reve:lease:' .. id
+  if redis.call('EXISTS', lease) == 0 then
+    local job = 'reve:job:' .. id
+    local state = redis.call('HGET', job, 'state')
+    if state == 'queued' or state == 'running' then
+      redis.call('SET', lease, ARGV[1], 'PX', ARGV[3])
+      redis.call('HSET', job, 'owner_run', ARGV[1], 'owner_pid', ARGV[2], 'updated_ms', ARGV[4])
+      table.insert(adopted, id)
+    else
+      redis.call('SREM', 'reve:unfinished', id)
+    end
+  end
+end
+return adopted
+";
+
+/// Renews a run's leases, never one another run has taken.
+const RENEW: &str = r"
+for i = 3, #ARGV do
+  local lease = 'reve:lease:' .. ARGV[i]
+  local holder = redis.call('GET', lease)
+  if not holder or holder == ARGV[1] then
+    redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+  end
+end
+return 1
+";
+
+/// `Some` as its text, `None` as absent.
+fn optional<T: ToString>(value: Option<T>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
+}
+
+fn flag(value: bool) -> &'static str {
+    if value { "1" } else { "0" }
+}
+
+impl JobStore for RedisStore {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn exists(&self) -> bool {
+        true
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
+        let lease = self.lease.as_millis() as u64;
+        self.with(move |mut connection| {
+            let job = job.clone();
+            async move {
+                let mut fields = vec![
+                    ("id", job.id.clone()),
+                    ("principal", job.principal),
+                    ("state", job.state.as_str().to_owned()),
+                    ("sent", "0".to_owned()),
+                    ("created_ms", job.created_ms.to_string()),
+                    ("updated_ms", job.updated_ms.to_string()),
+                    ("prompt", job.prompt),
+                    ("stage_dir", job.stage_dir),
+                    ("saves", flag(job.saves).to_owned()),
+                    ("owner_pid", job.owner_pid.to_string()),
+                    ("owner_run", job.owner_run.clone()),
+                ];
+                if let Some(name) = job.output_name {
+                    fields.push(("output_name", name));
+                }
+                ::redis::pipe()
+                    .atomic()
+                    .hset_multiple(job_key(&job.id), &fields)
+                    .ignore()
+                    .zadd("reve:jobs", &job.id, job.created_ms)
+                    .ignore()
+                    .sadd("reve:unfinished", &job.id)
+                    .ignore()
+                    .set_options(
+                        format!("reve:lease:{}", job.id),
+                        &job.owner_run,
+                        ::redis::SetOptions::default()
+                            .with_expiration(::redis::SetExpiry::PX(lease)),
+                    )
+                    .ignore()
+                    .exec_async(&mut connection)
+                    .await
+            }
+        })
+    }
+
+    fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim> {
+        let name = self.name.clone();
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let fingerprint = fingerprint.clone();
+            let name = name.clone();
+            async move {
+                let now = now_ms();
+                let reply: Vec<Value> = Script::new(CLAIM)
+                    .key(job_key(&id))
+                    .key(format!("reve:fp:{fingerprint}"))
+                    .arg(&id)
+                    .arg(&fingerprint)
+                    .arg(now)
+                    .arg(rules.reuse_window.as_millis() as u64)
+                    .arg(optional(rules.daily_limit))
+                    .arg(now / DAY_MS)
+                    .invoke_async(&mut connection)
+                    .await?;
+                let text = |index: usize| match reply.get(index) {
+                    Some(value) => {
+                        ::redis::from_redis_value_ref::<String>(value).unwrap_or_default()
+                    }
+                    None => String::new(),
+                };
+                Ok(match text(0).as_str() {
+                    "send" => Claim::Send,
+                    "reuse" => Claim::Reuse(text(1)),
+                    "limit" => Claim::OverLimit {
+                        used: text(1).parse().unwrap_or_default(),
+                        in_flight: text(2).parse().unwrap_or_default(),
+                    },
+                    _ => {
+                        return Err(::redis::RedisError::from((
+                            ::redis::ErrorKind::Client,
+                            "the job's record is missing from Redis (was Redis emptied?)",
+                            name,
+                        )));
+                    }
+                })
+            }
+        })
+    }
+
+    fn set_generated(&self, id: String, generated: reve_core::Generated) -> StoreFuture<'_, ()> {
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let generated = generated.clone();
+            async move {
+                let usage = generated.usage;
+                Script::new(SET_GENERATED)
+                    .key(job_key(&id))
+                    .arg(&id)
+                    .arg(now_ms())
+                    .arg(optional(generated.url))
+                    .arg(optional(generated.request_id))
+                    .arg(optional(usage.and_then(|usage| usage.credits_used)))
+                    .arg(optional(usage.and_then(|usage| usage.tokens_used)))
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+                    .map(drop)
+            }
+        })
+    }
+
+    fn finish(
+        &self,
+        id: String,
+        state: JobState,
+        result: Option<JobResult>,
+        error: Option<String>,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let result = result.clone();
+            let error = error.clone();
+            async move {
+                let result = result.unwrap_or_default();
+                let has_result = !result.mime_type.is_empty();
+                let (preview_mime, preview_width, preview_height) = match result.preview {
+                    Some((mime, width, height)) => (Some(mime), Some(width), Some(height)),
+                    None => (None, None, None),
+                };
+                let input = result.input;
+                let fields: [(&str, Option<String>); 15] = [
+                    ("error", error),
+                    ("result_path", result.path),
+                    ("result_url", result.url),
+                    (
+                        "content_violation",
+                        result.content_violation.map(|value| flag(value).to_owned()),
+                    ),
+                    ("mime_type", has_result.then_some(result.mime_type)),
+                    ("width", has_result.then(|| result.width.to_string())),
+                    ("height", has_result.then(|| result.height.to_string())),
+                    ("bytes", has_result.then(|| result.bytes.to_string())),
+                    ("preview_mime", preview_mime),
+                    (
+                        "preview_width",
+                        preview_width.map(|value| value.to_string()),
+                    ),
+                    (
+                        "preview_height",
+                        preview_height.map(|value| value.to_string()),
+                    ),
+                    (
+                        "input_mime",
+                        input.as_ref().map(|input| input.mime_type.clone()),
+                    ),
+                    (
+                        "input_width",
+                        input.as_ref().map(|input| input.width.to_string()),
+                    ),
+                    (
+                        "input_height",
+                        input.as_ref().map(|input| input.height.to_string()),
+                    ),
+                    (
+                        "input_bytes",
+                        input.as_ref().map(|input| input.bytes.to_string()),
+                    ),
+                ];
+                let (mut set, unset): (Vec<_>, Vec<_>) =
+                    fields.into_iter().partition(|(_, value)| value.is_some());
+                // A result's request id, when it has one, replaces the one the API answered with.
+                if result.request_id.is_some() {
+                    set.push(("request_id", result.request_id));
+                }
+                let script = Script::new(FINISH);
+                let mut invocation = script.key(job_key(&id));
+                invocation
+                    .arg(&id)
+                    .arg(now_ms())
+                    .arg(state.as_str())
+                    .arg(set.len());
+                for (name, value) in &set {
+                    invocation.arg(*name).arg(value.as_deref());
+                }
+                for (name, _) in &unset {
+                    invocation.arg(*name);
+                }
+                invocation
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+                    .map(drop)
+            }
+        })
+    }
+
+    fn get(&self, id: String) -> StoreFuture<'_, Option<JobRecord>> {
+        self.with(move |mut connection| {
+            let id = id.clone();
+            async move {
+                let hash: HashMap<String, String> = connection.hgetall(job_key(&id)).await?;
+                Ok(record_from_hash(&hash))
+            }
+        })
+    }
+
+    fn recent(&self, limit: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.with(move |mut connection| async move {
+            let ids: Vec<String> = ::redis::cmd("ZRANGE")
+                .arg("reve:jobs")
+                .arg(0)
+                .arg(i64::from(limit) - 1)
+                .arg("REV")
+                .query_async(&mut connection)
+                .await?;
+            RedisStore::records(connection, ids).await
+        })
+    }
+
+    fn results(
+        &self,
+        principal: String,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.with(move |mut connection| {
+            let principal = principal.clone();
+            let after = after.clone();
+            async move {
+                let from = match after {
+                    Some((created_ms, id)) => format!("({}", result_member(created_ms, &id)),
+                    None => "+".to_owned(),
+                };
+                let members: Vec<String> = ::redis::cmd("ZRANGE")
+                    .arg(format!("reve:results:{principal}"))
+                    .arg(from)
+                    .arg("-")
+                    .arg("BYLEX")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut connection)
+                    .await?;
+                let ids = members
+                    .into_iter()
+                    .filter_map(|member| member.split_once('.').map(|(_, id)| id.to_owned()))
+                    .collect();
+                RedisStore::records(connection, ids).await
+            }
+        })
+    }
+
+    fn orphans(&self, run: String, pid: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        let lease = self.lease.as_millis() as u64;
+        self.with(move |mut connection| {
+            let run = run.clone();
+            async move {
+                let ids: Vec<String> = Script::new(ORPHANS)
+                    .arg(run)
+                    .arg(pid)
+                    .arg(lease)
+                    .arg(now_ms())
+                    .invoke_async(&mut connection)
+                    .await?;
+                RedisStore::records(connection, ids).await
+            }
+        })
+    }
+
+    fn renew(&self, run: String, ids: Vec<String>) -> StoreFuture<'_, ()> {
+        let lease = self.lease.as_millis() as u64;
+        self.with(move |mut connection| {
+            let run = run.clone();
+            let ids = ids.clone();
+            async move {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                Script::new(RENEW)
+                    .arg(run)
+                    .arg(lease)
+                    .arg(ids)
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+                    .map(drop)
+            }
+        })
+    }
+
+    fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>> {
+        self.with(move |mut connection| async move {
+            let days: Vec<u64> = ::redis::cmd("ZRANGE")
+                .arg("reve:usage:days")
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut connection)
+                .await?;
+            let mut pipe = ::redis::pipe();
+            for day in &days {
+                pipe.hgetall(format!("reve:usage:{day}"));
+            }
+            let usage: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await?;
+            Ok(days
+                .into_iter()
+                .zip(usage)
+                .map(|(day, usage)| DayUsage {
+                    day,
+                    jobs: usage
+                        .get("jobs")
+                        .and_then(|jobs| jobs.parse().ok())
+                        .unwrap_or_default(),
+                    credits: usage
+                        .get("credits")
+                        .and_then(|credits| credits.parse().ok())
+                        .unwrap_or_default(),
+                })
+                .collect())
+        })
+    }
+
+    fn usage_today(&self) -> StoreFuture<'_, f64> {
+        self.with(move |mut connection| async move {
+            let used: Option<String> = connection
+                .hget(format!("reve:usage:{}", now_ms() / DAY_MS), "credits")
+                .await?;
+            Ok(used.and_then(|used| used.parse().ok()).unwrap_or_default())
+        })
+    }
+
+    fn keep_picture(
+        &self,
+        picture: KeptPicture,
+        id: String,
+        bytes: Vec<u8>,
+    ) -> StoreFuture<'_, ()> {
+        if bytes.len() > MAX_PICTURE_BYTES {
+            let error = StoreError::Other {
+                path: self.name.clone(),
+                reason: format!(
+                    "a picture of {} bytes is over the {MAX_PICTURE_BYTES} bytes Redis keeps; \
+                     lower --preview-max-bytes",
+                    bytes.len()
+                ),
+            };
+            return Box::pin(async move { Err(error) });
+        }
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let bytes = bytes.clone();
+            async move {
+                connection
+                    .set_options(
+                        picture_key(picture, &id),
+                        bytes,
+                        ::redis::SetOptions::default().with_expiration(::redis::SetExpiry::PX(
+                            PICTURE_TTL.as_millis() as u64,
+                        )),
+                    )
+                    .await
+                    .map(drop)
+            }
+        })
+    }
+
+    fn picture(&self, picture: KeptPicture, id: String) -> StoreFuture<'_, Option<Vec<u8>>> {
+        self.with(move |mut connection| {
+            let id = id.clone();
+            async move {
+                ::redis::cmd("GET")
+                    .arg(picture_key(picture, &id))
+                    .query_async(&mut connection)
+                    .await
+            }
+        })
+    }
+
+    fn health(&self) -> StoreFuture<'_, ()> {
+        self.with(move |mut connection| async move { connection.ping().await.map(drop) })
+    }
+}
