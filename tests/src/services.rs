@@ -228,3 +228,12 @@ fn terminate(child: &Child) {
         assert!(status.success(), "kill -TERM {pid} failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[should_panic(expected = "install it with: sudo apt-get install -y reve-no-such-package")]
+    fn a_missing_program_fails_with_the_command_that_installs_it() {
+        super::program("reve-no-such-program", "reve-no-such-package");
+    }
+}

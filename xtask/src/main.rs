@@ -23,6 +23,9 @@ tasks:
   browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
                      Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
                      chromium; installs Node 22 and the test host's packages with npm)
+  scale-out          the multi-replica tests: three reve-mcp replicas sharing a real Redis
+                     behind a real HAProxy, from the files in deploy/ (needs Debian's
+                     redis-server and haproxy)
   bench [--quick]    build in release, measure reve-mcp against its performance
                      budgets and write BENCHMARKS.md (--quick: fewer repetitions)";
 
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         }
         ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
         [task @ ("conformance" | "browser")] => xtask::devtools::against_the_server(&root, task),
+        ["scale-out"] => scale_out(&root),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {
             eprintln!("{USAGE}");
@@ -50,6 +54,20 @@ fn main() -> ExitCode {
     result.unwrap_or_else(|error| {
         // `{:#}` prints the whole context chain on one line, without the backtrace `Debug` would add.
         eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The tests of `scale_out`, ignored by the README's test command because they need two
+/// Debian packages; here a missing one fails its test with the command that installs it.
+fn scale_out(root: &std::path::Path) -> Result<ExitCode> {
+    let status = xtask::cargo::command(root)
+        .args(["test", "--locked", "--package", "reve-mcp", "--test", "it"])
+        .args(["--", "--ignored", "scale_out::"])
+        .status()?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     })
 }

@@ -2,6 +2,10 @@
 //! `reve-mcp serve --http --stateless --store redis://...` processes started as
 //! `deploy/reve-mcp@.service` starts them, behind HAProxy running `deploy/haproxy.cfg`, with
 //! `redis-server` running `deploy/redis.conf`, all on loopback, against the fake API.
+//!
+//! `cargo xtask scale-out` runs them (and `.ci/run` does): the README's test command stays one
+//! that a machine with only the Rust toolchain passes. Run so, a missing `redis-server` or
+//! `haproxy` fails the test with the command that installs it.
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,6 +169,7 @@ async fn settled(url: &str, id: &str, polls: usize) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server and haproxy)"]
 async fn two_hundred_calls_through_the_balancer_are_answered_by_any_replica() {
     let fake = FakeApi::builder()
         .latency(Duration::from_millis(1500))
@@ -243,6 +248,7 @@ async fn two_hundred_calls_through_the_balancer_are_answered_by_any_replica() {
 }
 
 #[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server and haproxy)"]
 async fn one_call_sent_to_two_replicas_at_once_is_generated_once() {
     let fake = FakeApi::builder()
         .latency(Duration::from_millis(500))
@@ -272,6 +278,7 @@ async fn one_call_sent_to_two_replicas_at_once_is_generated_once() {
 }
 
 #[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server and haproxy)"]
 async fn concurrent_calls_at_the_daily_limit_overshoot_it_by_one_edit_at_most() {
     let fake = FakeApi::builder()
         .latency(Duration::from_millis(800))
@@ -317,6 +324,7 @@ async fn concurrent_calls_at_the_daily_limit_overshoot_it_by_one_edit_at_most() 
 }
 
 #[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server and haproxy)"]
 async fn a_killed_replicas_jobs_are_settled_by_the_others_within_the_lease() {
     let fake = FakeApi::builder().start().await;
     let cluster = Cluster::start(
@@ -362,6 +370,7 @@ async fn a_killed_replicas_jobs_are_settled_by_the_others_within_the_lease() {
 }
 
 #[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server and haproxy)"]
 async fn with_redis_away_calls_fail_fast_and_jobs_in_flight_are_recorded_when_it_returns() {
     let fake = FakeApi::builder().start().await;
     let mut cluster = Cluster::start(
