@@ -81,7 +81,7 @@ fn still_open(stream: &TcpStream) -> bool {
 }
 
 /// Starts `reve-mcp serve --http` on a free loopback port and returns it with its MCP URL.
-async fn start_http(binary: &Path, env: &[(String, String)]) -> Result<(Child, String)> {
+pub async fn start_http(binary: &Path, env: &[(String, String)]) -> Result<(Child, String)> {
     let mut command = Command::new(binary);
     command.env_clear();
     for name in ["PATH", "HOME"] {
@@ -120,7 +120,7 @@ async fn start_http(binary: &Path, env: &[(String, String)]) -> Result<(Child, S
 }
 
 /// One `tools/call` over Streamable HTTP, timed from sending to the end of its answer.
-async fn http_edit(http: &reqwest::Client, url: &str, image_url: &str) -> Result<Duration> {
+pub async fn http_edit(http: &reqwest::Client, url: &str, image_url: &str) -> Result<Duration> {
     let started = Instant::now();
     let call = json!({
         "jsonrpc": "2.0",

@@ -15,6 +15,7 @@ mod measure;
 mod pictures;
 mod report;
 mod rpc;
+mod scale_out;
 
 use std::path::{Path, PathBuf};
 

@@ -197,6 +197,19 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
     )
     .await?;
 
+    eprintln!(
+        "14-15. {} simultaneous calls through HAProxy to three replicas on Redis, and the Redis store's writes",
+        crate::scale_out::SIMULTANEOUS_CALLS
+    );
+    report.scale_out = crate::scale_out::measure(
+        &binaries.reve_mcp,
+        &slow_env,
+        &input_url(&slow_fake),
+        &work,
+        plan.edits * 5,
+    )
+    .await?;
+
     report.elapsed = started.elapsed();
     print!("{}", report.table());
     report.write(&root.join("BENCHMARKS.md"))?;

@@ -112,6 +112,7 @@ pub struct Report {
     /// Each preview bomb and the server's peak RSS after it.
     pub bomb_peaks: Vec<(&'static str, u64)>,
     pub store: crate::jobs::StoreCosts,
+    pub scale_out: crate::scale_out::ScaleOut,
 }
 
 struct Row {
@@ -154,6 +155,7 @@ impl Report {
         let (warm, end, calls) = self.sustained;
         let drift = (end as f64 - warm as f64) / (warm.max(1) as f64);
         let siege_added = self.siege.besieged.saturating_sub(self.siege.calm);
+        let scale = &self.scale_out;
         let cold_start_cost =
             self.store.cold_start.1.as_secs_f64() - self.store.cold_start.0.as_secs_f64();
         let worst_bomb = self
@@ -292,6 +294,29 @@ impl Report {
                 ),
                 budget: "nothing measurable (<= 1 ms more)",
                 met: cold_start_cost <= 0.001,
+            },
+            Row {
+                name: "14. 256 simultaneous calls, 1 s each at the API: through HAProxy to three replicas on Redis, vs one replica on SQLite",
+                figure: format!(
+                    "wall {} vs {}; p99 added {} vs {}",
+                    ms(scale.balanced.wall),
+                    ms(scale.single.wall),
+                    ms(scale.balanced.p99_added),
+                    ms(scale.single.p99_added)
+                ),
+                budget: "three replicas no slower than one, wall and p99",
+                met: scale.balanced.wall <= scale.single.wall
+                    && scale.balanced.p99_added <= scale.single.p99_added,
+            },
+            Row {
+                name: "15. a job record's writes on one call's path, on Redis (loopback)",
+                figure: format!(
+                    "{} ({} on SQLite)",
+                    ms(scale.redis_record),
+                    ms(scale.sqlite_record)
+                ),
+                budget: "<= 3 ms",
+                met: scale.redis_record <= Duration::from_millis(3),
             },
         ]
     }

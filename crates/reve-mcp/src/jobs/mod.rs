@@ -826,7 +826,7 @@ async fn until_stored<'a>(
     let mut pause = Duration::from_millis(250);
     while error.is_transient() {
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = (pause * 2).min(Duration::from_secs(2));
         match write().await {
             Ok(()) => {
                 tracing::info!(job = id, "recorded, now that the job store answers");

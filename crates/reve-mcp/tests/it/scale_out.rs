@@ -235,6 +235,17 @@ async fn two_hundred_calls_through_the_balancer_are_answered_by_any_replica() {
     for path in paths {
         assert_eq!(image::image_dimensions(path).unwrap(), (24, 16));
     }
+    // Any replica lists every result, newest first, from Redis.
+    let (listed, _) = rpc(&url, "resources/list", json!({})).await;
+    let results: Vec<&str> = listed["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|resource| resource["uri"].as_str())
+        .filter(|uri| uri.ends_with("/result"))
+        .collect();
+    assert_eq!(results.len(), JOBS, "{listed}");
+    assert_eq!(results.iter().collect::<BTreeSet<_>>().len(), JOBS);
     // The command line reads the same Redis.
     let listed = cluster.run(&["jobs", "-n", "100"]).await;
     assert_eq!(
