@@ -62,7 +62,9 @@ fn main() -> ExitCode {
 /// Debian packages; here a missing one fails its test with the command that installs it.
 fn scale_out(root: &std::path::Path) -> Result<ExitCode> {
     let status = xtask::cargo::command(root)
-        .args(["test", "--locked", "--package", "reve-mcp", "--test", "it"])
+        // --workspace, as the README's test command builds: the same features, so nothing is
+        // compiled again; of the workspace's `it` binaries only reve-mcp's has these tests.
+        .args(["test", "--locked", "--workspace", "--test", "it"])
         .args(["--", "--ignored", "scale_out::"])
         .status()?;
     Ok(if status.success() {
