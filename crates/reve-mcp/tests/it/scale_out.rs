@@ -266,6 +266,15 @@ async fn one_call_sent_to_two_replicas_at_once_is_generated_once() {
         .start()
         .await;
     let cluster = Cluster::start(fake, &[("REVE_REUSE_WINDOW_SECS", "600")]).await;
+    let empty = cluster.run(&["usage"]).await;
+    assert!(
+        empty
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("total           0 edits"),
+        "{empty}"
+    );
     let (first, second) = (cluster.replicas[0].url(), cluster.replicas[1].url());
     for round in 0..5 {
         let arguments = edit(&format!("the same edit, round {round}"));

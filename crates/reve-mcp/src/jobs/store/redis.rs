@@ -700,6 +700,10 @@ impl JobStore for RedisStore {
                 .arg(-1)
                 .query_async(&mut connection)
                 .await?;
+            // Redis refuses an empty pipeline.
+            if days.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut pipe = ::redis::pipe();
             for day in &days {
                 pipe.hgetall(format!("reve:usage:{day}"));
