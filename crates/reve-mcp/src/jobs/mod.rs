@@ -352,7 +352,14 @@ impl Jobs {
     /// Keeps a picture of job `id` where any later caller (or another replica) finds it. A
     /// cache: a failure costs only a picture shown later, never the result.
     async fn keep_picture(&self, picture: KeptPicture, id: &str, base64: &str) {
-        let bytes = match base64::engine::general_purpose::STANDARD.decode(base64.as_bytes()) {
+        // Off the runtime's threads: a preview is hundreds of kilobytes of base64.
+        let base64 = base64.to_owned();
+        let decoded = tokio::task::spawn_blocking(move || {
+            base64::engine::general_purpose::STANDARD.decode(base64.as_bytes())
+        })
+        .await
+        .expect("decoding base64 does not panic");
+        let bytes = match decoded {
             Ok(bytes) => bytes,
             Err(error) => {
                 tracing::warn!(%error, job = id, "a preview is not valid base64");
@@ -578,12 +585,19 @@ impl Jobs {
                     None
                 }),
             None => None,
-        }
-        .map(|bytes| {
-            base64::engine::general_purpose::STANDARD
-                .encode(bytes)
-                .into()
-        });
+        };
+        let preview = match preview {
+            Some(bytes) => Some(
+                tokio::task::spawn_blocking(move || {
+                    base64::engine::general_purpose::STANDARD
+                        .encode(bytes)
+                        .into()
+                })
+                .await
+                .expect("encoding base64 does not panic"),
+            ),
+            None => None,
+        };
         let usage =
             (record.credits_used.is_some() || record.tokens_used.is_some()).then_some(Usage {
                 credits_used: record.credits_used,

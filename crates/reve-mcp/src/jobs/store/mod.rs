@@ -84,6 +84,21 @@ pub struct JobResult {
     pub input: Option<JobInput>,
 }
 
+impl JobResult {
+    /// Whether the job produced a picture: a failed or interrupted job's result is empty.
+    pub fn has_picture(&self) -> bool {
+        !self.mime_type.is_empty()
+    }
+
+    /// The preview's type, width and height as the three nullable fields both stores keep.
+    pub fn preview_fields(&self) -> (Option<&str>, Option<u32>, Option<u32>) {
+        match &self.preview {
+            Some((mime, width, height)) => (Some(mime), Some(*width), Some(*height)),
+            None => (None, None, None),
+        }
+    }
+}
+
 /// The input picture of a job, as it was sent.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JobInput {

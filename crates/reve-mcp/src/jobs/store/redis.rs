@@ -527,25 +527,22 @@ impl JobStore for RedisStore {
             let error = error.clone();
             async move {
                 let result = result.unwrap_or_default();
-                let has_result = !result.mime_type.is_empty();
-                let (preview_mime, preview_width, preview_height) = match result.preview {
-                    Some((mime, width, height)) => (Some(mime), Some(width), Some(height)),
-                    None => (None, None, None),
-                };
-                let input = result.input;
+                let has_result = result.has_picture();
+                let (preview_mime, preview_width, preview_height) = result.preview_fields();
+                let input = result.input.as_ref();
                 let fields: [(&str, Option<String>); 15] = [
                     ("error", error),
-                    ("result_path", result.path),
-                    ("result_url", result.url),
+                    ("result_path", result.path.clone()),
+                    ("result_url", result.url.clone()),
                     (
                         "content_violation",
                         result.content_violation.map(|value| flag(value).to_owned()),
                     ),
-                    ("mime_type", has_result.then_some(result.mime_type)),
+                    ("mime_type", has_result.then(|| result.mime_type.clone())),
                     ("width", has_result.then(|| result.width.to_string())),
                     ("height", has_result.then(|| result.height.to_string())),
                     ("bytes", has_result.then(|| result.bytes.to_string())),
-                    ("preview_mime", preview_mime),
+                    ("preview_mime", preview_mime.map(str::to_owned)),
                     (
                         "preview_width",
                         preview_width.map(|value| value.to_string()),
@@ -554,22 +551,10 @@ impl JobStore for RedisStore {
                         "preview_height",
                         preview_height.map(|value| value.to_string()),
                     ),
-                    (
-                        "input_mime",
-                        input.as_ref().map(|input| input.mime_type.clone()),
-                    ),
-                    (
-                        "input_width",
-                        input.as_ref().map(|input| input.width.to_string()),
-                    ),
-                    (
-                        "input_height",
-                        input.as_ref().map(|input| input.height.to_string()),
-                    ),
-                    (
-                        "input_bytes",
-                        input.as_ref().map(|input| input.bytes.to_string()),
-                    ),
+                    ("input_mime", input.map(|input| input.mime_type.clone())),
+                    ("input_width", input.map(|input| input.width.to_string())),
+                    ("input_height", input.map(|input| input.height.to_string())),
+                    ("input_bytes", input.map(|input| input.bytes.to_string())),
                 ];
                 let (mut set, unset): (Vec<_>, Vec<_>) =
                     fields.into_iter().partition(|(_, value)| value.is_some());

@@ -437,12 +437,9 @@ impl JobStore for SqliteStore {
         self.with(move |connection| {
             let now = now_ms();
             let result = result.unwrap_or_default();
-            let has_result = !result.mime_type.is_empty();
-            let (preview_mime, preview_width, preview_height) = match result.preview {
-                Some((mime, width, height)) => (Some(mime), Some(width), Some(height)),
-                None => (None, None, None),
-            };
-            let input = result.input;
+            let has_result = result.has_picture();
+            let (preview_mime, preview_width, preview_height) = result.preview_fields();
+            let input = result.input.as_ref();
             connection.execute(
                 "UPDATE jobs SET state = ?2, updated_ms = ?3, finished_ms = ?3, error = ?4, \
                  result_path = ?5, result_url = ?6, content_violation = ?7, mime_type = ?8, \
@@ -458,7 +455,7 @@ impl JobStore for SqliteStore {
                     result.path,
                     result.url,
                     result.content_violation,
-                    has_result.then_some(result.mime_type),
+                    has_result.then_some(&result.mime_type),
                     has_result.then_some(result.width),
                     has_result.then_some(result.height),
                     has_result.then_some(result.bytes),
@@ -466,10 +463,10 @@ impl JobStore for SqliteStore {
                     preview_width,
                     preview_height,
                     result.request_id,
-                    input.as_ref().map(|input| input.mime_type.clone()),
-                    input.as_ref().map(|input| input.width),
-                    input.as_ref().map(|input| input.height),
-                    input.as_ref().map(|input| input.bytes),
+                    input.map(|input| &input.mime_type),
+                    input.map(|input| input.width),
+                    input.map(|input| input.height),
+                    input.map(|input| input.bytes),
                 ],
             )?;
             Ok(())
