@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// How long a service may take to start answering.
@@ -46,31 +44,75 @@ pub fn program(name: &str, package: &str) -> PathBuf {
         })
 }
 
+/// How a Redis on a network is reached: over TLS, signed by a private CA, and with a password.
+#[derive(Debug, Clone, Default)]
+pub struct RedisAccess {
+    pub password: Option<String>,
+    pub tls: bool,
+}
+
 /// A `redis-server` on a loopback port, configured by `deploy/redis.conf`, keeping its
 /// append-only file in its own folder so that a restart finds its data.
 pub struct Redis {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    access: RedisAccess,
 }
 
 impl Redis {
     /// Starts Redis with its data in `dir`, and waits until it answers.
     pub async fn start(dir: &Path) -> Redis {
+        Redis::start_with(dir, RedisAccess::default()).await
+    }
+
+    /// Starts Redis reached as `access` says; with TLS, its certificate and the CA that signed
+    /// it are written in `dir/tls` first.
+    pub async fn start_with(dir: &Path, access: RedisAccess) -> Redis {
         std::fs::create_dir_all(dir).expect("Redis's folder");
         let mut redis = Redis {
             child: None,
             port: free_port(),
             dir: dir.to_owned(),
+            access,
         };
+        if redis.access.tls {
+            write_certificates(&redis.dir.join("tls"));
+        }
         redis.run().await;
         redis
     }
 
     async fn run(&mut self) {
-        let child = Command::new(program("redis-server", "redis-server"))
-            .arg(deploy_dir().join("redis.conf"))
-            .args(["--port", &self.port.to_string(), "--dir"])
+        let mut command = Command::new(program("redis-server", "redis-server"));
+        command.arg(deploy_dir().join("redis.conf"));
+        let port = self.port.to_string();
+        match self.access.tls {
+            false => command.args(["--port", &port]),
+            true => {
+                let tls = self.dir.join("tls");
+                command
+                    .args([
+                        "--port",
+                        "0",
+                        "--tls-port",
+                        &port,
+                        "--tls-auth-clients",
+                        "no",
+                    ])
+                    .arg("--tls-cert-file")
+                    .arg(tls.join("server.pem"))
+                    .arg("--tls-key-file")
+                    .arg(tls.join("server.key"))
+                    .arg("--tls-ca-cert-file")
+                    .arg(self.ca_file())
+            }
+        };
+        if let Some(password) = &self.access.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -89,22 +131,47 @@ impl Redis {
         }
     }
 
-    /// The URL replicas are given.
+    /// The URL replicas are given: `rediss://` with TLS, and never the password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.access.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
-    /// Whether Redis answers PING now.
+    /// The URL with the password written in it, as some deployments give it.
+    pub fn url_with_password(&self) -> String {
+        match &self.access.password {
+            Some(password) => self.url().replacen("://", &format!("://:{password}@"), 1),
+            None => self.url(),
+        }
+    }
+
+    /// The private CA's certificate (PEM), which clients must trust to reach a TLS Redis.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls").join("ca.pem")
+    }
+
+    /// Whether Redis answers PING now, reached as its clients reach it.
     pub async fn answers(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await else {
+        let client = match self.access.tls {
+            false => redis::Client::open(self.url_with_password()),
+            true => redis::Client::build_with_tls(
+                self.url_with_password(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(self.ca_file()).expect("the CA's certificate")),
+                },
+            ),
+        }
+        .expect("a valid Redis URL");
+        let patience = Duration::from_secs(1);
+        let Ok(Ok(mut connection)) =
+            tokio::time::timeout(patience, client.get_multiplexed_async_connection()).await
+        else {
             return false;
         };
-        let mut reply = [0; 7];
-        stream.write_all(b"PING\r\n").await.is_ok()
-            && tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply))
-                .await
-                .is_ok_and(|read| read.is_ok())
-            && &reply == b"+PONG\r\n"
+        let ping = redis::cmd("PING");
+        let ping = ping.query_async::<String>(&mut connection);
+        matches!(tokio::time::timeout(patience, ping).await, Ok(Ok(pong)) if pong == "PONG")
     }
 
     /// Stops Redis as its service manager does (SIGTERM: the append-only file is flushed).
@@ -226,6 +293,41 @@ fn terminate(child: &Child) {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -TERM {pid} failed");
+    }
+}
+
+/// A CA and a server certificate it signs for `127.0.0.1` and `localhost`, written as
+/// `ca.pem`, `server.pem` and `server.key` in `dir`: a private CA, as a team's Redis has.
+fn write_certificates(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).expect("the certificates' folder");
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "reve tests private CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_certificate = ca.self_signed(&ca_key).expect("the CA signs itself");
+    let issuer = Issuer::new(ca, ca_key);
+    let server_key = KeyPair::generate().expect("a server key");
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server parameters");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "redis on loopback");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_certificate = server
+        .signed_by(&server_key, &issuer)
+        .expect("the CA signs the server's certificate");
+    for (name, pem) in [
+        ("ca.pem", ca_certificate.pem()),
+        ("server.pem", server_certificate.pem()),
+        ("server.key", server_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).expect("a certificate file");
     }
 }
 

@@ -329,6 +329,12 @@ pub struct Settings {
     #[arg(long, env = "REVE_STORE", hide_env_values = true, value_name = "URL", value_parser = parse_store, global = true)]
     pub store: Option<SecretString>,
 
+    /// With --store rediss://: a PEM file of the CA (or CAs) that Redis's
+    /// certificate must chain to, in place of the system's roots. The API's
+    /// certificate is still checked against the system's roots.
+    #[arg(long, env = "REVE_REDIS_CA_FILE", value_name = "PEM", global = true)]
+    pub redis_ca_file: Option<PathBuf>,
+
     /// With --store redis://: how long a replica's claim on its running
     /// edits lasts without renewal, in seconds. A replica that dies leaves
     /// its edits to the others this long after its last renewal.
@@ -419,6 +425,7 @@ impl Settings {
             .map(SecretString::from);
         let redis = RedisOptions {
             password,
+            ca_file: self.redis_ca_file.clone(),
             lease: Duration::from_secs(self.lease_secs),
         };
         let url = self.store.as_ref().map(ExposeSecret::expose_secret);

@@ -11,6 +11,7 @@ use clap::Parser as _;
 use reve_mcp::cli::{Cli, Command, ServeArgs, Settings};
 use reve_mcp::edit::{Editor, ResponseMode};
 use reve_mcp::jobs::Jobs;
+use reve_mcp::jobs::store::JobStore;
 use reve_mcp::mcp::server::ReveServer;
 use reve_mcp::mcp::tool::{EditImageTool, Readable};
 use reve_mcp::{descriptors, edit_command, jobs_command, transport};
@@ -100,6 +101,9 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     sweep_stale_partials(editor.stage_dir(), settings.timeout_secs);
     let store = settings.job_store()?;
     tracing::info!(store = %store.describe(), "job store");
+    if args.http.is_some() {
+        refuse_a_store_that_refuses_us(store.as_ref()).await?;
+    }
     let jobs = Jobs::new(editor, store, settings.job_options(Some(args)));
     // Off the start-up path, and a moment after it so that it does not compete with the
     // client's handshake for the cores: the store is opened only if it exists.
@@ -138,6 +142,20 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     jobs.drain(grace).await;
     looking_after.abort();
     served
+}
+
+/// Stops an HTTP replica's start when its store turns it away (a wrong password, say): an
+/// operator learns it from the unit's failure rather than from a health check. A store that
+/// is only away lets the replica start; `/healthz` reports it until it returns.
+async fn refuse_a_store_that_refuses_us(store: &dyn JobStore) -> anyhow::Result<()> {
+    match store.health().await {
+        Err(error) if !error.is_transient() => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "the job store does not answer yet; serving meanwhile");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
 }
 
 /// How long after start-up the jobs a dead process left are looked for.

@@ -400,7 +400,12 @@ async fn healthz(jobs: Jobs) -> Response {
         Ok(()) => "ok\n".into_response(),
         Err(error) => {
             tracing::warn!(%error, "health check: the job store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "job store unreachable\n").into_response()
+            // The reason stays in the log: this endpoint answers without the token.
+            let body = match error.is_transient() {
+                true => "job store unreachable\n",
+                false => "job store refuses this replica (its log says why)\n",
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
         }
     }
 }

@@ -71,6 +71,11 @@ impl HttpServer {
         format!("http://{}/mcp", self.addr)
     }
 
+    /// Everything the server has logged so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.borrow().clone()
+    }
+
     /// Waits until a log line contains `fragment`, and returns that line.
     pub(crate) async fn wait_for_log(&mut self, fragment: &str) -> String {
         let found = tokio::time::timeout(PATIENCE, self.log.wait_for(|log| log.contains(fragment)))

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use reve_tests::fake::{data_uri, sample_png};
-use reve_tests::services::{LoadBalancer, Redis, ReplicaUnit};
+use reve_tests::services::{LoadBalancer, Redis, RedisAccess, ReplicaUnit};
 use reve_tests::{FakeApi, Scenario};
 use serde_json::{Value, json};
 
@@ -451,4 +451,127 @@ async fn with_redis_away_calls_fail_fast_and_jobs_in_flight_are_recorded_when_it
         1,
         "the refused call sent nothing"
     );
+}
+
+/// A Redis on a network, as a team runs one: TLS with a certificate from the team's private CA
+/// (trusted through `REVE_REDIS_CA_FILE`), and a password.
+#[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server and haproxy)"]
+async fn replicas_reach_redis_over_tls_with_a_password_and_a_wrong_setting_stops_their_start() {
+    const PASSWORD: &str = "pw-redis-7c1e9a52";
+    const WRONG: &str = "pw-wrong-40d6b3e8";
+    let world = World::with_fake(FakeApi::builder().start().await);
+    let access = RedisAccess {
+        password: Some(PASSWORD.to_owned()),
+        tls: true,
+    };
+    let redis = Redis::start_with(&world.path("redis"), access).await;
+    assert!(redis.url().starts_with("rediss://127.0.0.1:"));
+    let unit = ReplicaUnit::read();
+    let flags: Vec<&str> = unit.flags.iter().map(String::as_str).collect();
+    let replica_env = |index: u32, store: String, password: Option<&str>, trust_ca: bool| {
+        let mut env = world.env(&[]);
+        env.extend(unit.env.iter().cloned());
+        env.insert("REVE_STORE".to_owned(), store);
+        env.insert("REVE_OUTPUT_DIR".to_owned(), path_string(&world.outputs));
+        env.insert(
+            "REVE_STATE_DIR".to_owned(),
+            path_string(&world.path(&format!("state-{index}"))),
+        );
+        env.insert("REVE_HTTP_TOKEN".to_owned(), TOKEN.to_owned());
+        if let Some(password) = password {
+            env.insert("REVE_REDIS_PASSWORD".to_owned(), password.to_owned());
+        }
+        if trust_ca {
+            env.insert(
+                "REVE_REDIS_CA_FILE".to_owned(),
+                path_string(&redis.ca_file()),
+            );
+        }
+        env
+    };
+
+    // The password from the environment on one replica, written in the URL on the other.
+    let first = HttpServer::start(&replica_env(1, redis.url(), Some(PASSWORD), true), &flags).await;
+    let second = HttpServer::start(
+        &replica_env(2, redis.url_with_password(), None, true),
+        &flags,
+    )
+    .await;
+    let (done, _) = call(&first.url(), "edit_image", edit("over TLS")).await;
+    assert_eq!(status(&done), "succeeded", "{done}");
+    let job = done["structuredContent"]["job_id"].as_str().unwrap();
+    let (seen, _) = call(&second.url(), "get_edit", json!({ "job_id": job })).await;
+    assert_eq!(status(&seen), "succeeded", "{seen}");
+    assert_eq!(
+        seen["structuredContent"]["path"],
+        done["structuredContent"]["path"]
+    );
+    for replica in [&first, &second] {
+        let health = reqwest::get(format!("http://{}/healthz", replica.addr))
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        let log = replica.log();
+        assert!(
+            log.contains("job store store=Redis at 127.0.0.1:") && log.contains("TLS)"),
+            "{log}"
+        );
+        assert!(
+            !log.contains(PASSWORD),
+            "the log names the password:\n{log}"
+        );
+    }
+
+    // A wrong password is a mistake to fix, not an outage to wait out: the replica does not
+    // start, and says why without saying the password.
+    let refused = start_refused(&replica_env(3, redis.url(), Some(WRONG), true), &flags).await;
+    assert!(refused.contains("Redis at 127.0.0.1:"), "{refused}");
+    assert!(
+        refused.contains("Password authentication failed"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains(WRONG) && !refused.contains(PASSWORD),
+        "{refused}"
+    );
+
+    // So is a Redis whose certificate the replica does not trust (the system's roots only).
+    let untrusted =
+        start_refused(&replica_env(4, redis.url(), Some(PASSWORD), false), &flags).await;
+    assert!(untrusted.contains("Redis at 127.0.0.1:"), "{untrusted}");
+    assert!(untrusted.contains("certificate"), "{untrusted}");
+
+    // And a CA file with nothing to trust in it, refused before any connection.
+    let not_pem = world.path("not-a-ca.pem");
+    std::fs::write(&not_pem, "a password, not a certificate\n").unwrap();
+    let mut env = replica_env(5, redis.url(), Some(PASSWORD), false);
+    env.insert("REVE_REDIS_CA_FILE".to_owned(), path_string(&not_pem));
+    let empty = start_refused(&env, &flags).await;
+    assert!(
+        empty.contains("not-a-ca.pem (--redis-ca-file, REVE_REDIS_CA_FILE)")
+            && empty.contains("holds no PEM certificate"),
+        "{empty}"
+    );
+    assert!(!empty.contains("a password, not"), "{empty}");
+    assert_eq!(
+        world.fake.generation_attempts(),
+        1,
+        "only the first edit was sent"
+    );
+}
+
+/// The standard error of `reve-mcp serve --http` with `env`, which must refuse to start.
+async fn start_refused(env: &BTreeMap<String, String>, flags: &[&str]) -> String {
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        command(env)
+            .args([&["serve", "--http", "127.0.0.1:0"], flags].concat())
+            .output(),
+    )
+    .await
+    .expect("a replica whose store refuses it exits")
+    .unwrap();
+    assert!(!output.status.success(), "the replica started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }

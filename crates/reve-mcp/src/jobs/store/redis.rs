@@ -25,6 +25,8 @@
 //! - `picture:preview:{id}`, `picture:input:{id}`: the pictures, bounded in size, expiring.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -59,6 +61,10 @@ pub const PICTURE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub struct RedisOptions {
     /// A password that overrides the URL's, so it need not be written in the URL.
     pub password: Option<SecretString>,
+    /// The certificates (PEM) that a `rediss://` Redis's certificate must chain to, in place of
+    /// the system's roots: a team's private CA, trusted for Redis without being trusted for the
+    /// API as well (as `SSL_CERT_FILE` would).
+    pub ca_file: Option<PathBuf>,
     pub lease: Duration,
 }
 
@@ -66,6 +72,7 @@ impl Default for RedisOptions {
     fn default() -> RedisOptions {
         RedisOptions {
             password: None,
+            ca_file: None,
             lease: DEFAULT_LEASE,
         }
     }
@@ -108,12 +115,37 @@ impl RedisStore {
                 .set_password(password.expose_secret());
             info = info.set_redis_settings(settings);
         }
+        let tls = matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. });
         let name = format!(
-            "Redis at {} (db {})",
+            "Redis at {} (db {}, {})",
             info.addr(),
-            info.redis_settings().db()
+            info.redis_settings().db(),
+            match tls {
+                true => "TLS",
+                false => "plain TCP",
+            }
         );
-        let client = ::redis::Client::open(info).map_err(|error| invalid(error.to_string()))?;
+        let client = match &options.ca_file {
+            None => ::redis::Client::open(info),
+            Some(ca_file) if tls => {
+                let root_cert = Some(read_certificates(ca_file)?);
+                ::redis::Client::build_with_tls(
+                    info,
+                    ::redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert,
+                    },
+                )
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "--redis-ca-file (REVE_REDIS_CA_FILE) is for a Redis reached over TLS: \
+                     write its URL as rediss://"
+                        .to_owned(),
+                ));
+            }
+        }
+        .map_err(|error| invalid(error.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
@@ -131,10 +163,15 @@ impl RedisStore {
     }
 
     fn error(&self, error: &::redis::RedisError) -> StoreError {
-        if error.is_io_error()
-            || error.is_timeout()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
+        // TLS reports a certificate it cannot trust (or a peer that is not TLS) as invalid
+        // data: a setting to fix, which waiting does not mend.
+        let refused_handshake =
+            io_cause(error).is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+        if !refused_handshake
+            && (error.is_io_error()
+                || error.is_timeout()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal())
         {
             StoreError::Unreachable {
                 store: self.name.clone(),
@@ -186,6 +223,37 @@ impl RedisStore {
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut connection).await?;
         Ok(hashes.iter().filter_map(record_from_hash).collect())
     }
+}
+
+/// The PEM certificates of `path`, refused before any connection if there are none to trust.
+fn read_certificates(path: &Path) -> Result<Vec<u8>, StoreError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let refuse = |reason: String| StoreError::Other {
+        path: format!(
+            "CA file {} (--redis-ca-file, REVE_REDIS_CA_FILE)",
+            path.display()
+        ),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|error| refuse(error.to_string()))?;
+    let mut certificates = rustls_pki_types::CertificateDer::pem_slice_iter(&pem);
+    match certificates.try_fold(0, |count, certificate| certificate.map(|_| count + 1)) {
+        Ok(0) => Err(refuse(
+            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+        )),
+        Ok(_) => Ok(pem),
+        Err(error) => Err(refuse(format!("it is not PEM: {error}"))),
+    }
+}
+
+/// The I/O error under a Redis error, if there is one: the crate keeps it behind an `Arc`.
+fn io_cause(error: &::redis::RedisError) -> Option<&std::io::Error> {
+    let source = std::error::Error::source(error)?;
+    source.downcast_ref::<std::io::Error>().or_else(|| {
+        source
+            .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()?
+            .downcast_ref()
+    })
 }
 
 fn job_key(id: &str) -> String {
