@@ -114,7 +114,13 @@ impl McpSession {
     /// Starts `binary` (the `reve-mcp` executable) with exactly these
     /// environment variables (see [`child_command`]).
     pub async fn start(binary: &Path, env: &BTreeMap<String, String>, client: TestClient) -> Self {
-        let command = Command::from(child_command(binary, env));
+        Self::start_command(child_command(binary, env), client).await
+    }
+
+    /// Starts `command` as it is, arguments and environment included: as a host's
+    /// configuration (a bundle's manifest, say) says to.
+    pub async fn start_command(command: std::process::Command, client: TestClient) -> Self {
+        let command = Command::from(command);
         let (transport, stderr) = TokioChildProcess::builder(command)
             .stderr(Stdio::piped())
             .spawn()

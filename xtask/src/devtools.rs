@@ -27,6 +27,24 @@ pub fn against_the_server(root: &Path, task: &str) -> Result<ExitCode> {
     hand_over(command)
 }
 
+/// `cargo xtask bundle [--debug]`: the bundle of reve-mcp built in `profile`. The release binary
+/// is built on its own, as `cargo install` builds it; the debug one with the devtools, as the
+/// tests have it already (what CI bundles, to stay within its time).
+pub fn bundle(root: &Path, profile: Profile) -> Result<ExitCode> {
+    let reve_mcp = match profile {
+        Profile::Dev => {
+            let [reve_mcp, _] = built(root, Some(("reve-mcp", "reve-mcp")))?;
+            reve_mcp
+        }
+        Profile::Release => cargo::build_bin(root, "reve-mcp", "reve-mcp", Profile::Release)?,
+    };
+    let [devtools] = built(root, None)?;
+    let mut command = Command::new(devtools);
+    command.current_dir(root).arg("bundle");
+    command.env("REVE_MCP_BIN", reve_mcp);
+    hand_over(command)
+}
+
 /// `cargo xtask fake-api [--port N]`.
 pub fn fake_api(root: &Path, args: &[&str]) -> Result<ExitCode> {
     let [devtools] = built(root, None)?;

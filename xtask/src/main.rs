@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use xtask::cargo::Profile;
 use xtask::codegen::{self, Mode, Outcome};
 use xtask::snapshots::{self, Action};
 
@@ -18,8 +19,12 @@ tasks:
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
                      for trying reve-mcp in a real MCP client without a key
-  conformance        run the official MCP conformance suite's tasks scenarios against
-                     reve-mcp over HTTP (installs Node 22 and the suite with npm)
+  conformance        run the official MCP conformance suite against reve-mcp over HTTP,
+                     stateful and stateless, with tests/conformance/baseline.json
+                     (installs Node 22 and the suite with npm)
+  bundle [--debug]   build the Claude Desktop bundle (.mcpb) of the release binary (or
+                     the debug one) in target/bundle, validate and pack it with mcpb,
+                     and start it as its manifest says (installs Node 22 and mcpb with npm)
   browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
                      Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
                      chromium; installs Node 22 and the test host's packages with npm)
@@ -44,6 +49,8 @@ fn main() -> ExitCode {
         }
         ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
         [task @ ("conformance" | "browser")] => xtask::devtools::against_the_server(&root, task),
+        ["bundle"] => xtask::devtools::bundle(&root, Profile::Release),
+        ["bundle", "--debug"] => xtask::devtools::bundle(&root, Profile::Dev),
         ["scale-out"] => scale_out(&root),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {

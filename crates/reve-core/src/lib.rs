@@ -84,6 +84,11 @@ mod transport;
 pub mod generated;
 pub use generated::*;
 
+/// The README's example, compiled as a doctest so that what crates.io shows keeps building.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
+
 pub use body::RequestBody;
 pub use client::Client;
 pub use config::{

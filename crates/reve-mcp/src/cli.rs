@@ -40,7 +40,7 @@ use crate::transport::http::{
 /// Logs go to stderr only (stdout carries the protocol); RUST_LOG sets their
 /// filter, by default `info,rmcp=warn` (`warn` for `edit`).
 #[derive(Debug, Parser)]
-#[command(name = "reve-mcp", version, about, long_about)]
+#[command(name = "reve-mcp", version = crate::mcp::server::version_text(), about, long_about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -76,6 +76,12 @@ pub struct JobsArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Serving")]
 pub struct ServeArgs {
+    /// More folders local input images may be read from, as with
+    /// --allowed-dir: the form in which a client's configuration (the folder
+    /// picker of the Claude Desktop bundle) passes a list.
+    #[arg(value_name = "FOLDER")]
+    pub folders: Vec<PathBuf>,
+
     /// Serve MCP over Streamable HTTP at http://ADDR/mcp instead of stdio.
     /// ADDR is IP:PORT, localhost:PORT or a bare PORT (on 127.0.0.1); port 0
     /// picks a free one, and the address is logged. Any address other than

@@ -3,6 +3,7 @@
 //! command line is read once, and the pipeline, the tool and the transport
 //! are built from it here.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -114,7 +115,10 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
             jobs.look_after_jobs().await;
         }
     });
-    let configured = settings.allowed_dirs.clone();
+    let configured: Vec<PathBuf> = (settings.allowed_dirs.iter())
+        .chain(&args.folders)
+        .cloned()
+        .collect();
     let readable = match args.http {
         None => Readable::ThisUsers { configured },
         Some(_) => Readable::ConfiguredOnly { configured },

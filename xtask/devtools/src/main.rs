@@ -3,6 +3,7 @@
 //! quickly.
 
 mod browser;
+mod bundle;
 mod conformance;
 mod demo;
 mod fake_api;
@@ -17,7 +18,9 @@ tasks:
   demo               run reve-mcp against the fake AIML API and show what an agent gets
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
-  conformance        the MCP conformance suite's tasks scenarios against reve-mcp over HTTP
+  bundle             the Claude Desktop bundle of the reve-mcp binary in REVE_MCP_BIN, validated,
+                     packed, unpacked and started as its manifest says
+  conformance        the MCP conformance suite against reve-mcp over HTTP, stateful and stateless
   browser            the viewer in headless Chromium, hosted by the MCP Apps SDK, against reve-mcp over HTTP";
 
 fn main() -> ExitCode {
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["demo"] => demo::run(&project_root(), false),
         ["demo", "--live"] => demo::run(&project_root(), true),
+        ["bundle"] => bundle::run(&project_root()),
         ["conformance"] => conformance::run(&project_root()),
         ["browser"] => browser::run(&project_root()),
         ["fake-api"] => fake_api::run(fake_api::DEFAULT_PORT),

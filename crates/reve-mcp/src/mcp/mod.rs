@@ -1,7 +1,8 @@
-//! The MCP face of the pipeline: the server handler, the tools, what a call returns, and the
-//! tasks extension over the same jobs.
+//! The MCP face of the pipeline: the server handler, the tools, what a call returns, the prompt
+//! that asks a person for an edit, and the tasks extension over the same jobs.
 
 pub mod output;
+pub mod prompt;
 pub mod resources;
 pub mod server;
 pub mod task;

@@ -22,7 +22,7 @@ use crate::jobs::{JobRecord, Jobs, Picture};
 pub const VIEWER_URI: &str = "ui://reve/viewer";
 pub const APP_MIME_TYPE: &str = "text/html;profile=mcp-app";
 /// The extension a client declares when it renders apps.
-const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
+pub const UI_EXTENSION: &str = "io.modelcontextprotocol/ui";
 
 /// The viewer: markup, style and script in one file, nothing fetched from anywhere.
 pub const VIEWER_HTML: &str = include_str!("viewer.html");

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
-    Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetPromptRequestParams,
+    GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
     ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
@@ -18,7 +19,28 @@ use tokio::sync::RwLock;
 use crate::edit::EditError;
 use crate::jobs::{Jobs, LOCAL_PRINCIPAL, Principal};
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
-use crate::mcp::{resources, task};
+use crate::mcp::{prompt, resources, task};
+
+/// The MCP revisions this server speaks, oldest first: every one rmcp knows, since the server
+/// serves both the stateless 2026-07-28 revision and the `initialize` handshake of the older ones.
+pub const PROTOCOL_VERSIONS: &[ProtocolVersion] = ProtocolVersion::KNOWN_VERSIONS;
+
+/// What `reve-mcp --version` says: the release, the MCP revisions (newest first) and the
+/// extensions, so that whoever wires it into a host can tell what it will negotiate.
+pub fn version_text() -> String {
+    let revisions: Vec<&str> = PROTOCOL_VERSIONS
+        .iter()
+        .rev()
+        .map(ProtocolVersion::as_str)
+        .collect();
+    format!(
+        "{} (MCP {}; extensions {} and {})",
+        env!("CARGO_PKG_VERSION"),
+        revisions.join(", "),
+        rmcp::model::TASKS_EXTENSION_ID,
+        resources::UI_EXTENSION
+    )
+}
 
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,6 +120,7 @@ impl ServerHandler for ReveServer {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_prompts()
                 .enable_resources()
                 .enable_tasks()
                 .build(),
@@ -116,6 +139,10 @@ impl ServerHandler for ReveServer {
         })
     }
 
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(PROTOCOL_VERSIONS)
+    }
+
     /// The tools; for a client that renders MCP Apps, both link to the viewer, and a client
     /// that does not sees them exactly as before.
     async fn list_tools(
@@ -130,6 +157,25 @@ impl ServerHandler for ReveServer {
             }
         }
         Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(
+            vec![prompt::definition()],
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let saves = self.tool.saves_results();
+        Ok(prompt::get(&request.name, request.arguments.as_ref(), saves)?.into())
     }
 
     async fn list_resources(

@@ -12,6 +12,7 @@ mod mcp_http;
 mod mcp_stdio;
 mod properties;
 mod protocol_abuse;
+mod registry;
 mod resources;
 mod scale_out;
 mod secrets;

@@ -52,6 +52,77 @@ async fn lists_the_edit_image_tool_snapshot() {
     session.stop().await;
 }
 
+/// The prompt a person picks from the host's menu: it asks for the two things an edit needs,
+/// and hands the model a request that names the tool and says what to report.
+#[tokio::test]
+async fn the_edit_image_prompt_asks_for_a_picture_and_an_instruction() {
+    let world = World::new().await;
+    let session = session(&world).await;
+    let peer = session.client.peer();
+    let prompts = peer.list_all_prompts().await.unwrap();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(prompts[0].name, "edit_image");
+    let arguments: Vec<(&str, Option<bool>)> = prompts[0]
+        .arguments
+        .iter()
+        .flatten()
+        .map(|argument| (argument.name.as_str(), argument.required))
+        .collect();
+    assert_eq!(
+        arguments,
+        [("image", Some(true)), ("instruction", Some(true))]
+    );
+
+    let filled = peer
+        .get_prompt(
+            rmcp::model::GetPromptRequestParams::new("edit_image").with_arguments(
+                json!({ "image": "/home/ana/cat.png", "instruction": "give the cat a hat" })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(filled.messages.len(), 1);
+    assert_eq!(filled.messages[0].role, rmcp::model::Role::User);
+    let text = filled.messages[0].content.as_text().unwrap().text.clone();
+    for fragment in [
+        "edit_image tool",
+        "Picture: /home/ana/cat.png",
+        "Instruction: give the cat a hat",
+        "the path it was saved to",
+    ] {
+        assert!(text.contains(fragment), "{fragment:?} is not in {text:?}");
+    }
+
+    let missing = peer
+        .get_prompt(
+            rmcp::model::GetPromptRequestParams::new("edit_image").with_arguments(
+                json!({ "image": "/home/ana/cat.png" })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("\"instruction\""), "{missing}");
+    let unknown = peer
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("paint"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("unknown prompt \"paint\""), "{unknown}");
+    assert_eq!(
+        world.fake.generation_attempts(),
+        0,
+        "a prompt sends nothing"
+    );
+    session.stop().await;
+}
+
 #[tokio::test]
 async fn edits_a_url_input_and_saves_the_full_result() {
     let world = World::new().await;
