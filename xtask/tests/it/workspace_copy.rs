@@ -148,10 +148,14 @@ fn members(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Copies into `target` what the dev profile of the build directory `build` holds for every package but `members`:
+/// Seeds `target` with what the dev profile of the build directory `build` holds for every package but `members`:
 /// each compiled unit's fingerprint (`.fingerprint/<package>-<hash>`), build script output (`build/<package>-<hash>`)
-/// and artifacts (`deps/*-<hash>*`), with their modification times, which cargo compares. Copies, not links: a
-/// unit the copy rebuilds must not rewrite this build's file.
+/// and artifacts (`deps/*-<hash>*`), with their modification times, which cargo compares.
+///
+/// Libraries are hard links, not copies: copies doubled the build directory, which filled CI's disk. A link is safe
+/// because rustc and the linker never write a library in place: they write a new file and rename it over the old
+/// one (or unlink it first), so a unit the copy rebuilds gets a file of its own. Fingerprints, dependency lists
+/// and build script output are small and are rewritten in place, so they are copied.
 fn seed(build: &Path, target: &Path, members: &BTreeSet<String>) {
     let from = build.join("debug");
     let to = target.join("debug");
@@ -189,10 +193,16 @@ fn seed(build: &Path, target: &Path, members: &BTreeSet<String>) {
             &to.join("build").join(&*unit),
         );
         for artifact in artifacts.get(hash).into_iter().flatten() {
-            copy_tree(
-                artifact,
-                &to.join("deps").join(artifact.file_name().unwrap()),
-            );
+            let seeded = to.join("deps").join(artifact.file_name().unwrap());
+            let library = artifact.extension().is_some_and(|extension| {
+                ["rlib", "rmeta", "so"].contains(&&*extension.to_string_lossy())
+            });
+            if library {
+                fs::hard_link(artifact, &seeded)
+                    .expect("the copy's target is on the build directory's disk");
+            } else {
+                copy_tree(artifact, &seeded);
+            }
         }
     }
 }
