@@ -128,17 +128,82 @@ pub fn grey_png(side: u32) -> Vec<u8> {
 /// would allocate gigabytes for (a decompression bomb, for tests of the
 /// limits that must stop one).
 pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    png_of_chunks(&ihdr(width, height, 2, false), &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])
+}
+
+/// [`sample_image`] as an Adam7-interlaced RGB PNG, which no encoder at hand writes: the rows of
+/// each of the seven passes, unfiltered, in one zlib stream.
+pub fn interlaced_png(width: u32, height: u32) -> Vec<u8> {
+    use std::io::Write as _;
+    const PASSES: [(u32, u32, u32, u32); 7] = [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ];
+    let image = sample_image(width, height);
+    let mut raw = Vec::new();
+    for (x0, y0, dx, dy) in PASSES {
+        if x0 >= width || y0 >= height {
+            continue;
+        }
+        for y in (y0..height).step_by(dy as usize) {
+            raw.push(0);
+            for x in (x0..width).step_by(dx as usize) {
+                raw.extend_from_slice(&image.get_pixel(x, y).0[..3]);
+            }
+        }
+    }
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    zlib.write_all(&raw).expect("writing to memory cannot fail");
+    let data = zlib.finish().expect("writing to memory cannot fail");
+    png_of_chunks(&ihdr(width, height, 2, true), &data)
+}
+
+/// A palette PNG of four colours in vertical stripes, one colour half transparent and one fully
+/// (a tRNS chunk), at two bits a pixel.
+pub fn palette_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Two);
+    encoder.set_palette(vec![250, 130, 10, 20, 60, 240, 0, 0, 0, 255, 255, 255]);
+    encoder.set_trns(vec![255, 128, 0]);
+    let mut writer = encoder.write_header().expect("writing to memory cannot fail");
+    let row_bytes = (width as usize).div_ceil(4);
+    let mut data = Vec::with_capacity(row_bytes * height as usize);
+    for _ in 0..height {
+        let mut row = vec![0u8; row_bytes];
+        for x in 0..width as usize {
+            let index = ((x * 4 / width as usize) & 3) as u8;
+            row[x / 4] |= index << (6 - 2 * (x % 4));
+        }
+        data.extend_from_slice(&row);
+    }
+    writer
+        .write_image_data(&data)
+        .expect("writing to memory cannot fail");
+    writer.finish().expect("writing to memory cannot fail");
+    out
+}
+
+/// The IHDR chunk's data: 8 bits a channel, of PNG colour type `color`.
+fn ihdr(width: u32, height: u32, color: u8, interlaced: bool) -> Vec<u8> {
     let mut header = Vec::new();
     header.extend_from_slice(&width.to_be_bytes());
     header.extend_from_slice(&height.to_be_bytes());
-    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    header.extend_from_slice(&[8, color, 0, 0, u8::from(interlaced)]);
+    header
+}
+
+/// A PNG of the header `ihdr` and one IDAT chunk of `data`.
+fn png_of_chunks(ihdr: &[u8], data: &[u8]) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (b"IHDR", header.as_slice()),
-        (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
-        (b"IEND", &[]),
-    ] {
-        let length = u32::try_from(data.len()).expect("chunks here are tiny");
+    for (kind, data) in [(b"IHDR", ihdr), (b"IDAT", data), (b"IEND", &[])] {
+        let length = u32::try_from(data.len()).expect("a test's chunks are under 4 GiB");
         png.extend_from_slice(&length.to_be_bytes());
         let mut chunk = kind.to_vec();
         chunk.extend_from_slice(data);

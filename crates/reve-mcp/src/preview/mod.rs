@@ -7,16 +7,18 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{Cursor, Read as _};
+use std::io::{BufRead, BufReader, Cursor, Read as _, Seek};
 use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, MulDiv, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageDecoder as _, ImageReader, Limits};
+use image::ImageReader;
 
 use crate::budget::ByteBudget;
+use scale::RowScaler;
+
+mod rows;
+mod scale;
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,18 +131,43 @@ const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
 /// the picture is decoded with bounded memory, scaled to the edge budget and
 /// re-encoded as JPEG, lowering quality and then size until it fits.
 pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, PreviewError> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(image::ImageError::IoError)?;
-    let (width, height) = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(image::ImageError::IoError)?
-        .into_dimensions()?;
+    let size = bytes.len() as u64;
+    preview_of(Cursor::new(bytes), size, size, budget)
+}
 
-    if let Some(format) = reve_core::ImageFormat::detect(bytes)
+/// [`make_preview`] for a result staged in a file, read on a preview thread as
+/// it is decoded: a PNG is never in memory whole, encoded or decoded.
+pub fn make_preview_from(file: File, budget: PreviewBudget) -> Result<Preview, PreviewError> {
+    let size = file.metadata().map_err(image::ImageError::IoError)?.len();
+    let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+    preview_of(reader, size, READ_BUFFER_BYTES as u64, budget)
+}
+
+/// Bytes read from a staged result at a time.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The preview of the picture `reader` holds, `encoded_bytes` long, of which
+/// `held_bytes` are in memory while it is decoded.
+fn preview_of<R: BufRead + Seek>(
+    mut reader: R,
+    encoded_bytes: u64,
+    held_bytes: u64,
+    budget: PreviewBudget,
+) -> Result<Preview, PreviewError> {
+    let io = image::ImageError::IoError;
+    let format = reve_core::ImageFormat::detect(reader.fill_buf().map_err(io)?);
+    let (width, height) = ImageReader::new(&mut reader)
+        .with_guessed_format()
+        .map_err(io)?
+        .into_dimensions()?;
+    reader.rewind().map_err(io)?;
+
+    if let Some(format) = format
         && width.max(height) <= budget.max_edge_px
-        && base64_len(bytes.len()) <= budget.max_base64_bytes
+        && base64_len(encoded_bytes) <= budget.max_base64_bytes
     {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(io)?;
         return Ok(Preview {
             base64: STANDARD.encode(bytes),
             mime_type: format.mime_type(),
@@ -157,55 +184,34 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
         });
     }
 
-    let mut reader = reader;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_DECODE_EDGE_PX);
-    limits.max_image_height = Some(MAX_DECODE_EDGE_PX);
-    limits.max_alloc = Some(MAX_PREVIEW_PIXEL_BYTES);
-    reader.limits(limits);
-    let decoder = reader.into_decoder()?;
-    let edge = budget.max_edge_px.min(width.max(height)).max(1);
-    let needed = pixel_memory(width, height, decoder.color_type(), edge, bytes.len())?;
+    let plan = rows::plan(&mut reader, (width, height))?;
+    let target = fit_within(width, height, budget.max_edge_px.max(1));
+    let needed = pixel_memory((width, height), target, &plan, held_bytes)?;
     // Called on preview threads, never on an async one, so blocking here is what is meant.
     let _share = futures::executor::block_on(PIXEL_MEMORY.reserve(needed))
         .expect("the semaphore is never closed");
-    let decoded = to_8_bit(DynamicImage::from_decoder(decoder)?, width, height)?;
+    let scaler = RowScaler::new((width, height), target, plan.pixel_type);
+    let first = rows::decode_into(reader, &plan, scaler, MAX_PREVIEW_PIXEL_BYTES)?;
 
-    let mut edge = edge;
-    let mut resizer = Resizer::new();
+    let mut edge = target.0.max(target.1);
+    let mut scaled = Cow::Borrowed(&first);
     loop {
-        let (scaled_width, scaled_height) = fit_within(width, height, edge);
-        let scaled = if (scaled_width, scaled_height) == (width, height) {
-            Cow::Borrowed(decoded.pixels.as_slice())
-        } else {
-            let source = ImageRef::new(width, height, &decoded.pixels, decoded.pixel_type)?;
-            let mut target = Image::new(scaled_width, scaled_height, decoded.pixel_type);
-            // A box filter: area averaging, as good as any for a downscale
-            // and the cheapest (see BENCHMARKS.md). Alpha is already
-            // multiplied in, so the resizer must not make its own
-            // premultiplied copy of the whole picture.
-            let options = ResizeOptions::new()
-                .resize_alg(ResizeAlg::Convolution(FilterType::Box))
-                .use_alpha(false);
-            resizer.resize(&source, &mut target, &options)?;
-            Cow::Owned(target.into_vec())
-        };
-        let pixels = rgb_on_white(&scaled, decoded.channels);
+        let pixels = rgb_on_white(&scaled.pixels, scaled.channels());
         for quality in JPEG_QUALITIES {
             let mut jpeg = Vec::new();
             // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
             jpeg_encoder::Encoder::new(&mut jpeg, quality).encode(
                 &pixels,
-                scaled_width as u16,
-                scaled_height as u16,
+                scaled.width as u16,
+                scaled.height as u16,
                 jpeg_encoder::ColorType::Rgb,
             )?;
-            if base64_len(jpeg.len()) <= budget.max_base64_bytes {
+            if base64_len(jpeg.len() as u64) <= budget.max_base64_bytes {
                 return Ok(Preview {
                     base64: STANDARD.encode(&jpeg),
                     mime_type: "image/jpeg",
-                    width: scaled_width,
-                    height: scaled_height,
+                    width: scaled.width,
+                    height: scaled.height,
                     full_size: (width, height),
                 });
             }
@@ -217,6 +223,8 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
             });
         }
         edge = edge * 3 / 4;
+        let (smaller_width, smaller_height) = fit_within(width, height, edge);
+        scaled = Cow::Owned(first.rescaled(smaller_width, smaller_height)?);
     }
 }
 
@@ -229,17 +237,8 @@ pub fn mime_type_of(bytes: &[u8]) -> &'static str {
     )
 }
 
-/// [`make_preview`] for a result staged in a file, read whole only now, on a
-/// preview thread, so that results waiting for one stay on disk.
-pub fn make_preview_from(mut file: File, budget: PreviewBudget) -> Result<Preview, PreviewError> {
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(image::ImageError::IoError)?;
-    make_preview(&bytes, budget)
-}
-
-fn base64_len(raw_len: usize) -> usize {
-    raw_len.div_ceil(3) * 4
+fn base64_len(raw_len: u64) -> usize {
+    usize::try_from(raw_len.div_ceil(3) * 4).unwrap_or(usize::MAX)
 }
 
 /// The size of `width` x `height` scaled to fit `edge` on its longer side,
@@ -258,74 +257,28 @@ fn fit_within(width: u32, height: u32, edge: u32) -> (u32, u32) {
 }
 
 /// The memory a preview of this picture holds at once, refused before decoding
-/// when it is more than [`MAX_PREVIEW_PIXEL_BYTES`]: the encoded result, the
-/// decoded picture, an 8-bit copy of it when its channels are deeper, and the
-/// scaled picture with its RGB copy for the encoder.
+/// when it is more than [`MAX_PREVIEW_PIXEL_BYTES`]: the encoded bytes held,
+/// the decoder's buffers, the scaler's band and scaled picture, and the RGB
+/// copy and JPEG the encoder makes of that.
 fn pixel_memory(
-    width: u32,
-    height: u32,
-    color: image::ColorType,
-    edge: u32,
-    encoded_bytes: usize,
+    (width, height): (u32, u32),
+    target: (u32, u32),
+    plan: &rows::Plan,
+    held_bytes: u64,
 ) -> Result<u64, PreviewError> {
-    let pixels = u64::from(width) * u64::from(height);
-    let channels = u64::from(color.channel_count());
-    let decoded = pixels * u64::from(color.bytes_per_pixel());
-    let eight_bit_copy = if color.bytes_per_pixel() > color.channel_count() {
-        pixels * channels
-    } else {
-        0
-    };
-    let (scaled_width, scaled_height) = fit_within(width, height, edge);
-    // The resizer's intermediate picture: every source column, the scaled rows.
-    let intermediate = u64::from(width) * u64::from(scaled_height) * channels;
-    let scaled = u64::from(scaled_width) * u64::from(scaled_height) * (channels + 3);
-    let needed = encoded_bytes as u64 + decoded + eight_bit_copy + intermediate + scaled;
+    let scaler = RowScaler::memory((width, height), target, plan.pixel_type);
+    let encoder = 2 * u64::from(target.0) * u64::from(target.1) * 3;
+    let needed = held_bytes + plan.decoder_bytes + scaler + encoder;
     if needed > MAX_PREVIEW_PIXEL_BYTES {
         return Err(PreviewError::TooManyPixels {
             width,
             height,
-            color: format!("{color:?}"),
+            color: scale::describe(plan.pixel_type).to_owned(),
             needed_mib: needed.div_ceil(MIB),
             max_mib: MAX_PREVIEW_PIXEL_BYTES / MIB,
         });
     }
     Ok(needed)
-}
-
-/// A decoded picture with 8-bit channels, in its own channel layout: grey and
-/// grey-alpha pictures stay one and two bytes a pixel until they are scaled,
-/// so a big grey result never takes three times its size. Alpha, when there
-/// is some, is multiplied into the colour channels in place.
-struct EightBit {
-    pixels: Vec<u8>,
-    pixel_type: PixelType,
-    channels: usize,
-}
-
-fn to_8_bit(image: DynamicImage, width: u32, height: u32) -> Result<EightBit, PreviewError> {
-    let (pixels, pixel_type, channels) = match image {
-        DynamicImage::ImageLuma8(image) => (image.into_raw(), PixelType::U8, 1),
-        DynamicImage::ImageLumaA8(image) => (image.into_raw(), PixelType::U8x2, 2),
-        DynamicImage::ImageRgb8(image) => (image.into_raw(), PixelType::U8x3, 3),
-        DynamicImage::ImageRgba8(image) => (image.into_raw(), PixelType::U8x4, 4),
-        image @ DynamicImage::ImageLuma16(_) => (image.into_luma8().into_raw(), PixelType::U8, 1),
-        image @ DynamicImage::ImageLumaA16(_) => {
-            (image.into_luma_alpha8().into_raw(), PixelType::U8x2, 2)
-        }
-        image if image.color().has_alpha() => (image.into_rgba8().into_raw(), PixelType::U8x4, 4),
-        image => (image.into_rgb8().into_raw(), PixelType::U8x3, 3),
-    };
-    let mut pixels = pixels;
-    if channels % 2 == 0 {
-        let mut view = Image::from_slice_u8(width, height, &mut pixels, pixel_type)?;
-        MulDiv::default().multiply_alpha_inplace(&mut view)?;
-    }
-    Ok(EightBit {
-        pixels,
-        pixel_type,
-        channels,
-    })
 }
 
 /// RGB for the JPEG encoder, with grey spread to three channels and
@@ -470,29 +423,46 @@ mod tests {
     }
 
     #[test]
-    fn a_preview_needing_more_pixel_memory_than_allowed_is_refused_before_decoding() {
-        // 16384x16384 RGBA would be 1 GiB decoded; grey of the same size fits.
-        let rgba = pixel_memory(16_384, 16_384, image::ColorType::Rgba8, 1568, 0).unwrap_err();
+    fn memory_is_reserved_for_what_each_decode_holds_and_a_whole_frame_too_big_is_refused() {
+        let huge = (16_384, 16_384);
+        let target = fit_within(huge.0, huge.1, 1568);
+        let mut declared = Cursor::new(reve_tests::fake::png_declaring(huge.0, huge.1));
+        let streamed = rows::plan(&mut declared, huge).unwrap();
+        assert!(streamed.streamed);
+        let needed = pixel_memory(huge, target, &streamed, READ_BUFFER_BYTES as u64).unwrap();
+        assert!(needed < 64 * MIB, "{needed}");
+
+        // A whole RGBA frame of that size is 1 GiB: refused before decoding.
+        let whole = rows::Plan {
+            streamed: false,
+            pixel_type: fast_image_resize::PixelType::U8x4,
+            decoder_bytes: 16_384 * 16_384 * 4,
+        };
+        let error = pixel_memory(huge, target, &whole, 0).unwrap_err();
         assert!(
             matches!(
-                rgba,
+                error,
                 PreviewError::TooManyPixels {
-                    needed_mib: 1034..,
+                    needed_mib: 1024..,
                     max_mib: 512,
                     ..
                 }
             ),
-            "{rgba}"
+            "{error}"
         );
         assert!(
-            rgba.to_string()
-                .contains("more than the 512 MiB a preview may use")
+            error
+                .to_string()
+                .contains("16384x16384 pixels of RGBA; a preview of it would hold"),
+            "{error}"
         );
-        let grey = pixel_memory(16_384, 16_384, image::ColorType::L8, 1568, 0).unwrap();
-        assert!(grey < 300 * MIB, "{grey}");
-        // Deeper channels count their 8-bit copy too.
-        let deep = pixel_memory(8192, 8192, image::ColorType::Rgba16, 1568, 0).unwrap_err();
-        assert!(matches!(deep, PreviewError::TooManyPixels { .. }), "{deep}");
+    }
+
+    #[test]
+    fn a_huge_png_is_decoded_as_a_stream_so_its_missing_rows_are_a_decode_error() {
+        let declared = reve_tests::fake::png_declaring(16_384, 16_384);
+        let error = make_preview(&declared, PreviewBudget::default()).unwrap_err();
+        assert!(matches!(error, PreviewError::Decode(_)), "{error}");
     }
 
     #[test]
