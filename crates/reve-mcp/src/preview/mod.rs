@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read as _, Seek};
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::sync::LazyLock;
 
 use base64::Engine as _;
@@ -58,6 +58,10 @@ pub enum PreviewError {
     Read(#[source] reve_core::Error),
     #[error("the result image could not be decoded for a preview: {0}")]
     Decode(#[from] image::ImageError),
+    #[error(
+        "the result image ends before its last row: the file is cut short, so no preview is made of it"
+    )]
+    Truncated,
     #[error("the result image could not be scaled for a preview: {0}")]
     Scale(String),
     #[error("the preview could not be encoded as JPEG: {0}")]
@@ -184,16 +188,9 @@ fn preview_of<R: BufRead + Seek>(
         });
     }
 
-    let plan = rows::plan(&mut reader, (width, height))?;
-    let target = fit_within(width, height, budget.max_edge_px.max(1));
-    let needed = pixel_memory((width, height), target, &plan, held_bytes)?;
-    // Called on preview threads, never on an async one, so blocking here is what is meant.
-    let _share = futures::executor::block_on(PIXEL_MEMORY.reserve(needed))
-        .expect("the semaphore is never closed");
-    let scaler = RowScaler::new((width, height), target, plan.pixel_type);
-    let first = rows::decode_into(reader, &plan, scaler, MAX_PREVIEW_PIXEL_BYTES)?;
+    let first = scaled(reader, (width, height), budget.max_edge_px, held_bytes)?;
 
-    let mut edge = target.0.max(target.1);
+    let mut edge = first.width.max(first.height);
     let mut scaled = Cow::Borrowed(&first);
     loop {
         let pixels = rgb_on_white(&scaled.pixels, scaled.channels());
@@ -226,6 +223,31 @@ fn preview_of<R: BufRead + Seek>(
         let (smaller_width, smaller_height) = fit_within(width, height, edge);
         scaled = Cow::Owned(first.rescaled(smaller_width, smaller_height)?);
     }
+}
+
+/// `reader`'s picture, `size` pixels, scaled to fit `edge` on its longer side, decoded as rows into the scaler
+/// once its memory is reserved. `held_bytes` of the encoded picture are in memory meanwhile.
+fn scaled<R: BufRead + Seek>(
+    mut reader: R,
+    size: (u32, u32),
+    edge: u32,
+    held_bytes: u64,
+) -> Result<scale::Scaled, PreviewError> {
+    let target = fit_within(size.0, size.1, edge.max(1));
+    let plan = rows::plan(&mut reader, size, target)?;
+    let needed = pixel_memory(size, &plan, held_bytes)?;
+    // Called on preview threads, never on an async one, so blocking here is what is meant.
+    let _share = futures::executor::block_on(PIXEL_MEMORY.reserve(needed))
+        .expect("the semaphore is never closed");
+    let scaler = RowScaler::new(plan.rows_size, plan.target, plan.pixel_type);
+    rows::decode_into(reader, &plan, scaler, MAX_PREVIEW_PIXEL_BYTES).map_err(|error| match error {
+        PreviewError::Decode(image::ImageError::IoError(error))
+            if error.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            PreviewError::Truncated
+        }
+        error => error,
+    })
 }
 
 /// The MIME type of a picture, from its first bytes; `application/octet-stream` when it is
@@ -262,12 +284,11 @@ fn fit_within(width: u32, height: u32, edge: u32) -> (u32, u32) {
 /// copy and JPEG the encoder makes of that.
 fn pixel_memory(
     (width, height): (u32, u32),
-    target: (u32, u32),
     plan: &rows::Plan,
     held_bytes: u64,
 ) -> Result<u64, PreviewError> {
-    let scaler = RowScaler::memory((width, height), target, plan.pixel_type);
-    let encoder = 2 * u64::from(target.0) * u64::from(target.1) * 3;
+    let scaler = RowScaler::memory(plan.rows_size, plan.target, plan.pixel_type);
+    let encoder = 2 * u64::from(plan.target.0) * u64::from(plan.target.1) * 3;
     let needed = held_bytes + plan.decoder_bytes + scaler + encoder;
     if needed > MAX_PREVIEW_PIXEL_BYTES {
         return Err(PreviewError::TooManyPixels {
@@ -308,7 +329,7 @@ fn rgb_on_white(pixels: &[u8], channels: usize) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::ImageFormat;
+    use image::{DynamicImage, ImageFormat};
 
     /// A smooth gradient: photo-like, so JPEG compresses it as it would a result.
     fn png(width: u32, height: u32) -> Vec<u8> {
@@ -427,18 +448,20 @@ mod tests {
         let huge = (16_384, 16_384);
         let target = fit_within(huge.0, huge.1, 1568);
         let mut declared = Cursor::new(reve_tests::fake::png_declaring(huge.0, huge.1));
-        let streamed = rows::plan(&mut declared, huge).unwrap();
-        assert!(streamed.streamed);
-        let needed = pixel_memory(huge, target, &streamed, READ_BUFFER_BYTES as u64).unwrap();
+        let streamed = rows::plan(&mut declared, huge, target).unwrap();
+        assert_eq!(streamed.source, rows::Source::PngRows);
+        let needed = pixel_memory(huge, &streamed, READ_BUFFER_BYTES as u64).unwrap();
         assert!(needed < 64 * MIB, "{needed}");
 
         // A whole RGBA frame of that size is 1 GiB: refused before decoding.
         let whole = rows::Plan {
-            streamed: false,
+            source: rows::Source::WholeFrame,
+            rows_size: huge,
+            target,
             pixel_type: fast_image_resize::PixelType::U8x4,
             decoder_bytes: 16_384 * 16_384 * 4,
         };
-        let error = pixel_memory(huge, target, &whole, 0).unwrap_err();
+        let error = pixel_memory(huge, &whole, 0).unwrap_err();
         assert!(
             matches!(
                 error,
@@ -463,6 +486,222 @@ mod tests {
         let declared = reve_tests::fake::png_declaring(16_384, 16_384);
         let error = make_preview(&declared, PreviewBudget::default()).unwrap_err();
         assert!(matches!(error, PreviewError::Decode(_)), "{error}");
+    }
+
+    fn encoded(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        image.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    fn jpeg(image: &image::RgbImage, progressive: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+        encoder.set_progressive(progressive);
+        encoder
+            .encode(
+                image.as_raw(),
+                image.width() as u16,
+                image.height() as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .unwrap();
+        out
+    }
+
+    /// Two frames, the second the first's negative: a preview of any but the first frame shows.
+    fn animated_gif(width: u32, height: u32) -> Vec<u8> {
+        let first = reve_tests::fake::sample_image(width, height);
+        let mut second = first.clone();
+        image::imageops::invert(&mut second);
+        let mut out = Vec::new();
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
+        encoder
+            .encode_frames([first, second].map(image::Frame::new))
+            .unwrap();
+        drop(encoder);
+        out
+    }
+
+    /// The largest and the mean difference of two pictures' channels.
+    fn difference(got: &[u8], want: &[u8]) -> (u8, f64) {
+        assert_eq!(got.len(), want.len());
+        let largest = got.iter().zip(want).map(|(&a, &b)| a.abs_diff(b)).max();
+        let total: u64 = got
+            .iter()
+            .zip(want)
+            .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+            .sum();
+        (largest.unwrap_or(0), total as f64 / got.len() as f64)
+    }
+
+    /// What the preview path made before it streamed: the whole picture decoded by `image`, made 8-bit, then
+    /// scaled in one call.
+    fn scaled_whole(bytes: &[u8], target: (u32, u32)) -> Vec<u8> {
+        let picture = rows::to_eight_bit(image::load_from_memory(bytes).unwrap());
+        let pixel_type = match picture.color().channel_count() {
+            1 => fast_image_resize::PixelType::U8,
+            2 => fast_image_resize::PixelType::U8x2,
+            3 => fast_image_resize::PixelType::U8x3,
+            _ => fast_image_resize::PixelType::U8x4,
+        };
+        let size = (picture.width(), picture.height());
+        scale::tests::whole(picture.as_bytes(), size, target, pixel_type)
+    }
+
+    #[test]
+    fn every_format_streamed_or_scaled_in_its_decoder_matches_the_whole_picture_scaled() {
+        let sample = |width, height| reve_tests::fake::sample_image(width, height);
+        let rgb = |width, height| DynamicImage::ImageRgba8(sample(width, height)).into_rgb8();
+        let png = ImageFormat::Png;
+        // Each picture, how its rows are decoded, and the largest and mean difference allowed.
+        let cases: Vec<(&str, Vec<u8>, rows::Source, u8, f64)> = vec![
+            (
+                "RGBA PNG of odd sides",
+                reve_tests::fake::sample_png(1001, 777),
+                rows::Source::PngRows,
+                1,
+                0.01,
+            ),
+            (
+                "RGB PNG, wide",
+                encoded(DynamicImage::ImageRgb8(rgb(2049, 301)), png),
+                rows::Source::PngRows,
+                1,
+                0.01,
+            ),
+            (
+                "16-bit RGB PNG",
+                encoded(DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(rgb(613, 1207)).into_rgb16()), png),
+                rows::Source::PngRows,
+                1,
+                0.01,
+            ),
+            (
+                "palette PNG with transparency, two bits a pixel",
+                reve_tests::fake::palette_png(999, 555),
+                rows::Source::PngRows,
+                1,
+                0.01,
+            ),
+            (
+                "grey PNG",
+                encoded(DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb(801, 803)).into_luma8()), png),
+                rows::Source::PngRows,
+                1,
+                0.01,
+            ),
+            (
+                "grey and alpha PNG",
+                encoded(
+                    DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(705, 409, |x, y| {
+                        image::LumaA([(x % 251) as u8, ((x + y) % 256) as u8])
+                    })),
+                    png,
+                ),
+                rows::Source::PngRows,
+                1,
+                0.01,
+            ),
+            (
+                "interlaced PNG",
+                reve_tests::fake::interlaced_png(901, 653),
+                rows::Source::WholeFrame,
+                1,
+                0.01,
+            ),
+            (
+                "baseline JPEG",
+                jpeg(&rgb(1603, 1201), false),
+                rows::Source::JpegScaled,
+                24,
+                1.5,
+            ),
+            (
+                "progressive JPEG",
+                jpeg(&rgb(1201, 1603), true),
+                rows::Source::JpegScaled,
+                24,
+                1.5,
+            ),
+            (
+                "grey JPEG",
+                encoded(DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb(999, 700)).into_luma8()), ImageFormat::Jpeg),
+                rows::Source::JpegScaled,
+                24,
+                1.5,
+            ),
+            (
+                "animated GIF, first frame",
+                animated_gif(411, 301),
+                rows::Source::GifRows,
+                1,
+                0.01,
+            ),
+            (
+                "lossless WebP",
+                reve_tests::fake::sample_webp(777, 555),
+                rows::Source::WholeFrame,
+                1,
+                0.01,
+            ),
+        ];
+        for (name, bytes, source, largest_allowed, mean_allowed) in cases {
+            let mut reader = Cursor::new(&bytes);
+            let size = ImageReader::new(&mut reader)
+                .with_guessed_format()
+                .unwrap()
+                .into_dimensions()
+                .unwrap();
+            reader.rewind().unwrap();
+            let target = fit_within(size.0, size.1, 300);
+            let plan = rows::plan(&mut reader, size, target).unwrap();
+            assert_eq!(plan.source, source, "{name}");
+            let made = scaled(Cursor::new(&bytes), size, 300, 0).unwrap();
+            assert_eq!((made.width, made.height), target, "{name}");
+            let (largest, mean) = difference(&made.pixels, &scaled_whole(&bytes, target));
+            assert!(
+                largest <= largest_allowed && mean <= mean_allowed,
+                "{name}: channels differ by up to {largest}, {mean:.3} on average"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gif_frame_on_a_huge_canvas_is_drawn_a_row_at_a_time() {
+        let canvas = reve_tests::fake::gif_canvas(16_000);
+        let mut reader = Cursor::new(&canvas);
+        let plan = rows::plan(&mut reader, (16_000, 16_000), (1568, 1568)).unwrap();
+        assert_eq!(plan.source, rows::Source::GifRows);
+        assert!(pixel_memory((16_000, 16_000), &plan, 0).unwrap() < 64 * MIB);
+        let made = scaled(Cursor::new(&canvas), (16_000, 16_000), 64, 0).unwrap();
+        // One black pixel in 16000², on a transparent canvas: nothing shows.
+        assert!(made.pixels.iter().all(|&channel| channel == 0));
+    }
+
+    #[test]
+    fn a_truncated_file_is_a_clear_error_in_every_format() {
+        let rgb = DynamicImage::ImageRgba8(reve_tests::fake::sample_image(640, 480)).into_rgb8();
+        let cases = [
+            ("PNG", reve_tests::fake::sample_png(640, 480)),
+            ("interlaced PNG", reve_tests::fake::interlaced_png(640, 480)),
+            ("JPEG", jpeg(&rgb, false)),
+            ("progressive JPEG", jpeg(&rgb, true)),
+            ("GIF", animated_gif(640, 480)),
+            ("WebP", reve_tests::fake::sample_webp(640, 480)),
+        ];
+        for (name, bytes) in cases {
+            let cut = &bytes[..bytes.len() * 2 / 3];
+            let budget = PreviewBudget {
+                max_base64_bytes: 64 * 1024,
+                max_edge_px: 320,
+            };
+            let error = make_preview(cut, budget).expect_err(name);
+            assert!(
+                matches!(error, PreviewError::Truncated),
+                "{name}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! Decoding a result into rows for the [`RowScaler`].
+//! Decoding a result into rows for the [`RowScaler`], holding as little of the picture as each format allows.
 //!
-//! A PNG that is not interlaced, what the model returns, is decoded one row at a time by the `png` crate and never
-//! held whole. The other pictures are decoded whole by `image` and then handed over row by row, so every format goes
-//! through the same scaling:
-//! - an interlaced PNG delivers its rows pass by pass, each pass across the whole picture;
-//! - `zune-jpeg` and `image-webp` decode only into a full frame;
-//! - a GIF's first frame is drawn onto its canvas.
+//! - A PNG that is not interlaced, what the model returns, is decoded a row at a time by the `png` crate.
+//! - A JPEG is decoded by `jpeg-decoder` at the smallest of 1/8, 1/4, 1/2 or full size that still covers the
+//!   preview: its inverse DCT scales for free what would otherwise be decoded and then averaged away. `zune-jpeg`,
+//!   which `image` uses, decodes only at full size.
+//! - A GIF's first frame, when not interlaced, is decoded a row at a time by the `gif` crate and drawn onto its
+//!   canvas row by row, so a tiny frame on a huge canvas costs one canvas row.
+//! - Anything else (an interlaced PNG or GIF, a WebP, a CMYK JPEG) is decoded whole by `image` and then handed over
+//!   row by row: interlaced rows come pass by pass across the whole picture, and `image-webp` decodes only into a
+//!   full frame.
 
 use std::io::{BufRead, Seek};
 
@@ -13,115 +16,170 @@ use fast_image_resize::PixelType;
 use image::{DynamicImage, ImageDecoder as _, ImageReader, Limits};
 
 use super::PreviewError;
-use super::scale::{RowScaler, Scaled};
+use super::scale::{RowScaler, Scaled, channels};
 
-/// What a decode of a picture of this size and colour holds at once, besides the scaler.
+/// How a picture's rows reach the scaler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    PngRows,
+    /// Decoded at a fraction of its size, to `Plan::rows_size`.
+    JpegScaled,
+    GifRows,
+    WholeFrame,
+}
+
+/// What a decode of a picture holds at once, besides the scaler, and what it delivers.
+#[derive(Debug)]
 pub(super) struct Plan {
-    /// Rows straight from the PNG decoder, or a full frame from `image`.
-    pub(super) streamed: bool,
-    /// The picture's rows once they are 8-bit: one to four channels.
+    pub(super) source: Source,
+    /// The size of the rows the decoder delivers: the picture's, or less for a JPEG decoded scaled.
+    pub(super) rows_size: (u32, u32),
+    /// The preview's size: what was asked, or a pixel less on a side where a scaled JPEG came out smaller.
+    pub(super) target: (u32, u32),
+    /// The rows once they are 8-bit: one to four channels.
     pub(super) pixel_type: PixelType,
-    /// Bytes the decoder's own buffers hold: two rows when streaming, the frame and its 8-bit copy otherwise.
+    /// Bytes the decoder's own buffers hold.
     pub(super) decoder_bytes: u64,
 }
 
-/// How `reader`'s picture (`width` x `height`) will be decoded, from its header alone.
+/// How `reader`'s picture, `size` pixels, will be decoded for a preview of `target` pixels, from its header alone;
+/// the reader is back at the start.
 pub(super) fn plan<R: BufRead + Seek>(
     reader: &mut R,
-    (width, height): (u32, u32),
+    size: (u32, u32),
+    target: (u32, u32),
 ) -> Result<Plan, PreviewError> {
-    let pixels = u64::from(width) * u64::from(height);
-    if let Some(info) = png_header(reader)? {
-        if !info.interlaced {
-            return Ok(Plan {
-                streamed: true,
-                pixel_type: info.pixel_type,
-                decoder_bytes: 2 * u64::from(width) * info.raw_bytes_per_pixel,
-            });
-        }
-    }
-    let color = ImageReader::new(&mut *reader)
-        .with_guessed_format()
-        .map_err(image::ImageError::IoError)?
-        .into_decoder()?
-        .color_type();
-    reader.rewind().map_err(image::ImageError::IoError)?;
-    let pixel_type = eight_bit(color);
-    let frame = pixels * u64::from(color.bytes_per_pixel());
-    let eight_bit_copy = if color.bytes_per_pixel() > color.channel_count() {
-        pixels * super::scale::channels(pixel_type) as u64
+    let head = reader.fill_buf().map_err(image::ImageError::IoError)?;
+    let (png, jpeg, gif) = (
+        head.starts_with(PNG_SIGNATURE),
+        head.starts_with(&[0xff, 0xd8, 0xff]),
+        head.starts_with(b"GIF8"),
+    );
+    let plan = if png {
+        png_plan(reader, size, target)?
+    } else if jpeg {
+        jpeg_plan(reader, size, target)?
+    } else if gif {
+        gif_plan(reader, size, target)?
     } else {
-        0
+        None
     };
-    Ok(Plan {
-        streamed: false,
-        pixel_type,
-        decoder_bytes: frame + eight_bit_copy,
-    })
+    reader.rewind().map_err(image::ImageError::IoError)?;
+    match plan {
+        Some(plan) => Ok(plan),
+        None => whole_frame_plan(reader, size, target),
+    }
 }
 
-/// Decodes `reader`'s picture into `scaler` as [`plan`] said.
+/// Decodes `reader`'s picture into `scaler` as [`plan`] said, allocating at most `max_alloc` bytes in the decoder.
 pub(super) fn decode_into<R: BufRead + Seek>(
     reader: R,
     plan: &Plan,
     mut scaler: RowScaler,
     max_alloc: u64,
 ) -> Result<Scaled, PreviewError> {
-    if plan.streamed {
-        let mut decoder = png_decoder(reader);
-        decoder.set_limits(png::Limits {
-            bytes: usize::try_from(max_alloc).unwrap_or(usize::MAX),
-        });
-        let mut rows = decoder.read_info().map_err(png_error)?;
-        while let Some(row) = rows.next_row().map_err(png_error)? {
-            scaler.push(row.data())?;
+    let max_alloc_usize = usize::try_from(max_alloc).unwrap_or(usize::MAX);
+    match plan.source {
+        Source::PngRows => {
+            let mut decoder = png_decoder(reader);
+            decoder.set_limits(png::Limits {
+                bytes: max_alloc_usize,
+            });
+            let mut rows = decoder.read_info().map_err(png_error)?;
+            while let Some(row) = rows.next_row().map_err(png_error)? {
+                scaler.push(row.data())?;
+            }
+            // The rows are all there; the end of the stream (its checksums, IEND) must be too.
+            rows.finish().map_err(png_error)?;
         }
-        return scaler.finish();
-    }
-    let mut reader = ImageReader::new(reader)
-        .with_guessed_format()
-        .map_err(image::ImageError::IoError)?;
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(max_alloc);
-    reader.limits(limits);
-    let picture = to_eight_bit(DynamicImage::from_decoder(reader.into_decoder()?)?);
-    let row_bytes = picture.width() as usize * super::scale::channels(plan.pixel_type);
-    for row in picture.as_bytes().chunks_exact(row_bytes) {
-        scaler.push(row)?;
+        Source::JpegScaled => {
+            let mut decoder = jpeg_decoder::Decoder::new(reader);
+            decoder.set_max_decoding_buffer_size(max_alloc_usize);
+            let request = jpeg_request(plan.target);
+            decoder.scale(request.0, request.1).map_err(jpeg_error)?;
+            let pixels = decoder.decode().map_err(jpeg_error)?;
+            push_rows(&mut scaler, &pixels, plan)?;
+        }
+        Source::GifRows => {
+            let mut options = gif::DecodeOptions::new();
+            options.set_color_output(gif::ColorOutput::RGBA);
+            if let Some(limit) = std::num::NonZeroU64::new(max_alloc) {
+                options.set_memory_limit(gif::MemoryLimit::Bytes(limit));
+            }
+            let mut decoder = options.read_info(reader).map_err(gif_error)?;
+            let frame = decoder
+                .next_frame_info()
+                .map_err(gif_error)?
+                .ok_or(PreviewError::Truncated)?;
+            let (left, top) = (usize::from(frame.left), u32::from(frame.top));
+            let (frame_width, frame_height) = (usize::from(frame.width), u32::from(frame.height));
+            let (width, height) = plan.rows_size;
+            // The canvas around the first frame is transparent, as `image` draws it.
+            let mut canvas_row = vec![0u8; width as usize * 4];
+            let mut frame_row = vec![0u8; frame_width * 4];
+            let shown = frame_width.min((width as usize).saturating_sub(left));
+            for y in 0..height {
+                if (top..top + frame_height).contains(&y) {
+                    if !decoder.fill_buffer(&mut frame_row).map_err(gif_error)? {
+                        return Err(PreviewError::Truncated);
+                    }
+                    canvas_row[left * 4..(left + shown) * 4]
+                        .copy_from_slice(&frame_row[..shown * 4]);
+                } else {
+                    canvas_row.fill(0);
+                }
+                scaler.push(&canvas_row)?;
+            }
+        }
+        Source::WholeFrame => {
+            let mut reader = ImageReader::new(reader)
+                .with_guessed_format()
+                .map_err(image::ImageError::IoError)?;
+            let mut limits = Limits::default();
+            limits.max_alloc = Some(max_alloc);
+            reader.limits(limits);
+            let picture = to_eight_bit(DynamicImage::from_decoder(reader.into_decoder()?)?);
+            push_rows(&mut scaler, picture.as_bytes(), plan)?;
+        }
     }
     scaler.finish()
 }
 
-/// What the header of a PNG tells about its rows.
-struct PngHeader {
-    interlaced: bool,
-    pixel_type: PixelType,
-    /// Bytes per pixel before expansion to 8 bits: what the decoder's raw rows take.
-    raw_bytes_per_pixel: u64,
+fn push_rows(scaler: &mut RowScaler, pixels: &[u8], plan: &Plan) -> Result<(), PreviewError> {
+    let row_bytes = plan.rows_size.0 as usize * channels(plan.pixel_type);
+    for row in pixels.chunks_exact(row_bytes) {
+        scaler.push(row)?;
+    }
+    Ok(())
 }
 
-/// The header of `reader`'s picture if it is a PNG; the reader is back at the start either way.
-fn png_header<R: BufRead + Seek>(reader: &mut R) -> Result<Option<PngHeader>, PreviewError> {
-    let signature = reader.fill_buf().map_err(image::ImageError::IoError)?;
-    if !signature.starts_with(&[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n']) {
-        return Ok(None);
-    }
+const PNG_SIGNATURE: &[u8] = &[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Rows straight from the `png` crate, unless the PNG is interlaced.
+fn png_plan<R: BufRead + Seek>(
+    reader: &mut R,
+    size: (u32, u32),
+    target: (u32, u32),
+) -> Result<Option<Plan>, PreviewError> {
     let rows = png_decoder(&mut *reader).read_info().map_err(png_error)?;
     let info = rows.info();
+    if info.interlaced {
+        return Ok(None);
+    }
     let (color, _) = rows.output_color_type();
-    let header = PngHeader {
-        interlaced: info.interlaced,
+    Ok(Some(Plan {
+        source: Source::PngRows,
+        rows_size: size,
+        target,
         pixel_type: match color {
             png::ColorType::Grayscale => PixelType::U8,
             png::ColorType::GrayscaleAlpha => PixelType::U8x2,
             png::ColorType::Rgba => PixelType::U8x4,
             _ => PixelType::U8x3,
         },
-        raw_bytes_per_pixel: info.bytes_per_pixel().max(1) as u64,
-    };
-    drop(rows);
-    reader.rewind().map_err(image::ImageError::IoError)?;
-    Ok(Some(header))
+        // The decoder keeps the current and previous raw rows, and the row it hands out.
+        decoder_bytes: 3 * u64::from(size.0) * 8,
+    }))
 }
 
 /// A PNG decoder giving 8-bit grey, grey and alpha, RGB or RGBA rows: palettes and low bit depths expanded,
@@ -136,14 +194,137 @@ fn png_decoder<R: BufRead + Seek>(reader: R) -> png::Decoder<R> {
 fn png_error(error: png::DecodingError) -> PreviewError {
     PreviewError::Decode(match error {
         png::DecodingError::IoError(error) => image::ImageError::IoError(error),
-        png::DecodingError::LimitsExceeded => image::ImageError::Limits(
-            image::error::LimitError::from_kind(image::error::LimitErrorKind::InsufficientMemory),
-        ),
+        png::DecodingError::LimitsExceeded => insufficient_memory(),
         error => image::ImageError::Decoding(image::error::DecodingError::new(
             image::ImageFormat::Png.into(),
             error,
         )),
     })
+}
+
+/// A JPEG of grey or RGB pixels decoded scaled; a CMYK or 16-bit one is left to `image`.
+fn jpeg_plan<R: BufRead + Seek>(
+    reader: &mut R,
+    (width, height): (u32, u32),
+    target: (u32, u32),
+) -> Result<Option<Plan>, PreviewError> {
+    let mut decoder = jpeg_decoder::Decoder::new(&mut *reader);
+    decoder.read_info().map_err(jpeg_error)?;
+    let info = decoder.info().expect("read_info succeeded");
+    let pixel_type = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => PixelType::U8,
+        jpeg_decoder::PixelFormat::RGB24 => PixelType::U8x3,
+        _ => return Ok(None),
+    };
+    let request = jpeg_request(target);
+    let (scaled_width, scaled_height) = decoder.scale(request.0, request.1).map_err(jpeg_error)?;
+    let rows_size = (u32::from(scaled_width), u32::from(scaled_height));
+    let components = channels(pixel_type) as u64;
+    let scaled_pixels = u64::from(rows_size.0) * u64::from(rows_size.1) * components;
+    // The component planes and the interleaved picture, at the scaled size; a progressive JPEG also keeps every
+    // coefficient of the full picture (two bytes each) until its last scan.
+    let coefficients = match info.coding_process {
+        jpeg_decoder::CodingProcess::DctProgressive => {
+            2 * u64::from(width) * u64::from(height) * components
+        }
+        _ => 0,
+    };
+    Ok(Some(Plan {
+        source: Source::JpegScaled,
+        rows_size,
+        target: (target.0.min(rows_size.0), target.1.min(rows_size.1)),
+        pixel_type,
+        decoder_bytes: 2 * scaled_pixels + coefficients,
+    }))
+}
+
+/// The size asked of `jpeg-decoder`: at least the preview's on each side (it only promises one side, so the larger
+/// scale is asked on both).
+fn jpeg_request((width, height): (u32, u32)) -> (u16, u16) {
+    // The preview's sides are at most the budget's edge, a few thousand pixels.
+    let side = |side: u32| u16::try_from(side).unwrap_or(u16::MAX);
+    (side(width), side(height))
+}
+
+fn jpeg_error(error: jpeg_decoder::Error) -> PreviewError {
+    PreviewError::Decode(match error {
+        jpeg_decoder::Error::Io(error) => image::ImageError::IoError(error),
+        error => image::ImageError::Decoding(image::error::DecodingError::new(
+            image::ImageFormat::Jpeg.into(),
+            error,
+        )),
+    })
+}
+
+/// A GIF's first frame, when not interlaced, row by row onto its canvas.
+fn gif_plan<R: BufRead + Seek>(
+    reader: &mut R,
+    size: (u32, u32),
+    target: (u32, u32),
+) -> Result<Option<Plan>, PreviewError> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::RGBA);
+    let mut decoder = options.read_info(&mut *reader).map_err(gif_error)?;
+    let Some(frame) = decoder.next_frame_info().map_err(gif_error)? else {
+        return Ok(None);
+    };
+    if frame.interlaced {
+        return Ok(None);
+    }
+    let frame_row = u64::from(frame.width) * 4;
+    Ok(Some(Plan {
+        source: Source::GifRows,
+        rows_size: size,
+        target,
+        pixel_type: PixelType::U8x4,
+        // A canvas row and a frame row, and the LZW decoder's table.
+        decoder_bytes: u64::from(size.0) * 4 + frame_row + 64 * 1024,
+    }))
+}
+
+fn gif_error(error: gif::DecodingError) -> PreviewError {
+    PreviewError::Decode(match error {
+        gif::DecodingError::Io(error) => image::ImageError::IoError(error),
+        error => image::ImageError::Decoding(image::error::DecodingError::new(
+            image::ImageFormat::Gif.into(),
+            error,
+        )),
+    })
+}
+
+/// A whole frame decoded by `image`, and its 8-bit copy when its channels are wider.
+fn whole_frame_plan<R: BufRead + Seek>(
+    reader: &mut R,
+    size: (u32, u32),
+    target: (u32, u32),
+) -> Result<Plan, PreviewError> {
+    let color = ImageReader::new(&mut *reader)
+        .with_guessed_format()
+        .map_err(image::ImageError::IoError)?
+        .into_decoder()?
+        .color_type();
+    reader.rewind().map_err(image::ImageError::IoError)?;
+    let pixels = u64::from(size.0) * u64::from(size.1);
+    let pixel_type = eight_bit(color);
+    let frame = pixels * u64::from(color.bytes_per_pixel());
+    let eight_bit_copy = if color.bytes_per_pixel() > color.channel_count() {
+        pixels * channels(pixel_type) as u64
+    } else {
+        0
+    };
+    Ok(Plan {
+        source: Source::WholeFrame,
+        rows_size: size,
+        target,
+        pixel_type,
+        decoder_bytes: frame + eight_bit_copy,
+    })
+}
+
+fn insufficient_memory() -> image::ImageError {
+    image::ImageError::Limits(image::error::LimitError::from_kind(
+        image::error::LimitErrorKind::InsufficientMemory,
+    ))
 }
 
 /// The 8-bit pixel type a picture of `color` becomes: grey and grey-alpha stay one and two bytes a pixel, so a big
@@ -157,7 +338,7 @@ fn eight_bit(color: image::ColorType) -> PixelType {
     }
 }
 
-fn to_eight_bit(picture: DynamicImage) -> DynamicImage {
+pub(super) fn to_eight_bit(picture: DynamicImage) -> DynamicImage {
     match picture {
         picture @ (DynamicImage::ImageLuma8(_)
         | DynamicImage::ImageLumaA8(_)

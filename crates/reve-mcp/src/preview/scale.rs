@@ -15,6 +15,7 @@ use super::PreviewError;
 const OUTPUT_ROWS_PER_BAND: u32 = 16;
 
 /// A picture of 8-bit channels (grey, grey and alpha, RGB or RGBA) with alpha multiplied in.
+#[derive(Clone)]
 pub(super) struct Scaled {
     pub(super) pixels: Vec<u8>,
     pub(super) width: u32,
@@ -203,7 +204,7 @@ impl RowScaler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A picture with detail at every scale: what a whole-picture resize and a banded one could disagree on.
@@ -220,7 +221,8 @@ mod tests {
         pixels
     }
 
-    fn whole(
+    /// `pixels` premultiplied and scaled in one call to the resizer: what the banded scaler must match.
+    pub(in crate::preview) fn whole(
         pixels: &[u8],
         (width, height): (u32, u32),
         (target_width, target_height): (u32, u32),
