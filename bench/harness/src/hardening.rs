@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
-use reve_tests::fake::{gif_canvas, grey_png, png_declaring};
+use reve_tests::fake::{gif_canvas, grey_png, interlaced_gif_canvas, png_declaring};
 use reve_tests::{FakeApi, Scenario};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -162,8 +162,14 @@ pub async fn http_edit(http: &reqwest::Client, url: &str, image_url: &str) -> Re
 /// preview's limits let it be.
 pub fn bombs() -> Vec<(&'static str, Bytes)> {
     vec![
-        // The largest RGBA canvas under the 512 MiB of pixels a preview may hold.
-        ("GIF, 10400x10400 canvas", Bytes::from(gif_canvas(10_400))),
+        // The largest RGBA canvas under the 512 MiB of pixels a preview may hold, interlaced so
+        // that it is decoded whole.
+        (
+            "GIF, 10400x10400 canvas, interlaced",
+            Bytes::from(interlaced_gif_canvas(10_400)),
+        ),
+        // The largest pictures that are decoded a row at a time.
+        ("GIF, 16000x16000 canvas", Bytes::from(gif_canvas(16_000))),
         ("PNG, 16384x16384 grey", Bytes::from(grey_png(16_384))),
         (
             "PNG declaring 100000x100000",

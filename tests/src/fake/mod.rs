@@ -83,8 +83,9 @@ mod state;
 pub use edit::{ResultFormat, edit};
 pub use record::{Counters, RecordedRequest};
 pub use samples::{
-    TWO_COLOURS, data_uri, gif_canvas, grey_png, interlaced_png, palette_png, png_declaring,
-    sample_gif, sample_image, sample_jpeg, sample_png, sample_webp, two_colour_png,
+    TWO_COLOURS, data_uri, gif_canvas, grey_png, interlaced_gif_canvas, interlaced_png,
+    palette_png, png_declaring, sample_gif, sample_image, sample_jpeg, sample_png, sample_webp,
+    two_colour_png,
 };
 pub use scenario::{RetryAfter, SLOW_BODY_CHUNKS, Scenario};
 pub use server::{DEFAULT_MAX_BODY_BYTES, FakeApi, FakeApiBuilder, TEST_API_KEY};

@@ -95,15 +95,26 @@ fn encoded(width: u32, height: u32, format: ResultFormat) -> Vec<u8> {
 }
 
 /// A GIF declaring a `side` x `side` canvas that holds a single 1x1 frame: a few dozen bytes
-/// whose decoded first frame is the whole canvas, four bytes a pixel.
+/// whose decoded first frame is the whole canvas, drawn a row at a time by a streaming decoder.
 pub fn gif_canvas(side: u16) -> Vec<u8> {
+    canvas_gif(side, false)
+}
+
+/// [`gif_canvas`] with its frame marked interlaced, which a decoder must hold whole: the
+/// canvas, four bytes a pixel.
+pub fn interlaced_gif_canvas(side: u16) -> Vec<u8> {
+    canvas_gif(side, true)
+}
+
+fn canvas_gif(side: u16, interlaced: bool) -> Vec<u8> {
     let [low, high] = side.to_le_bytes();
     let mut gif = b"GIF89a".to_vec();
     // Logical screen, with a two-colour global table.
     gif.extend_from_slice(&[low, high, low, high, 0x80, 0, 0]);
     gif.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
     // One 1x1 image at the origin, its LZW data, and the trailer.
-    gif.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+    let flags = if interlaced { 0x40 } else { 0 };
+    gif.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, flags]);
     gif.extend_from_slice(&[2, 2, 0x44, 0x01, 0, 0x3b]);
     gif
 }
@@ -128,7 +139,10 @@ pub fn grey_png(side: u32) -> Vec<u8> {
 /// would allocate gigabytes for (a decompression bomb, for tests of the
 /// limits that must stop one).
 pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
-    png_of_chunks(&ihdr(width, height, 2, false), &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])
+    png_of_chunks(
+        &ihdr(width, height, 2, false),
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    )
 }
 
 /// [`sample_image`] as an Adam7-interlaced RGB PNG, which no encoder at hand writes: the rows of
@@ -172,7 +186,9 @@ pub fn palette_png(width: u32, height: u32) -> Vec<u8> {
     encoder.set_depth(png::BitDepth::Two);
     encoder.set_palette(vec![250, 130, 10, 20, 60, 240, 0, 0, 0, 255, 255, 255]);
     encoder.set_trns(vec![255, 128, 0]);
-    let mut writer = encoder.write_header().expect("writing to memory cannot fail");
+    let mut writer = encoder
+        .write_header()
+        .expect("writing to memory cannot fail");
     let row_bytes = (width as usize).div_ceil(4);
     let mut data = Vec::with_capacity(row_bytes * height as usize);
     for _ in 0..height {

@@ -546,7 +546,8 @@ mod tests {
         // smooth picture, as photographs are, shows how far the two decodes are apart.
         let smooth = |width: u32, height: u32| {
             image::RgbImage::from_fn(width, height, |x, y| {
-                let wave = ((f64::from(x) / 37.0).sin() * (f64::from(y) / 53.0).cos() * 100.0 + 128.0) as u8;
+                let wave = ((f64::from(x) / 37.0).sin() * (f64::from(y) / 53.0).cos() * 100.0
+                    + 128.0) as u8;
                 image::Rgb([(x * 255 / width) as u8, wave, (y * 255 / height) as u8])
             })
         };
@@ -568,7 +569,10 @@ mod tests {
             ),
             (
                 "16-bit RGB PNG",
-                encoded(DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(rgb(613, 1207)).into_rgb16()), png),
+                encoded(
+                    DynamicImage::ImageRgb16(DynamicImage::ImageRgb8(rgb(613, 1207)).into_rgb16()),
+                    png,
+                ),
                 rows::Source::PngRows,
                 false,
             ),
@@ -580,7 +584,10 @@ mod tests {
             ),
             (
                 "grey PNG",
-                encoded(DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb(801, 803)).into_luma8()), png),
+                encoded(
+                    DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(rgb(801, 803)).into_luma8()),
+                    png,
+                ),
                 rows::Source::PngRows,
                 false,
             ),
@@ -615,7 +622,12 @@ mod tests {
             ),
             (
                 "grey JPEG",
-                encoded(DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(smooth(999, 700)).into_luma8()), ImageFormat::Jpeg),
+                encoded(
+                    DynamicImage::ImageLuma8(
+                        DynamicImage::ImageRgb8(smooth(999, 700)).into_luma8(),
+                    ),
+                    ImageFormat::Jpeg,
+                ),
                 rows::Source::JpegScaled,
                 true,
             ),
@@ -645,7 +657,8 @@ mod tests {
             assert_eq!(plan.source, source, "{name}");
             let made = scaled(Cursor::new(&bytes), size, 300, 0).unwrap();
             assert_eq!((made.width, made.height), target, "{name}");
-            let difference = scale::tests::Difference::of(&made.pixels, &scaled_whole(&bytes, target));
+            let difference =
+                scale::tests::Difference::of(&made.pixels, &scaled_whole(&bytes, target));
             let close = if decoded_otherwise {
                 difference.mean <= 1.0 && difference.largest <= 16
             } else {
@@ -687,10 +700,7 @@ mod tests {
                 max_edge_px: 320,
             };
             let error = make_preview(cut, budget).expect_err(name);
-            assert!(
-                matches!(error, PreviewError::Truncated),
-                "{name}: {error}"
-            );
+            assert!(matches!(error, PreviewError::Truncated), "{name}: {error}");
         }
     }
 

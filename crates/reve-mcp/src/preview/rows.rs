@@ -1,9 +1,9 @@
 //! Decoding a result into rows for the [`RowScaler`], holding as little of the picture as each format allows.
 //!
 //! - A PNG that is not interlaced, what the model returns, is decoded a row at a time by the `png` crate.
-//! - A JPEG is decoded by `jpeg-decoder` at the smallest of 1/8, 1/4, 1/2 or full size that still covers the
-//!   preview: its inverse DCT scales for free what would otherwise be decoded and then averaged away. `zune-jpeg`,
-//!   which `image` uses, decodes only at full size.
+//! - A JPEG is decoded by `jpeg-decoder` at the smallest of 1/8, 1/4, 1/2 or full size that still covers twice the
+//!   preview (see [`jpeg_request`]): its inverse DCT scales for free what would otherwise be decoded and then
+//!   averaged away. `zune-jpeg`, which `image` uses, decodes only at full size.
 //! - A GIF's first frame, when not interlaced, is decoded a row at a time by the `gif` crate and drawn onto its
 //!   canvas row by row, so a tiny frame on a huge canvas costs one canvas row.
 //! - Anything else (an interlaced PNG or GIF, a WebP, a CMYK JPEG) is decoded whole by `image` and then handed over
@@ -57,9 +57,21 @@ pub(super) fn plan<R: BufRead + Seek>(
     );
     // A WebP says how long it is, and `image-webp` reads past a cut-off end as a corrupt bitstream.
     let webp_length = match head {
-        [b'R', b'I', b'F', b'F', a, b, c, d, b'W', b'E', b'B', b'P', ..] => {
-            Some(u64::from(u32::from_le_bytes([*a, *b, *c, *d])) + 8)
-        }
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            a,
+            b,
+            c,
+            d,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => Some(u64::from(u32::from_le_bytes([*a, *b, *c, *d])) + 8),
         _ => None,
     };
     if let Some(declared) = webp_length {

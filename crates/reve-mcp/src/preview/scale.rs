@@ -262,9 +262,7 @@ pub(super) mod tests {
         if channels(pixel_type) % 2 == 0 {
             let mut view =
                 Image::from_slice_u8(width, height, &mut premultiplied, pixel_type).unwrap();
-            MulDiv::default()
-                .multiply_alpha_inplace(&mut view)
-                .unwrap();
+            MulDiv::default().multiply_alpha_inplace(&mut view).unwrap();
         }
         let source = ImageRef::new(width, height, &premultiplied, pixel_type).unwrap();
         let mut target = Image::new(target_width, target_height, pixel_type);
@@ -312,7 +310,9 @@ pub(super) mod tests {
         }
         let error = scaler.finish().err().expect("99 rows of 100 are refused");
         assert!(
-            error.to_string().contains("99 rows of a picture 100 rows high"),
+            error
+                .to_string()
+                .contains("99 rows of a picture 100 rows high"),
             "{error}"
         );
     }
@@ -329,6 +329,13 @@ pub(super) mod tests {
         let memory = RowScaler::memory((width, height), (40, 1563), PixelType::U8);
         assert!(largest_band <= 16 * 13 * width as usize, "{largest_band}");
         assert!(largest_band as u64 <= memory, "{largest_band} > {memory}");
-        assert!(scaler.finish().unwrap().pixels.iter().all(|&value| value == 200));
+        assert!(
+            scaler
+                .finish()
+                .unwrap()
+                .pixels
+                .iter()
+                .all(|&value| value == 200)
+        );
     }
 }

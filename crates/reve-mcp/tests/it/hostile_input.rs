@@ -9,7 +9,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reve_tests::Scenario;
-use reve_tests::fake::{data_uri, gif_canvas, grey_png, png_declaring, sample_png, sample_webp};
+use reve_tests::fake::{
+    data_uri, gif_canvas, grey_png, interlaced_gif_canvas, png_declaring, sample_png, sample_webp,
+};
 use reve_tests::mcp::{McpSession, TestClient, result_text};
 use serde_json::{Value, json};
 
@@ -249,7 +251,8 @@ async fn hostile_results_are_kept_but_not_previewed() {
     let world = World::new().await;
     let session = start(&env(&world, &[world.path("inputs")]), TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(8, 8));
-    let cases: [(&str, Vec<u8>, &str); 2] = [
+    let whole = sample_png(640, 480);
+    let cases: [(&str, Vec<u8>, &str); 3] = [
         (
             "a decompression bomb",
             png_declaring(100_000, 100_000),
@@ -259,6 +262,11 @@ async fn hostile_results_are_kept_but_not_previewed() {
             "a PNG signature and nothing else",
             b"\x89PNG\r\n\x1a\nnothing of a picture follows".to_vec(),
             "could not be decoded for a preview",
+        ),
+        (
+            "a PNG cut short",
+            whole[..whole.len() * 2 / 3].to_vec(),
+            "the file is cut short",
         ),
     ];
     for (name, bytes, phrase) in cases {
@@ -282,22 +290,48 @@ async fn hostile_results_are_kept_but_not_previewed() {
 }
 
 #[tokio::test]
+async fn huge_results_that_stream_are_previewed_in_a_few_mib() {
+    let world = World::new().await;
+    let session = start(&env(&world, &[world.path("inputs")]), TestClient::default()).await;
+    let input = data_uri("image/png", &sample_png(8, 8));
+    // 256 MiB of grey pixels and 977 MiB of canvas, decoded a row at a time.
+    let huge = [grey_png(16_384), gif_canvas(16_000)];
+    for bytes in &huge {
+        world.fake.push(Scenario::ResultBytes(bytes.clone().into()));
+        let result = call(&session, json!({ "prompt": "p", "image_url": input })).await;
+        let said = result_text(&result);
+        assert_ne!(result.is_error, Some(true), "{said}");
+        let preview = result
+            .content
+            .iter()
+            .find_map(|content| content.as_image())
+            .unwrap_or_else(|| panic!("no preview: {said}"));
+        let decoded = image::load_from_memory(&STANDARD.decode(&preview.data).unwrap()).unwrap();
+        assert_eq!(decoded.width().max(decoded.height()), 1568, "{said}");
+    }
+    let saved: Vec<Vec<u8>> = files_under(&world.path("outputs"))
+        .iter()
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
+    assert!(huge.iter().all(|bytes| saved.contains(bytes)));
+    let peak = peak_rss_kib(session.pid) / 1024;
+    assert!(peak < 128, "peak resident memory {peak} MiB");
+    session.stop().await;
+}
+
+#[tokio::test]
 async fn preview_bombs_stay_within_the_pixel_memory_promise() {
     const PROMISE_MIB: u64 = 512;
     let world = World::new().await;
     let session = start(&env(&world, &[world.path("inputs")]), TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(8, 8));
-    let gif = gif_canvas(10_000);
-    let grey = grey_png(16_384);
-    assert!(
-        gif.len() < 100 && grey.len() < 8 * 1024 * 1024,
-        "{} {}",
-        gif.len(),
-        grey.len()
-    );
+    // Interlaced, so decoded whole: 381 and 244 MiB of canvas.
+    let larger = interlaced_gif_canvas(10_000);
+    let smaller = interlaced_gif_canvas(8_000);
+    assert!(larger.len() < 100 && smaller.len() < 100);
     // Both at once: each fits the promise alone, not together, so one waits for the other.
-    world.fake.push(Scenario::ResultBytes(gif.clone().into()));
-    world.fake.push(Scenario::ResultBytes(grey.clone().into()));
+    world.fake.push(Scenario::ResultBytes(larger.clone().into()));
+    world.fake.push(Scenario::ResultBytes(smaller.clone().into()));
     let arguments = json!({ "prompt": "p", "image_url": input });
     let (first, second) = tokio::join!(
         call(&session, arguments.clone()),
@@ -316,15 +350,15 @@ async fn preview_bombs_stay_within_the_pixel_memory_promise() {
         .iter()
         .map(|path| std::fs::read(path).unwrap())
         .collect();
-    assert!(saved.contains(&gif) && saved.contains(&grey));
-    // The GIF alone needs 458 MiB and the grey PNG 290; without a shared bound, 748 together.
+    assert!(saved.contains(&larger) && saved.contains(&smaller));
+    // Without a shared bound, 625 MiB of canvases together.
     let peak = peak_rss_kib(session.pid) / 1024;
     assert!(peak < PROMISE_MIB + 64, "peak resident memory {peak} MiB");
 
     // Past the promise: refused with the figures, and the result still saved.
     world
         .fake
-        .push(Scenario::ResultBytes(gif_canvas(16_000).into()));
+        .push(Scenario::ResultBytes(interlaced_gif_canvas(16_000).into()));
     let result = call(&session, arguments).await;
     let said = result_text(&result);
     assert_eq!(result.is_error, Some(true), "{said}");
