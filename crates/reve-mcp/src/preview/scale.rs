@@ -139,7 +139,7 @@ impl RowScaler {
         debug_assert_eq!(row.len(), self.row_bytes);
         let start = self.band.len();
         self.band.extend_from_slice(row);
-        if channels(self.pixel_type) % 2 == 0 {
+        if channels(self.pixel_type).is_multiple_of(2) {
             let mut view =
                 Image::from_slice_u8(self.width, 1, &mut self.band[start..], self.pixel_type)?;
             MulDiv::default().multiply_alpha_inplace(&mut view)?;
@@ -259,7 +259,7 @@ pub(super) mod tests {
         pixel_type: PixelType,
     ) -> Vec<u8> {
         let mut premultiplied = pixels.to_vec();
-        if channels(pixel_type) % 2 == 0 {
+        if channels(pixel_type).is_multiple_of(2) {
             let mut view =
                 Image::from_slice_u8(width, height, &mut premultiplied, pixel_type).unwrap();
             MulDiv::default().multiply_alpha_inplace(&mut view).unwrap();

@@ -251,7 +251,8 @@ async fn hostile_results_are_kept_but_not_previewed() {
     let world = World::new().await;
     let session = start(&env(&world, &[world.path("inputs")]), TestClient::default()).await;
     let input = data_uri("image/png", &sample_png(8, 8));
-    let whole = sample_png(640, 480);
+    // Larger than the preview's edge, so decoded rather than passed through.
+    let whole = sample_png(2000, 1600);
     let cases: [(&str, Vec<u8>, &str); 3] = [
         (
             "a decompression bomb",
@@ -330,8 +331,12 @@ async fn preview_bombs_stay_within_the_pixel_memory_promise() {
     let smaller = interlaced_gif_canvas(8_000);
     assert!(larger.len() < 100 && smaller.len() < 100);
     // Both at once: each fits the promise alone, not together, so one waits for the other.
-    world.fake.push(Scenario::ResultBytes(larger.clone().into()));
-    world.fake.push(Scenario::ResultBytes(smaller.clone().into()));
+    world
+        .fake
+        .push(Scenario::ResultBytes(larger.clone().into()));
+    world
+        .fake
+        .push(Scenario::ResultBytes(smaller.clone().into()));
     let arguments = json!({ "prompt": "p", "image_url": input });
     let (first, second) = tokio::join!(
         call(&session, arguments.clone()),
