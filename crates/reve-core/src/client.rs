@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::BufWriter;
 use tokio::time::Instant;
+
+use crate::arrival::{ArrivingImage, Publisher};
 
 use crate::body::RequestBody;
 use crate::config::Config;
@@ -19,17 +20,13 @@ use crate::image::ImageSource;
 use crate::output::{EditedImage, StagedImage, create_temp_in};
 use crate::response::{Generated, Generation, ResultImage, decode_base64_image, text_excerpt};
 use crate::retry;
-use crate::sink::Sink;
+use crate::sink::{FILE_WRITE_BATCH, Sink};
 use crate::text::error_chain;
 use crate::transport::{self, Call};
 
 /// How long opening a connection may take before it counts as a (retryable) connection failure,
 /// so that one unreachable address does not use up the whole deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How much of a download is gathered before it is written to a file: each write is a trip to a
-/// blocking thread, which costs more than the write itself for the small chunks a socket yields.
-const FILE_WRITE_BUFFER: usize = 1024 * 1024;
 
 /// A client for the `reve/edit-image` model.
 ///
@@ -113,23 +110,28 @@ impl Client {
     /// that cannot be written to fails the call before it can cost anything. The file is deleted
     /// on any error, and when the returned image is dropped without being persisted.
     pub async fn edit_into_dir(&self, body: &RequestBody, dir: &Path) -> Result<StagedImage> {
-        self.edit_into_dir_reporting(body, dir, |_| async {}).await
+        self.edit_into_dir_reporting(body, dir, |_, _| async {})
+            .await
     }
 
     /// [`Client::edit_into_dir`], telling `on_generated` what the API answered as soon as it
     /// answers, and waiting for it before the image is fetched. A caller that records it (the
     /// result's URL above all) can still fetch a paid result with [`Client::download_into_dir`]
     /// if this process dies, or the download fails, before the bytes are safe on disk.
+    ///
+    /// `on_generated` also gets an [`ArrivingImage`], a reader of the image as it downloads, for
+    /// work that need not wait for the last byte: a preview's decoder, say, can then overlap
+    /// the download instead of following it. Dropping it costs nothing.
     pub async fn edit_into_dir_reporting<Recorded: Future<Output = ()>>(
         &self,
         body: &RequestBody,
         dir: &Path,
-        on_generated: impl FnOnce(Generated) -> Recorded,
+        on_generated: impl FnOnce(Generated, ArrivingImage) -> Recorded,
     ) -> Result<StagedImage> {
         let call = self.start(body)?;
-        let staging = stage_in(dir).await?;
+        let (staging, arriving) = stage_in(dir).await?;
         let generation = self.generate(&call, body).await?;
-        on_generated(generation.summary()).await;
+        on_generated(generation.summary(), arriving).await;
         fetch_staged(&call, generation, staging, dir).await
     }
 
@@ -153,7 +155,7 @@ impl Client {
             });
         };
         let call = self.call()?;
-        let staging = stage_in(dir).await?;
+        let (staging, _) = stage_in(dir).await?;
         fetch_staged(
             &call,
             Generation::from_summary(generated, url),
@@ -252,25 +254,40 @@ fn redirect_policy(config: &Config) -> reqwest::redirect::Policy {
     })
 }
 
-/// Creates `dir` and a hidden temporary file in it, and the sink that writes there: done before
-/// anything is sent, so a folder that cannot be written to fails a call before it costs anything.
-async fn stage_in(dir: &Path) -> Result<(tempfile::NamedTempFile, Sink)> {
+/// Creates `dir` and a hidden temporary file in it, the sink that writes there and a reader that
+/// follows it: done before anything is sent, so a folder that cannot be written to fails a call
+/// before it costs anything.
+async fn stage_in(dir: &Path) -> Result<((tempfile::NamedTempFile, Sink), ArrivingImage)> {
     let folder = dir.to_owned();
-    let temp = tokio::task::spawn_blocking(move || create_temp_in(&folder))
-        .await
-        .expect("creating a temporary file does not panic")?;
-    let writer = temp.as_file().try_clone().map_err(|source| Error::File {
-        path: dir.to_owned(),
-        action: "write the image into",
-        source,
-    })?;
+    let opened = tokio::task::spawn_blocking(move || {
+        let temp = create_temp_in(&folder)?;
+        let handles = temp
+            .as_file()
+            .try_clone()
+            .and_then(|writer| Ok((writer, temp.reopen()?)));
+        match handles {
+            Ok((writer, reader)) => Ok((temp, writer, reader)),
+            Err(source) => Err(Error::File {
+                path: folder,
+                action: "write the image into",
+                source,
+            }),
+        }
+    })
+    .await
+    .expect("creating a temporary file does not panic");
+    let (temp, writer, reader) = opened?;
+    let publisher = Publisher::new();
+    let arriving = publisher.reader(reader);
     let sink = Sink::File {
-        writer: BufWriter::with_capacity(FILE_WRITE_BUFFER, tokio::fs::File::from_std(writer)),
+        file: tokio::fs::File::from_std(writer),
+        pending: Vec::with_capacity(FILE_WRITE_BATCH),
+        publisher,
         dir: dir.to_owned(),
         head: Vec::new(),
         size: 0,
     };
-    Ok((temp, sink))
+    Ok(((temp, sink), arriving))
 }
 
 /// Fetches a generation's image into its staged file and returns it, with what the API said.

@@ -68,6 +68,7 @@
 
 #![deny(missing_docs)]
 
+mod arrival;
 mod body;
 mod client;
 mod config;
@@ -89,6 +90,7 @@ pub use generated::*;
 #[doc = include_str!("../README.md")]
 struct ReadmeExample;
 
+pub use arrival::ArrivingImage;
 pub use body::RequestBody;
 pub use client::Client;
 pub use config::{

@@ -1,22 +1,32 @@
 //! Where a result image's bytes go as they arrive: memory, or a temporary file of which only the
-//! first bytes stay in memory.
+//! first bytes stay in memory, and which can be read while it is written.
 
 use std::path::PathBuf;
 
-use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
+use crate::arrival::Publisher;
 use crate::error::Error;
 
 /// What stays in memory of a result written to a file: enough to tell its type, or to quote it
 /// in an error when it is not an image.
 const HEAD_BYTES: usize = 4096;
 
+/// How much of a download is gathered before it is written to a file (see [`Sink::File`]).
+pub(crate) const FILE_WRITE_BATCH: usize = 1024 * 1024;
+
 /// Where a result image's bytes go as they arrive.
 pub(crate) enum Sink {
     Memory(Vec<u8>),
     /// A temporary file; only the first [`HEAD_BYTES`] stay in memory.
     File {
-        writer: BufWriter<tokio::fs::File>,
+        file: tokio::fs::File,
+        /// Bytes gathered for the next write: each write is a trip to a blocking thread, which
+        /// costs more than the write itself for the small chunks a socket yields. Written by
+        /// hand rather than through a `BufWriter` to know when bytes reach the file.
+        pending: Vec<u8>,
+        /// Tells readers of the file what is on disk.
+        publisher: Publisher,
         /// The folder the file is in, to name in errors.
         dir: PathBuf,
         head: Vec<u8>,
@@ -29,13 +39,39 @@ impl Sink {
         match self {
             Sink::Memory(bytes) => bytes.extend_from_slice(chunk),
             Sink::File {
-                writer, head, size, ..
+                pending,
+                head,
+                size,
+                ..
             } => {
                 let room = HEAD_BYTES.saturating_sub(head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..room]);
                 *size += chunk.len() as u64;
-                writer.write_all(chunk).await?;
+                pending.extend_from_slice(chunk);
+                if pending.len() >= FILE_WRITE_BATCH {
+                    self.write_pending().await?;
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the gathered bytes to the file and, once they are there, tells its readers.
+    async fn write_pending(&mut self) -> std::io::Result<()> {
+        if let Sink::File {
+            file,
+            pending,
+            publisher,
+            size,
+            ..
+        } = self
+        {
+            file.write_all(pending).await?;
+            // A tokio file finishes a write in the background; only after a flush is it in
+            // the file for other handles to read.
+            file.flush().await?;
+            pending.clear();
+            publisher.wrote(*size);
         }
         Ok(())
     }
@@ -45,11 +81,20 @@ impl Sink {
         match self {
             Sink::Memory(bytes) => bytes.clear(),
             Sink::File {
-                writer, head, size, ..
+                file,
+                pending,
+                publisher,
+                head,
+                size,
+                ..
             } => {
-                writer.flush().await?;
-                writer.get_mut().set_len(0).await?;
-                writer.rewind().await?;
+                // Readers hear of it first, so that none takes bytes of the next attempt
+                // for more of the last one (see `ArrivingImage::read`).
+                publisher.started_over();
+                pending.clear();
+                file.flush().await?;
+                file.set_len(0).await?;
+                file.rewind().await?;
                 head.clear();
                 *size = 0;
             }
@@ -57,11 +102,13 @@ impl Sink {
         Ok(())
     }
 
+    /// Writes what is left; readers of the file then read to its end.
     pub(crate) async fn finish(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Memory(_) => Ok(()),
-            Sink::File { writer, .. } => writer.flush().await,
+        self.write_pending().await?;
+        if let Sink::File { publisher, .. } = self {
+            publisher.complete();
         }
+        Ok(())
     }
 
     pub(crate) fn reserve(&mut self, expected: u64) {

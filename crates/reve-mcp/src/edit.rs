@@ -9,10 +9,13 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use reve_core::{FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage};
+use reve_core::{
+    ArrivingImage, FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -252,6 +255,15 @@ impl std::fmt::Display for ResultUrlHint<'_> {
     }
 }
 
+/// A preview started while its result downloads ([`Editor::follow`]).
+struct EarlyPreview {
+    /// Set by whichever gets to the work first: the following thread, or the pipeline once the
+    /// download is done, which then makes the preview on a computing thread rather than wait
+    /// for a following one that other, slower downloads keep busy.
+    taken: Arc<AtomicBool>,
+    made: tokio::sync::oneshot::Receiver<std::thread::Result<Result<Preview, PreviewError>>>,
+}
+
 /// The pipeline, with everything that outlives one edit.
 pub struct Editor {
     client: reve_core::Client,
@@ -262,6 +274,9 @@ pub struct Editor {
     /// memory their allocator kept from the previous preview, where blocking-pool threads by
     /// the dozen would each keep their own (see BENCHMARKS.md).
     preview_workers: OnceLock<rayon::ThreadPool>,
+    /// Previews of results still downloading run here (see [`Editor::follow`]): these threads
+    /// mostly wait for the network, so they are kept apart from the ones that only compute.
+    following_workers: OnceLock<rayon::ThreadPool>,
     edit_slots: Semaphore,
     /// Room for [`EditorOptions::max_upload_bytes_in_flight`].
     uploads: ByteBudget,
@@ -344,6 +359,7 @@ impl Editor {
             client,
             options,
             preview_workers: OnceLock::new(),
+            following_workers: OnceLock::new(),
         }
     }
 
@@ -420,12 +436,12 @@ impl Editor {
             input
         };
         let edit = async move {
-            let staged = self
+            let (staged, early) = self
                 .call_api(&body, &destination.folder, progress, journal, cancel)
                 .await?;
             drop((body, upload));
             progress.report(Stage::Saving).await;
-            self.save_and_preview(staged, destination.name).await
+            self.save_and_preview(staged, destination.name, early).await
         };
         let (edited, input) = tokio::join!(edit, input);
         let mut edited = edited?;
@@ -475,7 +491,7 @@ impl Editor {
                 source,
                 url: generated.url.clone(),
             })?;
-        self.save_and_preview(staged, name).await
+        self.save_and_preview(staged, name, None).await
     }
 
     /// The folder and name the result will take, checked as far as they can be before paying:
@@ -556,7 +572,8 @@ impl Editor {
     }
 
     /// Calls the API, reporting progress while it works and telling `journal` what it answered
-    /// before the image is fetched; drops the HTTP request the moment `cancel` fires.
+    /// before the image is fetched; drops the HTTP request the moment `cancel` fires. The
+    /// preview starts on the image as it downloads.
     async fn call_api(
         &self,
         body: &RequestBody,
@@ -564,24 +581,58 @@ impl Editor {
         progress: &impl Progress,
         journal: &impl Journal,
         cancel: &CancellationToken,
-    ) -> Result<StagedImage, EditError> {
+    ) -> Result<(StagedImage, Option<EarlyPreview>), EditError> {
         let started = Instant::now();
-        // Recorded before the download starts: a restart can then fetch what was paid for.
-        let call = self
-            .client
-            .edit_into_dir_reporting(body, stage_dir, |generated| journal.generated(generated));
-        tokio::pin!(call);
-        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(EditError::Cancelled),
-                result = &mut call => return Ok(result?),
-                _ = ticker.tick() => {
-                    progress.report(Stage::Waiting { elapsed: started.elapsed() }).await;
+        let early = OnceLock::new();
+        let staged = {
+            // Recorded before the download starts: a restart can then fetch what was paid for.
+            let call =
+                self.client
+                    .edit_into_dir_reporting(body, stage_dir, |generated, arriving| {
+                        if let Some(preview) = self.follow(arriving) {
+                            let _ = early.set(preview);
+                        }
+                        journal.generated(generated)
+                    });
+            tokio::pin!(call);
+            let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(EditError::Cancelled),
+                    result = &mut call => break result?,
+                    _ = ticker.tick() => {
+                        progress.report(Stage::Waiting { elapsed: started.elapsed() }).await;
+                    }
                 }
             }
-        }
+        };
+        Ok((staged, early.into_inner()))
+    }
+
+    /// Starts the preview of a result that is still downloading, so that decoding overlaps the
+    /// download rather than following it; `None` when the editor makes no previews or its
+    /// threads cannot start (the preview is then made once the download is done).
+    fn follow(&self, arriving: ArrivingImage) -> Option<EarlyPreview> {
+        let budget = self.options.preview?;
+        let workers = self
+            .workers(&self.following_workers, "reve-following")
+            .inspect_err(|error| tracing::warn!(%error, "no preview during the download"))
+            .ok()?;
+        let taken = Arc::new(AtomicBool::new(false));
+        let (done, made) = tokio::sync::oneshot::channel();
+        let claim = taken.clone();
+        workers.spawn(move || {
+            if claim.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                preview::make_preview_from(arriving, budget)
+            }));
+            // The call may have failed or been cancelled meanwhile; then nobody waits.
+            let _ = done.send(made);
+        });
+        Some(EarlyPreview { taken, made })
     }
 
     /// Saving (fsync and rename) and the preview (read, decode and encode) are independent, so
@@ -591,6 +642,7 @@ impl Editor {
         &self,
         staged: StagedImage,
         name: Option<String>,
+        early: Option<EarlyPreview>,
     ) -> Result<Edited, EditError> {
         let size = staged.size;
         let metadata = staged.metadata.clone();
@@ -614,10 +666,23 @@ impl Editor {
                 .map_err(|source| EditError::Save { source, url })
         };
         let preview = async {
-            match self.options.preview {
-                Some(budget) => self.preview(reader, budget).await.map(Some),
-                None => Ok(None),
+            let Some(budget) = self.options.preview else {
+                return Ok(None);
+            };
+            if let Some(early) = early
+                && early.taken.swap(true, Ordering::AcqRel)
+            {
+                // A failure while the file arrived (the download started over, say) is not the
+                // last word: the preview is made again from the finished file.
+                match early.made.await.expect("a started preview always answers") {
+                    Ok(Ok(made)) => return Ok(Some(made)),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "the preview made during the download failed");
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
             }
+            self.preview(reader, budget).await.map(Some)
         };
         let (saved, preview) = tokio::join!(save, preview);
         let path = saved?;
@@ -667,28 +732,34 @@ impl Editor {
         work: impl FnOnce() -> Result<T, PreviewError> + Send + 'static,
     ) -> Result<T, PreviewError> {
         let (done, outcome) = tokio::sync::oneshot::channel();
-        self.preview_workers()?.spawn(move || {
-            let made = std::panic::catch_unwind(AssertUnwindSafe(work));
-            // The call may have been cancelled meanwhile; then nobody waits.
-            let _ = done.send(made);
-        });
+        self.workers(&self.preview_workers, "reve-preview")?
+            .spawn(move || {
+                let made = std::panic::catch_unwind(AssertUnwindSafe(work));
+                // The call may have been cancelled meanwhile; then nobody waits.
+                let _ = done.send(made);
+            });
         match outcome.await.expect("a preview job always answers") {
             Ok(preview) => preview,
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
-    fn preview_workers(&self) -> Result<&rayon::ThreadPool, PreviewError> {
-        if let Some(workers) = self.preview_workers.get() {
+    /// The pool in `cell`, started with one thread per core on first use.
+    fn workers<'pool>(
+        &self,
+        cell: &'pool OnceLock<rayon::ThreadPool>,
+        name: &'static str,
+    ) -> Result<&'pool rayon::ThreadPool, PreviewError> {
+        if let Some(workers) = cell.get() {
             return Ok(workers);
         }
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(std::thread::available_parallelism().map_or(1, usize::from))
-            .thread_name(|index| format!("reve-preview-{index}"))
+            .thread_name(move |index| format!("{name}-{index}"))
             .build()
             .map_err(|error| PreviewError::Workers(error.to_string()))?;
         // Two first previews racing both build a pool; the loser's is dropped.
-        Ok(self.preview_workers.get_or_init(|| workers))
+        Ok(cell.get_or_init(|| workers))
     }
 }
 

@@ -83,7 +83,7 @@ mod state;
 pub use edit::{ResultFormat, edit};
 pub use record::{Counters, RecordedRequest};
 pub use samples::{
-    TWO_COLOURS, data_uri, gif_canvas, grey_png, interlaced_gif_canvas, interlaced_png,
+    TWO_COLOURS, data_uri, gif_canvas, grey_png, interlaced_gif_canvas, interlaced_png, noise_png,
     palette_png, png_declaring, sample_gif, sample_image, sample_jpeg, sample_png, sample_webp,
     two_colour_png,
 };

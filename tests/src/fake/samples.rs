@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use image::{DynamicImage, ImageFormat, RgbaImage};
+use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
 
 use super::edit::{ResultFormat, encode};
 
@@ -175,6 +175,24 @@ pub fn interlaced_png(width: u32, height: u32) -> Vec<u8> {
     zlib.write_all(&raw).expect("writing to memory cannot fail");
     let data = zlib.finish().expect("writing to memory cannot fail");
     png_of_chunks(&ihdr(width, height, 2, true), &data)
+}
+
+/// A PNG of noise, which compresses to about its raw size: `side`² x 3 bytes.
+pub fn noise_png(side: u32) -> Vec<u8> {
+    // xorshift32: any noise will do, and this needs no crate.
+    let mut state = 0x2545_f491_u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state.to_le_bytes()[0]
+    };
+    let image = RgbImage::from_fn(side, side, |_, _| image::Rgb([next(), next(), next()]));
+    let mut png = Vec::new();
+    DynamicImage::ImageRgb8(image)
+        .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+        .expect("encoding a generated picture cannot fail");
+    png
 }
 
 /// A palette PNG of four colours in vertical stripes, one colour half transparent and one fully

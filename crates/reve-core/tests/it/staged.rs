@@ -3,6 +3,9 @@
 //! disk, and what is left behind when something fails.
 
 use std::io::Read as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use reve_core::{EditImageRequest, Error, ImageFormat, Phase, RequestBody};
 use reve_tests::entries_under;
@@ -191,4 +194,83 @@ async fn a_local_image_is_sent_as_the_data_uri_of_its_bytes() {
         )
     );
     assert_eq!(fake.generation_requests().len(), 1);
+}
+
+/// A request sending a picture of noise, whose result (its inverse) is about 4 MB: several of
+/// the file writes a reader of the arriving image can follow.
+fn noisy_body() -> RequestBody {
+    let request = EditImageRequest::new(
+        fake::data_uri("image/png", &fake::noise_png(1024)),
+        "Invert the colours",
+    );
+    RequestBody::new(&request, u64::MAX).unwrap()
+}
+
+#[tokio::test]
+async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_file() {
+    let fake = FakeApi::builder()
+        .default_scenario(Scenario::SlowBody {
+            chunk_delay: Duration::from_millis(100),
+        })
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let downloaded = Arc::new(AtomicBool::new(false));
+    let (first_read, first_read_done) = tokio::sync::oneshot::channel();
+    let mut reading = None;
+    let staged = client(config(&fake))
+        .edit_into_dir_reporting(&noisy_body(), dir.path(), |_, arriving| {
+            let downloaded = downloaded.clone();
+            reading = Some(std::thread::spawn(move || {
+                let mut arriving = arriving;
+                let mut first = [0; 8];
+                arriving.read_exact(&mut first).unwrap();
+                first_read.send(downloaded.load(Ordering::SeqCst)).unwrap();
+                let mut all = first.to_vec();
+                arriving.read_to_end(&mut all).unwrap();
+                all
+            }));
+            async {}
+        })
+        .await
+        .unwrap();
+    downloaded.store(true, Ordering::SeqCst);
+
+    assert!(
+        !first_read_done.await.unwrap(),
+        "the first bytes were read only after the download"
+    );
+    let read = reading.unwrap().join().unwrap();
+    assert!(read.len() > 3 << 20, "{} bytes", read.len());
+    assert_eq!(read, read_all(staged.open().unwrap()));
+}
+
+#[tokio::test]
+async fn a_download_that_starts_over_fails_the_arriving_image_not_the_staged_one() {
+    let fake = FakeApi::builder()
+        .default_scenario(Scenario::TruncatedResultOnce)
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut reading = None;
+    let staged = client(config(&fake))
+        .edit_into_dir_reporting(&noisy_body(), dir.path(), |_, mut arriving| {
+            reading = Some(std::thread::spawn(move || {
+                arriving.read_to_end(&mut Vec::new()).unwrap_err()
+            }));
+            async {}
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(fake.file_downloads(), 2);
+    let error = reading.unwrap().join().unwrap();
+    assert!(error.to_string().contains("started over"), "{error}");
+    let served = reqwest::get(staged.metadata.url.clone().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(read_all(staged.open().unwrap()), served);
 }

@@ -6,8 +6,7 @@
 //! The saved file keeps full resolution; the preview only has to be seen.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Seek};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::sync::LazyLock;
 
 use base64::Engine as _;
@@ -135,26 +134,28 @@ const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
 /// the picture is decoded with bounded memory, scaled to the edge budget and
 /// re-encoded as JPEG, lowering quality and then size until it fits.
 pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, PreviewError> {
-    let size = bytes.len() as u64;
-    preview_of(Cursor::new(bytes), size, size, budget)
+    preview_of(Cursor::new(bytes), bytes.len() as u64, budget)
 }
 
-/// [`make_preview`] for a result staged in a file, read on a preview thread as
-/// it is decoded: a PNG is never in memory whole, encoded or decoded.
-pub fn make_preview_from(file: File, budget: PreviewBudget) -> Result<Preview, PreviewError> {
-    let size = file.metadata().map_err(image::ImageError::IoError)?.len();
+/// [`make_preview`] for a result read from a file as it is decoded, on a
+/// preview thread: a PNG is never in memory whole, encoded or decoded. The
+/// file may still be arriving ([`reve_core::ArrivingImage`]): its length is
+/// asked for only when a picture small enough to pass through needs it.
+pub fn make_preview_from(
+    file: impl Read + Seek,
+    budget: PreviewBudget,
+) -> Result<Preview, PreviewError> {
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
-    preview_of(reader, size, READ_BUFFER_BYTES as u64, budget)
+    preview_of(reader, READ_BUFFER_BYTES as u64, budget)
 }
 
 /// Bytes read from a staged result at a time.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The preview of the picture `reader` holds, `encoded_bytes` long, of which
-/// `held_bytes` are in memory while it is decoded.
+/// The preview of the picture `reader` holds, of which `held_bytes` are in
+/// memory while it is decoded.
 fn preview_of<R: BufRead + Seek>(
     mut reader: R,
-    encoded_bytes: u64,
     held_bytes: u64,
     budget: PreviewBudget,
 ) -> Result<Preview, PreviewError> {
@@ -164,12 +165,12 @@ fn preview_of<R: BufRead + Seek>(
         .with_guessed_format()
         .map_err(io)?
         .into_dimensions()?;
-    reader.rewind().map_err(io)?;
 
     if let Some(format) = format
         && width.max(height) <= budget.max_edge_px
-        && base64_len(encoded_bytes) <= budget.max_base64_bytes
+        && base64_len(reader.seek(SeekFrom::End(0)).map_err(io)?) <= budget.max_base64_bytes
     {
+        reader.rewind().map_err(io)?;
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(io)?;
         return Ok(Preview {
@@ -180,6 +181,7 @@ fn preview_of<R: BufRead + Seek>(
             full_size: (width, height),
         });
     }
+    reader.rewind().map_err(io)?;
     if width > MAX_DECODE_EDGE_PX || height > MAX_DECODE_EDGE_PX {
         return Err(PreviewError::TooLarge {
             width,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reve_tests::Scenario;
-use reve_tests::fake::{data_uri, sample_png};
+use reve_tests::fake::{data_uri, noise_png, sample_png};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -349,22 +349,4 @@ async fn bodies_in_flight_are_bounded_and_a_request_without_room_gets_503() {
     assert_eq!(first.status(), StatusCode::OK);
     first.text().await.unwrap();
     server.stop().await;
-}
-
-/// A PNG of noise, which compresses to about its raw size: `side`² x 3 bytes.
-fn noise_png(side: u32) -> Vec<u8> {
-    // xorshift32: any noise will do, and this needs no crate.
-    let mut state = 0x2545_f491_u32;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state.to_le_bytes()[0]
-    };
-    let image = image::RgbImage::from_fn(side, side, |_, _| image::Rgb([next(), next(), next()]));
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(image)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png
 }

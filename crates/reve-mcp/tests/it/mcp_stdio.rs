@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reve_tests::fake::{data_uri, sample_png};
+use reve_mcp::preview::{PreviewBudget, make_preview};
+use reve_tests::fake::{data_uri, noise_png, sample_png};
 use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
 use reve_tests::{FakeApi, Scenario};
 use rmcp::model::CallToolResult;
@@ -281,6 +282,35 @@ async fn a_large_result_is_previewed_within_budget_and_saved_in_full() {
     let saved = image::open(output["path"].as_str().unwrap()).unwrap();
     assert_eq!((saved.width(), saved.height()), (4096, 4096));
     session.stop().await;
+}
+
+#[tokio::test]
+async fn a_preview_begun_on_a_download_that_starts_over_is_made_again_from_the_whole_file() {
+    let fake = FakeApi::start().await;
+    fake.push(Scenario::TruncatedResultOnce);
+    let world = World::with_fake(fake);
+    // Noise, so that the first half of the result fills several file writes the preview reads.
+    let input = data_uri("image/png", &noise_png(1024));
+    let mut env = stdio_env(&world);
+    env.insert("REVE_MAX_RETRIES".to_owned(), "1".to_owned());
+    let session = start(&env, TestClient::default()).await;
+
+    let result = session
+        .edit_image(json!({ "prompt": "p", "image_url": input }))
+        .await
+        .unwrap();
+    let logs = session.stop().await;
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    assert_eq!(world.fake.file_downloads(), 2);
+    assert!(
+        logs.contains("the preview made during the download failed"),
+        "{logs}"
+    );
+    let saved = std::fs::read(structured(&result)["path"].as_str().unwrap()).unwrap();
+    let expected = make_preview(&saved, PreviewBudget::default()).unwrap();
+    let image = result.content[0].as_image().unwrap();
+    assert_eq!(image.data, expected.base64);
+    assert_eq!(image.mime_type, expected.mime_type);
 }
 
 #[tokio::test]
