@@ -1,6 +1,6 @@
 //! `reve-bench`: the measuring half of `cargo xtask bench`, built in release
 //! and run by it. It measures the real `reve-mcp` binary from outside, as an
-//! MCP client feels it, against the budgets of issue 5, and writes the
+//! MCP client feels it, against the budgets the issues set, and writes the
 //! figures into `BENCHMARKS.md`.
 //!
 //! It is a package of its own rather than part of `xtask` so that `xtask`
@@ -13,6 +13,7 @@ mod jobs;
 mod local;
 mod measure;
 mod pictures;
+mod preview;
 mod report;
 mod rpc;
 mod scale_out;
@@ -49,6 +50,8 @@ fn main() -> Result<()> {
             )
         }
         ["--probe-local-input", file] => local::probe(Path::new(file)),
+        ["--probe-preview", file] => preview::probe(Path::new(file), false),
+        ["--probe-preview", file, "--whole-picture"] => preview::probe(Path::new(file), true),
         _ => bail!(
             "usage: reve-bench --measure <reve-mcp> <baseline> [--quick]\n\
              (run it through `cargo xtask bench`, which builds both in release)"

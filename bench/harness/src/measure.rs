@@ -1,6 +1,5 @@
 //! The eight measurements of issue 5, run by the release harness.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use reve_tests::FakeApi;
 use reve_tests::fake::{ResultFormat, sample_png};
 use serde_json::{Value, json};
 
-use crate::pictures::photo_png;
+use crate::pictures::{photo_jpeg, photo_png};
 use crate::report::{Breakdown, Latency, LocalInput, Report};
 use crate::rpc::{Answer, Server, Stderr};
 use crate::{hardening, local};
@@ -30,6 +29,7 @@ struct Plan {
     local_inputs: usize,
     concurrency_rounds: usize,
     sustained_calls: usize,
+    preview_probes: usize,
 }
 
 impl Plan {
@@ -42,6 +42,7 @@ impl Plan {
                 local_inputs: 3,
                 concurrency_rounds: 1,
                 sustained_calls: 300,
+                preview_probes: 1,
             }
         } else {
             Plan {
@@ -51,6 +52,7 @@ impl Plan {
                 local_inputs: 9,
                 concurrency_rounds: 3,
                 sustained_calls: 2000,
+                preview_probes: 3,
             }
         }
     }
@@ -115,7 +117,7 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
     eprintln!("3. one edit with a 1024x768 result");
     report.edit = edit_latency(&binaries.reve_mcp, &env, &fake, plan.edits).await?;
     eprintln!("   and its breakdown");
-    report.breakdown = breakdown(&binaries.reve_mcp, &fake, &output_dir, plan.edits).await?;
+    report.breakdown = breakdown(&binaries.reve_mcp, &fake, &png, &output_dir, plan.edits).await?;
 
     eprintln!("4. one edit with a 4096x4096 result");
     let large_fake = FakeApi::builder()
@@ -134,6 +136,7 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
     report.large_breakdown = breakdown(
         &binaries.reve_mcp,
         &large_fake,
+        &large_png,
         &output_dir,
         plan.large_edits,
     )
@@ -209,6 +212,13 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
         plan.edits * 5,
     )
     .await?;
+
+    eprintln!("16. peak extra memory of one preview, in fresh processes");
+    report.preview_memory =
+        preview_memory(&binaries.harness, &work, &large_png, plan.preview_probes).await?;
+
+    eprintln!("17. preview pixels against the whole-picture path");
+    report.pixel_differences = pixel_differences(&work, &png, &large_png).await?;
 
     report.elapsed = started.elapsed();
     print!("{}", report.table());
@@ -322,12 +332,14 @@ async fn edit_latency(
 
 /// Where a call's time goes. The server's own debug log marks the API
 /// request's start, its answer and the end of the download (each line stamped
-/// as it arrives on the pipe); what follows (save, decode, preview) has no log
+/// as it arrives on the pipe); what follows (save and preview) has no log
 /// line, so those steps are timed in-process on the same bytes with the same
-/// functions the server calls.
+/// functions the server calls, beside the whole-picture path previews took
+/// before issue 17. The saved file must be the served bytes, byte for byte.
 async fn breakdown(
     binary: &Path,
     fake: &FakeApi,
+    served: &Bytes,
     output_dir: &Path,
     runs: usize,
 ) -> Result<Breakdown> {
@@ -335,7 +347,14 @@ async fn breakdown(
     let image_url = input_url(fake);
     let (mut server, _) = Server::start(binary, &env, Stderr::Lines).await?;
     let mut log = server.log.take().context("stderr is piped")?;
-    remove_saved(&server.edit(&image_url).await?);
+    let first = server.edit(&image_url).await?;
+    let saved = first.result["structuredContent"]["path"]
+        .as_str()
+        .context("the call saved its result")?;
+    if std::fs::read(saved)? != served.as_ref() {
+        bail!("the saved file is not the bytes the API served");
+    }
+    remove_saved(&first);
     let mut parts: [Vec<Duration>; 4] = Default::default();
     for _ in 0..runs {
         while log.try_recv().is_ok() {}
@@ -379,43 +398,110 @@ async fn breakdown(
         &reve_core::EditImageRequest::new(image_url, crate::PROMPT),
         u64::MAX,
     )?;
-    let mut steps: [Vec<Duration>; 4] = Default::default();
+    let mut steps: [Vec<Duration>; 5] = Default::default();
     for _ in 0..runs {
         let staged = client.edit_into_dir(&body, output_dir).await?;
-        let times = tokio::task::spawn_blocking(move || -> Result<[Duration; 4]> {
-            let started = Instant::now();
-            let mut bytes = Vec::new();
-            staged.open()?.read_to_end(&mut bytes)?;
-            let read_back = started.elapsed();
-            let started = Instant::now();
-            image::load_from_memory(&bytes)?;
-            let decode = started.elapsed();
-            let started = Instant::now();
-            reve_mcp::preview::make_preview(&bytes, reve_mcp::preview::PreviewBudget::default())?;
-            let preview = started.elapsed();
+        let times = tokio::task::spawn_blocking(move || -> Result<[Duration; 5]> {
+            let budget = reve_mcp::preview::PreviewBudget::default();
+            let (preview, one_pass) = crate::preview::streamed_preview(staged.open()?, budget)?;
+            let whole = crate::preview::whole_picture_preview(
+                staged.open()?,
+                (preview.width, preview.height),
+                budget,
+            )?;
             let started = Instant::now();
             let saved = staged.persist(None)?;
             let persist = started.elapsed();
             std::fs::remove_file(saved)?;
-            Ok([read_back, decode, preview.saturating_sub(decode), persist])
+            Ok([
+                one_pass,
+                persist,
+                whole.read_back,
+                whole.decode,
+                whole.scale_encode,
+            ])
         })
         .await??;
         for (step, time) in steps.iter_mut().zip(times) {
             step.push(time);
         }
     }
-    let [read_back, decode, preview_encode, persist] = steps.map(median);
+    let [one_pass, persist, read_back, decode, scale_encode] = steps.map(median);
     let [mcp_in, request, download, after] = parts.map(median);
     Ok(Breakdown {
         mcp_in,
         request,
         download,
         after_download: after,
-        read_back,
-        decode,
-        preview_encode,
+        one_pass,
         persist,
+        whole_read_back: read_back,
+        whole_decode: decode,
+        whole_scale_encode: scale_encode,
     })
+}
+
+/// Measurement 16: one preview's peak extra memory, today's and the whole-picture path's, for
+/// the 4096x4096 result of measurement 4 and a 16384x16384 photo-like PNG.
+async fn preview_memory(
+    harness: &Path,
+    work: &Path,
+    large_png: &Bytes,
+    runs: usize,
+) -> Result<Vec<crate::preview::PreviewMemory>> {
+    let (harness, work, large_png) = (harness.to_owned(), work.to_owned(), large_png.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut figures = Vec::new();
+        for side in crate::preview::MEMORY_SIDES {
+            let file = work.join(format!("photo-{side}.png"));
+            if side == 4096 {
+                std::fs::write(&file, &large_png)?;
+            } else {
+                crate::pictures::write_photo_png(&file, side, side)?;
+            }
+            let streamed = crate::preview::memory(&harness, &file, false, runs)?;
+            let whole = if side == 4096 {
+                Some(crate::preview::memory(&harness, &file, true, runs)?)
+            } else {
+                None
+            };
+            figures.push(crate::preview::PreviewMemory {
+                side,
+                file_bytes: std::fs::metadata(&file)?.len(),
+                streamed,
+                whole,
+            });
+            std::fs::remove_file(&file)?;
+        }
+        Ok(figures)
+    })
+    .await?
+}
+
+/// Measurement 17: today's previews against the whole-picture path's on the bench's results,
+/// and on the 4096x4096 one as a JPEG, which is decoded scaled.
+async fn pixel_differences(
+    work: &Path,
+    png: &Bytes,
+    large_png: &Bytes,
+) -> Result<Vec<crate::preview::PixelDifference>> {
+    let (work, png, large_png) = (work.to_owned(), png.clone(), large_png.clone());
+    tokio::task::spawn_blocking(move || {
+        let pictures = [
+            ("1024x768 PNG", png.to_vec()),
+            ("4096x4096 PNG", large_png.to_vec()),
+            ("4096x4096 JPEG", photo_jpeg(4096, 4096)?),
+        ];
+        let mut differences = Vec::new();
+        for (name, bytes) in pictures {
+            let file = work.join("compared-picture");
+            std::fs::write(&file, bytes)?;
+            differences.push(crate::preview::pixel_difference(name, &file)?);
+            std::fs::remove_file(&file)?;
+        }
+        Ok(differences)
+    })
+    .await?
 }
 
 async fn local_input(harness: &Path, work: &Path, runs: usize) -> Result<LocalInput> {

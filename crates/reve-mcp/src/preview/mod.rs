@@ -111,21 +111,25 @@ impl From<fast_image_resize::ResizeError> for PreviewError {
 /// is far beyond what the model produces; refusing it bounds the memory a
 /// decompression bomb (a tiny PNG declaring enormous dimensions) can claim.
 const MAX_DECODE_EDGE_PX: u32 = 16_384;
-/// Most pixel memory one preview may hold at once: the decoded picture, its
-/// 8-bit copy when it has deeper channels, and the scaled picture. Real results
-/// are at most a few thousand pixels a side (a 4096x4096 RGBA one is 64 MiB);
-/// 512 MiB still fits a 16384x16384 grey picture or an 11000x11000 RGBA one.
-/// The same figure caps the decoder's own allocations.
+/// Most pixel memory one preview may hold at once. A streamed preview holds a
+/// band of source rows and the preview (about 23 MiB for any PNG the model
+/// returns, see BENCHMARKS.md); this bound is for the pictures decoded whole
+/// (interlaced PNGs and GIFs, WebP): 512 MiB still fits an 11000x11000 RGBA
+/// frame. The same figure caps the decoder's own allocations.
 pub const MAX_PREVIEW_PIXEL_BYTES: u64 = 512 * 1024 * 1024;
-/// The pixel memory every preview of this process shares: a preview waits for
-/// its share before decoding, so that several large results finishing together
-/// hold [`MAX_PREVIEW_PIXEL_BYTES`] between them, not that much each.
+/// The pixel memory all previews of this process share: a preview waits for
+/// its share before decoding. Previews run on two threads per core, so without
+/// it a 32-core server finishing 64 large results together would hold 64
+/// previews' pixels; with it, about six streamed 4096x4096 ones run at once and
+/// the rest wait. A preview larger than the pool takes all of it and runs alone,
+/// so previews together never hold more than [`MAX_PREVIEW_PIXEL_BYTES`].
+pub const PREVIEW_PIXEL_POOL_BYTES: u64 = 160 * 1024 * 1024;
 static PIXEL_MEMORY: LazyLock<ByteBudget> =
-    LazyLock::new(|| ByteBudget::new(MAX_PREVIEW_PIXEL_BYTES));
+    LazyLock::new(|| ByteBudget::new(PREVIEW_PIXEL_POOL_BYTES));
 const MIB: u64 = 1024 * 1024;
 
 /// JPEG qualities tried in turn until the preview fits the byte budget.
-const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
+pub const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
 
 /// Builds the preview for an edited image.
 ///
