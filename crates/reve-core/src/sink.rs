@@ -12,8 +12,10 @@ use crate::error::Error;
 /// in an error when it is not an image.
 const HEAD_BYTES: usize = 4096;
 
-/// How much of a download is gathered before it is written to a file (see [`Sink::File`]).
-pub(crate) const FILE_WRITE_BATCH: usize = 1024 * 1024;
+/// How much of a download is gathered before it is written to a file (see [`Sink::File`]): each
+/// download in flight holds this much, so 32 of them hold 8 MiB, and a preview following the
+/// download learns of new bytes this often.
+pub(crate) const FILE_WRITE_BATCH: usize = 256 * 1024;
 
 /// Where a result image's bytes go as they arrive.
 pub(crate) enum Sink {
@@ -38,18 +40,23 @@ impl Sink {
     pub(crate) async fn append(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         match self {
             Sink::Memory(bytes) => bytes.extend_from_slice(chunk),
-            Sink::File {
-                pending,
-                head,
-                size,
-                ..
-            } => {
+            Sink::File { head, .. } => {
                 let room = HEAD_BYTES.saturating_sub(head.len()).min(chunk.len());
                 head.extend_from_slice(&chunk[..room]);
-                *size += chunk.len() as u64;
-                pending.extend_from_slice(chunk);
-                if pending.len() >= FILE_WRITE_BATCH {
-                    self.write_pending().await?;
+                // The batch is filled to its size and written, so that its buffer never grows:
+                // a socket's chunk that took it past its size would double it.
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let Sink::File { pending, size, .. } = self else {
+                        unreachable!("matched as a file above");
+                    };
+                    let taken = (FILE_WRITE_BATCH - pending.len()).min(rest.len());
+                    pending.extend_from_slice(&rest[..taken]);
+                    *size += taken as u64;
+                    rest = &rest[taken..];
+                    if pending.len() == FILE_WRITE_BATCH {
+                        self.write_pending().await?;
+                    }
                 }
             }
         }
