@@ -167,9 +167,7 @@ pub fn probe(file: &Path, whole: bool) -> Result<()> {
     let budget = PreviewBudget::default();
     if whole {
         let mut header = Vec::new();
-        File::open(file)?
-            .take(64 * 1024)
-            .read_to_end(&mut header)?;
+        File::open(file)?.take(64 * 1024).read_to_end(&mut header)?;
         let (width, height) = image::ImageReader::new(std::io::Cursor::new(header))
             .with_guessed_format()?
             .into_dimensions()?;
@@ -181,6 +179,9 @@ pub fn probe(file: &Path, whole: bool) -> Result<()> {
         streamed_preview(File::open(file)?, budget)?;
     }
     let peak = proc_status(pid, "VmHWM")?;
-    println!("{}", json!({ "peak_extra_bytes": peak.saturating_sub(before) }));
+    println!(
+        "{}",
+        json!({ "peak_extra_bytes": peak.saturating_sub(before) })
+    );
     Ok(())
 }
