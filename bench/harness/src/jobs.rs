@@ -71,6 +71,9 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
             format!("fingerprint-{id}"),
             ClaimRules {
                 reuse_window: Duration::from_secs(600),
+                reuse_finished: true,
+                may_send: true,
+                passed_over: Vec::new(),
                 daily_limit: None,
             },
         )
@@ -87,7 +90,7 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
         )
         .await?;
     store
-        .finish(id, JobState::Succeeded, Some(result()), None)
+        .finish(id, JobState::Succeeded, Some(result()), None, false)
         .await?;
     Ok(started.elapsed())
 }

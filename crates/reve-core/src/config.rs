@@ -165,6 +165,17 @@ impl Config {
         self.api_key.is_some()
     }
 
+    /// A fingerprint of the configured key (the start of its SHA-256, in hex), never the key:
+    /// what tells a result paid under one key from one paid under another, so that a server
+    /// whose key changed does not hand out results the new key never paid for. `None` without
+    /// a key.
+    pub fn api_key_fingerprint(&self) -> Option<String> {
+        use sha2::Digest as _;
+        let key = self.api_key.as_ref()?;
+        let digest = sha2::Sha256::digest(key.expose_secret().as_bytes());
+        Some(digest[..16].iter().map(|byte| format!("{byte:02x}")).collect())
+    }
+
     /// The base URL, without a trailing `/` or `/v1`.
     pub fn base_url(&self) -> &str {
         &self.base_url

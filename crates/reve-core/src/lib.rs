@@ -102,7 +102,8 @@ pub use error::{Error, Phase, Result};
 pub use format::ImageFormat;
 pub use image::{FinalSymlink, ImageSource, data_uri_from_file, open_nonblocking};
 pub use output::{
-    EditedImage, ResultMetadata, StagedImage, Usage, check_file_name, sweep_stale_partials,
+    EditedImage, NotPersisted, ResultMetadata, StagedImage, Usage, check_file_name, name_beside,
+    possible_file_names, sweep_stale_partials,
 };
 pub use response::Generated;
 pub use text::{error_chain, shorten};

@@ -155,6 +155,85 @@ impl StagedImage {
         header_dimensions(BufReader::new(self.open()?), self.metadata.format)
     }
 
+    /// The folder the image was staged in, where it is saved.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name the image takes when saved as `file_name`: the caller's name with the extension
+    /// of the image's real type, or a fresh generated one (`reve-<UTC time>-<random>.<ext>`).
+    pub fn file_name_for(&self, file_name: Option<&str>) -> Result<String> {
+        match file_name {
+            Some(name) => corrected_file_name(name, self.metadata.format),
+            None => Ok(generated_file_name(
+                SystemTime::now(),
+                fastrand::u32(..),
+                self.metadata.format,
+            )),
+        }
+    }
+
+    /// Flushes the image to disk, so that a rename that follows publishes a complete file.
+    /// Blocking.
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|source| Error::File {
+                path: self.dir.clone(),
+                action: "write the image into",
+                source,
+            })
+    }
+
+    /// Gives the image exactly the name `name` (a plain file name) in its folder, in one atomic
+    /// step that refuses an existing file ([`Error::FileExists`]), with the permissions the
+    /// process's umask gives a new file. Call [`StagedImage::sync`] first. On failure the image
+    /// comes back unsaved, so that the caller can choose another name: a result already paid
+    /// for is never dropped for its name. Blocking.
+    pub fn persist_as(self, name: &str) -> std::result::Result<PathBuf, NotPersisted> {
+        let target = self.dir.join(name);
+        if let Err(source) = follow_umask(self.file.as_file()) {
+            return Err(NotPersisted {
+                error: Error::File {
+                    path: target,
+                    action: "set the permissions of",
+                    source,
+                },
+                image: self,
+            });
+        }
+        let StagedImage {
+            file,
+            dir,
+            size,
+            metadata,
+        } = self;
+        match file.persist_noclobber(&target) {
+            Ok(_) => {
+                tracing::info!(path = %target.display(), "saved result image");
+                Ok(target)
+            }
+            Err(error) => Err(NotPersisted {
+                error: if error.error.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::FileExists { path: target }
+                } else {
+                    Error::File {
+                        path: target,
+                        action: "save",
+                        source: error.error,
+                    }
+                },
+                image: StagedImage {
+                    file: error.file,
+                    dir,
+                    size,
+                    metadata,
+                },
+            }),
+        }
+    }
+
     /// Flushes the image to disk and gives it its final name in the folder it was staged in,
     /// following the naming rules and guarantees of [`EditedImage::save_in`]. Blocking.
     pub fn persist(self, file_name: Option<&str>) -> Result<PathBuf> {
@@ -180,6 +259,66 @@ impl fmt::Debug for StagedImage {
             .field("size", &self.size)
             .field("metadata", &self.metadata)
             .finish()
+    }
+}
+
+/// A [`StagedImage`] that [`StagedImage::persist_as`] could not save, handed back with the
+/// reason, as `tempfile`'s `PersistError` hands back its file.
+pub struct NotPersisted {
+    /// Why it was not saved: [`Error::FileExists`] when the name is taken.
+    pub error: Error,
+    /// The image, still staged.
+    pub image: StagedImage,
+}
+
+impl fmt::Debug for NotPersisted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotPersisted")
+            .field("error", &self.error)
+            .field("image", &self.image)
+            .finish()
+    }
+}
+
+/// Gives a file about to be published the permissions a new file of the user's gets (`0666`
+/// less the umask), as any program's output would: temporary files are made private (`0600`)
+/// while they are written, which surprises people who share a results folder.
+fn follow_umask(file: &File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        Ok(())
+    }
+}
+
+/// The process's umask, read without changing it (setting it, the only other way, races with
+/// every thread creating a file): Linux reports it in `/proc/self/status`; elsewhere the
+/// common `022` is assumed.
+#[cfg(unix)]
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|mask| u32::from_str_radix(mask.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
+/// A fresh name beside `name` (a corrected file name), for a result whose name was taken
+/// after it was paid for: `hat.png` becomes `hat-1a2b3c4d.png`.
+pub fn name_beside(name: &str) -> String {
+    let random = fastrand::u32(..);
+    match name.rsplit_once('.').filter(|(stem, _)| !stem.is_empty()) {
+        Some((stem, ext)) => format!("{stem}-{random:08x}.{ext}"),
+        None => format!("{name}-{random:08x}"),
     }
 }
 
@@ -282,6 +421,11 @@ fn persist_without_clobbering(
     wanted: Option<String>,
     format: ImageFormat,
 ) -> Result<PathBuf> {
+    follow_umask(temp.as_file()).map_err(|source| Error::File {
+        path: dir.to_owned(),
+        action: "set the permissions of a file in",
+        source,
+    })?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -335,9 +479,21 @@ const MAX_FILE_NAME_BYTES: usize = 255;
 /// a plain name, no leading dot, no separator, backslash, NUL or other control character, and
 /// short enough for the file system once its extension is corrected.
 pub fn check_file_name(name: &str) -> Result<()> {
-    ImageFormat::ALL
-        .iter()
-        .try_for_each(|&format| corrected_file_name(name, format).map(drop))
+    possible_file_names(name).map(drop)
+}
+
+/// Every name that `name` may be saved as, one per type the result may turn out to be (its
+/// extension corrected), without repeats: what must all be free before paying for an edit
+/// that is to be saved as `name`.
+pub fn possible_file_names(name: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::with_capacity(ImageFormat::ALL.len());
+    for format in ImageFormat::ALL {
+        let corrected = corrected_file_name(name, format)?;
+        if !names.contains(&corrected) {
+            names.push(corrected);
+        }
+    }
+    Ok(names)
 }
 
 /// Checks a caller's file name and gives it the extension of the image's real type.

@@ -91,6 +91,9 @@ pub enum Stage {
     Preparing,
     /// Waiting for the API (sent once on sending, then every second).
     Waiting { elapsed: Duration },
+    /// Held before sending until the edits in flight report what they cost: the spending
+    /// limit cannot tell yet whether this one fits (reported once a second while it waits).
+    Held { waited: Duration },
     /// Saving the result and making its preview.
     Saving,
 }
@@ -121,7 +124,13 @@ pub struct Edited {
     /// The input picture as it was sent, when the editor makes previews and the input was a
     /// local file or a `data:` URI. Boxed, as it is mostly absent or passed on unread.
     pub input: Option<Box<InputPicture>>,
+    /// The name asked for, when another file took it between the check before paying and
+    /// the save, so that the result was saved under a fresh name beside it ([`Edited::path`]).
+    pub name_taken: Option<PathBuf>,
 }
+
+/// How often an edit held by the spending limit ([`Stage::Held`]) asks again.
+const HOLD_POLL: Duration = Duration::from_millis(250);
 
 /// The picture an edit sent, as a person is shown it beside the result: its preview, and what
 /// the original was. A URL input has none: the API fetches it, this server never does.
@@ -177,16 +186,16 @@ pub enum EditError {
     #[error("{0}; the job is unaffected, ask again once the store is readable")]
     StoreRead(#[source] crate::jobs::StoreError),
     #[error(
-        "the spending limit is reached: {used} of the {limit} credits a day allowed by \
+        "the spending limit is reached: {} of the {limit} credits a day allowed by \
          --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today{}; it resets at \
          {resets} (midnight UTC); nothing was sent to the API",
-        InFlightHint(*.in_flight)
+        .spending.used,
+        UncertainHint(.spending)
     )]
     SpendingLimit {
-        used: f64,
+        /// Today's spending as the limit counted it.
+        spending: crate::jobs::Spending,
         limit: f64,
-        /// Edits sent and not yet answered, whose usage is counted against the limit ahead.
-        in_flight: u64,
         resets: String,
     },
     #[error(
@@ -223,21 +232,27 @@ async fn queued<Permit>(
     }
 }
 
-/// Names the edits in flight a limit reached counts ahead, so that a caller knows the limit
-/// may free up before midnight if they cost less than expected.
-struct InFlightHint(u64);
+/// Names the edits that may have been charged without reporting a cost, which a limit reached
+/// counts at the latest edit's cost, so that a caller knows why the usage shown is below the
+/// limit.
+struct UncertainHint<'a>(&'a crate::jobs::Spending);
 
-impl std::fmt::Display for InFlightHint {
+impl std::fmt::Display for UncertainHint<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            0 => Ok(()),
-            1 => write!(
+        let uncertain = self.0.uncertain;
+        let edits = if uncertain == 1 { "edit" } else { "edits" };
+        match (uncertain, self.0.per_edit) {
+            (0, _) => Ok(()),
+            (_, Some(per_edit)) => write!(
                 f,
-                ", counting the edit in flight at the cost of the last one"
+                ", and {uncertain} {edits} that may have been charged (interrupted or cancelled \
+                 after sending, with no cost reported) count {per_edit} each, the latest \
+                 edit's cost"
             ),
-            n => write!(
+            (_, None) => write!(
                 f,
-                ", counting the {n} edits in flight at the cost of the last one"
+                ", and {uncertain} {edits} may have been charged (interrupted or cancelled \
+                 after sending) at a cost never reported, so no more can be sent safely today"
             ),
         }
     }
@@ -280,6 +295,9 @@ pub struct Editor {
     edit_slots: Semaphore,
     /// Room for [`EditorOptions::max_upload_bytes_in_flight`].
     uploads: ByteBudget,
+    /// Whether the output folder was logged yet: once, on the first edit, so a person who
+    /// set nothing learns where results go.
+    told_output_dir: AtomicBool,
 }
 
 /// Where a result is staged and what it is to be called.
@@ -287,6 +305,10 @@ pub struct Editor {
 pub struct Destination {
     pub folder: PathBuf,
     pub name: Option<String>,
+    /// An existing file at one of the names `name` may be saved as (its extension corrected
+    /// to the result's type): the edit is then refused unpaid, unless it is identical to the
+    /// one that saved that file, which gets that result instead.
+    pub taken: Option<PathBuf>,
 }
 
 /// An edit that passed [`Editor::prepare`]: ready to run, nothing read or sent yet.
@@ -316,16 +338,33 @@ pub enum Ran {
     Reused(String),
 }
 
-/// Told of the two moments of an edit that matter for money.
+/// What [`Journal::before_sending`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the request: it is recorded as sent.
+    Send,
+    /// Send nothing: the job with this id made, or is making, the same edit.
+    Reuse(String),
+    /// Ask again shortly: the spending limit waits for the edits in flight to report their
+    /// cost before it can tell whether this one fits.
+    Hold,
+}
+
+/// Told of the moments of an edit that matter for money.
 pub trait Journal: Sync {
-    /// The request is built and about to be sent to `destination`: record it, and answer the
-    /// id of an identical job to wait for instead, if there is one. An error stops the edit
-    /// unsent.
+    /// The request is built and about to be sent to `destination`: record it, and decide
+    /// whether it is sent, waits for an identical job instead, or is held. An error stops the
+    /// edit unsent.
     fn before_sending(
         &self,
         body: &RequestBody,
         destination: &Destination,
-    ) -> impl Future<Output = Result<Option<String>, EditError>> + Send;
+    ) -> impl Future<Output = Result<Decision, EditError>> + Send;
+
+    /// The paid result, `bytes` long and flushed to disk, is about to take the name `path`:
+    /// record it first, so that a restart after a kill at any moment from here on finds the
+    /// saved file instead of paying or saving again.
+    fn saving(&self, path: &Path, bytes: u64) -> impl Future<Output = ()> + Send;
 
     /// The API answered (the generation happened): record what it said, so the result can
     /// still be fetched if this process dies before it is saved.
@@ -336,15 +375,20 @@ pub trait Journal: Sync {
     fn input_seen(&self, input: &InputPicture) -> impl Future<Output = ()> + Send;
 }
 
-/// Nothing recorded; every request is sent.
+/// Nothing recorded; every request is sent, unless its name is taken.
 impl Journal for () {
     async fn before_sending(
         &self,
         _body: &RequestBody,
-        _destination: &Destination,
-    ) -> Result<Option<String>, EditError> {
-        Ok(None)
+        destination: &Destination,
+    ) -> Result<Decision, EditError> {
+        match &destination.taken {
+            Some(taken) => Err(EditError::OutputExists(taken.display().to_string())),
+            None => Ok(Decision::Send),
+        }
     }
+
+    async fn saving(&self, _path: &Path, _bytes: u64) {}
 
     async fn generated(&self, _generated: reve_core::Generated) {}
 
@@ -360,11 +404,17 @@ impl Editor {
             options,
             preview_workers: OnceLock::new(),
             following_workers: OnceLock::new(),
+            told_output_dir: AtomicBool::new(false),
         }
     }
 
     pub fn options(&self) -> &EditorOptions {
         &self.options
+    }
+
+    /// A fingerprint of the API key the edits are paid with (never the key).
+    pub fn api_key_fingerprint(&self) -> Option<String> {
+        self.client.config().api_key_fingerprint()
     }
 
     /// Where results are written while they arrive: the output folder, or the system's
@@ -413,6 +463,9 @@ impl Editor {
             input,
             local_files,
         } = prepared;
+        if self.options.saves && !self.told_output_dir.swap(true, Ordering::Relaxed) {
+            tracing::info!(folder = %self.options.output_dir.display(), "results are saved in this folder");
+        }
         let _slot = queued(self.edit_slots.acquire_many(1), progress, cancel).await?;
         progress.report(Stage::Preparing).await;
         let request = arguments.into_request(self.options.response_mode == ResponseMode::Url);
@@ -422,8 +475,23 @@ impl Editor {
         if cancel.is_cancelled() {
             return Err(EditError::Cancelled);
         }
-        if let Some(job_id) = journal.before_sending(&body, &destination).await? {
-            return Ok(Ran::Reused(job_id));
+        let held = Instant::now();
+        loop {
+            match journal.before_sending(&body, &destination).await? {
+                Decision::Send => break,
+                Decision::Reuse(job_id) => return Ok(Ran::Reused(job_id)),
+                Decision::Hold => {
+                    progress
+                        .report(Stage::Held {
+                            waited: held.elapsed(),
+                        })
+                        .await;
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(EditError::Cancelled),
+                        () = tokio::time::sleep(HOLD_POLL) => {}
+                    }
+                }
+            }
         }
         // The input's preview is made on a preview thread while the API works and the result
         // is saved, so it adds no time to an edit.
@@ -441,7 +509,8 @@ impl Editor {
                 .await?;
             drop((body, upload));
             progress.report(Stage::Saving).await;
-            self.save_and_preview(staged, destination.name, early).await
+            self.save_and_preview(staged, destination.name, early, journal)
+                .await
         };
         let (edited, input) = tokio::join!(edit, input);
         let mut edited = edited?;
@@ -482,6 +551,7 @@ impl Editor {
         generated: &reve_core::Generated,
         folder: &Path,
         name: Option<String>,
+        journal: &impl Journal,
     ) -> Result<Edited, EditError> {
         let staged = self
             .client
@@ -491,7 +561,102 @@ impl Editor {
                 source,
                 url: generated.url.clone(),
             })?;
-        self.save_and_preview(staged, name, None).await
+        self.save_and_preview(staged, name, None, journal).await
+    }
+
+    /// The result of a generation an earlier run paid for and saved to `path` (as its journal
+    /// recorded just before), but did not get to record: read back from the file, so that
+    /// nothing is fetched, paid or saved again.
+    pub async fn saved_earlier(
+        &self,
+        generated: &reve_core::Generated,
+        path: PathBuf,
+    ) -> Result<Edited, EditError> {
+        let read = path.clone();
+        let budget = self.options.preview;
+        let found = tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let mut file = std::fs::File::open(&read)?;
+            let size = file.metadata()?.len();
+            let mut head = [0u8; 64];
+            let length = file.read(&mut head)?;
+            Ok::<_, std::io::Error>((size, reve_core::ImageFormat::detect(&head[..length])))
+        })
+        .await
+        .expect("reading a file does not panic");
+        let unreadable = |reason: String| EditError::Job(format!(
+            "the result saved to {} cannot be read back: {reason}",
+            path.display()
+        ));
+        let (size, format) = found.map_err(|error| unreadable(error.to_string()))?;
+        let format = format.ok_or_else(|| unreadable("it is not a picture".to_owned()))?;
+        let metadata = reve_core::ResultMetadata {
+            format,
+            url: generated.url.clone(),
+            request_id: generated.request_id.clone(),
+            content_violation: generated.content_violation,
+            usage: generated.usage,
+        };
+        let (preview, dimensions) = match budget {
+            Some(budget) => {
+                let preview = self.preview_of_file(path.clone(), budget).await.map_err(
+                    |source| EditError::Preview {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )?;
+                let size = preview.full_size;
+                (Some(preview), size)
+            }
+            None => {
+                let read = path.clone();
+                let dimensions = tokio::task::spawn_blocking(move || {
+                    image::image_dimensions(&read).map_err(|error| error.to_string())
+                })
+                .await
+                .expect("reading a header does not panic")
+                .map_err(unreadable)?;
+                (None, dimensions)
+            }
+        };
+        Ok(Edited {
+            path: Some(path),
+            size,
+            metadata,
+            dimensions,
+            preview,
+            input: None,
+            name_taken: None,
+        })
+    }
+
+    /// The preview of a result saved earlier, made again from its file: for a result whose
+    /// preview was never kept (the command line keeps none) or is no longer kept. `None` when
+    /// the editor makes no previews or the file cannot be previewed.
+    pub async fn preview_of_saved(&self, path: &Path) -> Option<Preview> {
+        let budget = self.options.preview?;
+        self.preview_of_file(path.to_owned(), budget)
+            .await
+            .inspect_err(|error| {
+                tracing::info!(%error, path = %path.display(), "no preview of a saved result")
+            })
+            .ok()
+    }
+
+    async fn preview_of_file(
+        &self,
+        path: PathBuf,
+        budget: PreviewBudget,
+    ) -> Result<Preview, PreviewError> {
+        let file = std::fs::File::open(&path).map_err(|source| {
+            PreviewError::Read(reve_core::Error::File {
+                path,
+                action: "open",
+                source,
+            })
+        })?;
+        self.on_preview_worker(move || preview::make_preview_from(file, budget))
+            .await
     }
 
     /// The folder and name the result will take, checked as far as they can be before paying:
@@ -503,6 +668,7 @@ impl Editor {
                 None => Ok(Destination {
                     folder: self.stage_dir(),
                     name: None,
+                    taken: None,
                 }),
             };
         }
@@ -510,20 +676,22 @@ impl Editor {
             return Ok(Destination {
                 folder: self.stage_dir(),
                 name: None,
+                taken: None,
             });
         };
         let (folder, name) = access::output_target(&self.options.output_dir, &output_path)?;
-        reve_core::check_file_name(&name)
+        let names = reve_core::possible_file_names(&name)
             .map_err(|error| EditError::Arguments(format!("output_path: {error}")))?;
-        // `persist` still refuses to overwrite when the real type changes the extension onto
-        // an existing name.
-        let target = folder.join(&name);
-        if target.symlink_metadata().is_ok() {
-            return Err(EditError::OutputExists(target.display().to_string()));
-        }
+        // Every name the result may take once its real type corrects the extension (`hat.jpg`
+        // may be saved as `hat.png`): a clash found only after paying would cost the result.
+        let taken = names
+            .iter()
+            .map(|name| folder.join(name))
+            .find(|target| target.symlink_metadata().is_ok());
         Ok(Destination {
             folder,
             name: Some(name),
+            taken,
         })
     }
 
@@ -584,6 +752,9 @@ impl Editor {
     ) -> Result<(StagedImage, Option<EarlyPreview>), EditError> {
         let started = Instant::now();
         let early = OnceLock::new();
+        // Known once the API answered: a download or a write that fails after that names it,
+        // since the result is paid for and still there to fetch.
+        let url = OnceLock::new();
         let staged = {
             // Recorded before the download starts: a restart can then fetch what was paid for.
             let call =
@@ -591,6 +762,9 @@ impl Editor {
                     .edit_into_dir_reporting(body, stage_dir, |generated, arriving| {
                         if let Some(preview) = self.follow(arriving) {
                             let _ = early.set(preview);
+                        }
+                        if let Some(published) = &generated.url {
+                            let _ = url.set(published.clone());
                         }
                         journal.generated(generated)
                     });
@@ -600,7 +774,10 @@ impl Editor {
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => return Err(EditError::Cancelled),
-                    result = &mut call => break result?,
+                    result = &mut call => break result.map_err(|source| match url.get() {
+                        Some(url) => EditError::Save { source, url: Some(url.clone()) },
+                        None => EditError::Api(source),
+                    })?,
                     _ = ticker.tick() => {
                         progress.report(Stage::Waiting { elapsed: started.elapsed() }).await;
                     }
@@ -643,6 +820,7 @@ impl Editor {
         staged: StagedImage,
         name: Option<String>,
         early: Option<EarlyPreview>,
+        journal: &impl Journal,
     ) -> Result<Edited, EditError> {
         let size = staged.size;
         let metadata = staged.metadata.clone();
@@ -659,9 +837,8 @@ impl Editor {
             if !saves {
                 return Ok(None);
             }
-            tokio::task::spawn_blocking(move || staged.persist(name.as_deref()))
+            save(staged, name, journal)
                 .await
-                .expect("saving does not panic")
                 .map(Some)
                 .map_err(|source| EditError::Save { source, url })
         };
@@ -685,7 +862,10 @@ impl Editor {
             self.preview(reader, budget).await.map(Some)
         };
         let (saved, preview) = tokio::join!(save, preview);
-        let path = saved?;
+        let (path, name_taken) = match saved? {
+            Some((path, taken)) => (Some(path), taken),
+            None => (None, None),
+        };
         let shown_path = || {
             path.as_ref()
                 .map(|path| path.display().to_string())
@@ -713,6 +893,7 @@ impl Editor {
             dimensions,
             preview,
             input: None,
+            name_taken,
         })
     }
 
@@ -761,6 +942,56 @@ impl Editor {
         // Two first previews racing both build a pool; the loser's is dropped.
         Ok(cell.get_or_init(|| workers))
     }
+}
+
+/// How many names a paid result tries before its save fails: a clash is already a race with
+/// another writer, and each fresh name has 32 random bits.
+const NAME_ATTEMPTS: usize = 8;
+
+/// Saves a paid result under `name` (corrected to its real type) or a fresh generated name,
+/// telling `journal` each name before it is taken. The name was checked before paying; if a
+/// file took it since, the result is saved under a fresh name beside it rather than lost, and
+/// the name asked for is returned with the path.
+async fn save(
+    staged: StagedImage,
+    name: Option<String>,
+    journal: &impl Journal,
+) -> reve_core::Result<(PathBuf, Option<PathBuf>)> {
+    let size = staged.size;
+    let mut staged = tokio::task::spawn_blocking(move || staged.sync().map(|()| staged))
+        .await
+        .expect("syncing does not panic")?;
+    let wanted = staged.file_name_for(name.as_deref())?;
+    let mut next = wanted.clone();
+    let mut taken = None;
+    for _ in 0..NAME_ATTEMPTS {
+        journal.saving(&staged.dir().join(&next), size).await;
+        let trying = next.clone();
+        let persisted = tokio::task::spawn_blocking(move || staged.persist_as(&trying))
+            .await
+            .expect("saving does not panic");
+        match persisted {
+            Ok(path) => return Ok((path, taken)),
+            Err(reve_core::NotPersisted {
+                error: reve_core::Error::FileExists { path },
+                image,
+            }) => {
+                staged = image;
+                next = match name {
+                    Some(_) => {
+                        tracing::warn!(path = %path.display(), "the name asked for was taken after the edit was paid for; saving the result beside it");
+                        taken.get_or_insert(path);
+                        reve_core::name_beside(&wanted)
+                    }
+                    None => staged.file_name_for(None)?,
+                };
+            }
+            Err(not_persisted) => return Err(not_persisted.error),
+        }
+    }
+    Err(reve_core::Error::FileExists {
+        path: staged.dir().join(next),
+    })
 }
 
 /// The local file `image_url` names, or `None` for a URL or a `data:` URI, which the request

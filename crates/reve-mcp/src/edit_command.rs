@@ -264,7 +264,17 @@ async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> Result<EditOutpu
         Ok(Waited::Finished {
             job_id,
             outcome: Outcome::Succeeded(succeeded),
-        }) => Ok(EditOutput::new(&job_id, &succeeded)),
+        }) => {
+            if let Some(asked) = &succeeded.name_taken {
+                let saved = succeeded.result.path.as_deref().unwrap_or_default();
+                bar.suspend(|| {
+                    eprintln!(
+                        "note: {asked} was taken by another file by the time the paid result was saved; it was saved as {saved}"
+                    );
+                });
+            }
+            Ok(EditOutput::new(&job_id, &succeeded))
+        }
         Ok(Waited::Finished {
             outcome: Outcome::Ended { message, .. },
             ..
@@ -286,6 +296,9 @@ impl Progress for BarProgress<'_> {
                 self.0
                     .set_message(format!("waiting for {}", reve_core::MODEL));
             }
+            Stage::Held { .. } => self
+                .0
+                .set_message("held until the edits in flight report their cost"),
             Stage::Saving => self.0.set_message("saving"),
         }
     }

@@ -26,12 +26,12 @@ use tokio_util::task::TaskTracker;
 
 pub use store::{
     Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    KeptPicture, STORE_FILE, SqliteStore, StoreError, now_ms,
+    KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
 };
 
 use crate::edit::{
-    Destination, EditError, Edited, Editor, InputPicture, Journal, LocalFiles, Prepared, Progress,
-    Ran, Stage,
+    Decision, Destination, EditError, Edited, Editor, InputPicture, Journal, LocalFiles, Prepared,
+    Progress, Ran, Stage,
 };
 use crate::generated::EditImageArguments;
 
@@ -86,6 +86,9 @@ pub struct Succeeded {
     pub usage: Option<Usage>,
     /// The job whose result this is, when this one reused it rather than paying.
     pub reused_from: Option<String>,
+    /// The name asked for, when another file had taken it by the time the paid result was
+    /// saved, so that the result was saved beside it under a fresh name.
+    pub name_taken: Option<String>,
 }
 
 /// How a job ended.
@@ -96,6 +99,9 @@ pub enum Outcome {
     Ended {
         state: JobState,
         message: String,
+        /// Whether the API answered with a refusal (an HTTP error, a missing key or credit),
+        /// for which nothing is charged; otherwise an edit that was sent may have been.
+        refused_by_api: bool,
     },
 }
 
@@ -204,11 +210,13 @@ impl Jobs {
         let Some(limit) = self.inner.options.max_credits_per_day else {
             return Ok(());
         };
-        let used = self.inner.store.usage_today().await?;
-        if used >= limit {
-            return Err(spending_limit(used, 0, limit));
+        let spending = self.inner.store.spending_today().await?;
+        // Only a spent day is refused here; one that waits for the edits in flight is held
+        // before sending.
+        match spending.verdict(limit) {
+            LimitVerdict::Over => Err(spending_limit(spending, limit)),
+            LimitVerdict::Fits | LimitVerdict::Hold => Ok(()),
         }
-        Ok(())
     }
 
     fn start(&self, id: String, principal: String, prepared: Prepared) {
@@ -239,7 +247,7 @@ impl Jobs {
                 .run(prepared, &progress, &journal, &stop)
                 .await;
             let outcome = match ran {
-                Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, edited, None).await),
+                Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, edited, None, None).await),
                 Ok(Ran::Reused(other)) => tokio::select! {
                     reused = jobs.reuse(&principal, &other, &progress) => reused,
                     () = stop.cancelled() => Err(EditError::Cancelled),
@@ -254,8 +262,21 @@ impl Jobs {
         });
     }
 
-    /// A finished edit as a job's success: its preview kept beside the store.
-    async fn succeeded(&self, id: &str, edited: Edited, reused_from: Option<String>) -> Outcome {
+    /// A finished edit as a job's success: its preview kept beside the store. `name_asked` is
+    /// the output name of a job resumed after a restart, whose clash (if any) is read off the
+    /// path; a job run whole reports its own.
+    async fn succeeded(
+        &self,
+        id: &str,
+        edited: Edited,
+        reused_from: Option<String>,
+        name_asked: Option<&str>,
+    ) -> Outcome {
+        let path = edited.path.as_ref().map(|path| path.display().to_string());
+        let name_taken = match &edited.name_taken {
+            Some(taken) => Some(taken.display().to_string()),
+            None => name_taken(name_asked, path.as_deref()),
+        };
         let result = JobResult {
             path: edited.path.as_ref().map(|path| path.display().to_string()),
             url: edited.metadata.url.clone(),
@@ -285,7 +306,54 @@ impl Jobs {
             preview,
             usage: edited.metadata.usage,
             reused_from,
+            name_taken,
         }))
+    }
+
+    /// Makes the preview of a succeeded job's saved result again when none is kept (the
+    /// command line keeps none; a kept one may be gone), and keeps it under `owner`, the job
+    /// that made the result: a successful result always carries its picture.
+    async fn with_preview(&self, owner: &str, succeeded: &mut Succeeded) {
+        if succeeded.preview.is_some() {
+            return;
+        }
+        let Some(path) = succeeded.result.path.clone() else {
+            return;
+        };
+        let Some(preview) = self
+            .inner
+            .editor
+            .preview_of_saved(std::path::Path::new(&path))
+            .await
+        else {
+            return;
+        };
+        succeeded.result.preview = Some((preview.mime_type.to_owned(), preview.width, preview.height));
+        let base64: Arc<str> = preview.base64.into();
+        self.keep_picture(KeptPicture::Preview, owner, &base64).await;
+        succeeded.preview = Some(base64);
+    }
+
+    /// Whether job `id` succeeded with a saved file that is no longer there: it is then not
+    /// reused, since its result would name a file that is gone.
+    async fn result_is_gone(&self, id: &str) -> Result<bool, EditError> {
+        let Some(record) = self
+            .inner
+            .store
+            .get(id.to_owned())
+            .await
+            .map_err(EditError::StoreRead)?
+        else {
+            return Ok(true);
+        };
+        let saved = record
+            .result
+            .filter(|_| record.state == JobState::Succeeded && record.saves)
+            .and_then(|result| result.path);
+        Ok(match saved {
+            Some(path) => tokio::fs::symlink_metadata(&path).await.is_err(),
+            None => false,
+        })
     }
 
     /// Up to `limit` results of `principal`'s jobs, newest first, after the job `after` names
@@ -390,14 +458,20 @@ impl Jobs {
             unreachable!("a wait without a limit ends when the job does")
         };
         Ok(match outcome {
-            Outcome::Succeeded(succeeded) => Outcome::Succeeded(Box::new(Succeeded {
-                usage: None,
-                reused_from: Some(other.to_owned()),
-                ..*succeeded
-            })),
-            Outcome::Ended { state, message } => Outcome::Ended {
+            Outcome::Succeeded(succeeded) => {
+                let mut succeeded = Succeeded {
+                    usage: None,
+                    reused_from: Some(other.to_owned()),
+                    ..*succeeded
+                };
+                self.with_preview(other, &mut succeeded).await;
+                Outcome::Succeeded(Box::new(succeeded))
+            }
+            Outcome::Ended { state, message, .. } => Outcome::Ended {
                 state,
                 message: format!("{message} (this call reused edit job {other})"),
+                // Nothing was sent for this job.
+                refused_by_api: true,
             },
         })
     }
@@ -405,16 +479,29 @@ impl Jobs {
     /// Records how a job ended and tells whoever waits.
     async fn finish(&self, id: &str, outcome: Outcome, status: watch::Sender<Status>) {
         // Usage and reuse were recorded when they became known.
-        let (state, result, error) = match &outcome {
-            Outcome::Succeeded(succeeded) => {
-                (JobState::Succeeded, Some(succeeded.result.clone()), None)
-            }
-            Outcome::Ended { state, message } => (*state, None, Some(message.clone())),
+        let (state, result, error, refused_by_api) = match &outcome {
+            Outcome::Succeeded(succeeded) => (
+                JobState::Succeeded,
+                Some(succeeded.result.clone()),
+                None,
+                false,
+            ),
+            Outcome::Ended {
+                state,
+                message,
+                refused_by_api,
+            } => (*state, None, Some(message.clone()), *refused_by_api),
         };
         let recorded = self
             .inner
             .store
-            .finish(id.to_owned(), state, result.clone(), error.clone())
+            .finish(
+                id.to_owned(),
+                state,
+                result.clone(),
+                error.clone(),
+                refused_by_api,
+            )
             .await;
         status.send_replace(Status::Done(outcome));
         // Callers already waiting hold the channel; later ones read the store. An end the store
@@ -429,9 +516,13 @@ impl Jobs {
                 let id = id.to_owned();
                 self.inner.tasks.spawn(async move {
                     let recorded = until_stored(&id, refused, || {
-                        jobs.inner
-                            .store
-                            .finish(id.clone(), state, result.clone(), error.clone())
+                        jobs.inner.store.finish(
+                            id.clone(),
+                            state,
+                            result.clone(),
+                            error.clone(),
+                            refused_by_api,
+                        )
                     })
                     .await;
                     if recorded {
@@ -572,13 +663,19 @@ impl Jobs {
                 message: record.error.unwrap_or_else(|| {
                     format!("edit job {} ended {}", record.id, record.state.as_str())
                 }),
+                refused_by_api: !record.may_be_charged,
             };
         };
+        // A reused result's pictures are kept under the job that made it.
+        let owner = record
+            .reused_from
+            .clone()
+            .unwrap_or_else(|| record.id.clone());
         let preview = match result.preview {
             Some(_) => self
                 .inner
                 .store
-                .picture(KeptPicture::Preview, record.id.clone())
+                .picture(KeptPicture::Preview, owner.clone())
                 .await
                 .unwrap_or_else(|error| {
                     tracing::warn!(%error, job = %record.id, "could not read a job's preview");
@@ -603,12 +700,16 @@ impl Jobs {
                 credits_used: record.credits_used,
                 tokens_used: record.tokens_used,
             });
-        Outcome::Succeeded(Box::new(Succeeded {
+        let name_taken = name_taken(record.output_name.as_deref(), result.path.as_deref());
+        let mut succeeded = Succeeded {
             preview,
             result,
             usage,
             reused_from: record.reused_from,
-        }))
+            name_taken,
+        };
+        self.with_preview(&owner, &mut succeeded).await;
+        Outcome::Succeeded(Box::new(succeeded))
     }
 
     /// Job `id`'s record, when it belongs to `principal`; anyone else's is unknown.
@@ -743,6 +844,17 @@ impl Jobs {
     }
 
     async fn settle(&self, job: JobRecord) {
+        if let Some((path, bytes)) = &job.saving
+            && job.reused_from.is_none()
+            && tokio::fs::metadata(path)
+                .await
+                .is_ok_and(|metadata| metadata.len() == *bytes)
+        {
+            // Killed after the rename and before the end's record: the file is the result.
+            tracing::info!(job = %job.id, %path, "recording a result the previous run saved but did not record");
+            self.adopt_saved(job.clone(), PathBuf::from(path));
+            return;
+        }
         let message = match (&job.reused_from, &job.generated_url) {
             (Some(other), _) => format!(
                 "the server stopped while this call waited for the identical edit job {other}; \
@@ -772,7 +884,13 @@ impl Jobs {
         if let Err(error) = self
             .inner
             .store
-            .finish(job.id.clone(), JobState::Interrupted, None, Some(message))
+            .finish(
+                job.id.clone(),
+                JobState::Interrupted,
+                None,
+                Some(message),
+                false,
+            )
             .await
         {
             tracing::warn!(%error, job = %job.id, "could not mark the job interrupted");
@@ -781,6 +899,41 @@ impl Jobs {
 
     /// Fetches and saves the result of an adopted job, as its own run would have.
     fn resume(&self, job: JobRecord, url: String) {
+        self.take_over(job, move |jobs, job, generated| async move {
+            let folder = PathBuf::from(&job.stage_dir);
+            let sent = AtomicBool::new(true);
+            let journal = StoreJournal {
+                jobs: &jobs,
+                id: &job.id,
+                principal: &job.principal,
+                sent: &sent,
+            };
+            let generated = reve_core::Generated {
+                url: Some(url),
+                ..generated
+            };
+            jobs.inner
+                .editor
+                .resume(&generated, &folder, job.output_name.clone(), &journal)
+                .await
+        });
+    }
+
+    /// Records as succeeded an adopted job whose result its own run saved to `path` but did
+    /// not record: nothing is fetched or saved again.
+    fn adopt_saved(&self, job: JobRecord, path: PathBuf) {
+        self.take_over(job, move |jobs, _job, generated| async move {
+            jobs.inner.editor.saved_earlier(&generated, path).await
+        });
+    }
+
+    /// Runs `finish_job` for an adopted job in this process, as its own run would have, and
+    /// records how it ended.
+    fn take_over<F, Finishing>(&self, job: JobRecord, finish_job: F)
+    where
+        F: FnOnce(Jobs, JobRecord, reve_core::Generated) -> Finishing + Send + 'static,
+        Finishing: Future<Output = Result<Edited, EditError>> + Send,
+    {
         let (status, receiver) = watch::channel(Status::Working(Some(Stage::Saving)));
         let stop = CancellationToken::new();
         self.lock_live().insert(
@@ -795,7 +948,7 @@ impl Jobs {
         let jobs = self.clone();
         self.inner.tasks.spawn(async move {
             let generated = reve_core::Generated {
-                url: Some(url),
+                url: job.generated_url.clone(),
                 request_id: job.request_id.clone(),
                 content_violation: None,
                 usage: (job.credits_used.is_some() || job.tokens_used.is_some()).then_some(Usage {
@@ -803,17 +956,16 @@ impl Jobs {
                     tokens_used: job.tokens_used,
                 }),
             };
-            let folder = PathBuf::from(&job.stage_dir);
-            let outcome = match jobs
-                .inner
-                .editor
-                .resume(&generated, &folder, job.output_name.clone())
-                .await
-            {
-                Ok(edited) => jobs.succeeded(&job.id, edited, None).await,
+            let id = job.id.clone();
+            let name_asked = job.output_name.clone();
+            let outcome = match finish_job(jobs.clone(), job, generated).await {
+                Ok(edited) => {
+                    jobs.succeeded(&id, edited, None, name_asked.as_deref())
+                        .await
+                }
                 Err(error) => ended(error, true),
             };
-            jobs.finish(&job.id, outcome, status).await;
+            jobs.finish(&id, outcome, status).await;
         });
     }
 }
@@ -838,7 +990,7 @@ async fn until_stored<'a>(
     mut write: impl FnMut() -> store::StoreFuture<'a, ()>,
 ) -> bool {
     let mut pause = Duration::from_millis(250);
-    while error.is_transient() {
+    while error.is_worth_retrying() {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
         match write().await {
@@ -872,22 +1024,43 @@ async fn read_saved(
     }
 }
 
-/// The refusal of an edit at the daily limit: `used` today, and `in_flight` edits sent that
-/// will add to it.
-fn spending_limit(used: f64, in_flight: u64, limit: f64) -> EditError {
+/// The refusal of an edit at the daily limit, with what today's spending counted.
+fn spending_limit(spending: Spending, limit: f64) -> EditError {
     let resets = std::time::UNIX_EPOCH + Duration::from_millis((now_ms() / DAY_MS + 1) * DAY_MS);
     EditError::SpendingLimit {
-        used,
+        spending,
         limit,
-        in_flight,
         resets: humantime::format_rfc3339_seconds(resets).to_string(),
     }
 }
 
+/// The name asked for (`output_name`) when the saved `path` is not one of the names it may
+/// take: another file had taken it, and the result was saved beside it.
+fn name_taken(output_name: Option<&str>, path: Option<&str>) -> Option<String> {
+    let (asked, path) = (output_name?, path?);
+    let saved_as = std::path::Path::new(path).file_name()?.to_str()?;
+    let possible = reve_core::possible_file_names(asked).ok()?;
+    (!possible.iter().any(|name| name == saved_as)).then(|| asked.to_owned())
+}
+
 /// How a job that did not succeed ended, and what its message tells the caller.
 fn ended(error: EditError, sent: bool) -> Outcome {
+    use reve_core::Error as Api;
+    let refused_by_api = !sent
+        || matches!(
+            error,
+            EditError::Api(
+                Api::Api { .. }
+                    | Api::Authentication { .. }
+                    | Api::InsufficientCredits { .. }
+                    | Api::RateLimited { .. }
+                    | Api::InvalidInput { .. }
+                    | Api::MissingApiKey
+            )
+        );
     match error {
         EditError::Cancelled => Outcome::Ended {
+            refused_by_api,
             state: JobState::Cancelled,
             message: if sent {
                 "the edit was cancelled after its request was sent; the provider may have \
@@ -901,17 +1074,25 @@ fn ended(error: EditError, sent: bool) -> Outcome {
         error => Outcome::Ended {
             state: JobState::Failed,
             message: error.to_string(),
+            refused_by_api,
         },
     }
 }
 
-/// What tells two calls apart: who asked, where the result goes, and the request itself (the
-/// input picture's bytes, as base64, the prompt and every vendor field). A hash: the picture is
-/// never stored.
-fn fingerprint(principal: &str, body: &RequestBody, destination: &Destination) -> String {
+/// What tells two calls apart: who asked, under which API key (a fingerprint of it: results
+/// paid under one key are not handed out under another), where the result goes, and the
+/// request itself (the input picture's bytes, as base64, the prompt and every vendor field). A
+/// hash: neither the picture nor the key is stored.
+fn fingerprint(
+    principal: &str,
+    api_key: &str,
+    body: &RequestBody,
+    destination: &Destination,
+) -> String {
     let mut hasher = Sha256::new();
     for part in [
         principal.as_bytes(),
+        api_key.as_bytes(),
         destination.folder.as_os_str().as_encoded_bytes(),
         destination.name.as_deref().unwrap_or("").as_bytes(),
         body.as_json(),
@@ -948,34 +1129,74 @@ impl Journal for StoreJournal<'_> {
         &self,
         body: &RequestBody,
         destination: &Destination,
-    ) -> Result<Option<String>, EditError> {
-        let fingerprint = fingerprint(self.principal, body, destination);
+    ) -> Result<Decision, EditError> {
+        let api_key = self
+            .jobs
+            .inner
+            .editor
+            .api_key_fingerprint()
+            .unwrap_or_default();
+        let fingerprint = fingerprint(self.principal, &api_key, body, destination);
         let options = &self.jobs.inner.options;
-        let rules = ClaimRules {
+        let mut rules = ClaimRules {
             reuse_window: options.reuse_window,
+            // The server never fetches a URL input, so the same URL may hold another picture
+            // by now: only an identical call still running is the same edit for sure.
+            reuse_finished: body.inline_image_base64().is_some(),
+            may_send: destination.taken.is_none(),
+            passed_over: Vec::new(),
             daily_limit: options.max_credits_per_day,
         };
-        let claim = self
+        loop {
+            let claim = self
+                .jobs
+                .inner
+                .store
+                .claim(self.id.to_owned(), fingerprint.clone(), rules.clone())
+                .await?;
+            match claim {
+                Claim::Send => {
+                    self.sent.store(true, Ordering::SeqCst);
+                    return Ok(Decision::Send);
+                }
+                Claim::Reuse(other) => {
+                    // Bounded: each pass leaves out one more job.
+                    if rules.passed_over.len() < 8 && self.jobs.result_is_gone(&other).await? {
+                        tracing::info!(job = self.id, gone = %other, "not reusing an identical job whose saved result is gone");
+                        rules.passed_over.push(other);
+                        continue;
+                    }
+                    return Ok(Decision::Reuse(other));
+                }
+                Claim::NotSent => {
+                    let taken = destination.taken.as_ref().map_or_else(
+                        || destination.folder.display().to_string(),
+                        |taken| taken.display().to_string(),
+                    );
+                    return Err(EditError::OutputExists(taken));
+                }
+                Claim::Hold => return Ok(Decision::Hold),
+                Claim::OverLimit(spending) => {
+                    return Err(spending_limit(
+                        spending,
+                        rules.daily_limit.unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn saving(&self, path: &std::path::Path, bytes: u64) {
+        if let Err(error) = self
             .jobs
             .inner
             .store
-            .claim(self.id.to_owned(), fingerprint, rules)
-            .await?;
-        let reused = match claim {
-            Claim::Send => None,
-            Claim::Reuse(other) => Some(other),
-            Claim::OverLimit { used, in_flight } => {
-                return Err(spending_limit(
-                    used,
-                    in_flight,
-                    rules.daily_limit.unwrap_or_default(),
-                ));
-            }
-        };
-        if reused.is_none() {
-            self.sent.store(true, Ordering::SeqCst);
+            .set_saving(self.id.to_owned(), path.display().to_string(), bytes)
+            .await
+        {
+            // The save goes on: the result matters more than its record.
+            tracing::warn!(%error, job = self.id, "could not record the name the result is saved under; a kill before the end's record would save it again");
         }
-        Ok(reused)
     }
 
     async fn generated(&self, generated: reve_core::Generated) {

@@ -321,6 +321,11 @@ pub fn doing(stage: Option<Stage>) -> String {
             reve_core::MODEL,
             elapsed.as_secs()
         ),
+        Some(Stage::Held { waited }) => format!(
+            "held until the edits in flight report their cost, which the daily spending limit \
+             needs ({} s so far; nothing sent yet)",
+            waited.as_secs()
+        ),
         Some(Stage::Saving) => "saving the result".to_owned(),
         Some(Stage::Preparing) | None => "in progress".to_owned(),
     }
@@ -333,6 +338,12 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
     let saved = succeeded.result.path.as_deref().map(Path::new);
     let (width, height) = (output.width, output.height);
     let mut text = match saved {
+        // The user may have moved or deleted it since: never say it is there when it is not.
+        Some(path) if path.symlink_metadata().is_err() => format!(
+            "Edited image ({}x{}, {}, {} bytes) was saved to {}, which is no longer there \
+             (moved or deleted); call edit_image again to make it anew.",
+            width, height, output.mime_type, output.bytes, output.path
+        ),
         Some(_) => format!(
             "Edited image saved to {} ({}x{}, {}, {} bytes).",
             output.path, width, height, output.mime_type, output.bytes
@@ -342,6 +353,12 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
             width, height, output.mime_type, output.bytes
         ),
     };
+    if let Some(asked) = &succeeded.name_taken {
+        text.push_str(&format!(
+            "\nThe name {asked} was taken by another file by the time the paid result was \
+             saved, so it was saved under the fresh name above instead."
+        ));
+    }
     if let Some(url) = &output.url {
         text.push_str(&format!("\nResult URL: {url}"));
     }
@@ -421,6 +438,7 @@ mod tests {
             },
             preview: None,
             usage: None,
+            name_taken: None,
             reused_from: None,
         };
         let done = serde_json::to_value(EditOutput::new("j", &succeeded)).unwrap();

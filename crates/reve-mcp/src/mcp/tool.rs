@@ -294,6 +294,11 @@ impl Progress for McpProgress {
                 reve_core::MODEL,
                 elapsed.as_secs()
             ),
+            Stage::Held { waited } => format!(
+                "held until the edits in flight report their cost, which the daily spending \
+                 limit needs; nothing sent yet ({} s so far)",
+                waited.as_secs()
+            ),
             Stage::Preparing | Stage::Saving => return,
         };
         let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;

@@ -133,9 +133,17 @@ pub struct JobRecord {
     /// The job this one attached to instead of paying again.
     pub reused_from: Option<String>,
     pub error: Option<String>,
-    /// The process running it: `pid` and a random id of that process's run.
+    /// The process running it: `pid` (shown, never trusted: two containers on one volume are
+    /// both pid 1) and a random id of that process's run, which is what ownership is judged by.
     pub owner_pid: u32,
     pub owner_run: String,
+    /// The name the paid result was about to take and its size, recorded just before the
+    /// rename: a restart that finds this file (a kill came between the rename and the end's
+    /// record) records the job succeeded instead of fetching and saving it again.
+    pub saving: Option<(String, u64)>,
+    /// Sent, ended without a reported cost, and not refused by the API: it may have been
+    /// charged, so it counts against the daily limit at the latest edit's cost.
+    pub may_be_charged: bool,
 }
 
 impl JobRecord {
@@ -170,6 +178,8 @@ impl JobRecord {
             error: None,
             owner_pid: std::process::id(),
             owner_run,
+            saving: None,
+            may_be_charged: false,
         }
     }
 
@@ -185,8 +195,69 @@ impl JobRecord {
 pub struct DayUsage {
     /// Days since 1970-01-01, UTC.
     pub day: u64,
+    /// Edits that reported what they cost, and the sum.
     pub jobs: u64,
     pub credits: f64,
+    /// Edits that may have been charged without a cost being reported (see
+    /// [`JobRecord::may_be_charged`]).
+    pub uncertain: u64,
+}
+
+/// What today's spending is, as the daily limit sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Spending {
+    /// The usage edits reported today.
+    pub used: f64,
+    /// Edits sent that have not reported their usage yet and are still running.
+    pub in_flight: u64,
+    /// Edits of today that ended without a reported cost but may have been charged.
+    pub uncertain: u64,
+    /// What the latest edit that reported its usage used: the cost assumed of the others.
+    pub per_edit: Option<f64>,
+}
+
+/// What the daily limit says of one more edit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitVerdict {
+    /// Send it.
+    Fits,
+    /// Wait: the edits in flight have not reported their cost, and it decides.
+    Hold,
+    /// Refuse it: the day is spent (or may be, counting the uncertain edits).
+    Over,
+}
+
+impl Spending {
+    /// Today's spending with each uncertain edit at the latest known cost; `None` when some
+    /// edit may have been charged and no cost is known at all, so nothing can be assumed.
+    pub fn counted(&self) -> Option<f64> {
+        match (self.uncertain, self.per_edit) {
+            (0, _) => Some(self.used),
+            (_, None) => None,
+            (uncertain, Some(per_edit)) => Some(self.used + uncertain as f64 * per_edit),
+        }
+    }
+
+    /// Whether an edit sent now fits under `limit`, going over by at most one edit: each edit
+    /// that may have been charged counts at the latest edit's cost; the edits in flight are
+    /// waited for while they could take the day past the limit, since they may cost less (a
+    /// failed request costs nothing) and, before any cost is known, say what one costs.
+    pub fn verdict(&self, limit: f64) -> LimitVerdict {
+        let Some(counted) = self.counted() else {
+            return LimitVerdict::Over;
+        };
+        if counted >= limit {
+            return LimitVerdict::Over;
+        }
+        match (self.in_flight, self.per_edit) {
+            (0, _) => LimitVerdict::Fits,
+            (_, None) => LimitVerdict::Hold,
+            (in_flight, Some(per_edit)) if counted + in_flight as f64 * per_edit >= limit => {
+                LimitVerdict::Hold
+            }
+            _ => LimitVerdict::Fits,
+        }
+    }
 }
 
 /// The pictures of a job the store keeps: small, made once, read by whichever process (or
@@ -215,15 +286,27 @@ pub enum Claim {
     Send,
     /// Do not send: attach to this job, identical and running or recently succeeded.
     Reuse(String),
-    /// Do not send: today's usage, with what the edits in flight will add, reaches the limit.
-    OverLimit { used: f64, in_flight: u64 },
+    /// Do not send: nothing identical to reuse, and [`ClaimRules::may_send`] is false.
+    NotSent,
+    /// Do not send yet: ask again once the edits in flight report their cost.
+    Hold,
+    /// Do not send: today's spending reaches the limit.
+    OverLimit(Spending),
 }
 
 /// What [`JobStore::claim`] checks a job against.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClaimRules {
     /// How long after it succeeded an identical job is reused; zero turns reuse off.
     pub reuse_window: Duration,
+    /// Whether an identical job that already ended may be reused, or only one still running:
+    /// an input given by URL is fingerprinted by the URL, which may show another picture now.
+    pub reuse_finished: bool,
+    /// Whether the job may be sent when there is nothing to reuse: not when its output name
+    /// is taken, which only the identical job that saved it there may answer.
+    pub may_send: bool,
+    /// Identical jobs not to reuse: their saved result is gone.
+    pub passed_over: Vec<String>,
     /// The usage a UTC day may record, if limited.
     pub daily_limit: Option<f64>,
 }
@@ -254,13 +337,19 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Records what the API answered, before the image is fetched; counts its usage once.
     fn set_generated(&self, id: String, generated: reve_core::Generated) -> StoreFuture<'_, ()>;
 
-    /// Records a finished job: its state, result or error. A success is never overwritten.
+    /// Records that job `id`'s paid result, `bytes` long, is about to be renamed to `path`.
+    fn set_saving(&self, id: String, path: String, bytes: u64) -> StoreFuture<'_, ()>;
+
+    /// Records a finished job: its state, result or error. A success is never overwritten. A
+    /// sent job that ends without a reported cost is counted as uncertain (see
+    /// [`JobRecord::may_be_charged`]) unless `refused_by_api` says the API turned it down.
     fn finish(
         &self,
         id: String,
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
+        refused_by_api: bool,
     ) -> StoreFuture<'_, ()>;
 
     fn get(&self, id: String) -> StoreFuture<'_, Option<JobRecord>>;
@@ -288,8 +377,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// The usage the API reported per UTC day, oldest first.
     fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>>;
 
-    /// The usage recorded since the start of the current UTC day.
-    fn usage_today(&self) -> StoreFuture<'_, f64>;
+    /// Today's spending (since the start of the current UTC day).
+    fn spending_today(&self) -> StoreFuture<'_, Spending>;
 
     /// Keeps a picture of job `id`. A cache: its failure costs a picture shown later.
     fn keep_picture(&self, picture: KeptPicture, id: String, bytes: Vec<u8>)
@@ -343,6 +432,13 @@ impl StoreError {
             self,
             StoreError::Locked { .. } | StoreError::Unreachable { .. }
         )
+    }
+
+    /// Whether a record of a job already under way is worth trying again in the background
+    /// until the store takes it: when it is [transient](StoreError::is_transient), or its disk
+    /// is full, which someone freeing space cures.
+    pub fn is_worth_retrying(&self) -> bool {
+        self.is_transient() || matches!(self, StoreError::Full { .. })
     }
 }
 

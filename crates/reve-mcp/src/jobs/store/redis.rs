@@ -35,7 +35,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{
     Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    KeptPicture, StoreError, StoreFuture, now_ms,
+    KeptPicture, Spending, StoreError, StoreFuture, now_ms,
 };
 
 /// How long a command may take before the call that needs it fails: Redis on a local network
@@ -322,37 +322,52 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
         error: text("error"),
         owner_pid: number("owner_pid").unwrap_or_default() as u32,
         owner_run: text("owner_run").unwrap_or_default(),
+        saving: text("saving_path").map(|path| (path, number("saving_bytes").unwrap_or_default())),
+        may_be_charged: flag("may_be_charged").unwrap_or(false),
     })
 }
 
-/// Reuses an identical job, refuses over the limit, or claims the fingerprint and sends.
+/// Reuses an identical job, holds or refuses at the limit, or claims the fingerprint and
+/// sends. The limit's rule is [`Spending::verdict`]'s, written again here because it must run
+/// in the same atomic step as the claim.
 const CLAIM: &str = r"
 local job, fp = KEYS[1], KEYS[2]
 local id, fingerprint, now, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local reuse_finished, may_send = ARGV[7] == '1', ARGV[8] == '1'
 if redis.call('EXISTS', job) == 0 then return {'missing'} end
 if window > 0 then
   local other = redis.call('GET', fp)
+  for i = 9, #ARGV do
+    if ARGV[i] == other then other = false end
+  end
   if other and other ~= id then
     local s = redis.call('HMGET', 'reve:job:' .. other, 'state', 'finished_ms')
     if s[1] == 'queued' or s[1] == 'running'
-       or (s[1] == 'succeeded' and tonumber(s[2]) >= now - window) then
+       or (reuse_finished and s[1] == 'succeeded' and tonumber(s[2]) >= now - window) then
       redis.call('HSET', job, 'state', 'running', 'reused_from', other, 'updated_ms', now)
       return {'reuse', other}
     end
   end
 end
+if not may_send then return {'not_sent'} end
 if ARGV[5] ~= '' then
   local limit = tonumber(ARGV[5])
-  local used = tonumber(redis.call('HGET', 'reve:usage:' .. ARGV[6], 'credits') or '0')
+  local today = redis.call('HMGET', 'reve:usage:' .. ARGV[6], 'credits', 'uncertain')
+  local used = tonumber(today[1] or '0')
+  local uncertain = tonumber(today[2] or '0')
   local in_flight = redis.call('SCARD', 'reve:in_flight')
   local per_edit = redis.call('GET', 'reve:usage:last')
-  if used >= limit or (in_flight > 0 and
-      (not per_edit or used + in_flight * tonumber(per_edit) >= limit)) then
-    return {'limit', tostring(used), in_flight}
+  local over = {'limit', tostring(used), in_flight, uncertain, per_edit or ''}
+  if uncertain > 0 and not per_edit then return over end
+  local counted = used + uncertain * tonumber(per_edit or '0')
+  if counted >= limit then return over end
+  if in_flight > 0 and (not per_edit or counted + in_flight * tonumber(per_edit) >= limit) then
+    return {'hold'}
   end
 end
 redis.call('HSET', job, 'state', 'running', 'sent', '1', 'fingerprint', fingerprint,
   'reuse_window_ms', window, 'updated_ms', now)
+redis.call('HDEL', job, 'reused_from')
 if window > 0 then redis.call('SET', fp, id) end
 redis.call('SADD', 'reve:in_flight', id)
 return {'send'}
@@ -390,16 +405,25 @@ return 1
 /// for the reuse window after a success.
 const FINISH: &str = r"
 local job = KEYS[1]
-local id, now, state = ARGV[1], ARGV[2], ARGV[3]
+local id, now, state, refused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local current = redis.call('HMGET', job, 'state', 'principal', 'created_ms', 'reused_from',
-  'fingerprint', 'reuse_window_ms')
+  'fingerprint', 'reuse_window_ms', 'sent', 'credits_used', 'tokens_used', 'may_be_charged')
 if not current[1] then return 0 end
 if current[1] == 'succeeded' then return 0 end
-local set_count = tonumber(ARGV[4])
+local set_count = tonumber(ARGV[5])
 local fields = {'state', state, 'updated_ms', now, 'finished_ms', now}
-for i = 1, set_count * 2 do table.insert(fields, ARGV[4 + i]) end
+for i = 1, set_count * 2 do table.insert(fields, ARGV[5 + i]) end
 redis.call('HSET', job, unpack(fields))
-for i = 5 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
+for i = 6 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
+-- Sent, no cost reported, not refused by the API: it may have been charged.
+local uncertain = current[7] == '1' and not current[8] and not current[9] and not refused
+local was_uncertain = current[10] == '1'
+if uncertain ~= was_uncertain then
+  local day = string.format('%d', math.floor(tonumber(current[3]) / 86400000))
+  redis.call('HSET', job, 'may_be_charged', uncertain and '1' or '0')
+  redis.call('HINCRBY', 'reve:usage:' .. day, 'uncertain', uncertain and 1 or -1)
+  redis.call('ZADD', 'reve:usage:days', day, day)
+end
 redis.call('SREM', 'reve:unfinished', id)
 redis.call('SREM', 'reve:in_flight', id)
 redis.call('DEL', 'reve:lease:' .. id)
@@ -523,6 +547,7 @@ impl JobStore for RedisStore {
             let id = id.clone();
             let fingerprint = fingerprint.clone();
             let name = name.clone();
+            let rules = rules.clone();
             async move {
                 let now = now_ms();
                 let reply: Vec<Value> = Script::new(CLAIM)
@@ -534,6 +559,9 @@ impl JobStore for RedisStore {
                     .arg(rules.reuse_window.as_millis() as u64)
                     .arg(optional(rules.daily_limit))
                     .arg(now / DAY_MS)
+                    .arg(flag(rules.reuse_finished))
+                    .arg(flag(rules.may_send))
+                    .arg(rules.passed_over.clone())
                     .invoke_async(&mut connection)
                     .await?;
                 let text = |index: usize| match reply.get(index) {
@@ -545,10 +573,14 @@ impl JobStore for RedisStore {
                 Ok(match text(0).as_str() {
                     "send" => Claim::Send,
                     "reuse" => Claim::Reuse(text(1)),
-                    "limit" => Claim::OverLimit {
+                    "not_sent" => Claim::NotSent,
+                    "hold" => Claim::Hold,
+                    "limit" => Claim::OverLimit(Spending {
                         used: text(1).parse().unwrap_or_default(),
                         in_flight: text(2).parse().unwrap_or_default(),
-                    },
+                        uncertain: text(3).parse().unwrap_or_default(),
+                        per_edit: text(4).parse().ok(),
+                    }),
                     _ => {
                         return Err(::redis::RedisError::from((
                             ::redis::ErrorKind::Client,
@@ -582,12 +614,33 @@ impl JobStore for RedisStore {
         })
     }
 
+    fn set_saving(&self, id: String, path: String, bytes: u64) -> StoreFuture<'_, ()> {
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let path = path.clone();
+            async move {
+                connection
+                    .hset_multiple(
+                        job_key(&id),
+                        &[
+                            ("saving_path", path),
+                            ("saving_bytes", bytes.to_string()),
+                            ("updated_ms", now_ms().to_string()),
+                        ],
+                    )
+                    .await
+                    .map(drop)
+            }
+        })
+    }
+
     fn finish(
         &self,
         id: String,
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
+        refused_by_api: bool,
     ) -> StoreFuture<'_, ()> {
         self.with(move |mut connection| {
             let id = id.clone();
@@ -636,6 +689,7 @@ impl JobStore for RedisStore {
                     .arg(&id)
                     .arg(now_ms())
                     .arg(state.as_str())
+                    .arg(flag(refused_by_api))
                     .arg(set.len());
                 for (name, value) in &set {
                     invocation.arg(*name).arg(value.as_deref());
@@ -775,17 +829,36 @@ impl JobStore for RedisStore {
                         .get("credits")
                         .and_then(|credits| credits.parse().ok())
                         .unwrap_or_default(),
+                    uncertain: usage
+                        .get("uncertain")
+                        .and_then(|uncertain| uncertain.parse().ok())
+                        .unwrap_or_default(),
                 })
                 .collect())
         })
     }
 
-    fn usage_today(&self) -> StoreFuture<'_, f64> {
+    fn spending_today(&self) -> StoreFuture<'_, Spending> {
         self.with(move |mut connection| async move {
-            let used: Option<String> = connection
-                .hget(format!("reve:usage:{}", now_ms() / DAY_MS), "credits")
+            let ((used, uncertain), in_flight, per_edit): (
+                (Option<f64>, Option<u64>),
+                u64,
+                Option<f64>,
+            ) = ::redis::pipe()
+                .cmd("HMGET")
+                .arg(format!("reve:usage:{}", now_ms() / DAY_MS))
+                .arg("credits")
+                .arg("uncertain")
+                .scard("reve:in_flight")
+                .get("reve:usage:last")
+                .query_async(&mut connection)
                 .await?;
-            Ok(used.and_then(|used| used.parse().ok()).unwrap_or_default())
+            Ok(Spending {
+                used: used.unwrap_or_default(),
+                in_flight,
+                uncertain: uncertain.unwrap_or_default(),
+                per_edit,
+            })
         })
     }
 

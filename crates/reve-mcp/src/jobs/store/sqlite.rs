@@ -10,6 +10,8 @@
 //!
 //! The file is opened on first use, never at start-up, and every call runs on a blocking thread.
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
     Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    KeptPicture, StoreError, StoreFuture, now_ms,
+    KeptPicture, LimitVerdict, Spending, StoreError, StoreFuture, now_ms,
 };
 
 /// How long a write waits for another process's transaction before it reports the store locked.
@@ -101,7 +103,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     input_mime TEXT,
     input_width INTEGER,
     input_height INTEGER,
-    input_bytes INTEGER
+    input_bytes INTEGER,
+    saving_path TEXT,
+    saving_bytes INTEGER,
+    may_be_charged INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (principal, fingerprint);
 CREATE INDEX IF NOT EXISTS jobs_results ON jobs (principal, created_ms, id) WHERE state = 'succeeded';
@@ -113,15 +118,18 @@ const COLUMNS: &str = "id, principal, state, sent, created_ms, updated_ms, promp
     output_name, saves, generated_url, request_id, credits_used, tokens_used, result_path, \
     result_url, content_violation, mime_type, width, height, bytes, preview_mime, preview_width, \
     preview_height, reused_from, error, owner_pid, owner_run, input_mime, input_width, \
-    input_height, input_bytes";
+    input_height, input_bytes, saving_path, saving_bytes, may_be_charged";
 
 /// Columns added since the first release, each with its type: a store made before them gains
 /// them when it is opened, and its jobs read as having no value there.
-const ADDED_COLUMNS: [(&str, &str); 4] = [
+const ADDED_COLUMNS: [(&str, &str); 7] = [
     ("input_mime", "TEXT"),
     ("input_width", "INTEGER"),
     ("input_height", "INTEGER"),
     ("input_bytes", "INTEGER"),
+    ("saving_path", "TEXT"),
+    ("saving_bytes", "INTEGER"),
+    ("may_be_charged", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] an older store lacks.
@@ -188,8 +196,16 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         error: row.get(25)?,
         owner_pid: row.get(26)?,
         owner_run: row.get(27)?,
+        saving: match row.get::<_, Option<String>>(32)? {
+            Some(path) => Some((path, row.get(33)?)),
+            None => None,
+        },
+        may_be_charged: row.get(34)?,
     })
 }
+
+/// The folder of the state folder where each run that owns jobs holds a lock file.
+const RUNS_FOLDER: &str = "runs";
 
 /// The embedded store. Cheap to clone; the file is opened on first use.
 #[derive(Clone)]
@@ -198,6 +214,9 @@ pub struct SqliteStore {
     /// The folder holding [`KeptPicture`]s, one file per job, beside the store file.
     folder: Arc<PathBuf>,
     connection: Arc<Mutex<Option<Connection>>>,
+    /// The lock files of the runs of this process that own jobs, held locked for as long as
+    /// the process lives: how another process tells a live owner from a dead one.
+    runs: Arc<Mutex<HashMap<String, File>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -215,6 +234,73 @@ impl SqliteStore {
             path: Arc::new(state_dir.join(STORE_FILE)),
             folder: Arc::new(state_dir.to_owned()),
             connection: Arc::default(),
+            runs: Arc::default(),
+        }
+    }
+
+    /// Marks `run` as alive for as long as this process lives: its lock file in
+    /// [`RUNS_FOLDER`], created and locked on first need. A process id cannot say this: two
+    /// containers sharing the state folder are both pid 1, and a pid is reused after its
+    /// process dies. The kernel releases the lock when the process ends, however it ends.
+    fn hold_run(&self, run: &str) -> Result<(), StoreError> {
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if runs.contains_key(run) {
+            return Ok(());
+        }
+        let fail = |error: std::io::Error| StoreError::Other {
+            path: self.path.display().to_string(),
+            reason: format!("the lock file of this process cannot be made beside it: {error}"),
+        };
+        let folder = self.folder.join(RUNS_FOLDER);
+        private_folder(&folder).map_err(fail)?;
+        let file = private_file(&folder.join(format!("{run}.lock"))).map_err(fail)?;
+        file.try_lock().map_err(|error| fail(std::io::Error::other(error)))?;
+        runs.insert(run.to_owned(), file);
+        Ok(())
+    }
+
+    /// Whether the process of `run` still lives: its lock file is locked. A run without a
+    /// lock file (a job recorded by a release before lock files) is taken to be gone.
+    fn run_is_alive(&self, run: &str) -> bool {
+        let path = self.folder.join(RUNS_FOLDER).join(format!("{run}.lock"));
+        let Ok(file) = File::options().read(true).write(true).open(&path) else {
+            return false;
+        };
+        match file.try_lock() {
+            Ok(()) => {
+                // Gone; its lock file goes too (unlocked when `file` is dropped).
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            // A lock that cannot be asked about: assumed alive, so never taken from its owner.
+            Err(std::fs::TryLockError::Error(_)) => true,
+        }
+    }
+
+    /// Removes the lock files of runs that have ended, whether or not they left jobs.
+    fn sweep_runs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.folder.join(RUNS_FOLDER)) else {
+            return;
+        };
+        let held: Vec<String> = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(run) = name.to_str().and_then(|name| name.strip_suffix(".lock")) else {
+                continue;
+            };
+            if !held.iter().any(|ours| ours == run) {
+                self.run_is_alive(run);
+            }
         }
     }
 
@@ -251,9 +337,22 @@ impl SqliteStore {
     fn open(&self) -> Result<Connection, StoreError> {
         let path = self.path.as_path();
         if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(|error| StoreError::Other {
+            private_folder(folder).map_err(|error| StoreError::Other {
                 path: path.display().to_string(),
                 reason: format!("its folder cannot be created: {error}"),
+            })?;
+        }
+        // Every prompt is in it: readable by its user only, whatever the umask. SQLite gives
+        // its journal files the store file's permissions.
+        for file in [path.to_owned(), sibling(path, "-wal"), sibling(path, "-shm")] {
+            let made = if file == path {
+                private_file(&file).map(drop)
+            } else {
+                make_private(&file)
+            };
+            made.map_err(|error| StoreError::Other {
+                path: path.display().to_string(),
+                reason: format!("{} cannot be made private: {error}", file.display()),
             })?;
         }
         let fail = |error: rusqlite::Error| StoreError::from_sqlite(path, &error);
@@ -278,14 +377,61 @@ impl SqliteStore {
     }
 }
 
-/// Today's usage, and how many sent edits have not reported theirs yet, with what the latest
-/// edit that did used: what a claim reserves against the daily limit.
-fn spending(connection: &Connection) -> rusqlite::Result<(f64, u64, Option<f64>)> {
+/// Creates `folder` (and its parents) if need be, and makes it its user's alone (`0700`):
+/// the state folder holds prompts and private pictures.
+fn private_folder(folder: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    make_private(folder)
+}
+
+/// Opens `path` for writing, created if need be, readable and writable by its user alone
+/// (`0600`) whatever the umask, an existing file included.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    make_private(path)?;
+    Ok(file)
+}
+
+/// Takes the group's and others' access away from `path`, if it exists.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let metadata = match std::fs::metadata(path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let mode = metadata.permissions().mode() & 0o7777;
+        let private = mode & 0o700;
+        if mode != private {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// `path` with `suffix` added to its file name (`jobs.sqlite3-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Today's spending, as the daily limit counts it.
+fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
     let day_start = now_ms() / DAY_MS * DAY_MS;
-    let used = connection.query_row(
-        "SELECT TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs WHERE created_ms >= ?1",
+    let (used, uncertain) = connection.query_row(
+        "SELECT TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(may_be_charged) FROM jobs \
+         WHERE created_ms >= ?1",
         params![day_start],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get::<_, f64>(1)? as u64)),
     )?;
     let in_flight = connection.query_row(
         "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
@@ -302,21 +448,12 @@ fn spending(connection: &Connection) -> rusqlite::Result<(f64, u64, Option<f64>)
             |row| row.get(0),
         )
         .optional()?;
-    Ok((used, in_flight, per_edit))
-}
-
-/// Whether an edit sent now could take today's usage past `limit` by more than one edit: the
-/// edits in flight are counted at what the latest one used, and while no edit has reported a
-/// cost yet, one edit at a time is sent.
-pub(super) fn over_limit(limit: f64, used: f64, in_flight: u64, per_edit: Option<f64>) -> bool {
-    if used >= limit {
-        return true;
-    }
-    match (in_flight, per_edit) {
-        (0, _) => false,
-        (_, None) => true,
-        (in_flight, Some(per_edit)) => used + in_flight as f64 * per_edit >= limit,
-    }
+    Ok(Spending {
+        used,
+        in_flight,
+        uncertain,
+        per_edit,
+    })
 }
 
 impl JobStore for SqliteStore {
@@ -336,7 +473,9 @@ impl JobStore for SqliteStore {
     /// synced commit puts this one on disk too (the WAL is written in order), so a call pays
     /// for one fsync less and loses no guarantee.
     fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
-        self.with(move |connection| {
+        let store = self.clone();
+        let run = job.owner_run.clone();
+        let inserted = self.with(move |connection| {
             connection.pragma_update(None, "synchronous", "NORMAL")?;
             let inserted = connection.execute(
                 "INSERT INTO jobs (id, principal, state, sent, created_ms, updated_ms, prompt, \
@@ -357,6 +496,12 @@ impl JobStore for SqliteStore {
             );
             connection.pragma_update(None, "synchronous", "FULL")?;
             inserted.map(drop)
+        });
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.hold_run(&run))
+                .await
+                .expect("locking a file does not panic")?;
+            inserted.await
         })
     }
 
@@ -369,16 +514,20 @@ impl JobStore for SqliteStore {
                 None
             } else {
                 let since = now.saturating_sub(rules.reuse_window.as_millis() as u64);
+                // Passed-over ids as one JSON array: no statement per count of them.
+                let passed_over = serde_json::to_string(&rules.passed_over)
+                    .expect("a list of strings is JSON");
                 transaction
                     .query_row(
                         "SELECT other.id FROM jobs AS other, jobs AS this \
                          WHERE this.id = ?1 AND other.principal = this.principal \
                          AND other.fingerprint = ?2 AND other.id != ?1 \
                          AND other.reused_from IS NULL \
+                         AND other.id NOT IN (SELECT value FROM json_each(?5)) \
                          AND (other.state IN ('queued', 'running') \
-                              OR (other.state = 'succeeded' AND other.finished_ms >= ?3)) \
+                              OR (?4 AND other.state = 'succeeded' AND other.finished_ms >= ?3)) \
                          ORDER BY other.created_ms DESC LIMIT 1",
-                        params![id, fingerprint, since],
+                        params![id, fingerprint, since, rules.reuse_finished, passed_over],
                         |row| row.get(0),
                     )
                     .optional()?
@@ -392,15 +541,20 @@ impl JobStore for SqliteStore {
                 transaction.commit()?;
                 return Ok(Claim::Reuse(other));
             }
+            if !rules.may_send {
+                return Ok(Claim::NotSent);
+            }
             if let Some(limit) = rules.daily_limit {
-                let (used, in_flight, per_edit) = spending(&transaction)?;
-                if over_limit(limit, used, in_flight, per_edit) {
-                    return Ok(Claim::OverLimit { used, in_flight });
+                let spending = spending(&transaction)?;
+                match spending.verdict(limit) {
+                    LimitVerdict::Fits => {}
+                    LimitVerdict::Hold => return Ok(Claim::Hold),
+                    LimitVerdict::Over => return Ok(Claim::OverLimit(spending)),
                 }
             }
             transaction.execute(
-                "UPDATE jobs SET state = 'running', sent = 1, fingerprint = ?2, updated_ms = ?3 \
-                 WHERE id = ?1",
+                "UPDATE jobs SET state = 'running', sent = 1, fingerprint = ?2, updated_ms = ?3, \
+                 reused_from = NULL WHERE id = ?1",
                 params![id, fingerprint, now],
             )?;
             transaction.commit()?;
@@ -427,12 +581,24 @@ impl JobStore for SqliteStore {
         })
     }
 
+    fn set_saving(&self, id: String, path: String, bytes: u64) -> StoreFuture<'_, ()> {
+        self.with(move |connection| {
+            connection.execute(
+                "UPDATE jobs SET saving_path = ?2, saving_bytes = ?3, updated_ms = ?4 \
+                 WHERE id = ?1",
+                params![id, path, bytes, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
     fn finish(
         &self,
         id: String,
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
+        refused_by_api: bool,
     ) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
             let now = now_ms();
@@ -445,7 +611,9 @@ impl JobStore for SqliteStore {
                  result_path = ?5, result_url = ?6, content_violation = ?7, mime_type = ?8, \
                  width = ?9, height = ?10, bytes = ?11, preview_mime = ?12, preview_width = ?13, \
                  preview_height = ?14, request_id = COALESCE(?15, request_id), \
-                 input_mime = ?16, input_width = ?17, input_height = ?18, input_bytes = ?19 \
+                 input_mime = ?16, input_width = ?17, input_height = ?18, input_bytes = ?19, \
+                 may_be_charged = (sent = 1 AND NOT ?20 AND credits_used IS NULL \
+                                   AND tokens_used IS NULL) \
                  WHERE id = ?1 AND state != 'succeeded'",
                 params![
                     id,
@@ -467,6 +635,7 @@ impl JobStore for SqliteStore {
                     input.map(|input| input.width),
                     input.map(|input| input.height),
                     input.map(|input| input.bytes),
+                    refused_by_api,
                 ],
             )?;
             Ok(())
@@ -521,7 +690,14 @@ impl JobStore for SqliteStore {
     }
 
     fn orphans(&self, run: String, pid: u32) -> StoreFuture<'_, Vec<JobRecord>> {
-        self.with(move |connection| {
+        // The run that adopts jobs must be seen alive before it takes any.
+        let store = self.clone();
+        let held = {
+            let store = self.clone();
+            let run = run.clone();
+            tokio::task::spawn_blocking(move || store.hold_run(&run))
+        };
+        let adopted = self.with(move |connection| {
             let unfinished: Vec<JobRecord> = connection
                 .prepare(&format!(
                     "SELECT {COLUMNS} FROM jobs WHERE state IN ('queued', 'running')"
@@ -530,7 +706,7 @@ impl JobStore for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             let mut adopted = Vec::new();
             for job in unfinished {
-                if job.owner_run == run || owner_is_alive(&job) {
+                if job.owner_run == run || store.run_is_alive(&job.owner_run) {
                     continue;
                 }
                 // Only if no other survivor took it meanwhile.
@@ -543,7 +719,12 @@ impl JobStore for SqliteStore {
                     adopted.push(job);
                 }
             }
+            store.sweep_runs();
             Ok(adopted)
+        });
+        Box::pin(async move {
+            held.await.expect("locking a file does not panic")?;
+            adopted.await
         })
     }
 
@@ -554,9 +735,10 @@ impl JobStore for SqliteStore {
     fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>> {
         self.with(|connection| {
             let mut statement = connection.prepare(
-                "SELECT created_ms / ?1 AS day, COUNT(*), \
-                 TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs \
-                 WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL \
+                "SELECT created_ms / ?1 AS day, \
+                 COUNT(COALESCE(credits_used, tokens_used)), \
+                 TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(may_be_charged) FROM jobs \
+                 WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL OR may_be_charged = 1 \
                  GROUP BY day ORDER BY day",
             )?;
             statement
@@ -565,14 +747,15 @@ impl JobStore for SqliteStore {
                         day: row.get(0)?,
                         jobs: row.get(1)?,
                         credits: row.get(2)?,
+                        uncertain: row.get::<_, f64>(3)? as u64,
                     })
                 })?
                 .collect()
         })
     }
 
-    fn usage_today(&self) -> StoreFuture<'_, f64> {
-        self.with(|connection| Ok(spending(connection)?.0))
+    fn spending_today(&self) -> StoreFuture<'_, Spending> {
+        self.with(|connection| spending(connection))
     }
 
     fn keep_picture(
@@ -585,10 +768,13 @@ impl JobStore for SqliteStore {
         let store = self.path.display().to_string();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
                 if let Some(folder) = path.parent() {
-                    std::fs::create_dir_all(folder)?;
+                    private_folder(folder)?;
                 }
-                std::fs::write(&path, bytes)
+                let mut file = private_file(&path)?;
+                file.set_len(0)?;
+                file.write_all(&bytes)
             })
             .await
             .expect("writing a picture does not panic")
@@ -615,25 +801,6 @@ impl JobStore for SqliteStore {
             return Box::pin(async { Ok(()) });
         }
         self.with(|connection| connection.query_row("SELECT 1", [], |_| Ok(())))
-    }
-}
-
-/// Whether the process that owns `job` still runs. A pid the system has since given to another
-/// process reads as alive: the job then waits for a later restart rather than being taken from
-/// a live owner.
-fn owner_is_alive(job: &JobRecord) -> bool {
-    if job.owner_pid == std::process::id() {
-        // The same pid in another run: a restart (in a container, pid 1 every time).
-        return false;
-    }
-    #[cfg(unix)]
-    {
-        rustix::process::Pid::from_raw(job.owner_pid as i32)
-            .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
-    }
-    #[cfg(not(unix))]
-    {
-        true
     }
 }
 
@@ -676,16 +843,32 @@ mod tests {
         assert!(!record.sent);
     }
 
+    fn spending(used: f64, in_flight: u64, uncertain: u64, per_edit: Option<f64>) -> Spending {
+        Spending {
+            used,
+            in_flight,
+            uncertain,
+            per_edit,
+        }
+    }
+
     /// One edit over at most: with 1 used of 2.5 and edits costing 1, a second edit may go
-    /// out beside the first (3 at most), not a third; before any edit has reported a cost,
-    /// one at a time.
+    /// out beside the first (3 at most), a third waits for them; before any edit has
+    /// reported a cost, one at a time, the others held (never refused); an edit that may
+    /// have been charged counts at the latest cost, and with no cost known refuses the rest.
     #[test]
-    fn the_limit_reserves_what_the_edits_in_flight_will_use() {
-        assert!(!over_limit(2.5, 1.0, 0, Some(1.0)));
-        assert!(!over_limit(2.5, 1.0, 1, Some(1.0)));
-        assert!(over_limit(2.5, 1.0, 2, Some(1.0)));
-        assert!(over_limit(2.5, 2.5, 0, Some(1.0)));
-        assert!(!over_limit(2.5, 0.0, 0, None));
-        assert!(over_limit(2.5, 0.0, 1, None));
+    fn the_limit_reserves_what_the_edits_in_flight_and_the_uncertain_ones_may_use() {
+        use LimitVerdict::{Fits, Hold, Over};
+        assert_eq!(spending(1.0, 0, 0, Some(1.0)).verdict(2.5), Fits);
+        assert_eq!(spending(1.0, 1, 0, Some(1.0)).verdict(2.5), Fits);
+        assert_eq!(spending(1.0, 2, 0, Some(1.0)).verdict(2.5), Hold);
+        assert_eq!(spending(2.5, 0, 0, Some(1.0)).verdict(2.5), Over);
+        assert_eq!(spending(0.0, 0, 0, None).verdict(2.5), Fits);
+        assert_eq!(spending(0.0, 1, 0, None).verdict(2.5), Hold);
+        assert_eq!(spending(1.0, 0, 1, Some(1.0)).verdict(2.5), Fits);
+        assert_eq!(spending(1.0, 0, 2, Some(1.0)).verdict(2.5), Over);
+        assert_eq!(spending(1.0, 1, 1, Some(1.0)).verdict(2.5), Hold);
+        assert_eq!(spending(0.0, 0, 1, None).verdict(2.5), Over);
+        assert_eq!(spending(1.0, 0, 2, Some(1.0)).counted(), Some(3.0));
     }
 }
