@@ -258,9 +258,9 @@ pub struct Settings {
     pub base_url: Option<String>,
 
     /// Folder where edited images are saved (created on demand). Default: a
-    /// `reve` folder in your Pictures folder, or in your data folder when
-    /// there is no Pictures folder; never the working directory, which MCP
-    /// clients often set to `/`.
+    /// `reve` folder in your Pictures folder (`~/Pictures/reve`, or where
+    /// your desktop's user-dirs put Pictures); never the working directory,
+    /// which MCP clients often set to `/`, nor the hidden state folder.
     #[arg(long, env = "REVE_OUTPUT_DIR", global = true)]
     pub output_dir: Option<PathBuf>,
 
@@ -444,12 +444,15 @@ impl Settings {
         if let Some(dir) = &self.output_dir {
             return Ok(dir.clone());
         }
+        // Without XDG user-dirs (servers, WSL, containers, many desktops) `picture_dir` knows
+        // no Pictures folder: `~/Pictures` is still where people look for pictures, and the
+        // per-user data folder (the state folder's home) is hidden.
         dirs::picture_dir()
-            .or_else(dirs::data_dir)
+            .or_else(|| dirs::home_dir().map(|home| home.join("Pictures")))
             .map(|dir| dir.join("reve"))
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "cannot find a per-user Pictures or data folder: set REVE_OUTPUT_DIR or --output-dir"
+                    "cannot find your home folder: set REVE_OUTPUT_DIR or --output-dir"
                 )
             })
     }

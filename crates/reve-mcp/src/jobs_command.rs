@@ -52,25 +52,39 @@ pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
         .usage_by_day()
         .await
         .context("reading the job store")?;
-    let (mut jobs, mut credits) = (0, 0.0);
+    let (mut jobs, mut credits, mut uncertain) = (0, 0.0, 0);
     for day in &days {
         let date =
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(day.day * DAY_MS))
                 .to_string();
         println!(
-            "{}  {:>5} edits  {:>14} credits",
+            "{}  {:>5} edits  {:>14} credits{}",
             &date[..10],
             day.jobs,
-            format_credits(day.credits)
+            format_credits(day.credits),
+            uncertain_edits(day.uncertain)
         );
         jobs += day.jobs;
         credits += day.credits;
+        uncertain += day.uncertain;
     }
     println!(
-        "total       {jobs:>5} edits  {:>14} credits",
-        format_credits(credits)
+        "total       {jobs:>5} edits  {:>14} credits{}",
+        format_credits(credits),
+        uncertain_edits(uncertain)
     );
     Ok(())
+}
+
+/// The edits of a day that may have been charged with no cost reported (interrupted or
+/// cancelled after sending), shown apart from the reported usage: the daily limit counts each
+/// at the latest edit's cost.
+fn uncertain_edits(count: u64) -> String {
+    match count {
+        0 => String::new(),
+        1 => "  + 1 edit that may have been charged".to_owned(),
+        n => format!("  + {n} edits that may have been charged"),
+    }
 }
 
 fn format_credits(credits: f64) -> String {

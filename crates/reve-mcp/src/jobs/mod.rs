@@ -274,7 +274,9 @@ impl Jobs {
     ) -> Outcome {
         let path = edited.path.as_ref().map(|path| path.display().to_string());
         let name_taken = match &edited.name_taken {
-            Some(taken) => Some(taken.display().to_string()),
+            Some(taken) => taken
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned()),
             None => name_taken(name_asked, path.as_deref()),
         };
         let result = JobResult {
@@ -1034,13 +1036,22 @@ fn spending_limit(spending: Spending, limit: f64) -> EditError {
     }
 }
 
-/// The name asked for (`output_name`) when the saved `path` is not one of the names it may
-/// take: another file had taken it, and the result was saved beside it.
+/// The name asked for (`output_name`, its extension corrected as the result's) when the saved
+/// `path` is not one of the names it may take: another file had taken it, and the result was
+/// saved beside it.
 fn name_taken(output_name: Option<&str>, path: Option<&str>) -> Option<String> {
+    use std::path::Path;
     let (asked, path) = (output_name?, path?);
-    let saved_as = std::path::Path::new(path).file_name()?.to_str()?;
+    let saved_as = Path::new(path).file_name()?.to_str()?;
     let possible = reve_core::possible_file_names(asked).ok()?;
-    (!possible.iter().any(|name| name == saved_as)).then(|| asked.to_owned())
+    if possible.iter().any(|name| name == saved_as) {
+        return None;
+    }
+    let extension = Path::new(saved_as).extension();
+    let taken = possible
+        .iter()
+        .find(|name| Path::new(name).extension() == extension);
+    Some(taken.map_or(asked, String::as_str).to_owned())
 }
 
 /// How a job that did not succeed ended, and what its message tells the caller.

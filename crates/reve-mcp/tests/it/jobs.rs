@@ -19,10 +19,10 @@ use crate::mcp_http::{HttpServer, PROTOCOL_VERSION, sse_messages};
 use crate::support::{World, command, start};
 
 /// The fake's `meta.usage.tokens_used` for each generation.
-const TOKENS_PER_EDIT: f64 = 210_000.0;
+pub(crate) const TOKENS_PER_EDIT: f64 = 210_000.0;
 
 /// The server's environment: the defaults of the jobs settings, unless `extra` says otherwise.
-fn env(world: &World, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn env(world: &World, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut env = world.env(&[("RUST_LOG", "info")]);
     env.remove("REVE_REUSE_WINDOW_SECS");
     env.extend(
@@ -34,29 +34,29 @@ fn env(world: &World, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// A fresh world, the first scenario pushed (if any), and the server over stdio.
-async fn serve(extra: &[(&str, &str)], first: Option<Scenario>) -> (World, McpSession) {
+pub(crate) async fn serve(extra: &[(&str, &str)], first: Option<Scenario>) -> (World, McpSession) {
     let world = World::new().await;
     world.fake.push(first.unwrap_or(Scenario::Success));
     let session = start(&env(&world, extra), TestClient::default()).await;
     (world, session)
 }
 
-fn input() -> String {
+pub(crate) fn input() -> String {
     data_uri("image/png", &sample_png(24, 16))
 }
 
-fn status(result: &CallToolResult) -> String {
+pub(crate) fn status(result: &CallToolResult) -> String {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     structured(result)["status"].as_str().unwrap().to_owned()
 }
 
-fn job_id(result: &CallToolResult) -> String {
+pub(crate) fn job_id(result: &CallToolResult) -> String {
     structured(result)["job_id"].as_str().unwrap().to_owned()
 }
 
 /// Calls `get_edit` until the job is no longer running (each call waits up to the server's
 /// limit); at most `calls` times.
-async fn collect(session: &McpSession, job: &str, calls: usize) -> CallToolResult {
+pub(crate) async fn collect(session: &McpSession, job: &str, calls: usize) -> CallToolResult {
     for _ in 0..calls {
         let result = session.get_edit(job).await.unwrap();
         if result.is_error == Some(true) || structured(&result)["status"] != "running" {
@@ -342,7 +342,7 @@ fn is_partial(path: &std::path::Path) -> bool {
         .is_some_and(|name| name.ends_with(".partial"))
 }
 
-fn kill(pid: u32) {
+pub(crate) fn kill(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -351,11 +351,11 @@ fn kill(pid: u32) {
 }
 
 /// `reve-mcp jobs` against the world's store.
-async fn jobs_listing(world: &World) -> String {
+pub(crate) async fn jobs_listing(world: &World) -> String {
     run(world, &["jobs"]).await
 }
 
-async fn run(world: &World, args: &[&str]) -> String {
+pub(crate) async fn run(world: &World, args: &[&str]) -> String {
     let output = command(&world.env(&[])).args(args).output().await.unwrap();
     assert!(output.status.success(), "{output:?}");
     String::from_utf8(output.stdout).unwrap()

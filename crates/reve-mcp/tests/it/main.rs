@@ -10,6 +10,7 @@ mod http_limits;
 mod jobs;
 mod mcp_http;
 mod mcp_stdio;
+mod money_edges;
 mod properties;
 mod protocol_abuse;
 mod registry;
