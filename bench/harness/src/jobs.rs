@@ -90,7 +90,7 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
         )
         .await?;
     store
-        .finish(id, JobState::Succeeded, Some(result()), None, false)
+        .finish(id, JobState::Succeeded, Some(result()), None, Default::default())
         .await?;
     Ok(started.elapsed())
 }

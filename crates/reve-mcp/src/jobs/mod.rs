@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use store::{
     Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
+    Ending, KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
 };
 
 use crate::edit::{
@@ -99,9 +99,9 @@ pub enum Outcome {
     Ended {
         state: JobState,
         message: String,
-        /// Whether the API answered with a refusal (an HTTP error, a missing key or credit),
-        /// for which nothing is charged; otherwise an edit that was sent may have been.
-        refused_by_api: bool,
+        /// What the end says about money: refused by the API (nothing charged), or paid
+        /// with its result unsaved.
+        ending: Ending,
     },
 }
 
@@ -453,6 +453,7 @@ impl Jobs {
         other: &str,
         progress: &WatchProgress<'_>,
     ) -> Result<Outcome, EditError> {
+        self.retry_unsaved(other, principal).await?;
         let waited = self
             .wait_for(other, principal, None, progress, None)
             .await?;
@@ -473,7 +474,10 @@ impl Jobs {
                 state,
                 message: format!("{message} (this call reused edit job {other})"),
                 // Nothing was sent for this job.
-                refused_by_api: true,
+                ending: Ending {
+                    refused_by_api: true,
+                    unsaved: false,
+                },
             },
         })
     }
@@ -481,18 +485,18 @@ impl Jobs {
     /// Records how a job ended and tells whoever waits.
     async fn finish(&self, id: &str, outcome: Outcome, status: watch::Sender<Status>) {
         // Usage and reuse were recorded when they became known.
-        let (state, result, error, refused_by_api) = match &outcome {
+        let (state, result, error, ending) = match &outcome {
             Outcome::Succeeded(succeeded) => (
                 JobState::Succeeded,
                 Some(succeeded.result.clone()),
                 None,
-                false,
+                Ending::default(),
             ),
             Outcome::Ended {
                 state,
                 message,
-                refused_by_api,
-            } => (*state, None, Some(message.clone()), *refused_by_api),
+                ending,
+            } => (*state, None, Some(message.clone()), *ending),
         };
         let recorded = self
             .inner
@@ -502,7 +506,7 @@ impl Jobs {
                 state,
                 result.clone(),
                 error.clone(),
-                refused_by_api,
+                ending,
             )
             .await;
         status.send_replace(Status::Done(outcome));
@@ -523,7 +527,7 @@ impl Jobs {
                             state,
                             result.clone(),
                             error.clone(),
-                            refused_by_api,
+                            ending,
                         )
                     })
                     .await;
@@ -552,6 +556,7 @@ impl Jobs {
         progress: &impl Progress,
         cancel: Option<&CancellationToken>,
     ) -> Result<Waited, EditError> {
+        self.retry_unsaved(id, principal).await?;
         self.wait_for(id, principal, self.inner.options.max_wait, progress, cancel)
             .await
     }
@@ -665,7 +670,10 @@ impl Jobs {
                 message: record.error.unwrap_or_else(|| {
                     format!("edit job {} ended {}", record.id, record.state.as_str())
                 }),
-                refused_by_api: !record.may_be_charged,
+                ending: Ending {
+                    refused_by_api: !record.may_be_charged,
+                    unsaved: record.unsaved,
+                },
             };
         };
         // A reused result's pictures are kept under the job that made it.
@@ -846,15 +854,7 @@ impl Jobs {
     }
 
     async fn settle(&self, job: JobRecord) {
-        if let Some((path, bytes)) = &job.saving
-            && job.reused_from.is_none()
-            && tokio::fs::metadata(path)
-                .await
-                .is_ok_and(|metadata| metadata.len() == *bytes)
-        {
-            // Killed after the rename and before the end's record: the file is the result.
-            tracing::info!(job = %job.id, %path, "recording a result the previous run saved but did not record");
-            self.adopt_saved(job.clone(), PathBuf::from(path));
+        if job.reused_from.is_none() && self.finish_paid(&job).await {
             return;
         }
         let message = match (&job.reused_from, &job.generated_url) {
@@ -862,11 +862,7 @@ impl Jobs {
                 "the server stopped while this call waited for the identical edit job {other}; \
                  collect that one with get_edit"
             ),
-            (None, Some(url)) if job.sent => {
-                tracing::info!(job = %job.id, "resuming the download of a result the previous run paid for");
-                self.resume(job.clone(), url.clone());
-                return;
-            }
+
             (None, _) if !job.sent => {
                 "the server stopped before this edit was sent to the API; nothing was charged; \
                  call edit_image again"
@@ -891,12 +887,58 @@ impl Jobs {
                 JobState::Interrupted,
                 None,
                 Some(message),
-                false,
+                Ending::default(),
             )
             .await
         {
             tracing::warn!(%error, job = %job.id, "could not mark the job interrupted");
         }
+    }
+
+    /// Finishes in this process a job whose result was paid for and not recorded saved: the file
+    /// its run saved (a kill came between the rename and the end's record), or else its URL
+    /// fetched and saved. Whether there was such a result to finish.
+    async fn finish_paid(&self, job: &JobRecord) -> bool {
+        if let Some((path, bytes)) = &job.saving
+            && tokio::fs::metadata(path)
+                .await
+                .is_ok_and(|metadata| metadata.len() == *bytes)
+        {
+            tracing::info!(job = %job.id, %path, "recording a result saved but not recorded");
+            self.adopt_saved(job.clone(), PathBuf::from(path));
+            return true;
+        }
+        match &job.generated_url {
+            Some(url) if job.sent => {
+                tracing::info!(job = %job.id, "fetching and saving a result paid for earlier");
+                self.resume(job.clone(), url.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes up again job `id` of `principal` when it failed with its paid result unsaved (a
+    /// full disk, say) and no process runs it: the save is retried, nothing is paid again.
+    async fn retry_unsaved(&self, id: &str, principal: &str) -> Result<(), EditError> {
+        if self.lock_live().contains_key(id) {
+            return Ok(());
+        }
+        let record = self.record(id, principal).await?;
+        if record.state != JobState::Failed || !record.unsaved {
+            return Ok(());
+        }
+        let reopened = self
+            .inner
+            .store
+            .reopen(id.to_owned(), self.inner.run.clone(), std::process::id())
+            .await
+            .map_err(EditError::StoreRead)?;
+        if reopened && !self.finish_paid(&record).await {
+            // Cannot happen (an unsaved job has its URL); ended again rather than left running.
+            self.settle(record).await;
+        }
+        Ok(())
     }
 
     /// Fetches and saves the result of an adopted job, as its own run would have.
@@ -1057,6 +1099,13 @@ fn name_taken(output_name: Option<&str>, path: Option<&str>) -> Option<String> {
 /// How a job that did not succeed ended, and what its message tells the caller.
 fn ended(error: EditError, sent: bool) -> Outcome {
     use reve_core::Error as Api;
+    // A result the API produced and that was paid for, which could not be saved while its
+    // URL may still serve it (a 4xx from its host says it no longer does).
+    let unsaved = matches!(
+        &error,
+        EditError::Save { url: Some(_), source }
+            if !matches!(source, Api::Download { status: 400..=499, .. })
+    );
     let refused_by_api = !sent
         || matches!(
             error,
@@ -1071,8 +1120,11 @@ fn ended(error: EditError, sent: bool) -> Outcome {
         );
     match error {
         EditError::Cancelled => Outcome::Ended {
-            refused_by_api,
             state: JobState::Cancelled,
+            ending: Ending {
+                refused_by_api,
+                unsaved,
+            },
             message: if sent {
                 "the edit was cancelled after its request was sent; the provider may have \
                  charged for it"
@@ -1084,8 +1136,18 @@ fn ended(error: EditError, sent: bool) -> Outcome {
         },
         error => Outcome::Ended {
             state: JobState::Failed,
-            message: error.to_string(),
-            refused_by_api,
+            message: if unsaved {
+                format!(
+                    "{error}; call get_edit with this job's id (or this call again) once that is \
+                     fixed, and the paid result is saved without paying again"
+                )
+            } else {
+                error.to_string()
+            },
+            ending: Ending {
+                refused_by_api,
+                unsaved,
+            },
         },
     }
 }

@@ -581,3 +581,189 @@ async fn without_xdg_user_dirs_results_go_to_pictures_and_the_folder_is_logged()
         results_in(&data)
     );
 }
+
+/// A mount namespace of its own (with a user namespace, so that no privilege is needed) where
+/// `folder` is a small tmpfs (`size` as `mount` takes it), held by a process that sleeps: servers started in it with
+/// [`Namespace::enter`] see the small disk, and the test reaches its files through
+/// `/proc/PID/root`.
+struct Namespace {
+    holder: std::process::Child,
+}
+
+impl Namespace {
+    fn with_small_disk(folder: &Path, size: &str) -> Namespace {
+        let unshare = reve_tests::services::program("unshare", "util-linux");
+        let holder = std::process::Command::new(unshare)
+            .args(["--user", "--map-root-user", "--mount", "/bin/sh", "-c"])
+            .arg("mount -t tmpfs -o size=\"$1\" tmpfs \"$0\" && echo ready && exec sleep 600")
+            .arg(folder)
+            .arg(size)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut holder = holder;
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready", "the tmpfs could not be mounted");
+        Namespace { holder }
+    }
+
+    /// `path` as the processes in the namespace see it.
+    fn path(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.holder.id())).join(path.strip_prefix("/").unwrap())
+    }
+
+    /// Fills the small disk up with a file of zeros at `filler`.
+    fn fill(&self, filler: &Path) {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.path(filler)).unwrap();
+        let block = [0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    /// The server, in the namespace, with `env`.
+    fn enter(&self, env: &BTreeMap<String, String>) -> std::process::Command {
+        let nsenter = reve_tests::services::program("nsenter", "util-linux");
+        let mut command = reve_tests::mcp::child_command(&nsenter, env);
+        command
+            .arg(format!("--target={}", self.holder.id()))
+            .args(["--user", "--mount", "--preserve-credentials"])
+            .arg(binary());
+        command
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_full_output_disk_names_the_paid_result_and_saves_it_once_space_returns() {
+    let world = World::new().await;
+    let disk = Namespace::with_small_disk(&world.outputs, "64k");
+    let filler = world.outputs.join("filler");
+    disk.fill(&filler);
+    let session = McpSession::start_command(disk.enter(&env(&world, &[])), TestClient::default())
+        .await;
+    let arguments = json!({ "prompt": "p", "image_url": input() });
+    let failed = session.edit_image(arguments.clone()).await.unwrap();
+    assert_eq!(failed.is_error, Some(true), "{failed:?}");
+    let text = result_text(&failed);
+    let files = format!("{}/files/", world.fake.base_url());
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(
+        text.contains(&format!("can still be downloaded from {files}")),
+        "{text}"
+    );
+    assert!(text.contains("get_edit"), "{text}");
+    let listing = jobs_listing(&world).await;
+    assert!(listing.contains(&files), "{listing}");
+    let id = listing.split_whitespace().next().unwrap().to_owned();
+
+    // get_edit tries the save again: still full, still named.
+    let again = session.get_edit(&id).await.unwrap();
+    assert_eq!(again.is_error, Some(true), "{again:?}");
+    assert!(result_text(&again).contains(&files));
+    assert_eq!(world.fake.file_downloads(), 2);
+
+    // Space returns: an identical call attaches to the paid job rather than paying again.
+    std::fs::remove_file(disk.path(&filler)).unwrap();
+    let saved = session.edit_image(arguments).await.unwrap();
+    assert_eq!(status(&saved), "succeeded", "{saved:?}");
+    assert_eq!(structured(&saved)["reused_from"], json!(id));
+    let path = PathBuf::from(structured(&saved)["path"].as_str().unwrap());
+    assert_eq!(
+        image::image_dimensions(disk.path(&path)).unwrap(),
+        (24, 16)
+    );
+    let first = session.get_edit(&id).await.unwrap();
+    assert_eq!(status(&first), "succeeded", "{first:?}");
+    assert_eq!(world.fake.generation_attempts(), 1, "paid once");
+    session.stop().await;
+}
+
+/// The state of job `id`, as `reve-mcp jobs` run in the namespace lists it.
+async fn state_in(disk: &Namespace, env: &BTreeMap<String, String>, id: &str) -> Option<String> {
+    let listed = tokio::process::Command::from(disk.enter(env))
+        .arg("jobs")
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix(id))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_again() {
+    let world = World::new().await;
+    std::fs::create_dir_all(world.state_dir()).unwrap();
+    let disk = Namespace::with_small_disk(&world.state_dir(), "4m");
+    world.fake.push(Scenario::Latency(Duration::from_secs(2)));
+    let server_env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
+    let session =
+        McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
+    let arguments = json!({ "prompt": "p", "image_url": input() });
+    let running = session.edit_image(arguments).await.unwrap();
+    assert_eq!(status(&running), "running", "{running:?}");
+    let id = job_id(&running);
+    // Claimed and sent; the disk fills before the API answers.
+    let filler = world.state_dir().join("filler");
+    disk.fill(&filler);
+    let done = collect(&session, &id, 10).await;
+    assert_eq!(status(&done), "succeeded", "{done:?}");
+    assert_eq!(
+        state_in(&disk, &server_env, &id).await.as_deref(),
+        Some("running")
+    );
+
+    std::fs::remove_file(disk.path(&filler)).unwrap();
+    let mut recorded = None;
+    for _ in 0..100 {
+        recorded = state_in(&disk, &server_env, &id).await;
+        if recorded.as_deref() == Some("succeeded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recorded.as_deref(), Some("succeeded"));
+    session.stop().await;
+
+    // A job whose record could not be written while its process lived is settled by the
+    // next start, once the process is gone.
+    world.fake.push(Scenario::Latency(Duration::from_secs(30)));
+    let session =
+        McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
+    let running = session
+        .edit_image(json!({ "prompt": "q", "image_url": input() }))
+        .await
+        .unwrap();
+    let id = job_id(&running);
+    disk.fill(&filler);
+    session.stop().await;
+    std::fs::remove_file(disk.path(&filler)).unwrap();
+    assert_eq!(
+        state_in(&disk, &server_env, &id).await.as_deref(),
+        Some("running")
+    );
+    let session =
+        McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
+    let settled = collect(&session, &id, 5).await;
+    assert_eq!(settled.is_error, Some(true), "{settled:?}");
+    assert!(result_text(&settled).contains("may have charged"));
+    assert_eq!(
+        state_in(&disk, &server_env, &id).await.as_deref(),
+        Some("interrupted")
+    );
+    session.stop().await;
+}

@@ -144,6 +144,10 @@ pub struct JobRecord {
     /// Sent, ended without a reported cost, and not refused by the API: it may have been
     /// charged, so it counts against the daily limit at the latest edit's cost.
     pub may_be_charged: bool,
+    /// Failed after the API produced (and was paid for) its result, which was not saved (a
+    /// full disk, say) and can still be fetched from [`JobRecord::generated_url`]: `get_edit`
+    /// and an identical call retry the save instead of paying again.
+    pub unsaved: bool,
 }
 
 impl JobRecord {
@@ -180,6 +184,7 @@ impl JobRecord {
             owner_run,
             saving: None,
             may_be_charged: false,
+            unsaved: false,
         }
     }
 
@@ -279,6 +284,17 @@ impl KeptPicture {
     }
 }
 
+/// What a job's end says about money, beside its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ending {
+    /// The API turned the request down (an HTTP error, a missing key or credit): nothing was
+    /// charged. Otherwise a sent job without a reported cost may have been charged.
+    pub refused_by_api: bool,
+    /// The result was paid for and produced but not saved, and its URL may still serve it
+    /// (see [`JobRecord::unsaved`]).
+    pub unsaved: bool,
+}
+
 /// What [`JobStore::claim`] decided for a job about to be sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -342,15 +358,20 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// Records a finished job: its state, result or error. A success is never overwritten. A
     /// sent job that ends without a reported cost is counted as uncertain (see
-    /// [`JobRecord::may_be_charged`]) unless `refused_by_api` says the API turned it down.
+    /// [`JobRecord::may_be_charged`]) unless the ending says the API turned it down.
     fn finish(
         &self,
         id: String,
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
-        refused_by_api: bool,
+        ending: Ending,
     ) -> StoreFuture<'_, ()>;
+
+    /// Takes job `id` back up for `run` (of process `pid`) when it failed with its paid result
+    /// [unsaved](JobRecord::unsaved): it is running again, owned by `run`. Whether it was
+    /// taken (a second caller, or another replica, finds it taken already).
+    fn reopen(&self, id: String, run: String, pid: u32) -> StoreFuture<'_, bool>;
 
     fn get(&self, id: String) -> StoreFuture<'_, Option<JobRecord>>;
 

@@ -35,7 +35,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{
     Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    KeptPicture, Spending, StoreError, StoreFuture, now_ms,
+    Ending, KeptPicture, Spending, StoreError, StoreFuture, now_ms,
 };
 
 /// How long a command may take before the call that needs it fails: Redis on a local network
@@ -324,6 +324,7 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
         owner_run: text("owner_run").unwrap_or_default(),
         saving: text("saving_path").map(|path| (path, number("saving_bytes").unwrap_or_default())),
         may_be_charged: flag("may_be_charged").unwrap_or(false),
+        unsaved: flag("unsaved").unwrap_or(false),
     })
 }
 
@@ -341,9 +342,10 @@ if window > 0 then
     if ARGV[i] == other then other = false end
   end
   if other and other ~= id then
-    local s = redis.call('HMGET', 'reve:job:' .. other, 'state', 'finished_ms')
+    local s = redis.call('HMGET', 'reve:job:' .. other, 'state', 'finished_ms', 'unsaved')
+    local recent = reuse_finished and tonumber(s[2] or '0') >= now - window
     if s[1] == 'queued' or s[1] == 'running'
-       or (reuse_finished and s[1] == 'succeeded' and tonumber(s[2]) >= now - window) then
+       or (recent and (s[1] == 'succeeded' or (s[1] == 'failed' and s[3] == '1'))) then
       redis.call('HSET', job, 'state', 'running', 'reused_from', other, 'updated_ms', now)
       return {'reuse', other}
     end
@@ -407,14 +409,16 @@ const FINISH: &str = r"
 local job = KEYS[1]
 local id, now, state, refused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local current = redis.call('HMGET', job, 'state', 'principal', 'created_ms', 'reused_from',
-  'fingerprint', 'reuse_window_ms', 'sent', 'credits_used', 'tokens_used', 'may_be_charged')
+  'fingerprint', 'reuse_window_ms', 'sent', 'credits_used', 'tokens_used', 'may_be_charged',
+  'generated_url')
+local unsaved = ARGV[5] == '1' and current[11] ~= false
 if not current[1] then return 0 end
 if current[1] == 'succeeded' then return 0 end
-local set_count = tonumber(ARGV[5])
-local fields = {'state', state, 'updated_ms', now, 'finished_ms', now}
-for i = 1, set_count * 2 do table.insert(fields, ARGV[5 + i]) end
+local set_count = tonumber(ARGV[6])
+local fields = {'state', state, 'updated_ms', now, 'finished_ms', now, 'unsaved', unsaved and '1' or '0'}
+for i = 1, set_count * 2 do table.insert(fields, ARGV[6 + i]) end
 redis.call('HSET', job, unpack(fields))
-for i = 6 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
+for i = 7 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
 -- Sent, no cost reported, not refused by the API: it may have been charged.
 local uncertain = current[7] == '1' and not current[8] and not current[9] and not refused
 local was_uncertain = current[10] == '1'
@@ -435,13 +439,26 @@ if current[5] then
   local fp = 'reve:fp:' .. current[5]
   if redis.call('GET', fp) == id then
     local window = tonumber(current[6] or '0')
-    if state == 'succeeded' and window > 0 then
+    if (state == 'succeeded' or unsaved) and window > 0 then
       redis.call('PEXPIRE', fp, window)
     else
       redis.call('DEL', fp)
     end
   end
 end
+return 1
+";
+
+/// Takes a failed job whose paid result is unsaved back up for a run.
+const REOPEN: &str = r"
+local job = KEYS[1]
+local s = redis.call('HMGET', job, 'state', 'unsaved')
+if s[1] ~= 'failed' or s[2] ~= '1' then return 0 end
+redis.call('HSET', job, 'state', 'running', 'owner_run', ARGV[2], 'owner_pid', ARGV[3],
+  'updated_ms', ARGV[4], 'unsaved', '0')
+redis.call('HDEL', job, 'finished_ms', 'error')
+redis.call('SADD', 'reve:unfinished', ARGV[1])
+redis.call('SET', 'reve:lease:' .. ARGV[1], ARGV[2], 'PX', ARGV[5])
 return 1
 ";
 
@@ -640,7 +657,7 @@ impl JobStore for RedisStore {
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
-        refused_by_api: bool,
+        ending: Ending,
     ) -> StoreFuture<'_, ()> {
         self.with(move |mut connection| {
             let id = id.clone();
@@ -689,7 +706,8 @@ impl JobStore for RedisStore {
                     .arg(&id)
                     .arg(now_ms())
                     .arg(state.as_str())
-                    .arg(flag(refused_by_api))
+                    .arg(flag(ending.refused_by_api))
+                    .arg(flag(ending.unsaved))
                     .arg(set.len());
                 for (name, value) in &set {
                     invocation.arg(*name).arg(value.as_deref());
@@ -701,6 +719,26 @@ impl JobStore for RedisStore {
                     .invoke_async::<i64>(&mut connection)
                     .await
                     .map(drop)
+            }
+        })
+    }
+
+    fn reopen(&self, id: String, run: String, pid: u32) -> StoreFuture<'_, bool> {
+        let lease = self.lease.as_millis() as u64;
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let run = run.clone();
+            async move {
+                Script::new(REOPEN)
+                    .key(job_key(&id))
+                    .arg(&id)
+                    .arg(run)
+                    .arg(pid)
+                    .arg(now_ms())
+                    .arg(lease)
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+                    .map(|taken| taken == 1)
             }
         })
     }

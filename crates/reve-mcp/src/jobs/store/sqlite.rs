@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
     Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    KeptPicture, LimitVerdict, Spending, StoreError, StoreFuture, now_ms,
+    Ending, KeptPicture, LimitVerdict, Spending, StoreError, StoreFuture, now_ms,
 };
 
 /// How long a write waits for another process's transaction before it reports the store locked.
@@ -106,7 +106,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     input_bytes INTEGER,
     saving_path TEXT,
     saving_bytes INTEGER,
-    may_be_charged INTEGER NOT NULL DEFAULT 0
+    may_be_charged INTEGER NOT NULL DEFAULT 0,
+    unsaved INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs (principal, fingerprint);
 CREATE INDEX IF NOT EXISTS jobs_results ON jobs (principal, created_ms, id) WHERE state = 'succeeded';
@@ -118,11 +119,11 @@ const COLUMNS: &str = "id, principal, state, sent, created_ms, updated_ms, promp
     output_name, saves, generated_url, request_id, credits_used, tokens_used, result_path, \
     result_url, content_violation, mime_type, width, height, bytes, preview_mime, preview_width, \
     preview_height, reused_from, error, owner_pid, owner_run, input_mime, input_width, \
-    input_height, input_bytes, saving_path, saving_bytes, may_be_charged";
+    input_height, input_bytes, saving_path, saving_bytes, may_be_charged, unsaved";
 
 /// Columns added since the first release, each with its type: a store made before them gains
 /// them when it is opened, and its jobs read as having no value there.
-const ADDED_COLUMNS: [(&str, &str); 7] = [
+const ADDED_COLUMNS: [(&str, &str); 8] = [
     ("input_mime", "TEXT"),
     ("input_width", "INTEGER"),
     ("input_height", "INTEGER"),
@@ -130,6 +131,7 @@ const ADDED_COLUMNS: [(&str, &str); 7] = [
     ("saving_path", "TEXT"),
     ("saving_bytes", "INTEGER"),
     ("may_be_charged", "INTEGER NOT NULL DEFAULT 0"),
+    ("unsaved", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Adds the [`ADDED_COLUMNS`] an older store lacks.
@@ -201,6 +203,7 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
             None => None,
         },
         may_be_charged: row.get(34)?,
+        unsaved: row.get(35)?,
     })
 }
 
@@ -525,7 +528,9 @@ impl JobStore for SqliteStore {
                          AND other.reused_from IS NULL \
                          AND other.id NOT IN (SELECT value FROM json_each(?5)) \
                          AND (other.state IN ('queued', 'running') \
-                              OR (?4 AND other.state = 'succeeded' AND other.finished_ms >= ?3)) \
+                              OR (?4 AND other.state = 'succeeded' AND other.finished_ms >= ?3) \
+                              OR (?4 AND other.state = 'failed' AND other.unsaved = 1 \
+                                  AND other.finished_ms >= ?3)) \
                          ORDER BY other.created_ms DESC LIMIT 1",
                         params![id, fingerprint, since, rules.reuse_finished, passed_over],
                         |row| row.get(0),
@@ -598,7 +603,7 @@ impl JobStore for SqliteStore {
         state: JobState,
         result: Option<JobResult>,
         error: Option<String>,
-        refused_by_api: bool,
+        ending: Ending,
     ) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
             let now = now_ms();
@@ -613,7 +618,8 @@ impl JobStore for SqliteStore {
                  preview_height = ?14, request_id = COALESCE(?15, request_id), \
                  input_mime = ?16, input_width = ?17, input_height = ?18, input_bytes = ?19, \
                  may_be_charged = (sent = 1 AND NOT ?20 AND credits_used IS NULL \
-                                   AND tokens_used IS NULL) \
+                                   AND tokens_used IS NULL), \
+                 unsaved = (?21 AND generated_url IS NOT NULL) \
                  WHERE id = ?1 AND state != 'succeeded'",
                 params![
                     id,
@@ -635,10 +641,32 @@ impl JobStore for SqliteStore {
                     input.map(|input| input.width),
                     input.map(|input| input.height),
                     input.map(|input| input.bytes),
-                    refused_by_api,
+                    ending.refused_by_api,
+                    ending.unsaved,
                 ],
             )?;
             Ok(())
+        })
+    }
+
+    fn reopen(&self, id: String, run: String, pid: u32) -> StoreFuture<'_, bool> {
+        let store = self.clone();
+        let held = {
+            let run = run.clone();
+            tokio::task::spawn_blocking(move || store.hold_run(&run))
+        };
+        let reopened = self.with(move |connection| {
+            let changed = connection.execute(
+                "UPDATE jobs SET state = 'running', owner_run = ?2, owner_pid = ?3, \
+                 updated_ms = ?4, finished_ms = NULL, error = NULL, unsaved = 0 \
+                 WHERE id = ?1 AND state = 'failed' AND unsaved = 1",
+                params![id, run, pid, now_ms()],
+            )?;
+            Ok(changed == 1)
+        });
+        Box::pin(async move {
+            held.await.expect("locking a file does not panic")?;
+            reopened.await
         })
     }
 
