@@ -37,6 +37,18 @@
 //! replica without holding the token; it reveals nothing but "ok", or 503
 //! and "job store unreachable" while the job store (Redis) does not answer,
 //! the details going to the log.
+//!
+//! When a token is required, every response to a request without it (a
+//! health probe, a 401, a 404) closes its connection: clients without the
+//! token cannot keep connections open between requests, so however many of
+//! them poll, the connection slots stay free for those who hold it.
+//!
+//! Without sessions, rmcp sends a response's headers with its first message,
+//! which for a tool call without a progress token is its result: a proxy or
+//! client that waits 30 s for headers would fail a longer edit. A POST not
+//! answered within [`EARLY_HEADERS_AFTER`] is therefore answered at once
+//! with `200` and an event stream ([`answer_early`]) that carries rmcp's
+//! answer when it comes.
 
 use std::collections::HashSet;
 use std::io;
@@ -261,6 +273,107 @@ pub async fn serve(server: ReveServer, options: HttpOptions) -> Result<(), HttpE
     Ok(())
 }
 
+/// How long a POST may go without an answer before its headers are sent anyway, with an event
+/// stream that carries the answer when it comes ([`answer_early`]).
+const EARLY_HEADERS_AFTER: Duration = Duration::from_millis(200);
+
+/// How often an answer sent early ([`answer_early`]) says it is still alive while rmcp works:
+/// rmcp's own keep-alive, as proxies expect of an event stream.
+const EARLY_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The largest JSON answer of rmcp's that [`answer_early`] turns into an event: far more than
+/// any result of these tools (their pictures are bounded by the preview budget).
+const MAX_EARLY_JSON_BYTES: usize = 64 * 1024 * 1024;
+
+/// Marks a response to a request that carried the right token.
+#[derive(Debug, Clone, Copy)]
+struct Authenticated;
+
+/// Closes the connection after any response to a request that did not carry the token (see
+/// the module's documentation): a client without it never holds a connection between
+/// requests.
+async fn close_unauthenticated(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.extensions().get::<Authenticated>().is_none() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Sends a POST's headers and a first line of its event stream at once when rmcp has not
+/// answered within [`EARLY_HEADERS_AFTER`] (see the module's documentation), then rmcp's answer
+/// in the same stream: its events as they are, or its JSON answer as one `message` event. A
+/// protocol error that rmcp would have sent with a 4xx status after that moment arrives as an
+/// event of the `200` stream instead; those come at once, in practice, before it.
+async fn answer_early(request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let mut answer = Box::pin(next.run(request));
+    tokio::select! {
+        response = &mut answer => return response,
+        () = tokio::time::sleep(EARLY_HEADERS_AFTER) => {}
+    }
+    let (events, received) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
+    tokio::spawn(async move {
+        let send = |bytes: &'static [u8]| events.send(axum::body::Bytes::from_static(bytes));
+        if send(b": the request is being worked on\n\n").await.is_err() {
+            return;
+        }
+        let mut keep_alive = tokio::time::interval_at(
+            tokio::time::Instant::now() + EARLY_KEEP_ALIVE,
+            EARLY_KEEP_ALIVE,
+        );
+        let response = loop {
+            tokio::select! {
+                response = &mut answer => break response,
+                _ = keep_alive.tick() => {
+                    if send(b": still working\n\n").await.is_err() {
+                        return;
+                    }
+                }
+                // The client left: dropping `answer` cancels the request as rmcp does.
+                () = events.closed() => return,
+            }
+        };
+        let is_stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        let body = response.into_body();
+        if is_stream {
+            let mut chunks = body.into_data_stream();
+            while let Some(Ok(chunk)) = chunks.next().await {
+                if events.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        } else if let Ok(json) = axum::body::to_bytes(body, MAX_EARLY_JSON_BYTES).await
+            && !json.is_empty()
+        {
+            let mut event = b"event: message\ndata: ".to_vec();
+            event.extend(json.iter().filter(|&&byte| byte != b'\n' && byte != b'\r'));
+            event.extend_from_slice(b"\n\n");
+            let _ = events.send(event.into()).await;
+        }
+    });
+    let stream = futures::stream::unfold(received, |mut received| async move {
+        received
+            .recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), received))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("a response of constant parts")
+}
+
 /// What a connection is allowed before it has sent anything worth serving.
 #[derive(Debug, Clone, Copy)]
 struct ConnectionLimits {
@@ -381,6 +494,11 @@ fn router(
         (mcp_route(server, sessions.clone(), config), Some(sessions))
     };
     let admission = Arc::new(Admission::new(options, sessions));
+    // Sessions send their headers at once already.
+    let mcp = match options.stateless {
+        true => mcp.layer(middleware::from_fn(answer_early)),
+        false => mcp,
+    };
     let mut app = mcp
         .layer(middleware::from_fn_with_state(admission, admit))
         .layer(middleware::from_fn_with_state(in_flight, track_in_flight));
@@ -390,8 +508,13 @@ fn router(
             require_token,
         ));
     }
-    app.layer(cors(origins))
-        .route("/healthz", get(move || healthz(jobs.clone())))
+    let app = app
+        .layer(cors(origins))
+        .route("/healthz", get(move || healthz(jobs.clone())));
+    match options.token {
+        Some(_) => app.layer(middleware::from_fn(close_unauthenticated)),
+        None => app,
+    }
 }
 
 /// Whether this replica can take edits: it answers, and so does its job store.
@@ -677,7 +800,9 @@ async fn require_token(
         let principal = Principal::of_token(presented);
         request.headers_mut().remove(header::AUTHORIZATION);
         request.extensions_mut().insert(principal);
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        response.extensions_mut().insert(Authenticated);
+        return response;
     }
     tracing::warn!(
         method = %request.method(),

@@ -767,3 +767,136 @@ async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_ag
     );
     session.stop().await;
 }
+
+/// The token of the HTTP tests here.
+const TOKEN: &str = "tok-edges-5e1f0c9a7b";
+
+/// Polls `/healthz` without the token every 4 s on one kept-alive connection, as a monitor
+/// (or a flood) does, reconnecting when the server closes it; counts the responses that said
+/// they close the connection.
+async fn poll_health(addr: std::net::SocketAddr, closed: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut connection: Option<tokio::net::TcpStream> = None;
+    loop {
+        let stream = match connection.as_mut() {
+            Some(stream) => stream,
+            None => match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => connection.insert(stream),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let mut answer = Vec::new();
+        let asked = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await;
+        let mut buffer = [0u8; 1024];
+        while asked.is_ok() && !answer.ends_with(b"ok\n") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        if text.contains("connection: close") {
+            closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            connection = None;
+        } else if !answer.ends_with(b"ok\n") {
+            connection = None;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+}
+
+#[tokio::test]
+async fn clients_without_the_token_cannot_hold_the_connections_a_token_holder_needs() {
+    reve_mcp::descriptors::raise_limit();
+    let world = World::new().await;
+    let mut server_env = world.env(&[]);
+    server_env.insert("REVE_HTTP_TOKEN".into(), TOKEN.into());
+    let server = crate::mcp_http::HttpServer::start(
+        &server_env,
+        &["--stateless", "--max-connections", "200"],
+    )
+    .await;
+    // As many kept-alive pollers without the token as there are connection slots.
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(poll_health(server.addr, closed.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A token holder is served during the flood; the client gives up after 3 s.
+    for round in 0..3 {
+        let request = json!({ "jsonrpc": "2.0", "id": round, "method": "tools/list", "params": {} });
+        let response = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap()
+            .post(server.url())
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("mcp-protocol-version", crate::mcp_http::PROTOCOL_VERSION)
+            .body(request.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: the token holder was not served: {error}"));
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        assert!(response.text().await.unwrap().contains("edit_image"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        closed.load(std::sync::atomic::Ordering::Relaxed) >= 200,
+        "the server kept unauthenticated connections open"
+    );
+    for poller in flood {
+        poller.abort();
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stateless_call_without_a_progress_token_gets_its_headers_before_the_edit_ends() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(4)));
+    let server = crate::mcp_http::HttpServer::start(&env(&world, &[]), &["--stateless"]).await;
+    let request = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "name": "edit_image",
+            "arguments": { "prompt": "p", "image_url": input() },
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": { "name": "reve-tests", "version": "0" },
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        }
+    });
+    let response = crate::mcp_http::post_to(&server.url(), &request)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "edit_image")
+        .send()
+        .await
+        .unwrap();
+    // The headers came while the API was still working on the edit.
+    assert_eq!(world.fake.file_downloads(), 0, "the edit had ended already");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let body = response.text().await.unwrap();
+    let answer = crate::mcp_http::sse_messages(&body).pop().unwrap();
+    assert_eq!(answer["id"], json!(1), "{body}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["status"],
+        json!("succeeded"),
+        "{body}"
+    );
+    assert_eq!(world.fake.file_downloads(), 1);
+    server.stop().await;
+}
