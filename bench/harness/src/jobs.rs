@@ -90,7 +90,13 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
         )
         .await?;
     store
-        .finish(id, JobState::Succeeded, Some(result()), None, Default::default())
+        .finish(
+            id,
+            JobState::Succeeded,
+            Some(result()),
+            None,
+            Default::default(),
+        )
         .await?;
     Ok(started.elapsed())
 }

@@ -173,7 +173,12 @@ impl Config {
         use sha2::Digest as _;
         let key = self.api_key.as_ref()?;
         let digest = sha2::Sha256::digest(key.expose_secret().as_bytes());
-        Some(digest[..16].iter().map(|byte| format!("{byte:02x}")).collect())
+        Some(
+            digest[..16]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+        )
     }
 
     /// The base URL, without a trailing `/` or `/v1`.

@@ -189,19 +189,19 @@ impl StagedImage {
     /// Gives the image exactly the name `name` (a plain file name) in its folder, in one atomic
     /// step that refuses an existing file ([`Error::FileExists`]), with the permissions the
     /// process's umask gives a new file. Call [`StagedImage::sync`] first. On failure the image
-    /// comes back unsaved, so that the caller can choose another name: a result already paid
-    /// for is never dropped for its name. Blocking.
-    pub fn persist_as(self, name: &str) -> std::result::Result<PathBuf, NotPersisted> {
+    /// comes back unsaved (boxed, as it is large), so that the caller can choose another name:
+    /// a result already paid for is never dropped for its name. Blocking.
+    pub fn persist_as(self, name: &str) -> std::result::Result<PathBuf, Box<NotPersisted>> {
         let target = self.dir.join(name);
         if let Err(source) = follow_umask(self.file.as_file()) {
-            return Err(NotPersisted {
+            return Err(Box::new(NotPersisted {
                 error: Error::File {
                     path: target,
                     action: "set the permissions of",
                     source,
                 },
                 image: self,
-            });
+            }));
         }
         let StagedImage {
             file,
@@ -214,7 +214,7 @@ impl StagedImage {
                 tracing::info!(path = %target.display(), "saved result image");
                 Ok(target)
             }
-            Err(error) => Err(NotPersisted {
+            Err(error) => Err(Box::new(NotPersisted {
                 error: if error.error.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::FileExists { path: target }
                 } else {
@@ -230,7 +230,7 @@ impl StagedImage {
                     size,
                     metadata,
                 },
-            }),
+            })),
         }
     }
 

@@ -451,9 +451,7 @@ impl Settings {
             .or_else(|| dirs::home_dir().map(|home| home.join("Pictures")))
             .map(|dir| dir.join("reve"))
             .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "cannot find your home folder: set REVE_OUTPUT_DIR or --output-dir"
-                )
+                anyhow::anyhow!("cannot find your home folder: set REVE_OUTPUT_DIR or --output-dir")
             })
     }
 }

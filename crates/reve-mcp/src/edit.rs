@@ -584,10 +584,12 @@ impl Editor {
         })
         .await
         .expect("reading a file does not panic");
-        let unreadable = |reason: String| EditError::Job(format!(
-            "the result saved to {} cannot be read back: {reason}",
-            path.display()
-        ));
+        let unreadable = |reason: String| {
+            EditError::Job(format!(
+                "the result saved to {} cannot be read back: {reason}",
+                path.display()
+            ))
+        };
         let (size, format) = found.map_err(|error| unreadable(error.to_string()))?;
         let format = format.ok_or_else(|| unreadable("it is not a picture".to_owned()))?;
         let metadata = reve_core::ResultMetadata {
@@ -599,12 +601,13 @@ impl Editor {
         };
         let (preview, dimensions) = match budget {
             Some(budget) => {
-                let preview = self.preview_of_file(path.clone(), budget).await.map_err(
-                    |source| EditError::Preview {
-                        path: path.display().to_string(),
-                        source,
-                    },
-                )?;
+                let preview =
+                    self.preview_of_file(path.clone(), budget)
+                        .await
+                        .map_err(|source| EditError::Preview {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
                 let size = preview.full_size;
                 (Some(preview), size)
             }
@@ -970,12 +973,15 @@ async fn save(
         let persisted = tokio::task::spawn_blocking(move || staged.persist_as(&trying))
             .await
             .expect("saving does not panic");
-        match persisted {
+        let not_persisted = match persisted {
             Ok(path) => return Ok((path, taken)),
-            Err(reve_core::NotPersisted {
+            Err(not_persisted) => *not_persisted,
+        };
+        match not_persisted {
+            reve_core::NotPersisted {
                 error: reve_core::Error::FileExists { path },
                 image,
-            }) => {
+            } => {
                 staged = image;
                 next = match name {
                     Some(_) => {
@@ -986,7 +992,7 @@ async fn save(
                     None => staged.file_name_for(None)?,
                 };
             }
-            Err(not_persisted) => return Err(not_persisted.error),
+            reve_core::NotPersisted { error, .. } => return Err(error),
         }
     }
     Err(reve_core::Error::FileExists {

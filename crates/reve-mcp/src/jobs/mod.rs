@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use store::{
-    Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    Ending, KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
+    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobInput, JobRecord, JobResult, JobState,
+    JobStore, KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
 };
 
 use crate::edit::{
@@ -330,9 +330,11 @@ impl Jobs {
         else {
             return;
         };
-        succeeded.result.preview = Some((preview.mime_type.to_owned(), preview.width, preview.height));
+        succeeded.result.preview =
+            Some((preview.mime_type.to_owned(), preview.width, preview.height));
         let base64: Arc<str> = preview.base64.into();
-        self.keep_picture(KeptPicture::Preview, owner, &base64).await;
+        self.keep_picture(KeptPicture::Preview, owner, &base64)
+            .await;
         succeeded.preview = Some(base64);
     }
 
@@ -501,13 +503,7 @@ impl Jobs {
         let recorded = self
             .inner
             .store
-            .finish(
-                id.to_owned(),
-                state,
-                result.clone(),
-                error.clone(),
-                ending,
-            )
+            .finish(id.to_owned(), state, result.clone(), error.clone(), ending)
             .await;
         status.send_replace(Status::Done(outcome));
         // Callers already waiting hold the channel; later ones read the store. An end the store

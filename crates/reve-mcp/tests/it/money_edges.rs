@@ -53,7 +53,12 @@ async fn a_name_the_extension_correction_would_take_is_refused_before_paying() {
     let world = World::new().await;
     world.input_file("cat.png", &sample_png(20, 20));
     // The README's own example, run twice: the result is a PNG, so `hat.jpg` became `hat.png`.
-    let first = edit(&world, &[], &["cat.png", "-p", "add a hat", "-o", "hat.jpg"]).await;
+    let first = edit(
+        &world,
+        &[],
+        &["cat.png", "-p", "add a hat", "-o", "hat.jpg"],
+    )
+    .await;
     assert!(first.status.success(), "{first:?}");
     let hat = world.inputs.join("hat.png");
     assert_eq!(
@@ -63,7 +68,12 @@ async fn a_name_the_extension_correction_would_take_is_refused_before_paying() {
     );
     let paid = std::fs::read(&hat).unwrap();
 
-    let second = edit(&world, &[], &["cat.png", "-p", "add a hat", "-o", "hat.jpg"]).await;
+    let second = edit(
+        &world,
+        &[],
+        &["cat.png", "-p", "add a hat", "-o", "hat.jpg"],
+    )
+    .await;
     assert_eq!(second.status.code(), Some(1), "{second:?}");
     let stderr = text_of(&second.stderr);
     assert!(
@@ -71,7 +81,11 @@ async fn a_name_the_extension_correction_would_take_is_refused_before_paying() {
         "{stderr}"
     );
     assert!(stderr.contains("nothing was sent to the API"), "{stderr}");
-    assert_eq!(world.fake.generation_attempts(), 1, "the second was not paid");
+    assert_eq!(
+        world.fake.generation_attempts(),
+        1,
+        "the second was not paid"
+    );
     assert_eq!(std::fs::read(&hat).unwrap(), paid);
 
     // The MCP tool's output_path, likewise: every corrected name is checked before paying.
@@ -109,10 +123,7 @@ async fn a_name_taken_after_payment_saves_the_result_beside_it_and_says_so() {
     assert_eq!(status(&done), "succeeded", "{done:?}");
     let saved = PathBuf::from(structured(&done)["path"].as_str().unwrap());
     let name = saved.file_name().unwrap().to_str().unwrap().to_owned();
-    assert!(
-        name.starts_with("hat-") && name.ends_with(".png"),
-        "{name}"
-    );
+    assert!(name.starts_with("hat-") && name.ends_with(".png"), "{name}");
     assert_eq!(saved.parent().unwrap(), world.outputs);
     assert_eq!(
         std::fs::read(world.outputs.join("hat.png")).unwrap(),
@@ -232,7 +243,14 @@ async fn a_reused_result_without_a_kept_preview_still_shows_its_picture() {
     let made = edit(
         &world,
         &[],
-        &[&picture, "-p", "p", "-o", &world.outputs.display().to_string(), "--json"],
+        &[
+            &picture,
+            "-p",
+            "p",
+            "-o",
+            &world.outputs.display().to_string(),
+            "--json",
+        ],
     )
     .await;
     assert!(made.status.success(), "{made:?}");
@@ -283,10 +301,10 @@ async fn a_result_whose_file_was_deleted_is_not_reused_and_is_said_to_be_gone() 
 #[tokio::test]
 async fn a_url_input_is_reused_only_while_the_identical_call_runs() {
     let world = World::new().await;
-    let url = world
+    let url = world.fake.serve_input(sample_png(24, 16), "image/png");
+    world
         .fake
-        .serve_input(sample_png(24, 16), "image/png");
-    world.fake.push(Scenario::Latency(Duration::from_millis(1500)));
+        .push(Scenario::Latency(Duration::from_millis(1500)));
     let session = start(&env(&world, &[]), TestClient::default()).await;
     let arguments = json!({ "prompt": "p", "image_url": url });
     let (first, second) = tokio::join!(session.edit_image(arguments.clone()), async {
@@ -354,7 +372,9 @@ async fn a_changed_api_key_never_inherits_results_paid_under_another() {
     let store = std::fs::read(world.state_dir().join("jobs.sqlite3")).unwrap();
     for key in [world.fake.api_key(), "sk-another-key"] {
         assert!(
-            !store.windows(key.len()).any(|window| window == key.as_bytes()),
+            !store
+                .windows(key.len())
+                .any(|window| window == key.as_bytes()),
             "the key is in the store"
         );
     }
@@ -418,7 +438,9 @@ async fn kills_while_the_api_works_count_against_the_limit_as_may_have_been_char
 #[tokio::test]
 async fn before_any_cost_is_known_concurrent_calls_are_held_not_refused() {
     let world = World::new().await;
-    world.fake.push(Scenario::Latency(Duration::from_millis(1500)));
+    world
+        .fake
+        .push(Scenario::Latency(Duration::from_millis(1500)));
     let limit = (TOKENS_PER_EDIT * 10.0).to_string();
     let session = start(
         &env(&world, &[("REVE_MAX_CREDITS_PER_DAY", &limit)]),
@@ -483,7 +505,10 @@ async fn the_state_folder_is_private_and_saved_results_follow_the_umask() {
             assert_eq!(mode(&path), expected, "{}", path.display());
             checked += 1;
         }
-        assert!(checked >= 4, "the store, its journal, the previews: {checked}");
+        assert!(
+            checked >= 4,
+            "the store, its journal, the previews: {checked}"
+        );
         for folder in ["previews", "inputs", "runs"] {
             assert_eq!(mode(&state.join(folder)), 0o700, "{folder}");
         }
@@ -499,7 +524,13 @@ fn in_own_pid_namespace(env: &BTreeMap<String, String>) -> std::process::Command
     let unshare = reve_tests::services::program("unshare", "util-linux");
     let mut command = reve_tests::mcp::child_command(&unshare, env);
     command
-        .args(["--user", "--map-root-user", "--pid", "--fork", "--kill-child"])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--kill-child",
+        ])
         .arg(binary());
     command
 }
@@ -510,8 +541,7 @@ async fn two_servers_that_are_both_pid_1_never_take_each_others_live_jobs() {
     world.fake.push(Scenario::Latency(Duration::from_secs(4)));
     let server_env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
     let first =
-        McpSession::start_command(in_own_pid_namespace(&server_env), TestClient::default())
-            .await;
+        McpSession::start_command(in_own_pid_namespace(&server_env), TestClient::default()).await;
     let arguments = json!({ "prompt": "p", "image_url": input() });
     let running = first.edit_image(arguments.clone()).await.unwrap();
     assert_eq!(status(&running), "running", "{running:?}");
@@ -519,8 +549,7 @@ async fn two_servers_that_are_both_pid_1_never_take_each_others_live_jobs() {
 
     // A second container on the same volume starts while the first one's job runs.
     let second =
-        McpSession::start_command(in_own_pid_namespace(&server_env), TestClient::default())
-            .await;
+        McpSession::start_command(in_own_pid_namespace(&server_env), TestClient::default()).await;
     // Its identical call attaches to the live job instead of paying again.
     let attached = second.get_edit(&job).await.unwrap();
     assert_eq!(status(&attached), "running", "{attached:?}");
@@ -574,9 +603,7 @@ async fn without_xdg_user_dirs_results_go_to_pictures_and_the_folder_is_logged()
     // Nothing but the job store in the hidden data folder.
     let data = home.path().join(".local/share/reve");
     assert!(
-        results_in(&data)
-            .iter()
-            .all(|name| !name.ends_with(".png")),
+        results_in(&data).iter().all(|name| !name.ends_with(".png")),
         "{:?}",
         results_in(&data)
     );
@@ -614,7 +641,8 @@ impl Namespace {
 
     /// `path` as the processes in the namespace see it.
     fn path(&self, path: &Path) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root", self.holder.id())).join(path.strip_prefix("/").unwrap())
+        PathBuf::from(format!("/proc/{}/root", self.holder.id()))
+            .join(path.strip_prefix("/").unwrap())
     }
 
     /// Fills the small disk up with a file of zeros at `filler`.
@@ -651,8 +679,8 @@ async fn a_full_output_disk_names_the_paid_result_and_saves_it_once_space_return
     let disk = Namespace::with_small_disk(&world.outputs, "64k");
     let filler = world.outputs.join("filler");
     disk.fill(&filler);
-    let session = McpSession::start_command(disk.enter(&env(&world, &[])), TestClient::default())
-        .await;
+    let session =
+        McpSession::start_command(disk.enter(&env(&world, &[])), TestClient::default()).await;
     let arguments = json!({ "prompt": "p", "image_url": input() });
     let failed = session.edit_image(arguments.clone()).await.unwrap();
     assert_eq!(failed.is_error, Some(true), "{failed:?}");
@@ -680,10 +708,7 @@ async fn a_full_output_disk_names_the_paid_result_and_saves_it_once_space_return
     assert_eq!(status(&saved), "succeeded", "{saved:?}");
     assert_eq!(structured(&saved)["reused_from"], json!(id));
     let path = PathBuf::from(structured(&saved)["path"].as_str().unwrap());
-    assert_eq!(
-        image::image_dimensions(disk.path(&path)).unwrap(),
-        (24, 16)
-    );
+    assert_eq!(image::image_dimensions(disk.path(&path)).unwrap(), (24, 16));
     let first = session.get_edit(&id).await.unwrap();
     assert_eq!(status(&first), "succeeded", "{first:?}");
     assert_eq!(world.fake.generation_attempts(), 1, "paid once");
@@ -711,8 +736,7 @@ async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_ag
     let disk = Namespace::with_small_disk(&world.state_dir(), "4m");
     world.fake.push(Scenario::Latency(Duration::from_secs(2)));
     let server_env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
-    let session =
-        McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
+    let session = McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
     let arguments = json!({ "prompt": "p", "image_url": input() });
     let running = session.edit_image(arguments).await.unwrap();
     assert_eq!(status(&running), "running", "{running:?}");
@@ -742,8 +766,7 @@ async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_ag
     // A job whose record could not be written while its process lived is settled by the
     // next start, once the process is gone.
     world.fake.push(Scenario::Latency(Duration::from_secs(30)));
-    let session =
-        McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
+    let session = McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
     let running = session
         .edit_image(json!({ "prompt": "q", "image_url": input() }))
         .await
@@ -756,8 +779,7 @@ async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_ag
         state_in(&disk, &server_env, &id).await.as_deref(),
         Some("running")
     );
-    let session =
-        McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
+    let session = McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
     let settled = collect(&session, &id, 5).await;
     assert_eq!(settled.is_error, Some(true), "{settled:?}");
     assert!(result_text(&settled).contains("may have charged"));
@@ -774,7 +796,10 @@ const TOKEN: &str = "tok-edges-5e1f0c9a7b";
 /// Polls `/healthz` without the token every 4 s on one kept-alive connection, as a monitor
 /// (or a flood) does, reconnecting when the server closes it; counts the responses that said
 /// they close the connection.
-async fn poll_health(addr: std::net::SocketAddr, closed: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+async fn poll_health(
+    addr: std::net::SocketAddr,
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut connection: Option<tokio::net::TcpStream> = None;
     loop {
@@ -830,7 +855,8 @@ async fn clients_without_the_token_cannot_hold_the_connections_a_token_holder_ne
 
     // A token holder is served during the flood; the client gives up after 3 s.
     for round in 0..3 {
-        let request = json!({ "jsonrpc": "2.0", "id": round, "method": "tools/list", "params": {} });
+        let request =
+            json!({ "jsonrpc": "2.0", "id": round, "method": "tools/list", "params": {} });
         let response = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()
@@ -843,7 +869,9 @@ async fn clients_without_the_token_cannot_hold_the_connections_a_token_holder_ne
             .body(request.to_string())
             .send()
             .await
-            .unwrap_or_else(|error| panic!("round {round}: the token holder was not served: {error}"));
+            .unwrap_or_else(|error| {
+                panic!("round {round}: the token holder was not served: {error}")
+            });
         assert_eq!(response.status(), reqwest::StatusCode::OK);
         assert!(response.text().await.unwrap().contains("edit_image"));
         tokio::time::sleep(Duration::from_secs(1)).await;

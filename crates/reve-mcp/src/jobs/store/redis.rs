@@ -34,8 +34,8 @@ use ::redis::{AsyncTypedCommands as _, IntoConnectionInfo as _, Script, Value};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{
-    Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    Ending, KeptPicture, Spending, StoreError, StoreFuture, now_ms,
+    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobInput, JobRecord, JobResult, JobState,
+    JobStore, KeptPicture, Spending, StoreError, StoreFuture, now_ms,
 };
 
 /// How long a command may take before the call that needs it fails: Redis on a local network

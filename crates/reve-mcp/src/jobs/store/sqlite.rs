@@ -19,8 +19,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{
-    Claim, ClaimRules, DAY_MS, DayUsage, JobInput, JobRecord, JobResult, JobState, JobStore,
-    Ending, KeptPicture, LimitVerdict, Spending, StoreError, StoreFuture, now_ms,
+    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobInput, JobRecord, JobResult, JobState,
+    JobStore, KeptPicture, LimitVerdict, Spending, StoreError, StoreFuture, now_ms,
 };
 
 /// How long a write waits for another process's transaction before it reports the store locked.
@@ -260,7 +260,8 @@ impl SqliteStore {
         let folder = self.folder.join(RUNS_FOLDER);
         private_folder(&folder).map_err(fail)?;
         let file = private_file(&folder.join(format!("{run}.lock"))).map_err(fail)?;
-        file.try_lock().map_err(|error| fail(std::io::Error::other(error)))?;
+        file.try_lock()
+            .map_err(|error| fail(std::io::Error::other(error)))?;
         runs.insert(run.to_owned(), file);
         Ok(())
     }
@@ -347,7 +348,11 @@ impl SqliteStore {
         }
         // Every prompt is in it: readable by its user only, whatever the umask. SQLite gives
         // its journal files the store file's permissions.
-        for file in [path.to_owned(), sibling(path, "-wal"), sibling(path, "-shm")] {
+        for file in [
+            path.to_owned(),
+            sibling(path, "-wal"),
+            sibling(path, "-shm"),
+        ] {
             let made = if file == path {
                 private_file(&file).map(drop)
             } else {
@@ -518,8 +523,8 @@ impl JobStore for SqliteStore {
             } else {
                 let since = now.saturating_sub(rules.reuse_window.as_millis() as u64);
                 // Passed-over ids as one JSON array: no statement per count of them.
-                let passed_over = serde_json::to_string(&rules.passed_over)
-                    .expect("a list of strings is JSON");
+                let passed_over =
+                    serde_json::to_string(&rules.passed_over).expect("a list of strings is JSON");
                 transaction
                     .query_row(
                         "SELECT other.id FROM jobs AS other, jobs AS this \
