@@ -60,7 +60,8 @@ fn result() -> JobResult {
 }
 
 /// The writes a call makes to its job record, in order: the record before anything is sent,
-/// the claim (with the reuse lookup), the API's answer, and the end.
+/// the claim (with the reuse lookup), the API's answer, the name the result is about to take,
+/// and the end.
 pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> {
     let id = format!("bench-{index:06}-{}", now_ms());
     let started = Instant::now();
@@ -88,6 +89,9 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
                 usage: None,
             },
         )
+        .await?;
+    store
+        .set_saving(id.clone(), "/tmp/bench-result.png".into(), 1_000_000)
         .await?;
     store
         .finish(

@@ -18,4 +18,5 @@ mod resources;
 mod scale_out;
 mod secrets;
 mod soak;
+mod store_rules;
 mod support;

@@ -575,3 +575,24 @@ async fn start_refused(env: &BTreeMap<String, String>, flags: &[&str]) -> String
     assert!(!output.status.success(), "the replica started");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+#[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server)"]
+async fn the_redis_store_keeps_the_money_rules() {
+    let world = World::new().await;
+    let redis = Redis::start(&world.path("redis")).await;
+    let url = redis.url();
+    let url = url.strip_suffix("/0").unwrap().to_owned();
+    let databases = ["reuse", "limit", "unsaved"];
+    crate::store_rules::money_rules(|name| {
+        // A database of its own for each part, as a fresh store.
+        let database = databases.iter().position(|known| *known == name).unwrap() + 1;
+        let store = reve_mcp::jobs::store::RedisStore::new(
+            &format!("{url}/{database}"),
+            reve_mcp::jobs::store::redis::RedisOptions::default(),
+        )
+        .unwrap();
+        async move { std::sync::Arc::new(store) as std::sync::Arc<dyn reve_mcp::jobs::JobStore> }
+    })
+    .await;
+}

@@ -591,14 +591,21 @@ impl JobStore for SqliteStore {
         })
     }
 
+    /// Not synced on its own either: what it guards against is the process being killed
+    /// between the rename and the end's record, and a commit in the write-ahead log survives
+    /// that without a sync (the end's synced commit then puts it on disk too). A sync here
+    /// would add one to every edit for the sake of a power cut, after which the rename itself
+    /// may not have survived.
     fn set_saving(&self, id: String, path: String, bytes: u64) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
-            connection.execute(
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            let recorded = connection.execute(
                 "UPDATE jobs SET saving_path = ?2, saving_bytes = ?3, updated_ms = ?4 \
                  WHERE id = ?1",
                 params![id, path, bytes, now_ms()],
-            )?;
-            Ok(())
+            );
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            recorded.map(drop)
         })
     }
 

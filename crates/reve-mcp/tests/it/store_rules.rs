@@ -1,0 +1,226 @@
+//! The rules about money that each job store keeps in one atomic step, checked the same way
+//! against every engine: reuse of finished jobs only when allowed, passed-over jobs, a taken
+//! output name, the daily limit's holds and uncertain edits, a paid result left unsaved and
+//! taken up again, the name recorded before a rename. SQLite here; Redis in
+//! [`crate::scale_out`], which needs a `redis-server`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reve_mcp::jobs::{Claim, ClaimRules, Ending, JobRecord, JobState, JobStore, SqliteStore};
+
+const RUN: &str = "run-of-the-test";
+
+fn rules() -> ClaimRules {
+    ClaimRules {
+        reuse_window: Duration::from_secs(600),
+        reuse_finished: true,
+        may_send: true,
+        passed_over: Vec::new(),
+        daily_limit: None,
+    }
+}
+
+async fn new_job(store: &dyn JobStore, id: &str) {
+    store
+        .insert(JobRecord::queued(
+            id.to_owned(),
+            "local".to_owned(),
+            "p".to_owned(),
+            "/tmp".to_owned(),
+            None,
+            true,
+            RUN.to_owned(),
+        ))
+        .await
+        .unwrap();
+}
+
+async fn claim(store: &dyn JobStore, id: &str, fingerprint: &str, rules: ClaimRules) -> Claim {
+    new_job(store, id).await;
+    store
+        .claim(id.to_owned(), fingerprint.to_owned(), rules)
+        .await
+        .unwrap()
+}
+
+async fn answered(store: &dyn JobStore, id: &str, usage: Option<f64>) {
+    store
+        .set_generated(
+            id.to_owned(),
+            reve_core::Generated {
+                url: Some(format!("https://cdn.example/{id}.png")),
+                request_id: Some(format!("req-{id}")),
+                content_violation: Some(false),
+                usage: usage.map(|tokens| reve_core::Usage {
+                    credits_used: None,
+                    tokens_used: Some(tokens),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn end(store: &dyn JobStore, id: &str, state: JobState, ending: Ending) {
+    let result = (state == JobState::Succeeded).then(|| reve_mcp::jobs::JobResult {
+        path: Some(format!("/tmp/{id}.png")),
+        mime_type: "image/png".to_owned(),
+        width: 1,
+        height: 1,
+        bytes: 1,
+        ..Default::default()
+    });
+    store
+        .finish(id.to_owned(), state, result, None, ending)
+        .await
+        .unwrap();
+}
+
+/// Every rule, each on a fresh store from `fresh`.
+pub async fn money_rules<F, Opened>(fresh: F)
+where
+    F: Fn(&'static str) -> Opened,
+    Opened: Future<Output = Arc<dyn JobStore>>,
+{
+    // Reuse: a finished job only when allowed; a running one always; passed-over ones never.
+    let store = fresh("reuse").await;
+    let store = store.as_ref();
+    assert_eq!(claim(store, "a", "fp1", rules()).await, Claim::Send);
+    answered(store, "a", Some(10.0)).await;
+    end(store, "a", JobState::Succeeded, Ending::default()).await;
+    let url_input = ClaimRules {
+        reuse_finished: false,
+        ..rules()
+    };
+    assert_eq!(claim(store, "b", "fp1", url_input).await, Claim::Send);
+    assert_eq!(
+        claim(store, "c", "fp1", rules()).await,
+        Claim::Reuse("b".into())
+    );
+    // A succeeded job passed over (its file is gone) is not reused: sent.
+    assert_eq!(claim(store, "e", "fp3", rules()).await, Claim::Send);
+    end(store, "e", JobState::Succeeded, Ending::default()).await;
+    let passing_e = ClaimRules {
+        passed_over: vec!["e".into()],
+        ..rules()
+    };
+    assert_eq!(
+        claim(store, "f", "fp3", rules()).await,
+        Claim::Reuse("e".into())
+    );
+    assert_eq!(
+        store
+            .claim("f".into(), "fp3".into(), passing_e)
+            .await
+            .unwrap(),
+        Claim::Send
+    );
+    let record = store.get("f".into()).await.unwrap().unwrap();
+    assert_eq!(
+        record.reused_from, None,
+        "a claim sent after a reuse forgets it"
+    );
+    assert!(record.sent);
+    // A taken output name: nothing identical to reuse, so nothing is sent.
+    let name_taken = ClaimRules {
+        may_send: false,
+        ..rules()
+    };
+    assert_eq!(claim(store, "d", "fp2", name_taken).await, Claim::NotSent);
+    assert!(!store.get("d".into()).await.unwrap().unwrap().sent);
+
+    // The daily limit: 10 used, two in flight at 10 each would reach 25: held.
+    let store = fresh("limit").await;
+    let store = store.as_ref();
+    claim(store, "a", "fp-a", rules()).await;
+    answered(store, "a", Some(10.0)).await;
+    end(store, "a", JobState::Succeeded, Ending::default()).await;
+    let limited = || ClaimRules {
+        daily_limit: Some(25.0),
+        ..rules()
+    };
+    assert_eq!(claim(store, "b", "fp-b", limited()).await, Claim::Send);
+    assert_eq!(claim(store, "c", "fp-c", limited()).await, Claim::Send);
+    assert_eq!(claim(store, "d", "fp-d", limited()).await, Claim::Hold);
+    // "b" was killed while the API worked (it may have been charged); "c" was refused by the
+    // API (nothing charged). Counted: 10 + 10 for "b".
+    end(store, "b", JobState::Interrupted, Ending::default()).await;
+    let refused = Ending {
+        refused_by_api: true,
+        unsaved: false,
+    };
+    end(store, "c", JobState::Failed, refused).await;
+    assert_eq!(
+        store
+            .claim("d".into(), "fp-d".into(), limited())
+            .await
+            .unwrap(),
+        Claim::Send
+    );
+    end(store, "d", JobState::Cancelled, Ending::default()).await;
+    let spending = store.spending_today().await.unwrap();
+    assert_eq!(
+        (spending.used, spending.uncertain, spending.in_flight),
+        (10.0, 2, 0)
+    );
+    assert_eq!(spending.per_edit, Some(10.0));
+    assert_eq!(
+        claim(store, "e", "fp-e", limited()).await,
+        Claim::OverLimit(spending)
+    );
+    let today = store.usage_by_day().await.unwrap();
+    let today = today.last().unwrap();
+    assert_eq!((today.jobs, today.credits, today.uncertain), (1, 10.0, 2));
+    assert!(store.get("b".into()).await.unwrap().unwrap().may_be_charged);
+    assert!(!store.get("c".into()).await.unwrap().unwrap().may_be_charged);
+
+    // A paid result left unsaved: reused by an identical call, taken up again once.
+    let store = fresh("unsaved").await;
+    let store = store.as_ref();
+    claim(store, "a", "fp-u", rules()).await;
+    answered(store, "a", Some(10.0)).await;
+    store
+        .set_saving("a".into(), "/out/a.png".into(), 1234)
+        .await
+        .unwrap();
+    let unsaved = Ending {
+        refused_by_api: false,
+        unsaved: true,
+    };
+    end(store, "a", JobState::Failed, unsaved).await;
+    let record = store.get("a".into()).await.unwrap().unwrap();
+    assert!(record.unsaved && !record.may_be_charged);
+    assert_eq!(record.saving, Some(("/out/a.png".to_owned(), 1234)));
+    assert_eq!(
+        claim(store, "b", "fp-u", rules()).await,
+        Claim::Reuse("a".into())
+    );
+    let taken = store
+        .reopen("a".into(), "another-run".into(), 7)
+        .await
+        .unwrap();
+    assert!(taken);
+    assert!(
+        !store
+            .reopen("a".into(), "a-third-run".into(), 8)
+            .await
+            .unwrap(),
+        "taken up once"
+    );
+    let record = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Running);
+    assert_eq!(record.owner_run, "another-run");
+    assert!(!record.unsaved);
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_money_rules() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_owned();
+    money_rules(|name| {
+        let folder = root.join(name);
+        async move { Arc::new(SqliteStore::in_folder(&folder)) as Arc<dyn JobStore> }
+    })
+    .await;
+}
