@@ -240,14 +240,7 @@ impl StagedImage {
         let wanted = file_name
             .map(|name| corrected_file_name(name, self.metadata.format))
             .transpose()?;
-        self.file
-            .as_file()
-            .sync_all()
-            .map_err(|source| Error::File {
-                path: self.dir.clone(),
-                action: "write the image into",
-                source,
-            })?;
+        self.sync()?;
         persist_without_clobbering(self.file, &self.dir, wanted, self.metadata.format)
     }
 }
