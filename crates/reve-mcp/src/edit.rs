@@ -186,9 +186,10 @@ pub enum EditError {
     #[error("{0}; the job is unaffected, ask again once the store is readable")]
     StoreRead(#[source] crate::jobs::StoreError),
     #[error(
-        "the spending limit is reached: {} of the {limit} credits a day allowed by \
+        "the spending limit {}: {} of the {limit} credits a day allowed by \
          --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today{}; it resets at \
          {resets} (midnight UTC); nothing was sent to the API",
+        if .spending.used >= *.limit { "is reached" } else { "would be passed" },
         .spending.used,
         UncertainHint(.spending)
     )]
