@@ -574,7 +574,6 @@ impl Editor {
         path: PathBuf,
     ) -> Result<Edited, EditError> {
         let read = path.clone();
-        let budget = self.options.preview;
         let found = tokio::task::spawn_blocking(move || {
             use std::io::Read as _;
             let mut file = std::fs::File::open(&read)?;
@@ -600,15 +599,13 @@ impl Editor {
             content_violation: generated.content_violation,
             usage: generated.usage,
         };
-        let (preview, dimensions) = match budget {
-            Some(budget) => {
-                let preview =
-                    self.preview_of_file(path.clone(), budget)
-                        .await
-                        .map_err(|source| EditError::Preview {
-                            path: path.display().to_string(),
-                            source,
-                        })?;
+        // The result is saved and paid for: a preview that fails costs only the picture shown.
+        let preview = match self.options.preview {
+            Some(_) => self.preview_of_saved(&path).await,
+            None => None,
+        };
+        let (preview, dimensions) = match preview {
+            Some(preview) => {
                 let size = preview.full_size;
                 (Some(preview), size)
             }
