@@ -291,9 +291,15 @@ fn follow_umask(file: &File) -> std::io::Result<()> {
 
 /// The process's umask, read without changing it (setting it, the only other way, races with
 /// every thread creating a file): Linux reports it in `/proc/self/status`; elsewhere the
-/// common `022` is assumed.
+/// common `022` is assumed. Read once: a process sets its umask at start, if ever.
 #[cfg(unix)]
 fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(read_umask)
+}
+
+#[cfg(unix)]
+fn read_umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

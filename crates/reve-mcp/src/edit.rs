@@ -636,28 +636,17 @@ impl Editor {
     /// the editor makes no previews or the file cannot be previewed.
     pub async fn preview_of_saved(&self, path: &Path) -> Option<Preview> {
         let budget = self.options.preview?;
-        self.preview_of_file(path.to_owned(), budget)
+        let file = std::fs::File::open(path).map_err(|source| reve_core::Error::File {
+            path: path.to_owned(),
+            action: "open",
+            source,
+        });
+        self.preview(file, budget)
             .await
             .inspect_err(|error| {
                 tracing::info!(%error, path = %path.display(), "no preview of a saved result")
             })
             .ok()
-    }
-
-    async fn preview_of_file(
-        &self,
-        path: PathBuf,
-        budget: PreviewBudget,
-    ) -> Result<Preview, PreviewError> {
-        let file = std::fs::File::open(&path).map_err(|source| {
-            PreviewError::Read(reve_core::Error::File {
-                path,
-                action: "open",
-                source,
-            })
-        })?;
-        self.on_preview_worker(move || preview::make_preview_from(file, budget))
-            .await
     }
 
     /// The folder and name the result will take, checked as far as they can be before paying:

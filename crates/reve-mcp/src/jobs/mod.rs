@@ -280,7 +280,7 @@ impl Jobs {
             None => name_taken(name_asked, path.as_deref()),
         };
         let result = JobResult {
-            path: edited.path.as_ref().map(|path| path.display().to_string()),
+            path,
             url: edited.metadata.url.clone(),
             request_id: edited.metadata.request_id.clone(),
             content_violation: edited.metadata.content_violation,

@@ -266,6 +266,29 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// `then`, once `run` is held ([`SqliteStore::hold_run`]): a job is never recorded as a
+    /// run's before that run can be seen alive. After the first time, no thread hop.
+    fn holding<T: Send + 'static>(
+        &self,
+        run: String,
+        then: StoreFuture<'static, T>,
+    ) -> StoreFuture<'static, T> {
+        let store = self.clone();
+        Box::pin(async move {
+            let held = store
+                .runs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(&run);
+            if !held {
+                tokio::task::spawn_blocking(move || store.hold_run(&run))
+                    .await
+                    .expect("locking a file does not panic")?;
+            }
+            then.await
+        })
+    }
+
     /// Whether the process of `run` still lives: its lock file is locked. A run without a
     /// lock file (a job recorded by a release before lock files) is taken to be gone.
     fn run_is_alive(&self, run: &str) -> bool {
@@ -481,7 +504,6 @@ impl JobStore for SqliteStore {
     /// synced commit puts this one on disk too (the WAL is written in order), so a call pays
     /// for one fsync less and loses no guarantee.
     fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
-        let store = self.clone();
         let run = job.owner_run.clone();
         let inserted = self.with(move |connection| {
             connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -505,12 +527,7 @@ impl JobStore for SqliteStore {
             connection.pragma_update(None, "synchronous", "FULL")?;
             inserted.map(drop)
         });
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.hold_run(&run))
-                .await
-                .expect("locking a file does not panic")?;
-            inserted.await
-        })
+        self.holding(run, inserted)
     }
 
     fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim> {
@@ -662,11 +679,7 @@ impl JobStore for SqliteStore {
     }
 
     fn reopen(&self, id: String, run: String, pid: u32) -> StoreFuture<'_, bool> {
-        let store = self.clone();
-        let held = {
-            let run = run.clone();
-            tokio::task::spawn_blocking(move || store.hold_run(&run))
-        };
+        let owner = run.clone();
         let reopened = self.with(move |connection| {
             let changed = connection.execute(
                 "UPDATE jobs SET state = 'running', owner_run = ?2, owner_pid = ?3, \
@@ -676,10 +689,7 @@ impl JobStore for SqliteStore {
             )?;
             Ok(changed == 1)
         });
-        Box::pin(async move {
-            held.await.expect("locking a file does not panic")?;
-            reopened.await
-        })
+        self.holding(owner, reopened)
     }
 
     fn get(&self, id: String) -> StoreFuture<'_, Option<JobRecord>> {
@@ -732,11 +742,7 @@ impl JobStore for SqliteStore {
     fn orphans(&self, run: String, pid: u32) -> StoreFuture<'_, Vec<JobRecord>> {
         // The run that adopts jobs must be seen alive before it takes any.
         let store = self.clone();
-        let held = {
-            let store = self.clone();
-            let run = run.clone();
-            tokio::task::spawn_blocking(move || store.hold_run(&run))
-        };
+        let adopter = run.clone();
         let adopted = self.with(move |connection| {
             let unfinished: Vec<JobRecord> = connection
                 .prepare(&format!(
@@ -762,10 +768,7 @@ impl JobStore for SqliteStore {
             store.sweep_runs();
             Ok(adopted)
         });
-        Box::pin(async move {
-            held.await.expect("locking a file does not panic")?;
-            adopted.await
-        })
+        self.holding(adopter, adopted)
     }
 
     fn renew(&self, _run: String, _ids: Vec<String>) -> StoreFuture<'_, ()> {
