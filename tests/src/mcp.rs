@@ -51,6 +51,12 @@ pub struct TestClient {
     pub observed: Observed,
     pub roots: Option<Vec<PathBuf>>,
     pub tasks: bool,
+    /// Speaks 2026-07-28 (`server/discover` and metadata on every request) rather than an
+    /// `initialize` handshake of 2025-11-25: the revision that defines the tasks extension.
+    pub modern: bool,
+    /// The `clientInfo.name` it sends, `reve-tests` unless set: a host's name, to be
+    /// answered as that host is.
+    pub name: Option<&'static str>,
     /// Declares that it renders MCP Apps (`io.modelcontextprotocol/ui`), as Claude and VS Code do.
     pub apps: bool,
 }
@@ -75,7 +81,10 @@ impl ClientHandler for TestClient {
                 .get_or_insert_default()
                 .insert("io.modelcontextprotocol/ui".into(), settings);
         }
-        ClientConfig::new(capabilities, Implementation::new("reve-tests", "0"))
+        ClientConfig::new(
+            capabilities,
+            Implementation::new(self.name.unwrap_or("reve-tests"), "0"),
+        )
     }
 
     async fn list_roots(
@@ -128,7 +137,16 @@ impl McpSession {
         let pid = transport.id().expect("a freshly spawned child has an id");
         let stderr = tokio::spawn(read_all(stderr));
         let observed = client.observed.clone();
-        let client = client.serve(transport).await.expect("MCP handshake");
+        let client = if client.modern {
+            use rmcp::service::{ClientLifecycleMode, ClientServiceExt as _};
+            let lifecycle = ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            };
+            client.serve_with_lifecycle(transport, lifecycle).await
+        } else {
+            client.serve(transport).await
+        };
+        let client = client.expect("MCP handshake");
         Self {
             client,
             observed,

@@ -17,8 +17,9 @@ tasks:
   snapshots --review take the changes one by one with cargo-insta (when installed)
   demo               run reve-mcp against the fake AIML API and show what an agent gets
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
-  fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
-                     for trying reve-mcp in a real MCP client without a key
+  fake-api [--port N] [--latency-secs S]
+                     serve the fake AIML API on 127.0.0.1 (default port 8787), each edit
+                     taking S seconds more (default 0), for trying reve-mcp in a real MCP client without a key
   conformance        run the official MCP conformance suite against reve-mcp over HTTP,
                      stateful and stateless, with tests/conformance/baseline.json
                      (installs Node 22 and the suite with npm)

@@ -23,6 +23,7 @@ use crate::edit::{
 use crate::edit_command::EditCommand;
 use crate::jobs::store::redis::{DEFAULT_LEASE, RedisOptions};
 use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, JobStore};
+use crate::mcp::hosts::StructuredContent;
 use crate::preview::PreviewBudget;
 use crate::transport::http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
@@ -171,6 +172,13 @@ pub struct ServeArgs {
     /// get_edit. Below the 60 s most MCP clients give a call.
     #[arg(long, env = "REVE_MAX_WAIT_SECS", default_value_t = DEFAULT_MAX_WAIT.as_secs())]
     pub max_wait_secs: u64,
+
+    /// Whether tool results carry structured JSON (`structuredContent`) beside the picture and
+    /// the text, and the tools declare its schema. `auto`: yes, except to a host known to drop
+    /// the picture and the text when the JSON is there (Codex) unless it renders the viewer.
+    /// Every fact the model needs is in both, so either alone serves it.
+    #[arg(long, env = "REVE_STRUCTURED_CONTENT", value_enum, default_value_t = StructuredContent::Auto)]
+    pub structured_content: StructuredContent,
 
     /// For how many seconds after an edit succeeded an identical call (the
     /// same picture, prompt and output name, from the same client) gets its

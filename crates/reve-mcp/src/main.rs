@@ -125,7 +125,7 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     };
     let tool =
         EditImageTool::new(jobs.clone(), readable).allowing_hard_links(settings.allow_hard_links);
-    let server = ReveServer::new(tool);
+    let server = ReveServer::new(tool, args.structured_content);
     let (served, grace) = match args.http {
         // A stdio client that goes away takes nothing with it: edits already paid for finish
         // and are saved before the process exits, for the next session's get_edit.

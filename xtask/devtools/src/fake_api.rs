@@ -9,13 +9,16 @@ use reve_tests::FakeApi;
 /// printed client configuration stays valid across restarts.
 pub const DEFAULT_PORT: u16 = 8787;
 
-pub fn run(port: u16) -> Result<()> {
+/// `latency` is added to every generation: a way to try how a client lives with an edit that
+/// outlasts the server's wait (`--latency-secs`).
+pub fn run(port: u16, latency: std::time::Duration) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async {
             let fake = FakeApi::builder()
                 .port(port)
+                .latency(latency)
                 .try_start()
                 .await
                 .with_context(|| format!("binding 127.0.0.1:{port} (try --port <another>)"))?;

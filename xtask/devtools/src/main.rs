@@ -17,7 +17,9 @@ const USAGE: &str = "usage: reve-devtools <task> (normally run as `cargo xtask <
 tasks:
   demo               run reve-mcp against the fake AIML API and show what an agent gets
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
-  fake-api [--port N]  serve the fake AIML API on 127.0.0.1 (default port 8787)
+  fake-api [--port N] [--latency-secs S]
+                     serve the fake AIML API on 127.0.0.1 (default port 8787), each edit
+                     taking S seconds more
   bundle             the Claude Desktop bundle of the reve-mcp binary in REVE_MCP_BIN, validated,
                      packed, unpacked and started as its manifest says
   conformance        the MCP conformance suite against reve-mcp over HTTP, stateful and stateless
@@ -32,11 +34,10 @@ fn main() -> ExitCode {
         ["bundle"] => bundle::run(&project_root()),
         ["conformance"] => conformance::run(&project_root()),
         ["browser"] => browser::run(&project_root()),
-        ["fake-api"] => fake_api::run(fake_api::DEFAULT_PORT),
-        ["fake-api", "--port", port] => match port.parse() {
-            Ok(port) => fake_api::run(port),
-            Err(_) => {
-                eprintln!("error: --port takes a number from 0 to 65535, not {port:?}");
+        ["fake-api", rest @ ..] => match fake_api_options(rest) {
+            Ok((port, latency)) => fake_api::run(port, latency),
+            Err(message) => {
+                eprintln!("error: {message}");
                 return ExitCode::FAILURE;
             }
         },
@@ -53,6 +54,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `fake-api`'s options: the port and the latency added to each generation.
+fn fake_api_options(args: &[&str]) -> Result<(u16, std::time::Duration), String> {
+    let mut port = fake_api::DEFAULT_PORT;
+    let mut latency = std::time::Duration::ZERO;
+    let mut args = args.iter();
+    while let Some(option) = args.next() {
+        let value = args.next().ok_or(format!("{option} needs a value"))?;
+        match *option {
+            "--port" => {
+                port = value
+                    .parse()
+                    .map_err(|_| format!("--port takes a number from 0 to 65535, not {value:?}"))?;
+            }
+            "--latency-secs" => {
+                latency = std::time::Duration::from_secs(value.parse().map_err(|_| {
+                    format!("--latency-secs takes a whole number of seconds, not {value:?}")
+                })?);
+            }
+            _ => return Err(format!("unknown option {option}")),
+        }
+    }
+    Ok((port, latency))
 }
 
 /// The workspace root, found from this package's place in it rather than the working directory, so that the demo's

@@ -1,6 +1,8 @@
 //! The MCP face of the pipeline: the server handler, the tools, what a call returns, the prompt
-//! that asks a person for an edit, and the tasks extension over the same jobs.
+//! that asks a person for an edit, the tasks extension over the same jobs, and what the agent
+//! hosts we know pass on to their model.
 
+pub mod hosts;
 pub mod output;
 pub mod prompt;
 pub mod resources;

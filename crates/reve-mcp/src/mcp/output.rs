@@ -55,6 +55,10 @@ pub struct EditOutput {
     /// The input picture as this server saw it; `null` when it was given by URL (the API
     /// fetches those, this server does not) or could not be read for a preview.
     pub input_image: Option<InputOutput>,
+    /// The result in words, exactly the text beside the picture: where it was saved, its size,
+    /// and anything to tell the user. Here too because some hosts show their model this JSON
+    /// in place of that text.
+    pub message: String,
 }
 
 /// The input picture of an edit, as it was sent.
@@ -89,7 +93,10 @@ pub struct RunningOutput {
     pub status: Running,
     /// Pass this to `get_edit` to collect the result.
     pub job_id: String,
-    /// What the edit is doing now.
+    /// What the edit is doing now, for a person.
+    pub doing: String,
+    /// What to do next, in words: call `get_edit` with this `job_id`. The same text as beside
+    /// it, since some hosts show their model this JSON in place of that text.
     pub message: String,
 }
 
@@ -114,7 +121,7 @@ impl EditOutput {
         let result = &succeeded.result;
         // A reused result's pictures are those of the job that made it.
         let owner = succeeded.reused_from.as_deref().unwrap_or(job_id);
-        Self {
+        let mut output = Self {
             status: Succeeded::Succeeded,
             job_id: job_id.to_owned(),
             path: result.path.clone().unwrap_or_default(),
@@ -145,7 +152,10 @@ impl EditOutput {
                 height: input.height,
                 bytes: input.bytes,
             }),
-        }
+            message: String::new(),
+        };
+        output.message = describe(job_id, succeeded, &output);
+        output
     }
 }
 
@@ -293,15 +303,17 @@ fn running_result(
     let wait = max_wait.map_or_else(String::new, |wait| {
         format!(" (each call waits up to {} s)", wait.as_secs())
     });
-    let message = format!("The edit is still running: {}.", doing(stage));
+    let doing = doing(stage);
     let text = format!(
-        "{message} Call get_edit with job_id \"{job_id}\" to collect the result{wait}; \
-         calling edit_image again would not be charged twice, but get_edit is the way to wait."
+        "The edit (job {job_id}) is still running: {doing}. Call get_edit with job_id \
+         \"{job_id}\" to collect the picture{wait}; calling edit_image again would not be \
+         charged twice, but get_edit is the way to wait."
     );
     let output = RunningOutput {
         status: Running::Running,
         job_id: job_id.to_owned(),
-        message,
+        doing,
+        message: text.clone(),
     };
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.structured_content =
@@ -333,8 +345,10 @@ pub fn doing(stage: Option<Stage>) -> String {
 
 /// The result for the model. Without a saved path, the structured output has no `path` and the
 /// resource link points at the API's URL instead of a file.
-pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResult {
-    let output = EditOutput::new(job_id, succeeded);
+/// The result in words: where it was saved and its size, the URL, the request id, the job, the
+/// usage, and anything to tell the user (a name that was taken, a reused result). The text
+/// beside the picture and the `message` of the structured JSON.
+fn describe(job_id: &str, succeeded: &jobs::Succeeded, output: &EditOutput) -> String {
     let saved = succeeded.result.path.as_deref().map(Path::new);
     let (width, height) = (output.width, output.height);
     let mut text = match saved {
@@ -365,11 +379,35 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
     if let Some(request_id) = &output.request_id {
         text.push_str(&format!("\nRequest id: {request_id}"));
     }
+    text.push_str(&format!("\nEdit job: {job_id}"));
+    if let Some(usage) = &output.usage {
+        let reported: Vec<String> = [
+            ("credits", usage.credits_used),
+            ("tokens", usage.tokens_used),
+        ]
+        .into_iter()
+        .filter_map(|(unit, used)| Some(format!("{} {unit}", used?)))
+        .collect();
+        if !reported.is_empty() {
+            text.push_str(&format!(
+                "\nUsage the API reported: {}",
+                reported.join(", ")
+            ));
+        }
+    }
     if let Some(other) = &output.reused_from {
         text.push_str(&format!(
             "\nThis is the result of the identical edit job {other}, reused: nothing more was charged."
         ));
     }
+    text
+}
+
+pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResult {
+    let mut output = EditOutput::new(job_id, succeeded);
+    let saved = succeeded.result.path.as_deref().map(Path::new);
+    let (width, height) = (output.width, output.height);
+    let mut text = output.message.clone();
     let mut content = Vec::new();
     match (&succeeded.preview, &succeeded.result.preview) {
         (Some(base64), Some((mime_type, preview_width, preview_height))) => {
@@ -387,6 +425,7 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
         }
         _ => text.push_str("\nThe inline preview of this result is no longer kept."),
     }
+    output.message = text.clone();
     content.push(ContentBlock::text(text));
     content.extend(resource_link(&output, succeeded).map(ContentBlock::resource_link));
     let mut result = CallToolResult::success(content);
@@ -445,6 +484,7 @@ mod tests {
         let running = serde_json::to_value(RunningOutput {
             status: Running::Running,
             job_id: "j".into(),
+            doing: "d".into(),
             message: "m".into(),
         })
         .unwrap();

@@ -18,6 +18,7 @@ use tokio::sync::RwLock;
 
 use crate::edit::EditError;
 use crate::jobs::{Jobs, LOCAL_PRINCIPAL, Principal};
+use crate::mcp::hosts::StructuredContent;
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
 use crate::mcp::{prompt, resources, task};
 
@@ -51,13 +52,16 @@ pub struct ReveServer {
     /// Folders the client declared as roots, fetched on first need and
     /// dropped when the client says they changed.
     client_roots: Arc<RwLock<Option<Vec<std::path::PathBuf>>>>,
+    /// Which clients get `structuredContent` (see [`crate::mcp::hosts`]).
+    structured: StructuredContent,
 }
 
 impl ReveServer {
-    pub fn new(tool: EditImageTool) -> Self {
+    pub fn new(tool: EditImageTool, structured: StructuredContent) -> Self {
         Self {
             tool: Arc::new(tool),
             client_roots: Arc::default(),
+            structured,
         }
     }
 
@@ -75,7 +79,17 @@ impl ReveServer {
         Self {
             tool: Arc::clone(&self.tool),
             client_roots: Arc::default(),
+            structured: self.structured,
         }
+    }
+
+    /// Whether this request's client gets structured JSON in results and output schemas in
+    /// the tool list.
+    fn sends_structured(&self, context: &RequestContext<RoleServer>) -> bool {
+        self.structured.for_client(
+            context.client_info().as_ref(),
+            resources::client_renders_apps(context),
+        )
     }
 
     /// The roots the client declared, as local folders. Empty when the client
@@ -129,14 +143,7 @@ impl ServerHandler for ReveServer {
             Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
                 .with_title("reve image editing"),
         )
-        .with_instructions(if self.tool.saves_results() {
-            "Use edit_image to change a picture from a plain-language instruction. The edited \
-                 picture comes back inline and is saved to disk; tell the user the saved path."
-        } else {
-            "Use edit_image to change a picture from a plain-language instruction. The edited \
-                 picture comes back inline and by URL; this server does not save it, so give the \
-                 user the URL."
-        })
+        .with_instructions(instructions(self.tool.saves_results()))
     }
 
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
@@ -154,6 +161,11 @@ impl ServerHandler for ReveServer {
         if resources::client_renders_apps(&context) {
             for tool in &mut tools {
                 tool.meta = Some(resources::tool_meta());
+            }
+        }
+        if !self.sends_structured(&context) {
+            for tool in &mut tools {
+                tool.output_schema = None;
             }
         }
         Ok(ListToolsResult::with_all_items(tools))
@@ -238,10 +250,16 @@ impl ServerHandler for ReveServer {
             .or_else(|| request.meta.as_ref()?.get_progress_token());
         let progress = progress_token.map(|token| (token, context.peer.clone()));
         let principal = principal(&context);
-        // A client that declared the tasks extension gets a task for an edit, and polls it.
+        // A client that declared the tasks extension gets a task for an edit, and polls it; the
+        // extension is defined from 2026-07-28 on, and a client of an earlier revision that
+        // declares it anyway (the Inspector CLI does) gets the result as that revision defines.
         let supports_tasks = context
-            .client_capabilities()
-            .is_some_and(|capabilities| capabilities.supports_tasks());
+            .protocol_version()
+            .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+            && context
+                .client_capabilities()
+                .is_some_and(|capabilities| capabilities.supports_tasks());
+        let structured = self.sends_structured(&context);
         let arguments = request.arguments.unwrap_or_default();
         let outcome = if request.name == GET_EDIT_TOOL_NAME {
             match tool::parse_get_edit_arguments(arguments) {
@@ -281,7 +299,7 @@ impl ServerHandler for ReveServer {
                 }
             }
         };
-        Ok(match outcome {
+        let mut result = match outcome {
             Ok(result) => result,
             Err(error) => {
                 if !matches!(error, EditError::Cancelled) {
@@ -289,8 +307,11 @@ impl ServerHandler for ReveServer {
                 }
                 tool::error_result(&error)
             }
+        };
+        if !structured {
+            result.structured_content = None;
         }
-        .into())
+        Ok(result.into())
     }
 
     async fn get_task(
@@ -298,7 +319,14 @@ impl ServerHandler for ReveServer {
         request: GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        task::get(&self.tool, &request.task_id, &principal(&context)).await
+        let structured = self.sends_structured(&context);
+        task::get(
+            &self.tool,
+            &request.task_id,
+            &principal(&context),
+            structured,
+        )
+        .await
     }
 
     async fn cancel_task(
@@ -311,6 +339,27 @@ impl ServerHandler for ReveServer {
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
         *self.client_roots.write().await = None;
+    }
+}
+
+/// What a host shows its model before any tool: what the tools do, that edits are paid and
+/// slow, where the picture and the path come back, and how to collect a long edit. True in
+/// every host we know, whatever of a result it passes on (see [`crate::mcp::hosts`]).
+pub fn instructions(saves: bool) -> &'static str {
+    if saves {
+        "edit_image changes a picture from a plain-language instruction; each call is a paid \
+         generation taking tens of seconds. Its result gives the absolute path of the \
+         full-resolution file it saved for the user (tell the user that path), the picture's size, \
+         and a preview image where the host shows images. When an edit outlasts the call, the \
+         result says it is still running and gives a job_id: call get_edit with that job_id \
+         (free) to collect the picture, rather than calling edit_image again."
+    } else {
+        "edit_image changes a picture from a plain-language instruction; each call is a paid \
+         generation taking tens of seconds. This server does not save results: its result gives \
+         the URL of the full-resolution picture (give the user that URL), the picture's size, and \
+         a preview image where the host shows images. When an edit outlasts the call, the result \
+         says it is still running and gives a job_id: call get_edit with that job_id (free) to \
+         collect the picture, rather than calling edit_image again."
     }
 }
 

@@ -25,12 +25,14 @@ pub fn created(job: &JobRecord) -> CreateTaskResult {
     )
 }
 
-/// `tasks/get`: the job's state and, once it is done, exactly the result `edit_image` gives.
+/// `tasks/get`: the job's state and, once it is done, exactly the result `edit_image` gives
+/// (with `structuredContent` when `structured`, as for a call).
 /// A job of another principal is unknown, as an unknown id is.
 pub async fn get(
     tool: &EditImageTool,
     id: &str,
     principal: &str,
+    structured: bool,
 ) -> Result<GetTaskResult, McpError> {
     let (record, waited) = tool.jobs().snapshot(id, principal).await.map_err(refusal)?;
     let base = task(&record).with_poll_interval_ms(POLL_INTERVAL_MS);
@@ -43,7 +45,10 @@ pub async fn get(
             DetailedTask::new(base, TaskPayload::Cancelled)
         }
         finished => {
-            let result = output::job_result(finished, tool.jobs().options().max_wait);
+            let mut result = output::job_result(finished, tool.jobs().options().max_wait);
+            if !structured {
+                result.structured_content = None;
+            }
             let Ok(serde_json::Value::Object(result)) = serde_json::to_value(result) else {
                 unreachable!("a tool result serialises to an object")
             };

@@ -11,7 +11,7 @@ use reve_tests::fake::{data_uri, sample_png};
 use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, GetTaskParams,
-    GetTaskResult, TaskPayload, TaskStatus,
+    GetTaskResult, ProtocolVersion, TaskPayload, TaskStatus,
 };
 use serde_json::{Value, json};
 
@@ -379,11 +379,48 @@ async fn settle(session: &McpSession, task_id: &str, polls: usize) -> GetTaskRes
     panic!("task {task_id} not finished after {polls} polls");
 }
 
+/// A client of 2026-07-28, the revision that defines the tasks extension, declaring it.
 fn tasks_client() -> TestClient {
     TestClient {
         tasks: true,
+        modern: true,
         ..TestClient::default()
     }
+}
+
+/// The MCP Inspector CLI (2.12.0) declares the tasks extension on 2025-11-25 too, where it is
+/// not defined, and fails when a call answers with a task: there the call returns its result.
+#[tokio::test]
+async fn a_client_of_an_earlier_revision_gets_the_result_even_when_it_declares_tasks() {
+    let world = World::new().await;
+    let client = TestClient {
+        tasks: true,
+        ..TestClient::default()
+    };
+    let session = start(&env(&world, &[]), client).await;
+    let info = session.client.peer_info().unwrap();
+    assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
+    let response = session
+        .client
+        .peer()
+        .call_tool_once(
+            CallToolRequestParams::new("edit_image").with_arguments(
+                json!({ "prompt": "p", "image_url": input() })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    let CallToolResponse::Complete(result) = response else {
+        panic!("expected the result, got {response:?}")
+    };
+    let output = result.structured_content.expect("structured content");
+    assert_eq!(output["status"], "succeeded", "{output}");
+    assert!(std::path::Path::new(output["path"].as_str().unwrap()).is_file());
+    assert_eq!(world.fake.generation_attempts(), 1);
+    session.stop().await;
 }
 
 #[tokio::test]
@@ -396,6 +433,10 @@ async fn a_client_with_the_tasks_extension_gets_a_task_for_the_same_job() {
     };
     let capabilities = session.client.peer_info().unwrap().capabilities.clone();
     assert!(capabilities.supports_tasks(), "{capabilities:?}");
+    assert_eq!(
+        session.client.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2026_07_28
+    );
 
     let response = session
         .client

@@ -6,6 +6,7 @@ mod cli_edit;
 mod edits_in_flight;
 mod faults;
 mod hostile_input;
+mod hosts;
 mod http_limits;
 mod jobs;
 mod mcp_http;
