@@ -19,7 +19,8 @@ tasks:
   demo --live        the same against the real API (needs AIML_API_KEY; billed)
   fake-api [--port N] [--latency-secs S]
                      serve the fake AIML API on 127.0.0.1 (default port 8787), each edit
-                     taking S seconds more (default 0), for trying reve-mcp in a real MCP client without a key
+                     taking S seconds more (default 0): for trying reve-mcp in a real MCP
+                     client without a key
   conformance        run the official MCP conformance suite against reve-mcp over HTTP,
                      stateful and stateless, with tests/conformance/baseline.json
                      (installs Node 22 and the suite with npm)
@@ -29,6 +30,10 @@ tasks:
   browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
                      Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
                      chromium; installs Node 22 and the test host's packages with npm)
+  hosts              what the model sees in five real agent hosts (Claude Code, Codex,
+                     Gemini CLI, Qwen Code, opencode; pinned, from npm, on Node 22), each
+                     with reve-mcp over stdio against the fake API and a scripted model on
+                     loopback; then the MCP Inspector CLI lists the tools and edits
   scale-out          the multi-replica tests: three reve-mcp replicas sharing a real Redis
                      behind a real HAProxy, from the files in deploy/ (needs Debian's
                      redis-server and haproxy)
@@ -49,7 +54,9 @@ fn main() -> ExitCode {
             xtask::devtools::demo(&root, rest)
         }
         ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
-        [task @ ("conformance" | "browser")] => xtask::devtools::against_the_server(&root, task),
+        [task @ ("conformance" | "browser" | "hosts")] => {
+            xtask::devtools::against_the_server(&root, task)
+        }
         ["bundle"] => xtask::devtools::bundle(&root, Profile::Release),
         ["bundle", "--debug"] => xtask::devtools::bundle(&root, Profile::Dev),
         ["scale-out"] => scale_out(&root),

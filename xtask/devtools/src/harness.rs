@@ -23,6 +23,16 @@ impl NodeTools {
     /// Installs `packages` (pinned) and Node 22 into `dir` unless `marker`, a file of the
     /// installed packages, is there already.
     pub fn install(dir: PathBuf, packages: &[&str], marker: &str) -> Result<NodeTools> {
+        Self::install_with(dir, packages, marker, &[])
+    }
+
+    /// As [`NodeTools::install`], with more options for npm (`--ignore-scripts`, say).
+    pub fn install_with(
+        dir: PathBuf,
+        packages: &[&str],
+        marker: &str,
+        npm_options: &[&str],
+    ) -> Result<NodeTools> {
         let tools = NodeTools { dir };
         if tools.module(marker).exists() && tools.node().exists() {
             return Ok(tools);
@@ -43,6 +53,7 @@ impl NodeTools {
                 "--prefix",
             ])
             .arg(&tools.dir)
+            .args(npm_options)
             .args(&packages)
             .status()
             .context("running npm (install it with `apt-get install -y npm`)")?;

@@ -8,6 +8,7 @@ mod conformance;
 mod demo;
 mod fake_api;
 mod harness;
+mod hosts;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +24,8 @@ tasks:
   bundle             the Claude Desktop bundle of the reve-mcp binary in REVE_MCP_BIN, validated,
                      packed, unpacked and started as its manifest says
   conformance        the MCP conformance suite against reve-mcp over HTTP, stateful and stateless
-  browser            the viewer in headless Chromium, hosted by the MCP Apps SDK, against reve-mcp over HTTP";
+  browser            the viewer in headless Chromium, hosted by the MCP Apps SDK, against reve-mcp over HTTP
+  hosts              five real agent hosts with reve-mcp over stdio and a scripted model: what the model sees";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         ["bundle"] => bundle::run(&project_root()),
         ["conformance"] => conformance::run(&project_root()),
         ["browser"] => browser::run(&project_root()),
+        ["hosts"] => hosts::run(&project_root()),
         ["fake-api", rest @ ..] => match fake_api_options(rest) {
             Ok((port, latency)) => fake_api::run(port, latency),
             Err(message) => {
