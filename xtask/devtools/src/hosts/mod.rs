@@ -498,6 +498,25 @@ async fn one_run(
             path.as_deref().unwrap_or("(nothing saved)")
         ),
     ));
+    let size = match saved.first() {
+        Some(file) => {
+            let (width, height) = image::image_dimensions(file)?;
+            Some((width, height, std::fs::metadata(file)?.len()))
+        }
+        None => None,
+    };
+    checks.push(check(
+        size.is_some_and(|(width, height, bytes)| {
+            final_strings.contains(&format!("{width}x{height}"))
+                && final_strings.contains(&format!("{bytes} bytes"))
+        }),
+        match size {
+            Some((width, height, bytes)) => {
+                format!("its size reached the model: {width}x{height}, {bytes} bytes")
+            }
+            None => "no size to tell: nothing was saved".to_owned(),
+        },
+    ));
     if scenario == Case::Long {
         let collected = turns.iter().find_map(|r| match &r.turn {
             Some(Step::Collect(job)) => Some((job.clone(), strings(&r.body))),
