@@ -379,6 +379,21 @@ async fn settle(session: &McpSession, task_id: &str, polls: usize) -> GetTaskRes
     panic!("task {task_id} not finished after {polls} polls");
 }
 
+/// `edit_image` called as it is, whatever the answer: a result, or a task for a client that
+/// declared the tasks extension.
+async fn edit_once(session: &McpSession, prompt: &str) -> CallToolResponse {
+    let arguments = json!({ "prompt": prompt, "image_url": input() });
+    session
+        .client
+        .peer()
+        .call_tool_once(
+            CallToolRequestParams::new("edit_image")
+                .with_arguments(arguments.as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap()
+}
+
 /// A client of 2026-07-28, the revision that defines the tasks extension, declaring it.
 fn tasks_client() -> TestClient {
     TestClient {
@@ -400,19 +415,7 @@ async fn a_client_of_an_earlier_revision_gets_the_result_even_when_it_declares_t
     let session = start(&env(&world, &[]), client).await;
     let info = session.client.peer_info().unwrap();
     assert_eq!(info.protocol_version, ProtocolVersion::V_2025_11_25);
-    let response = session
-        .client
-        .peer()
-        .call_tool_once(
-            CallToolRequestParams::new("edit_image").with_arguments(
-                json!({ "prompt": "p", "image_url": input() })
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            ),
-        )
-        .await
-        .unwrap();
+    let response = edit_once(&session, "p").await;
     let CallToolResponse::Complete(result) = response else {
         panic!("expected the result, got {response:?}")
     };
@@ -438,19 +441,7 @@ async fn a_client_with_the_tasks_extension_gets_a_task_for_the_same_job() {
         ProtocolVersion::V_2026_07_28
     );
 
-    let response = session
-        .client
-        .peer()
-        .call_tool_once(
-            CallToolRequestParams::new("edit_image").with_arguments(
-                json!({ "prompt": "p", "image_url": input() })
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            ),
-        )
-        .await
-        .unwrap();
+    let response = edit_once(&session, "p").await;
     let CallToolResponse::Task(created) = response else {
         panic!("expected a task, got {response:?}")
     };
@@ -489,19 +480,7 @@ async fn tasks_cancel_stops_a_queued_edit_but_not_a_sent_one() {
     .await;
     let mut tasks = Vec::new();
     for prompt in ["sent", "queued"] {
-        let response = session
-            .client
-            .peer()
-            .call_tool_once(
-                CallToolRequestParams::new("edit_image").with_arguments(
-                    json!({ "prompt": prompt, "image_url": input() })
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                ),
-            )
-            .await
-            .unwrap();
+        let response = edit_once(&session, prompt).await;
         let CallToolResponse::Task(created) = response else {
             panic!("expected a task, got {response:?}")
         };
