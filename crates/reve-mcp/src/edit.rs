@@ -7,22 +7,19 @@
 //! body), the result streams to a hidden file where it will be saved, and saving and the
 //! preview then run side by side, the saved file winning when both fail.
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use reve_core::{
-    ArrivingImage, FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage,
-};
+use reve_core::{FinalSymlink, ImageSource, RequestBody, ResultMetadata, StagedImage};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::{self, AccessError, AllowedDirs};
 use crate::budget::ByteBudget;
 use crate::generated::EditImageArguments;
-use crate::preview::{self, Preview, PreviewBudget, PreviewError};
+use crate::preview::{self, EarlyPreview, Preview, PreviewBudget, PreviewError, PreviewWorkers};
 
 /// How often a waiting edit reports progress; MCP clients reset their request timeouts on each
 /// notification, and the MCP spec leaves the cadence to us.
@@ -271,28 +268,12 @@ impl std::fmt::Display for ResultUrlHint<'_> {
     }
 }
 
-/// A preview started while its result downloads ([`Editor::follow`]).
-struct EarlyPreview {
-    /// Set by whichever gets to the work first: the following thread, or the pipeline once the
-    /// download is done, which then makes the preview on a computing thread rather than wait
-    /// for a following one that other, slower downloads keep busy.
-    taken: Arc<AtomicBool>,
-    made: tokio::sync::oneshot::Receiver<std::thread::Result<Result<Preview, PreviewError>>>,
-}
-
 /// The pipeline, with everything that outlives one edit.
 pub struct Editor {
     client: reve_core::Client,
     options: EditorOptions,
-    /// Previews run here, one thread per core, started on first use. Decoding and re-encoding a
-    /// 4096x4096 result takes a core and ~100 MB, so bounding the previews in flight keeps
-    /// memory flat when many edits finish together; and a few long-lived threads reuse the
-    /// memory their allocator kept from the previous preview, where blocking-pool threads by
-    /// the dozen would each keep their own (see BENCHMARKS.md).
-    preview_workers: OnceLock<rayon::ThreadPool>,
-    /// Previews of results still downloading run here (see [`Editor::follow`]): these threads
-    /// mostly wait for the network, so they are kept apart from the ones that only compute.
-    following_workers: OnceLock<rayon::ThreadPool>,
+    /// Where previews are made.
+    previews: PreviewWorkers,
     edit_slots: Semaphore,
     /// Room for [`EditorOptions::max_upload_bytes_in_flight`].
     uploads: ByteBudget,
@@ -403,8 +384,7 @@ impl Editor {
             uploads: ByteBudget::new(options.max_upload_bytes_in_flight),
             client,
             options,
-            preview_workers: OnceLock::new(),
-            following_workers: OnceLock::new(),
+            previews: PreviewWorkers::default(),
             told_output_dir: AtomicBool::new(false),
         }
     }
@@ -525,7 +505,8 @@ impl Editor {
         let budget = self.options.preview?;
         body.inline_image_base64()?;
         let made = self
-            .on_preview_worker(move || {
+            .previews
+            .run(move || {
                 use base64::Engine as _;
                 let base64 = body.inline_image_base64().unwrap_or_default();
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -641,7 +622,8 @@ impl Editor {
             action: "open",
             source,
         });
-        self.preview(file, budget)
+        self.previews
+            .make(file, budget)
             .await
             .inspect_err(|error| {
                 tracing::info!(%error, path = %path.display(), "no preview of a saved result")
@@ -750,7 +732,9 @@ impl Editor {
             let call =
                 self.client
                     .edit_into_dir_reporting(body, stage_dir, |generated, arriving| {
-                        if let Some(preview) = self.follow(arriving) {
+                        if let Some(budget) = self.options.preview
+                            && let Some(preview) = self.previews.follow(arriving, budget)
+                        {
                             let _ = early.set(preview);
                         }
                         if let Some(published) = &generated.url {
@@ -775,31 +759,6 @@ impl Editor {
             }
         };
         Ok((staged, early.into_inner()))
-    }
-
-    /// Starts the preview of a result that is still downloading, so that decoding overlaps the
-    /// download rather than following it; `None` when the editor makes no previews or its
-    /// threads cannot start (the preview is then made once the download is done).
-    fn follow(&self, arriving: ArrivingImage) -> Option<EarlyPreview> {
-        let budget = self.options.preview?;
-        let workers = self
-            .workers(&self.following_workers, "reve-following")
-            .inspect_err(|error| tracing::warn!(%error, "no preview during the download"))
-            .ok()?;
-        let taken = Arc::new(AtomicBool::new(false));
-        let (done, made) = tokio::sync::oneshot::channel();
-        let claim = taken.clone();
-        workers.spawn(move || {
-            if claim.swap(true, Ordering::AcqRel) {
-                return;
-            }
-            let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                preview::make_preview_from(arriving, budget)
-            }));
-            // The call may have failed or been cancelled meanwhile; then nobody waits.
-            let _ = done.send(made);
-        });
-        Some(EarlyPreview { taken, made })
     }
 
     /// Saving (fsync and rename) and the preview (read, decode and encode) are independent, so
@@ -837,19 +796,11 @@ impl Editor {
                 return Ok(None);
             };
             if let Some(early) = early
-                && early.taken.swap(true, Ordering::AcqRel)
+                && let Some(made) = early.finished().await
             {
-                // A failure while the file arrived (the download started over, say) is not the
-                // last word: the preview is made again from the finished file.
-                match early.made.await.expect("a started preview always answers") {
-                    Ok(Ok(made)) => return Ok(Some(made)),
-                    Ok(Err(error)) => {
-                        tracing::debug!(%error, "the preview made during the download failed");
-                    }
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
+                return Ok(Some(made));
             }
-            self.preview(reader, budget).await.map(Some)
+            self.previews.make(reader, budget).await.map(Some)
         };
         let (saved, preview) = tokio::join!(save, preview);
         let (path, name_taken) = match saved? {
@@ -885,52 +836,6 @@ impl Editor {
             input: None,
             name_taken,
         })
-    }
-
-    async fn preview(
-        &self,
-        reader: reve_core::Result<std::fs::File>,
-        budget: PreviewBudget,
-    ) -> Result<Preview, PreviewError> {
-        let reader = reader.map_err(PreviewError::Read)?;
-        self.on_preview_worker(move || preview::make_preview_from(reader, budget))
-            .await
-    }
-
-    /// Runs `work` (decoding and encoding pictures) on one of the preview threads.
-    async fn on_preview_worker<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T, PreviewError> + Send + 'static,
-    ) -> Result<T, PreviewError> {
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        self.workers(&self.preview_workers, "reve-preview")?
-            .spawn(move || {
-                let made = std::panic::catch_unwind(AssertUnwindSafe(work));
-                // The call may have been cancelled meanwhile; then nobody waits.
-                let _ = done.send(made);
-            });
-        match outcome.await.expect("a preview job always answers") {
-            Ok(preview) => preview,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-
-    /// The pool in `cell`, started with one thread per core on first use.
-    fn workers<'pool>(
-        &self,
-        cell: &'pool OnceLock<rayon::ThreadPool>,
-        name: &'static str,
-    ) -> Result<&'pool rayon::ThreadPool, PreviewError> {
-        if let Some(workers) = cell.get() {
-            return Ok(workers);
-        }
-        let workers = rayon::ThreadPoolBuilder::new()
-            .num_threads(std::thread::available_parallelism().map_or(1, usize::from))
-            .thread_name(move |index| format!("{name}-{index}"))
-            .build()
-            .map_err(|error| PreviewError::Workers(error.to_string()))?;
-        // Two first previews racing both build a pool; the loser's is dropped.
-        Ok(cell.get_or_init(|| workers))
     }
 }
 

@@ -46,6 +46,16 @@ pub fn version_text() -> String {
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether a server can take edits, as a health probe reports it; why not goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Ready,
+    /// The job store does not answer (for now, it seems).
+    StoreUnreachable,
+    /// The job store answers but refuses this server (a wrong password, say).
+    StoreRefuses,
+}
+
 #[derive(Clone)]
 pub struct ReveServer {
     tool: Arc<EditImageTool>,
@@ -71,6 +81,20 @@ impl ReveServer {
 
     pub fn jobs(&self) -> &Jobs {
         self.tool.jobs()
+    }
+
+    /// Whether this server can take edits: it answers, and so does its job store.
+    pub async fn health(&self) -> Health {
+        match self.jobs().store().health().await {
+            Ok(()) => Health::Ready,
+            Err(error) => {
+                tracing::warn!(%error, "health check: the job store does not answer");
+                match error.is_transient() {
+                    true => Health::StoreUnreachable,
+                    false => Health::StoreRefuses,
+                }
+            }
+        }
     }
 
     /// A handler for one more client (an HTTP session): the tool is shared,

@@ -18,6 +18,9 @@ use scale::RowScaler;
 
 mod rows;
 mod scale;
+mod workers;
+
+pub use workers::{EarlyPreview, PreviewWorkers};
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -331,168 +331,23 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
 /// Reuses an identical job, holds or refuses at the limit, or claims the fingerprint and
 /// sends. The limit's rule is [`Spending::verdict`]'s, written again here because it must run
 /// in the same atomic step as the claim.
-const CLAIM: &str = r"
-local job, fp = KEYS[1], KEYS[2]
-local id, fingerprint, now, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local reuse_finished, may_send = ARGV[7] == '1', ARGV[8] == '1'
-if redis.call('EXISTS', job) == 0 then return {'missing'} end
-if window > 0 then
-  local other = redis.call('GET', fp)
-  for i = 9, #ARGV do
-    if ARGV[i] == other then other = false end
-  end
-  if other and other ~= id then
-    local s = redis.call('HMGET', 'reve:job:' .. other, 'state', 'finished_ms', 'unsaved')
-    local recent = reuse_finished and tonumber(s[2] or '0') >= now - window
-    if s[1] == 'queued' or s[1] == 'running'
-       or (recent and (s[1] == 'succeeded' or (s[1] == 'failed' and s[3] == '1'))) then
-      redis.call('HSET', job, 'state', 'running', 'reused_from', other, 'updated_ms', now)
-      return {'reuse', other}
-    end
-  end
-end
-if not may_send then return {'not_sent'} end
-if ARGV[5] ~= '' then
-  local limit = tonumber(ARGV[5])
-  local today = redis.call('HMGET', 'reve:usage:' .. ARGV[6], 'credits', 'uncertain')
-  local used = tonumber(today[1] or '0')
-  local uncertain = tonumber(today[2] or '0')
-  local in_flight = redis.call('SCARD', 'reve:in_flight')
-  local per_edit = redis.call('GET', 'reve:usage:last')
-  local over = {'limit', tostring(used), in_flight, uncertain, per_edit or ''}
-  if uncertain > 0 and not per_edit then return over end
-  local counted = used + uncertain * tonumber(per_edit or '0')
-  if counted >= limit then return over end
-  if in_flight > 0 and (not per_edit or counted + in_flight * tonumber(per_edit) >= limit) then
-    return {'hold'}
-  end
-end
-redis.call('HSET', job, 'state', 'running', 'sent', '1', 'fingerprint', fingerprint,
-  'reuse_window_ms', window, 'updated_ms', now)
-redis.call('HDEL', job, 'reused_from')
-if window > 0 then redis.call('SET', fp, id) end
-redis.call('SADD', 'reve:in_flight', id)
-return {'send'}
-";
+const CLAIM: &str = include_str!("lua/claim.lua");
 
 /// Records the API's answer and, the first time only, counts its usage on the job's day.
-const SET_GENERATED: &str = r"
-local job = KEYS[1]
-if redis.call('EXISTS', job) == 0 then return 0 end
-local counted = redis.call('HEXISTS', job, 'credits_used') == 1
-  or redis.call('HEXISTS', job, 'tokens_used') == 1
-local fields = {'updated_ms', ARGV[2]}
-local names = {'generated_url', 'request_id', 'credits_used', 'tokens_used'}
-for i, name in ipairs(names) do
-  if ARGV[i + 2] ~= '' then
-    table.insert(fields, name)
-    table.insert(fields, ARGV[i + 2])
-  end
-end
-redis.call('HSET', job, unpack(fields))
-local usage = ARGV[5]
-if usage == '' then usage = ARGV[6] end
-if not counted and usage ~= '' then
-  local day = string.format('%d', math.floor(tonumber(redis.call('HGET', job, 'created_ms')) / 86400000))
-  redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'credits', usage)
-  redis.call('HINCRBY', 'reve:usage:' .. day, 'jobs', 1)
-  redis.call('ZADD', 'reve:usage:days', day, day)
-  redis.call('SET', 'reve:usage:last', usage)
-end
-redis.call('SREM', 'reve:in_flight', ARGV[1])
-return 1
-";
+const SET_GENERATED: &str = include_str!("lua/set_generated.lua");
 
 /// Records how a job ended, unless it already succeeded; frees its fingerprint, or keeps it
 /// for the reuse window after a success.
-const FINISH: &str = r"
-local job = KEYS[1]
-local id, now, state, refused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local current = redis.call('HMGET', job, 'state', 'principal', 'created_ms', 'reused_from',
-  'fingerprint', 'reuse_window_ms', 'sent', 'credits_used', 'tokens_used', 'may_be_charged',
-  'generated_url')
-local unsaved = ARGV[5] == '1' and current[11] ~= false
-if not current[1] then return 0 end
-if current[1] == 'succeeded' then return 0 end
-local set_count = tonumber(ARGV[6])
-local fields = {'state', state, 'updated_ms', now, 'finished_ms', now, 'unsaved', unsaved and '1' or '0'}
-for i = 1, set_count * 2 do table.insert(fields, ARGV[6 + i]) end
-redis.call('HSET', job, unpack(fields))
-for i = 7 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
--- Sent, no cost reported, not refused by the API: it may have been charged.
-local uncertain = current[7] == '1' and not current[8] and not current[9] and not refused
-local was_uncertain = current[10] == '1'
-if uncertain ~= was_uncertain then
-  local day = string.format('%d', math.floor(tonumber(current[3]) / 86400000))
-  redis.call('HSET', job, 'may_be_charged', uncertain and '1' or '0')
-  redis.call('HINCRBY', 'reve:usage:' .. day, 'uncertain', uncertain and 1 or -1)
-  redis.call('ZADD', 'reve:usage:days', day, day)
-end
-redis.call('SREM', 'reve:unfinished', id)
-redis.call('SREM', 'reve:in_flight', id)
-redis.call('DEL', 'reve:lease:' .. id)
-if state == 'succeeded' and not current[4] then
-  redis.call('ZADD', 'reve:results:' .. current[2], 0,
-    string.format('%016d', tonumber(current[3])) .. '.' .. id)
-end
-if current[5] then
-  local fp = 'reve:fp:' .. current[5]
-  if redis.call('GET', fp) == id then
-    local window = tonumber(current[6] or '0')
-    if (state == 'succeeded' or unsaved) and window > 0 then
-      redis.call('PEXPIRE', fp, window)
-    else
-      redis.call('DEL', fp)
-    end
-  end
-end
-return 1
-";
+const FINISH: &str = include_str!("lua/finish.lua");
 
 /// Takes a failed job whose paid result is unsaved back up for a run.
-const REOPEN: &str = r"
-local job = KEYS[1]
-local s = redis.call('HMGET', job, 'state', 'unsaved')
-if s[1] ~= 'failed' or s[2] ~= '1' then return 0 end
-redis.call('HSET', job, 'state', 'running', 'owner_run', ARGV[2], 'owner_pid', ARGV[3],
-  'updated_ms', ARGV[4], 'unsaved', '0')
-redis.call('HDEL', job, 'finished_ms', 'error')
-redis.call('SADD', 'reve:unfinished', ARGV[1])
-redis.call('SET', 'reve:lease:' .. ARGV[1], ARGV[2], 'PX', ARGV[5])
-return 1
-";
+const REOPEN: &str = include_str!("lua/reopen.lua");
 
 /// Takes over every unfinished job whose lease lapsed.
-const ORPHANS: &str = r"
-local adopted = {}
-for _, id in ipairs(redis.call('SMEMBERS', 'reve:unfinished')) do
-  local lease = 'reve:lease:' .. id
-  if redis.call('EXISTS', lease) == 0 then
-    local job = 'reve:job:' .. id
-    local state = redis.call('HGET', job, 'state')
-    if state == 'queued' or state == 'running' then
-      redis.call('SET', lease, ARGV[1], 'PX', ARGV[3])
-      redis.call('HSET', job, 'owner_run', ARGV[1], 'owner_pid', ARGV[2], 'updated_ms', ARGV[4])
-      table.insert(adopted, id)
-    else
-      redis.call('SREM', 'reve:unfinished', id)
-    end
-  end
-end
-return adopted
-";
+const ORPHANS: &str = include_str!("lua/orphans.lua");
 
 /// Renews a run's leases, never one another run has taken.
-const RENEW: &str = r"
-for i = 3, #ARGV do
-  local lease = 'reve:lease:' .. ARGV[i]
-  local holder = redis.call('GET', lease)
-  if not holder or holder == ARGV[1] then
-    redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
-  end
-end
-return 1
-";
+const RENEW: &str = include_str!("lua/renew.lua");
 
 /// `Some` as its text, `None` as absent.
 fn optional<T: ToString>(value: Option<T>) -> String {
