@@ -201,7 +201,12 @@ async fn cancel_aborts_stops_a_sent_edit_as_before() {
     )
     .await;
     let call = session.edit_image(json!({ "prompt": "p", "image_url": input() }));
-    give_up_after(Duration::from_millis(500), call).await;
+    // Given up once the request was sent (on a loaded machine that may take a while).
+    let sent = world.fake.wait_until(|c| c.generation_attempts == 1);
+    tokio::select! {
+        answered = call => panic!("answered before the request was sent: {answered:?}"),
+        _ = sent => {}
+    }
     tokio::time::timeout(
         Duration::from_secs(20),
         world.fake.wait_until(|c| c.cancelled_requests == 1),
