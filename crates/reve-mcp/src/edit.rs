@@ -177,32 +177,13 @@ pub enum EditError {
     NotSaving,
     #[error("the call was cancelled")]
     Cancelled,
-    #[error("{0}; nothing was sent to the API")]
-    Store(#[from] crate::jobs::StoreError),
-    /// A job's record could not be read back; the job itself is untouched.
-    #[error("{0}; the job is unaffected, ask again once the store is readable")]
-    StoreRead(#[source] crate::jobs::StoreError),
-    #[error(
-        "the spending limit {}: {} of the {limit} credits a day allowed by \
-         --max-credits-per-day (REVE_MAX_CREDITS_PER_DAY) are used today{}; it resets at \
-         {resets} (midnight UTC); nothing was sent to the API",
-        if .spending.used >= *.limit { "is reached" } else { "would be passed" },
-        .spending.used,
-        UncertainHint(.spending)
-    )]
-    SpendingLimit {
-        /// Today's spending as the limit counted it.
-        spending: crate::jobs::Spending,
-        limit: f64,
-        resets: String,
-    },
-    #[error(
-        "no edit job {0:?} is known here; job ids come from edit_image, and a job made by \
-         another user or token is not visible"
-    )]
-    UnknownJob(String),
-    #[error("{0}")]
-    Job(String),
+    /// The result saved earlier, which a restart adopts, cannot be read back.
+    #[error("the result saved to {path} cannot be read back: {reason}")]
+    SavedUnreadable { path: String, reason: String },
+    /// Whoever runs the edit refused to let it go on (the job layer: the spending limit, a
+    /// store that cannot be written), with its own error, carried through unchanged.
+    #[error(transparent)]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Waits for `permit`, reporting [`Stage::Queued`] each second it waits; a cancelled call stops
@@ -226,32 +207,6 @@ async fn queued<Permit>(
             () = cancel.cancelled() => return Err(EditError::Cancelled),
             permit = &mut permit => return Ok(permit.expect("the editor never closes its semaphores")),
             _ = ticker.tick() => progress.report(Stage::Queued { waited: started.elapsed() }).await,
-        }
-    }
-}
-
-/// Names the edits that may have been charged without reporting a cost, which a limit reached
-/// counts at the latest edit's cost, so that a caller knows why the usage shown is below the
-/// limit.
-struct UncertainHint<'a>(&'a crate::jobs::Spending);
-
-impl std::fmt::Display for UncertainHint<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let uncertain = self.0.uncertain;
-        let edits = if uncertain == 1 { "edit" } else { "edits" };
-        match (uncertain, self.0.per_edit) {
-            (0, _) => Ok(()),
-            (_, Some(per_edit)) => write!(
-                f,
-                ", and {uncertain} {edits} that may have been charged (interrupted or cancelled \
-                 after sending, with no cost reported) count {per_edit} each, the latest \
-                 edit's cost"
-            ),
-            (_, None) => write!(
-                f,
-                ", and {uncertain} {edits} may have been charged (interrupted or cancelled \
-                 after sending) at a cost never reported, so no more can be sent safely today"
-            ),
         }
     }
 }
@@ -565,11 +520,9 @@ impl Editor {
         })
         .await
         .expect("reading a file does not panic");
-        let unreadable = |reason: String| {
-            EditError::Job(format!(
-                "the result saved to {} cannot be read back: {reason}",
-                path.display()
-            ))
+        let unreadable = |reason: String| EditError::SavedUnreadable {
+            path: path.display().to_string(),
+            reason,
         };
         let (size, format) = found.map_err(|error| unreadable(error.to_string()))?;
         let format = format.ok_or_else(|| unreadable("it is not a picture".to_owned()))?;

@@ -9,6 +9,7 @@
 //! is saved, unless the operator chose otherwise. The tool, the command line and restarts all
 //! run jobs here, through the one [`Editor`].
 
+mod error;
 mod pictures;
 mod recovery;
 mod run;
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use error::JobError;
 pub use store::{
     Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobInput, JobRecord, JobResult, JobState,
     JobStore, KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use super::{EditError, JobRecord, JobState, Jobs, KeptPicture, Picture, Succeeded};
+use super::{JobError, JobRecord, JobState, Jobs, KeptPicture, Picture, Succeeded};
 
 impl Jobs {
     /// Makes the preview of a succeeded job's saved result again when none is kept (the
@@ -37,13 +37,13 @@ impl Jobs {
 
     /// Whether job `id` succeeded with a saved file that is no longer there: it is then not
     /// reused, since its result would name a file that is gone.
-    pub(super) async fn result_is_gone(&self, id: &str) -> Result<bool, EditError> {
+    pub(super) async fn result_is_gone(&self, id: &str) -> Result<bool, JobError> {
         let Some(record) = self
             .inner
             .store
             .get(id.to_owned())
             .await
-            .map_err(EditError::StoreRead)?
+            .map_err(JobError::StoreRead)?
         else {
             return Ok(true);
         };
@@ -64,7 +64,7 @@ impl Jobs {
         principal: &str,
         after: Option<(u64, String)>,
         limit: u32,
-    ) -> Result<Vec<JobRecord>, EditError> {
+    ) -> Result<Vec<JobRecord>, JobError> {
         if !self.inner.store.exists() {
             return Ok(Vec::new());
         }
@@ -72,7 +72,7 @@ impl Jobs {
             .store
             .results(principal.to_owned(), after, limit)
             .await
-            .map_err(EditError::StoreRead)
+            .map_err(JobError::StoreRead)
     }
 
     /// One picture of job `id` of `principal`, with its MIME type; `None` when the job has
@@ -83,7 +83,7 @@ impl Jobs {
         id: &str,
         principal: &str,
         picture: Picture,
-    ) -> Result<Option<(Vec<u8>, String)>, EditError> {
+    ) -> Result<Option<(Vec<u8>, String)>, JobError> {
         let record = self.record(id, principal).await?;
         let owner = record
             .reused_from
@@ -110,7 +110,7 @@ impl Jobs {
             .store
             .picture(kept, owner)
             .await
-            .map_err(EditError::StoreRead)?;
+            .map_err(JobError::StoreRead)?;
         Ok(bytes.map(|bytes| {
             let mime_type =
                 mime_type.unwrap_or_else(|| crate::preview::mime_type_of(&bytes).to_owned());
@@ -152,15 +152,16 @@ pub(super) async fn read_saved(
     id: &str,
     path: PathBuf,
     mime_type: String,
-) -> Result<Option<(Vec<u8>, String)>, EditError> {
+) -> Result<Option<(Vec<u8>, String)>, JobError> {
     let read = tokio::task::spawn_blocking(move || (std::fs::read(&path), path))
         .await
         .expect("reading a picture does not panic");
     match read {
         (Ok(bytes), _) => Ok(Some((bytes, mime_type))),
-        (Err(error), path) => Err(EditError::Job(format!(
-            "edit job {id} saved its result to {}, which cannot be read now: {error}",
-            path.display()
-        ))),
+        (Err(error), path) => Err(JobError::ResultUnreadable {
+            id: id.to_owned(),
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        }),
     }
 }

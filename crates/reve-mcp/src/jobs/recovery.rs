@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{StoreJournal, ended};
-use super::{EditError, Edited, Ending, JobRecord, JobState, Jobs, Live, Stage, Status};
+use super::{EditError, Edited, Ending, JobError, JobRecord, JobState, Jobs, Live, Stage, Status};
 
 impl Jobs {
     /// Finds the jobs that a process which has since died (or a replica whose lease lapsed)
@@ -127,7 +127,7 @@ impl Jobs {
 
     /// Takes up again job `id` of `principal` when it failed with its paid result unsaved (a
     /// full disk, say) and no process runs it: the save is retried, nothing is paid again.
-    pub(super) async fn retry_unsaved(&self, id: &str, principal: &str) -> Result<(), EditError> {
+    pub(super) async fn retry_unsaved(&self, id: &str, principal: &str) -> Result<(), JobError> {
         if self.lock_live().contains_key(id) {
             return Ok(());
         }
@@ -140,7 +140,7 @@ impl Jobs {
             .store
             .reopen(id.to_owned(), self.inner.run.clone(), std::process::id())
             .await
-            .map_err(EditError::StoreRead)?;
+            .map_err(JobError::StoreRead)?;
         if reopened && !self.finish_paid(&record).await {
             // Cannot happen (an unsaved job has its URL); ended again rather than left running.
             self.settle(record).await;

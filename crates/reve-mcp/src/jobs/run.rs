@@ -16,8 +16,9 @@ use super::store::{
     StoreError, now_ms,
 };
 use super::{
-    Decision, Destination, EditError, Edited, Ending, InputPicture, JobRecord, JobState, Jobs,
-    Journal, Live, LocalFiles, Outcome, Prepared, Progress, Ran, Stage, Status, Succeeded, Waited,
+    Decision, Destination, EditError, Edited, Ending, InputPicture, JobError, JobRecord, JobState,
+    Jobs, Journal, Live, LocalFiles, Outcome, Prepared, Progress, Ran, Stage, Status, Succeeded,
+    Waited,
 };
 use crate::generated::EditImageArguments;
 
@@ -30,7 +31,7 @@ impl Jobs {
         arguments: EditImageArguments,
         local_files: LocalFiles,
         principal: &str,
-    ) -> Result<String, EditError> {
+    ) -> Result<String, JobError> {
         let prepared = self.inner.editor.prepare(arguments, local_files)?;
         self.check_spending().await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -49,7 +50,7 @@ impl Jobs {
         Ok(id)
     }
 
-    pub(super) async fn check_spending(&self) -> Result<(), EditError> {
+    pub(super) async fn check_spending(&self) -> Result<(), JobError> {
         let Some(limit) = self.inner.options.max_credits_per_day else {
             return Ok(());
         };
@@ -92,7 +93,9 @@ impl Jobs {
             let outcome = match ran {
                 Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, edited, None, None).await),
                 Ok(Ran::Reused(other)) => tokio::select! {
-                    reused = jobs.reuse(&principal, &other, &progress) => reused,
+                    reused = jobs.reuse(&principal, &other, &progress) => {
+                        reused.map_err(JobError::into_edit_error)
+                    }
                     () = stop.cancelled() => Err(EditError::Cancelled),
                 },
                 Err(error) => Err(error),
@@ -161,7 +164,7 @@ impl Jobs {
         principal: &str,
         other: &str,
         progress: &WatchProgress<'_>,
-    ) -> Result<Outcome, EditError> {
+    ) -> Result<Outcome, JobError> {
         self.retry_unsaved(other, principal).await?;
         let waited = self
             .wait_for(other, principal, None, progress, None)
@@ -268,9 +271,9 @@ pub(super) async fn until_stored<'a>(
 }
 
 /// The refusal of an edit at the daily limit, with what today's spending counted.
-pub(super) fn spending_limit(spending: Spending, limit: f64) -> EditError {
+pub(super) fn spending_limit(spending: Spending, limit: f64) -> JobError {
     let resets = std::time::UNIX_EPOCH + Duration::from_millis((now_ms() / DAY_MS + 1) * DAY_MS);
-    EditError::SpendingLimit {
+    JobError::SpendingLimit {
         spending,
         limit,
         resets: humantime::format_rfc3339_seconds(resets).to_string(),
@@ -402,6 +405,61 @@ impl Journal for StoreJournal<'_> {
         body: &RequestBody,
         destination: &Destination,
     ) -> Result<Decision, EditError> {
+        self.decide(body, destination)
+            .await
+            .map_err(JobError::into_edit_error)
+    }
+
+    async fn saving(&self, path: &std::path::Path, bytes: u64) {
+        if let Err(error) = self
+            .jobs
+            .inner
+            .store
+            .set_saving(self.id.to_owned(), path.display().to_string(), bytes)
+            .await
+        {
+            // The save goes on: the result matters more than its record.
+            tracing::warn!(%error, job = self.id, "could not record the name the result is saved under; a kill before the end's record would save it again");
+        }
+    }
+
+    async fn generated(&self, generated: reve_core::Generated) {
+        let store = &self.jobs.inner.store;
+        let Err(error) = store
+            .set_generated(self.id.to_owned(), generated.clone())
+            .await
+        else {
+            return;
+        };
+        tracing::warn!(%error, job = self.id, "could not record the API's answer; until it is, a restart could not resume this download");
+        // The download goes on meanwhile.
+        let jobs = self.jobs.clone();
+        let id = self.id.to_owned();
+        self.jobs.inner.tasks.spawn(async move {
+            until_stored(&id, error, || {
+                jobs.inner
+                    .store
+                    .set_generated(id.clone(), generated.clone())
+            })
+            .await;
+        });
+    }
+
+    async fn input_seen(&self, input: &InputPicture) {
+        self.jobs
+            .keep_picture(KeptPicture::Input, self.id, &input.preview.base64)
+            .await;
+    }
+}
+
+impl StoreJournal<'_> {
+    /// Claims the job's fingerprint in the store: send, reuse an identical job, hold for the
+    /// edits in flight, or refuse (a taken name, the spending limit).
+    async fn decide(
+        &self,
+        body: &RequestBody,
+        destination: &Destination,
+    ) -> Result<Decision, JobError> {
         let api_key = self
             .jobs
             .inner
@@ -445,7 +503,7 @@ impl Journal for StoreJournal<'_> {
                         || destination.folder.display().to_string(),
                         |taken| taken.display().to_string(),
                     );
-                    return Err(EditError::OutputExists(taken));
+                    return Err(EditError::OutputExists(taken).into());
                 }
                 Claim::Hold => return Ok(Decision::Hold),
                 Claim::OverLimit(spending) => {
@@ -456,46 +514,5 @@ impl Journal for StoreJournal<'_> {
                 }
             }
         }
-    }
-
-    async fn saving(&self, path: &std::path::Path, bytes: u64) {
-        if let Err(error) = self
-            .jobs
-            .inner
-            .store
-            .set_saving(self.id.to_owned(), path.display().to_string(), bytes)
-            .await
-        {
-            // The save goes on: the result matters more than its record.
-            tracing::warn!(%error, job = self.id, "could not record the name the result is saved under; a kill before the end's record would save it again");
-        }
-    }
-
-    async fn generated(&self, generated: reve_core::Generated) {
-        let store = &self.jobs.inner.store;
-        let Err(error) = store
-            .set_generated(self.id.to_owned(), generated.clone())
-            .await
-        else {
-            return;
-        };
-        tracing::warn!(%error, job = self.id, "could not record the API's answer; until it is, a restart could not resume this download");
-        // The download goes on meanwhile.
-        let jobs = self.jobs.clone();
-        let id = self.id.to_owned();
-        self.jobs.inner.tasks.spawn(async move {
-            until_stored(&id, error, || {
-                jobs.inner
-                    .store
-                    .set_generated(id.clone(), generated.clone())
-            })
-            .await;
-        });
-    }
-
-    async fn input_seen(&self, input: &InputPicture) {
-        self.jobs
-            .keep_picture(KeptPicture::Input, self.id, &input.preview.base64)
-            .await;
     }
 }

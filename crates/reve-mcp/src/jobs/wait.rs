@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::name_taken;
 use super::{
-    EditError, Ending, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL, Progress,
-    Status, Succeeded, Waited,
+    EditError, Ending, JobError, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL,
+    Progress, Status, Succeeded, Waited,
 };
 
 impl Jobs {
@@ -25,14 +25,14 @@ impl Jobs {
         principal: &str,
         progress: &impl Progress,
         cancel: Option<&CancellationToken>,
-    ) -> Result<Waited, EditError> {
+    ) -> Result<Waited, JobError> {
         self.retry_unsaved(id, principal).await?;
         self.wait_for(id, principal, self.inner.options.max_wait, progress, cancel)
             .await
     }
 
     /// Where job `id` is now, without waiting.
-    pub async fn status(&self, id: &str, principal: &str) -> Result<Waited, EditError> {
+    pub async fn status(&self, id: &str, principal: &str) -> Result<Waited, JobError> {
         self.wait_for(id, principal, Some(Duration::ZERO), &(), None)
             .await
     }
@@ -44,7 +44,7 @@ impl Jobs {
         max_wait: Option<Duration>,
         progress: &impl Progress,
         cancel: Option<&CancellationToken>,
-    ) -> Result<Waited, EditError> {
+    ) -> Result<Waited, JobError> {
         let deadline = max_wait.map(|wait| tokio::time::Instant::now() + wait);
         let until_deadline = async {
             match deadline {
@@ -87,7 +87,7 @@ impl Jobs {
                         changed = status.changed() => {
                             if changed.is_err() {
                                 // The job's task ended without a word: it panicked.
-                                return Err(EditError::Job(format!("edit job {id} stopped unexpectedly; see the server's log")));
+                                return Err(JobError::Stopped(id.to_owned()));
                             }
                         }
                         () = &mut cancelled => {
@@ -96,7 +96,7 @@ impl Jobs {
                             } else {
                                 tracing::info!(job = id, "the call was cancelled after its request was sent; the job finishes in the background");
                             }
-                            return Err(EditError::Cancelled);
+                            return Err(EditError::Cancelled.into());
                         }
                         () = &mut until_deadline => {
                             return Ok(Waited::Running { job_id: id.to_owned(), stage });
@@ -114,7 +114,7 @@ impl Jobs {
         id: &str,
         principal: &str,
         until_deadline: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<Waited, EditError> {
+    ) -> Result<Waited, JobError> {
         loop {
             let record = self.record(id, principal).await?;
             if record.state.is_finished() {
@@ -193,19 +193,19 @@ impl Jobs {
     }
 
     /// Job `id`'s record, when it belongs to `principal`; anyone else's is unknown.
-    pub async fn record(&self, id: &str, principal: &str) -> Result<JobRecord, EditError> {
+    pub async fn record(&self, id: &str, principal: &str) -> Result<JobRecord, JobError> {
         let record = match self.inner.store.exists() {
             true => self
                 .inner
                 .store
                 .get(id.to_owned())
                 .await
-                .map_err(EditError::StoreRead)?,
+                .map_err(JobError::StoreRead)?,
             false => None,
         };
         record
             .filter(|record| record.principal == principal)
-            .ok_or_else(|| EditError::UnknownJob(reve_core::shorten(id)))
+            .ok_or_else(|| JobError::UnknownJob(reve_core::shorten(id)))
     }
 
     /// Job `id`'s record and where it is now, with one read of the store: what `tasks/get`
@@ -214,7 +214,7 @@ impl Jobs {
         &self,
         id: &str,
         principal: &str,
-    ) -> Result<(JobRecord, Waited), EditError> {
+    ) -> Result<(JobRecord, Waited), JobError> {
         let record = self.record(id, principal).await?;
         let live = self
             .lock_live()
@@ -238,7 +238,7 @@ impl Jobs {
 
     /// Stops job `id` of `principal` as a cancellation would: at once while nothing is sent,
     /// otherwise only with [`JobOptions::cancel_aborts`].
-    pub async fn cancel(&self, id: &str, principal: &str) -> Result<(), EditError> {
+    pub async fn cancel(&self, id: &str, principal: &str) -> Result<(), JobError> {
         let live = self
             .lock_live()
             .get(id)

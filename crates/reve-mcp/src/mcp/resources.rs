@@ -15,8 +15,7 @@ use rmcp::model::{
 use rmcp::{ErrorData as McpError, RoleServer, service::RequestContext};
 use serde_json::json;
 
-use crate::edit::EditError;
-use crate::jobs::{JobRecord, Jobs, Picture};
+use crate::jobs::{JobError, JobRecord, Jobs, Picture};
 
 /// The viewer's resource, and the MIME type that marks HTML as an MCP App.
 pub const VIEWER_URI: &str = "ui://reve/viewer";
@@ -239,8 +238,10 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
     let (job_id, picture) = parse(uri).ok_or_else(unknown)?;
     let found = match jobs.picture(job_id, principal, picture).await {
         Ok(found) => found,
-        Err(EditError::UnknownJob(_)) => return Err(unknown()),
-        Err(EditError::Job(gone)) => return Err(McpError::resource_not_found(gone, None)),
+        Err(JobError::UnknownJob(_)) => return Err(unknown()),
+        Err(gone @ JobError::ResultUnreadable { .. }) => {
+            return Err(McpError::resource_not_found(gone.to_string(), None));
+        }
         Err(error) => return Err(McpError::internal_error(error.to_string(), None)),
     };
     let Some((bytes, mime_type)) = found else {

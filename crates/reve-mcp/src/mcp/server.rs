@@ -16,7 +16,6 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
-use crate::edit::EditError;
 use crate::jobs::{Jobs, LOCAL_PRINCIPAL, Principal};
 use crate::mcp::hosts::StructuredContent;
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
@@ -287,7 +286,7 @@ impl ServerHandler for ReveServer {
         let arguments = request.arguments.unwrap_or_default();
         let outcome = if request.name == GET_EDIT_TOOL_NAME {
             match tool::parse_get_edit_arguments(arguments) {
-                Err(error) => Err(error),
+                Err(error) => Err(error.into()),
                 Ok(arguments) => {
                     self.tool
                         .get_edit(&arguments.job_id, &principal, progress, &context.ct)
@@ -296,7 +295,7 @@ impl ServerHandler for ReveServer {
             }
         } else {
             match tool::parse_arguments(arguments) {
-                Err(error) => Err(error),
+                Err(error) => Err(error.into()),
                 Ok(arguments) => {
                     let roots = if self.tool.needs_roots(&arguments) {
                         self.client_roots(&context).await
@@ -326,7 +325,7 @@ impl ServerHandler for ReveServer {
         let mut result = match outcome {
             Ok(result) => result,
             Err(error) => {
-                if !matches!(error, EditError::Cancelled) {
+                if !error.is_cancelled() {
                     tracing::info!(error = %error, tool = %request.name, "the call failed");
                 }
                 tool::error_result(&error)

@@ -8,8 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CreateTaskResult, DetailedTask, GetTaskResult, Task, TaskPayload};
 
-use crate::edit::EditError;
-use crate::jobs::{JobRecord, JobState, Waited};
+use crate::jobs::{JobError, JobRecord, JobState, Waited};
 use crate::mcp::output;
 use crate::mcp::tool::EditImageTool;
 
@@ -89,9 +88,9 @@ fn timestamp(ms: u64) -> String {
 
 /// An unknown task is invalid params (-32602), its message the one `get_edit` gives; a store
 /// that cannot be read is an internal error saying so.
-fn refusal(error: EditError) -> McpError {
+fn refusal(error: JobError) -> McpError {
     match error {
-        EditError::UnknownJob(_) => McpError::invalid_params(error.to_string(), None),
+        JobError::UnknownJob(_) => McpError::invalid_params(error.to_string(), None),
         other => McpError::internal_error(other.to_string(), None::<serde_json::Value>),
     }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::AllowedDirs;
 use crate::edit::{EditError, LocalFiles, Progress, Stage};
 use crate::generated::EditImageArguments;
-use crate::jobs::Jobs;
+use crate::jobs::{JobError, Jobs};
 use crate::mcp::output;
 
 pub const TOOL_NAME: &str = "edit_image";
@@ -139,7 +139,7 @@ impl EditImageTool {
         principal: &str,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
-    ) -> Result<CallToolResult, EditError> {
+    ) -> Result<CallToolResult, JobError> {
         let job_id = self.start(arguments, client_roots, principal).await?;
         self.get_edit(&job_id, principal, progress, cancel).await
     }
@@ -150,7 +150,7 @@ impl EditImageTool {
         arguments: EditImageArguments,
         client_roots: Vec<PathBuf>,
         principal: &str,
-    ) -> Result<String, EditError> {
+    ) -> Result<String, JobError> {
         let local_files = self.local_files(client_roots);
         self.jobs.submit(arguments, local_files, principal).await
     }
@@ -162,7 +162,7 @@ impl EditImageTool {
         principal: &str,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
         cancel: &CancellationToken,
-    ) -> Result<CallToolResult, EditError> {
+    ) -> Result<CallToolResult, JobError> {
         let progress = McpProgress {
             client: progress,
             step: AtomicU32::new(0),
@@ -206,7 +206,7 @@ pub fn parse_arguments(arguments: JsonObject) -> Result<EditImageArguments, Edit
 }
 
 /// A tool error for the model, from any failure of a call.
-pub fn error_result(error: &EditError) -> CallToolResult {
+pub fn error_result(error: &JobError) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(error.to_string())])
 }
 
