@@ -1,0 +1,454 @@
+//! The one edit pipeline: typed arguments in, a saved (or only previewed) result out. The MCP
+//! tool and `reve-mcp edit` run it as jobs ([`crate::jobs`]) through [`Editor::run`], so a check or a fix made
+//! here holds for every way in.
+//!
+//! The order is what keeps money safe: every check that can fail is made before the paid call
+//! (arguments, the output name and folder, the local file's access, type and size, the request
+//! body), the result streams to a hidden file where it will be saved, and saving and the
+//! preview then run side by side, the saved file winning when both fail.
+
+mod error;
+mod input;
+mod output;
+
+pub use error::EditError;
+pub use input::{LocalFiles, input_file};
+pub use output::Destination;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reve_core::{RequestBody, ResultMetadata, StagedImage};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::budget::ByteBudget;
+use crate::generated::EditImageArguments;
+use crate::preview::{EarlyPreview, Preview, PreviewBudget, PreviewWorkers};
+
+/// How often a waiting edit reports progress; MCP clients reset their request timeouts on each
+/// notification, and the MCP spec leaves the cadence to us.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How the API hands back the result: the vendor's `convert_base64_to_url`, as a choice a user
+/// can read. The bytes are saved and previewed the same way in both modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// The API publishes the image and returns its URL, which is then downloaded.
+    Url,
+    /// The image comes inline in the response: no URL, one round trip less.
+    Base64,
+}
+
+/// What an [`Editor`] is set up with, once for all its edits.
+#[derive(Debug, Clone)]
+pub struct EditorOptions {
+    /// Where results are saved, and what an `output_path` is relative to.
+    pub output_dir: PathBuf,
+    /// Largest local input image, in bytes.
+    pub max_input_bytes: u64,
+    pub response_mode: ResponseMode,
+    /// Whether results are written to `output_dir`; without, they pass through a hidden file in
+    /// the system's temporary folder and are returned only as the preview and the API's URL.
+    pub saves: bool,
+    /// The inline preview to make of each result, or `None` (a terminal shows none).
+    pub preview: Option<PreviewBudget>,
+    /// Edits past the argument checks at once; the rest wait their turn. Each holds a few file
+    /// descriptors (the input, the staged result, connections to the API and its CDN), so this
+    /// also bounds descriptors.
+    pub max_edits_in_flight: usize,
+    /// Request bodies (the input picture as base64) held at once, in bytes, while they are
+    /// built and sent; an edit whose body does not fit waits until others are sent.
+    pub max_upload_bytes_in_flight: u64,
+}
+
+/// The defaults of [`EditorOptions::max_edits_in_flight`] and
+/// [`EditorOptions::max_upload_bytes_in_flight`]: 64 edits waiting on the API hold about 512
+/// descriptors, within the common limit of 1024, and 256 MiB holds the bodies of nine of the
+/// largest (20 MiB) inputs.
+pub const DEFAULT_MAX_EDITS_IN_FLIGHT: usize = 64;
+
+pub const DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
+
+/// Room for a request body's JSON beside its image: the prompt and the other fields.
+const BODY_JSON_BYTES: u64 = 64 * 1024;
+
+/// Where an edit has got to, for whoever is watching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for one of the [`EditorOptions::max_edits_in_flight`] slots, or for room for the
+    /// request body (reported once a second while it waits).
+    Queued { waited: Duration },
+    /// Reading and checking the input, building the request.
+    Preparing,
+    /// Waiting for the API (sent once on sending, then every second).
+    Waiting { elapsed: Duration },
+    /// Held before sending until the edits in flight report what they cost: the spending
+    /// limit cannot tell yet whether this one fits (reported once a second while it waits).
+    Held { waited: Duration },
+    /// Saving the result and making its preview.
+    Saving,
+}
+
+/// Told of each [`Stage`] an edit reaches.
+pub trait Progress: Sync {
+    fn report(&self, stage: Stage) -> impl Future<Output = ()> + Send;
+}
+
+/// Nobody is watching.
+impl Progress for () {
+    async fn report(&self, _stage: Stage) {}
+}
+
+/// A finished edit.
+#[derive(Debug)]
+pub struct Edited {
+    /// Where the full-resolution result was saved, when the editor saves.
+    pub path: Option<PathBuf>,
+    /// The result's size in bytes.
+    pub size: u64,
+    /// Its type and what the API said about it.
+    pub metadata: ResultMetadata,
+    /// Its width and height in pixels.
+    pub dimensions: (u32, u32),
+    /// The inline preview, when the editor makes one.
+    pub preview: Option<Preview>,
+    /// The input picture as it was sent, when the editor makes previews and the input was a
+    /// local file or a `data:` URI. Boxed, as it is mostly absent or passed on unread.
+    pub input: Option<Box<InputPicture>>,
+    /// The name asked for, when another file took it between the check before paying and
+    /// the save, so that the result was saved under a fresh name beside it ([`Edited::path`]).
+    pub name_taken: Option<PathBuf>,
+}
+
+/// How often an edit held by the spending limit ([`Stage::Held`]) asks again.
+const HOLD_POLL: Duration = Duration::from_millis(250);
+
+/// The picture an edit sent, as a person is shown it beside the result: its preview, and what
+/// the original was. A URL input has none: the API fetches it, this server never does.
+#[derive(Debug, Clone)]
+pub struct InputPicture {
+    pub mime_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub preview: Preview,
+}
+
+/// Waits for `permit`, reporting [`Stage::Queued`] each second it waits; a cancelled call stops
+/// waiting at once. Nothing has been sent or paid for while an edit is queued.
+async fn queued<Permit>(
+    permit: impl Future<Output = Result<Permit, tokio::sync::AcquireError>>,
+    progress: &impl Progress,
+    cancel: &CancellationToken,
+) -> Result<Permit, EditError> {
+    tokio::pin!(permit);
+    let started = Instant::now();
+    // First tick a second from now: an edit that gets its permit at once reports nothing and
+    // never waits for the timer (whose resolution is a millisecond).
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + PROGRESS_INTERVAL,
+        PROGRESS_INTERVAL,
+    );
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(EditError::Cancelled),
+            permit = &mut permit => return Ok(permit.expect("the editor never closes its semaphores")),
+            _ = ticker.tick() => progress.report(Stage::Queued { waited: started.elapsed() }).await,
+        }
+    }
+}
+
+/// The pipeline, with everything that outlives one edit.
+pub struct Editor {
+    client: reve_core::Client,
+    options: EditorOptions,
+    /// Where previews are made.
+    previews: PreviewWorkers,
+    edit_slots: Semaphore,
+    /// Room for [`EditorOptions::max_upload_bytes_in_flight`].
+    uploads: ByteBudget,
+    /// Whether the output folder was logged yet: once, on the first edit, so a person who
+    /// set nothing learns where results go.
+    told_output_dir: AtomicBool,
+}
+
+/// An edit that passed [`Editor::prepare`]: ready to run, nothing read or sent yet.
+#[derive(Debug)]
+pub struct Prepared {
+    arguments: EditImageArguments,
+    destination: Destination,
+    input: Option<PathBuf>,
+    local_files: LocalFiles,
+}
+
+impl Prepared {
+    pub fn prompt(&self) -> &str {
+        &self.arguments.prompt
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+}
+
+/// How a run ended well.
+#[derive(Debug)]
+pub enum Ran {
+    Edited(Edited),
+    /// Nothing was sent: the job with this id made, or is making, the same edit.
+    Reused(String),
+}
+
+/// What [`Journal::before_sending`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the request: it is recorded as sent.
+    Send,
+    /// Send nothing: the job with this id made, or is making, the same edit.
+    Reuse(String),
+    /// Ask again shortly: the spending limit waits for the edits in flight to report their
+    /// cost before it can tell whether this one fits.
+    Hold,
+}
+
+/// Told of the moments of an edit that matter for money.
+pub trait Journal: Sync {
+    /// The request is built and about to be sent to `destination`: record it, and decide
+    /// whether it is sent, waits for an identical job instead, or is held. An error stops the
+    /// edit unsent.
+    fn before_sending(
+        &self,
+        body: &RequestBody,
+        destination: &Destination,
+    ) -> impl Future<Output = Result<Decision, EditError>> + Send;
+
+    /// The paid result, `bytes` long and flushed to disk, is about to take the name `path`:
+    /// record it first, so that a restart after a kill at any moment from here on finds the
+    /// saved file instead of paying or saving again.
+    fn saving(&self, path: &Path, bytes: u64) -> impl Future<Output = ()> + Send;
+
+    /// The API answered (the generation happened): record what it said, so the result can
+    /// still be fetched if this process dies before it is saved.
+    fn generated(&self, generated: reve_core::Generated) -> impl Future<Output = ()> + Send;
+
+    /// The preview of the input picture is made, while the API works: keep it where a viewer
+    /// of the running edit finds it.
+    fn input_seen(&self, input: &InputPicture) -> impl Future<Output = ()> + Send;
+}
+
+/// Nothing recorded; every request is sent, unless its name is taken.
+impl Journal for () {
+    async fn before_sending(
+        &self,
+        _body: &RequestBody,
+        destination: &Destination,
+    ) -> Result<Decision, EditError> {
+        match &destination.taken {
+            Some(taken) => Err(EditError::OutputExists(taken.display().to_string())),
+            None => Ok(Decision::Send),
+        }
+    }
+
+    async fn saving(&self, _path: &Path, _bytes: u64) {}
+
+    async fn generated(&self, _generated: reve_core::Generated) {}
+
+    async fn input_seen(&self, _input: &InputPicture) {}
+}
+
+impl Editor {
+    pub fn new(client: reve_core::Client, options: EditorOptions) -> Self {
+        Self {
+            edit_slots: Semaphore::new(options.max_edits_in_flight.max(1)),
+            uploads: ByteBudget::new(options.max_upload_bytes_in_flight),
+            client,
+            options,
+            previews: PreviewWorkers::default(),
+            told_output_dir: AtomicBool::new(false),
+        }
+    }
+
+    pub fn options(&self) -> &EditorOptions {
+        &self.options
+    }
+
+    /// A fingerprint of the API key the edits are paid with (never the key).
+    pub fn api_key_fingerprint(&self) -> Option<String> {
+        self.client.config().api_key_fingerprint()
+    }
+
+    /// Where results are written while they arrive: the output folder, or the system's
+    /// temporary folder when nothing is saved.
+    pub fn stage_dir(&self) -> PathBuf {
+        if self.options.saves {
+            self.options.output_dir.clone()
+        } else {
+            std::env::temp_dir()
+        }
+    }
+
+    /// The checks an edit makes before it is accepted, with nothing read or sent: the
+    /// arguments, the output name and folder, and whether a local input may be named at all.
+    pub fn prepare(
+        &self,
+        mut arguments: EditImageArguments,
+        local_files: LocalFiles,
+    ) -> Result<Prepared, EditError> {
+        let destination = self.destination(arguments.output_path.take())?;
+        let input = input_file(&arguments.image_url, &local_files)?;
+        if !self.client.config().has_api_key() {
+            return Err(reve_core::Error::MissingApiKey.into());
+        }
+        Ok(Prepared {
+            arguments,
+            destination,
+            input,
+            local_files,
+        })
+    }
+
+    /// Runs one prepared edit. `cancel` drops the HTTP request (closing the connection) the
+    /// moment it fires; nothing is left on disk. `journal` hears of the request before it is
+    /// sent, and may answer that an identical job already has (or will have) its result.
+    pub async fn run(
+        &self,
+        prepared: Prepared,
+        progress: &impl Progress,
+        journal: &impl Journal,
+        cancel: &CancellationToken,
+    ) -> Result<Ran, EditError> {
+        let Prepared {
+            arguments,
+            destination,
+            input,
+            local_files,
+        } = prepared;
+        if self.options.saves && !self.told_output_dir.swap(true, Ordering::Relaxed) {
+            tracing::info!(folder = %self.options.output_dir.display(), "results are saved in this folder");
+        }
+        let _slot = queued(self.edit_slots.acquire_many(1), progress, cancel).await?;
+        progress.report(Stage::Preparing).await;
+        let request = arguments.into_request(self.options.response_mode == ResponseMode::Url);
+        let (body, upload) = self
+            .body(request, input, &local_files, progress, cancel)
+            .await?;
+        if cancel.is_cancelled() {
+            return Err(EditError::Cancelled);
+        }
+        let held = Instant::now();
+        loop {
+            match journal.before_sending(&body, &destination).await? {
+                Decision::Send => break,
+                Decision::Reuse(job_id) => return Ok(Ran::Reused(job_id)),
+                Decision::Hold => {
+                    progress
+                        .report(Stage::Held {
+                            waited: held.elapsed(),
+                        })
+                        .await;
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(EditError::Cancelled),
+                        () = tokio::time::sleep(HOLD_POLL) => {}
+                    }
+                }
+            }
+        }
+        // The input's preview is made on a preview thread while the API works and the result
+        // is saved, so it adds no time to an edit.
+        let sent = body.clone();
+        let input = async move {
+            let input = self.input_picture(sent).await;
+            if let Some(input) = &input {
+                journal.input_seen(input).await;
+            }
+            input
+        };
+        let edit = async move {
+            let (staged, early) = self
+                .call_api(&body, &destination.folder, progress, journal, cancel)
+                .await?;
+            drop((body, upload));
+            progress.report(Stage::Saving).await;
+            self.save_and_preview(staged, destination.name, early, journal)
+                .await
+        };
+        let (edited, input) = tokio::join!(edit, input);
+        let mut edited = edited?;
+        edited.input = input.map(Box::new);
+        Ok(Ran::Edited(edited))
+    }
+
+    /// Fetches and saves the image of a generation an earlier run of the server paid for but
+    /// did not get to save: nothing is sent to the API again.
+    pub async fn resume(
+        &self,
+        generated: &reve_core::Generated,
+        folder: &Path,
+        name: Option<String>,
+        journal: &impl Journal,
+    ) -> Result<Edited, EditError> {
+        let staged = self
+            .client
+            .download_into_dir(generated, folder)
+            .await
+            .map_err(|source| EditError::Save {
+                source,
+                url: generated.url.clone(),
+            })?;
+        self.save_and_preview(staged, name, None, journal).await
+    }
+
+    /// Calls the API, reporting progress while it works and telling `journal` what it answered
+    /// before the image is fetched; drops the HTTP request the moment `cancel` fires. The
+    /// preview starts on the image as it downloads.
+    async fn call_api(
+        &self,
+        body: &RequestBody,
+        stage_dir: &Path,
+        progress: &impl Progress,
+        journal: &impl Journal,
+        cancel: &CancellationToken,
+    ) -> Result<(StagedImage, Option<EarlyPreview>), EditError> {
+        let started = Instant::now();
+        let early = OnceLock::new();
+        // Known once the API answered: a download or a write that fails after that names it,
+        // since the result is paid for and still there to fetch.
+        let url = OnceLock::new();
+        let staged = {
+            // Recorded before the download starts: a restart can then fetch what was paid for.
+            let call =
+                self.client
+                    .edit_into_dir_reporting(body, stage_dir, |generated, arriving| {
+                        if let Some(budget) = self.options.preview
+                            && let Some(preview) = self.previews.follow(arriving, budget)
+                        {
+                            let _ = early.set(preview);
+                        }
+                        if let Some(published) = &generated.url {
+                            let _ = url.set(published.clone());
+                        }
+                        journal.generated(generated)
+                    });
+            tokio::pin!(call);
+            let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(EditError::Cancelled),
+                    result = &mut call => break result.map_err(|source| match url.get() {
+                        Some(url) => EditError::Save { source, url: Some(url.clone()) },
+                        None => EditError::Api(source),
+                    })?,
+                    _ = ticker.tick() => {
+                        progress.report(Stage::Waiting { elapsed: started.elapsed() }).await;
+                    }
+                }
+            }
+        };
+        Ok((staged, early.into_inner()))
+    }
+}
