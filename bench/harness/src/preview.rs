@@ -13,7 +13,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use base64::Engine as _;
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use reve_mcp::preview::{JPEG_QUALITIES, Preview, PreviewBudget, make_preview_from};
@@ -117,7 +116,7 @@ pub fn pixel_difference(picture: &str, file: &Path) -> Result<PixelDifference> {
     if preview.mime_type != "image/jpeg" {
         bail!("{picture} passed through as its own preview: nothing to compare");
     }
-    let streamed = decoded(&base64::engine::general_purpose::STANDARD.decode(&preview.base64)?)?;
+    let streamed = decoded(&preview.bytes)?;
     let whole = whole_picture_preview(File::open(file)?, (preview.width, preview.height), budget)?;
     let whole = decoded(&whole.jpeg)?;
     if streamed.len() != whole.len() {

@@ -84,8 +84,9 @@ pub struct JobOptions {
 #[derive(Debug, Clone)]
 pub struct Succeeded {
     pub result: JobResult,
-    /// The inline preview, base64; `None` when none was made or it was not kept.
-    pub preview: Option<Arc<str>>,
+    /// The inline preview, encoded (base64 is made only for MCP); `None` when none was made or
+    /// it was not kept.
+    pub preview: Option<bytes::Bytes>,
     pub usage: Option<Usage>,
     /// The job whose result this is, when this one reused it rather than paying.
     pub reused_from: Option<String>,

@@ -2,9 +2,6 @@
 //! previews kept in the store for later callers.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-
-use base64::Engine as _;
 
 use super::{JobError, JobRecord, JobState, Jobs, KeptPicture, Picture, Succeeded};
 
@@ -29,10 +26,9 @@ impl Jobs {
         };
         succeeded.result.preview =
             Some((preview.mime_type.to_owned(), preview.width, preview.height));
-        let base64: Arc<str> = preview.base64.into();
-        self.keep_picture(KeptPicture::Preview, owner, &base64)
+        self.keep_picture(KeptPicture::Preview, owner, preview.bytes.clone())
             .await;
-        succeeded.preview = Some(base64);
+        succeeded.preview = Some(preview.bytes);
     }
 
     /// Whether job `id` succeeded with a saved file that is no longer there: it is then not
@@ -120,25 +116,11 @@ impl Jobs {
 
     /// Keeps a picture of job `id` where any later caller (or another replica) finds it. A
     /// cache: a failure costs only a picture shown later, never the result.
-    pub(super) async fn keep_picture(&self, picture: KeptPicture, id: &str, base64: &str) {
-        // Off the runtime's threads: a preview is hundreds of kilobytes of base64.
-        let base64 = base64.to_owned();
-        let decoded = tokio::task::spawn_blocking(move || {
-            base64::engine::general_purpose::STANDARD.decode(base64.as_bytes())
-        })
-        .await
-        .expect("decoding base64 does not panic");
-        let bytes = match decoded {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::warn!(%error, job = id, "a preview is not valid base64");
-                return;
-            }
-        };
+    pub(super) async fn keep_picture(&self, picture: KeptPicture, id: &str, bytes: bytes::Bytes) {
         if let Err(error) = self
             .inner
             .store
-            .keep_picture(picture, id.to_owned(), bytes)
+            .keep_picture(picture, id.to_owned(), bytes.to_vec())
             .await
         {
             tracing::warn!(%error, job = id, "could not keep a preview of the job's pictures");

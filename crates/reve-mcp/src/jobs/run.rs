@@ -145,9 +145,10 @@ impl Jobs {
                 bytes: input.bytes,
             }),
         };
-        let preview: Option<Arc<str>> = edited.preview.map(|preview| preview.base64.into());
+        let preview = edited.preview.map(|preview| preview.bytes);
         if let Some(preview) = &preview {
-            self.keep_picture(KeptPicture::Preview, id, preview).await;
+            self.keep_picture(KeptPicture::Preview, id, preview.clone())
+                .await;
         }
         Outcome::Succeeded(Box::new(Succeeded {
             result,
@@ -447,7 +448,7 @@ impl Journal for StoreJournal<'_> {
 
     async fn input_seen(&self, input: &InputPicture) {
         self.jobs
-            .keep_picture(KeptPicture::Input, self.id, &input.preview.base64)
+            .keep_picture(KeptPicture::Input, self.id, input.preview.bytes.clone())
             .await;
     }
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use base64::Engine as _;
 use reve_core::Usage;
 use tokio_util::sync::CancellationToken;
 
@@ -163,18 +162,7 @@ impl Jobs {
                 }),
             None => None,
         };
-        let preview = match preview {
-            Some(bytes) => Some(
-                tokio::task::spawn_blocking(move || {
-                    base64::engine::general_purpose::STANDARD
-                        .encode(bytes)
-                        .into()
-                })
-                .await
-                .expect("encoding base64 does not panic"),
-            ),
-            None => None,
-        };
+        let preview = preview.map(bytes::Bytes::from);
         let usage =
             (record.credits_used.is_some() || record.tokens_used.is_some()).then_some(Usage {
                 credits_used: record.credits_used,

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Resource};
 use rmcp::schemars::{self, JsonSchema};
 use serde::Serialize;
@@ -410,7 +411,7 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
     let mut text = output.message.clone();
     let mut content = Vec::new();
     match (&succeeded.preview, &succeeded.result.preview) {
-        (Some(base64), Some((mime_type, preview_width, preview_height))) => {
+        (Some(preview), Some((mime_type, preview_width, preview_height))) => {
             if (*preview_width, *preview_height) != (width, height) {
                 let full = match (saved, &output.url) {
                     (Some(_), _) => "the saved file is full resolution",
@@ -421,7 +422,11 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
                     "\nThe picture shown is a {preview_width}x{preview_height} preview; {full}."
                 ));
             }
-            content.push(ContentBlock::image(base64.to_string(), mime_type.clone()));
+            // The one place a picture becomes base64: MCP carries it so.
+            content.push(ContentBlock::image(
+                base64::engine::general_purpose::STANDARD.encode(preview),
+                mime_type.clone(),
+            ));
         }
         _ => text.push_str("\nThe inline preview of this result is no longer kept."),
     }

@@ -9,8 +9,6 @@ use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::sync::LazyLock;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use image::ImageReader;
 
 use crate::budget::ByteBudget;
@@ -40,10 +38,11 @@ impl Default for PreviewBudget {
     }
 }
 
-/// A preview ready to be sent as MCP image content.
+/// A preview, ready to be sent as MCP image content (encoded as base64 only there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preview {
-    pub base64: String,
+    /// The encoded picture (the file itself, or a JPEG made to fit), cheap to clone.
+    pub bytes: bytes::Bytes,
     pub mime_type: &'static str,
     pub width: u32,
     pub height: u32,
@@ -181,7 +180,7 @@ fn preview_of<R: BufRead + Seek>(
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(io)?;
         return Ok(Preview {
-            base64: STANDARD.encode(bytes),
+            bytes: bytes.into(),
             mime_type: format.mime_type(),
             width,
             height,
@@ -214,7 +213,7 @@ fn preview_of<R: BufRead + Seek>(
             )?;
             if base64_len(jpeg.len() as u64) <= budget.max_base64_bytes {
                 return Ok(Preview {
-                    base64: STANDARD.encode(&jpeg),
+                    bytes: jpeg.into(),
                     mime_type: "image/jpeg",
                     width: scaled.width,
                     height: scaled.height,
@@ -357,7 +356,7 @@ mod tests {
         let bytes = png(64, 48);
         let preview = make_preview(&bytes, PreviewBudget::default()).unwrap();
         assert_eq!(preview.mime_type, "image/png");
-        assert_eq!(STANDARD.decode(&preview.base64).unwrap(), bytes);
+        assert_eq!(preview.bytes, bytes);
         assert_eq!((preview.width, preview.height), (64, 48));
     }
 
@@ -370,9 +369,9 @@ mod tests {
         };
         let preview = make_preview(&bytes, budget).unwrap();
         assert_eq!(preview.mime_type, "image/jpeg");
-        assert!(preview.base64.len() <= budget.max_base64_bytes);
+        assert!(base64_len(preview.bytes.len() as u64) <= budget.max_base64_bytes);
         assert_eq!((preview.width, preview.height), (1568, 784));
-        let decoded = image::load_from_memory(&STANDARD.decode(&preview.base64).unwrap()).unwrap();
+        let decoded = image::load_from_memory(&preview.bytes).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (1568, 784));
     }
 
@@ -384,7 +383,7 @@ mod tests {
             max_edge_px: 1568,
         };
         let preview = make_preview(&bytes, budget).unwrap();
-        assert!(preview.base64.len() <= 8 * 1024);
+        assert!(base64_len(preview.bytes.len() as u64) <= 8 * 1024);
         assert!(preview.width < 1200);
     }
 
@@ -412,7 +411,7 @@ mod tests {
         };
         let preview = make_preview(bytes, budget).unwrap();
         assert_eq!(preview.mime_type, "image/jpeg");
-        let decoded = image::load_from_memory(&STANDARD.decode(&preview.base64).unwrap()).unwrap();
+        let decoded = image::load_from_memory(&preview.bytes).unwrap();
         decoded.to_rgb8().get_pixel(0, 0).0
     }
 
