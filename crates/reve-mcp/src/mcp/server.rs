@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetPromptRequestParams,
-    GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+    GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
-use crate::jobs::{Jobs, LOCAL_PRINCIPAL, Principal};
+use crate::jobs::{JobError, Jobs, LOCAL_PRINCIPAL, Principal};
 use crate::mcp::hosts::StructuredContent;
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
 use crate::mcp::{prompt, resources, task};
@@ -113,6 +113,50 @@ impl ReveServer {
             context.client_info().as_ref(),
             resources::client_renders_apps(context),
         )
+    }
+
+    /// `edit_image`: a task for a client that polls tasks, otherwise a wait for the edit.
+    async fn call_edit_image(
+        &self,
+        request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, JobError> {
+        let arguments = tool::parse_arguments(request.arguments.clone().unwrap_or_default())?;
+        let roots = if self.tool.needs_roots(&arguments) {
+            self.client_roots(context).await
+        } else {
+            Vec::new()
+        };
+        let principal = principal(context);
+        if polls_tasks(context) {
+            let job_id = self.tool.start(arguments, roots, &principal).await?;
+            let record = self.tool.jobs().record(&job_id, &principal).await?;
+            return Ok(CallToolResponse::Task(task::created(&record)));
+        }
+        let progress = progress(request, context);
+        let result = (self.tool)
+            .call(arguments, roots, &principal, progress, &context.ct)
+            .await?;
+        Ok(result.into())
+    }
+
+    /// `get_edit`: a wait for the edit a job id names.
+    async fn call_get_edit(
+        &self,
+        request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, JobError> {
+        let arguments =
+            tool::parse_get_edit_arguments(request.arguments.clone().unwrap_or_default())?;
+        let progress = progress(request, context);
+        (self.tool)
+            .get_edit(
+                &arguments.job_id,
+                &principal(context),
+                progress,
+                &context.ct,
+            )
+            .await
     }
 
     /// The roots the client declared, as local folders. Empty when the client
@@ -253,77 +297,32 @@ impl ServerHandler for ReveServer {
         }
     }
 
+    /// One small function per tool; what every call shares (the unknown tool, the error as a
+    /// tool result, the structured JSON only for a client that gets it) is here.
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        if request.name != TOOL_NAME && request.name != GET_EDIT_TOOL_NAME {
-            return Err(McpError::invalid_params(
-                format!(
-                    "unknown tool {:?}; this server has {TOOL_NAME:?} and {GET_EDIT_TOOL_NAME:?}",
-                    request.name
-                ),
-                None,
-            ));
-        }
-        let progress_token = context
-            .meta
-            .get_progress_token()
-            .or_else(|| request.meta.as_ref()?.get_progress_token());
-        let progress = progress_token.map(|token| (token, context.peer.clone()));
-        let principal = principal(&context);
-        // A client that declared the tasks extension gets a task for an edit, and polls it; the
-        // extension is defined from 2026-07-28 on, and a client of an earlier revision that
-        // declares it anyway (the Inspector CLI does) gets the result as that revision defines.
-        let supports_tasks = context
-            .protocol_version()
-            .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
-            && context
-                .client_capabilities()
-                .is_some_and(|capabilities| capabilities.supports_tasks());
-        let structured = self.sends_structured(&context);
-        let arguments = request.arguments.unwrap_or_default();
-        let outcome = if request.name == GET_EDIT_TOOL_NAME {
-            match tool::parse_get_edit_arguments(arguments) {
-                Err(error) => Err(error.into()),
-                Ok(arguments) => {
-                    self.tool
-                        .get_edit(&arguments.job_id, &principal, progress, &context.ct)
-                        .await
-                }
-            }
-        } else {
-            match tool::parse_arguments(arguments) {
-                Err(error) => Err(error.into()),
-                Ok(arguments) => {
-                    let roots = if self.tool.needs_roots(&arguments) {
-                        self.client_roots(&context).await
-                    } else {
-                        Vec::new()
-                    };
-                    if supports_tasks {
-                        return match self.tool.start(arguments, roots, &principal).await {
-                            Ok(job_id) => {
-                                let record = self.tool.jobs().record(&job_id, &principal).await;
-                                match record {
-                                    Ok(record) => {
-                                        Ok(CallToolResponse::Task(task::created(&record)))
-                                    }
-                                    Err(error) => Ok(tool::error_result(&error).into()),
-                                }
-                            }
-                            Err(error) => Ok(tool::error_result(&error).into()),
-                        };
-                    }
-                    self.tool
-                        .call(arguments, roots, &principal, progress, &context.ct)
-                        .await
-                }
+        let answer = match request.name.as_ref() {
+            TOOL_NAME => self.call_edit_image(&request, &context).await,
+            GET_EDIT_TOOL_NAME => self
+                .call_get_edit(&request, &context)
+                .await
+                .map(CallToolResponse::from),
+            other => {
+                return Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool {other:?}; this server has {TOOL_NAME:?} and \
+                         {GET_EDIT_TOOL_NAME:?}"
+                    ),
+                    None,
+                ));
             }
         };
-        let mut result = match outcome {
-            Ok(result) => result,
+        let mut result = match answer {
+            Ok(CallToolResponse::Complete(result)) => result,
+            Ok(other) => return Ok(other),
             Err(error) => {
                 if !error.is_cancelled() {
                     tracing::info!(error = %error, tool = %request.name, "the call failed");
@@ -331,7 +330,7 @@ impl ServerHandler for ReveServer {
                 tool::error_result(&error)
             }
         };
-        if !structured {
+        if !self.sends_structured(&context) {
             result.structured_content = None;
         }
         Ok(result.into())
@@ -384,6 +383,30 @@ pub fn instructions(saves: bool) -> &'static str {
          says it is still running and gives a job_id: call get_edit with that job_id (free) to \
          collect the picture, rather than calling edit_image again."
     }
+}
+
+/// Whether the client polls tasks: it declared the tasks extension on a revision that defines
+/// it (2026-07-28 on). A client of an earlier revision that declares it anyway (the Inspector
+/// CLI does) gets the result as that revision defines.
+fn polls_tasks(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|version| version.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+        && context
+            .client_capabilities()
+            .is_some_and(|capabilities| capabilities.supports_tasks())
+}
+
+/// Where the call's progress goes, when the client asked for it.
+fn progress(
+    request: &CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Option<(rmcp::model::ProgressToken, rmcp::service::Peer<RoleServer>)> {
+    let token = context
+        .meta
+        .get_progress_token()
+        .or_else(|| request.meta.as_ref()?.get_progress_token())?;
+    Some((token, context.peer.clone()))
 }
 
 /// Whose jobs a request may see: the holder of the bearer token it carried (which the HTTP
