@@ -576,23 +576,43 @@ async fn start_refused(env: &BTreeMap<String, String>, flags: &[&str]) -> String
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The shared contract suite ([`crate::store_rules`]) against a real Redis: each part of it
+/// in a database of its own, with leases of `lease`.
+fn redis_stores(
+    url: &str,
+    lease: Duration,
+) -> impl Fn(&'static str) -> std::future::Ready<std::sync::Arc<dyn reve_mcp::jobs::JobStore>> {
+    const PARTS: [&str; 6] = ["reuse", "limit", "unsaved", "states", "paging", "takeover"];
+    let url = url.strip_suffix("/0").unwrap().to_owned();
+    move |name| {
+        let database = PARTS.iter().position(|known| *known == name).unwrap() + 1;
+        let options = reve_mcp::jobs::store::redis::RedisOptions {
+            lease,
+            ..Default::default()
+        };
+        let store =
+            reve_mcp::jobs::store::RedisStore::new(&format!("{url}/{database}"), options).unwrap();
+        std::future::ready(
+            std::sync::Arc::new(store) as std::sync::Arc<dyn reve_mcp::jobs::JobStore>
+        )
+    }
+}
+
 #[tokio::test]
 #[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server)"]
 async fn the_redis_store_keeps_the_money_rules() {
     let world = World::new().await;
     let redis = Redis::start(&world.path("redis")).await;
-    let url = redis.url();
-    let url = url.strip_suffix("/0").unwrap().to_owned();
-    let databases = ["reuse", "limit", "unsaved"];
-    crate::store_rules::money_rules(|name| {
-        // A database of its own for each part, as a fresh store.
-        let database = databases.iter().position(|known| *known == name).unwrap() + 1;
-        let store = reve_mcp::jobs::store::RedisStore::new(
-            &format!("{url}/{database}"),
-            reve_mcp::jobs::store::redis::RedisOptions::default(),
-        )
-        .unwrap();
-        async move { std::sync::Arc::new(store) as std::sync::Arc<dyn reve_mcp::jobs::JobStore> }
-    })
-    .await;
+    let lease = reve_mcp::jobs::store::redis::DEFAULT_LEASE;
+    crate::store_rules::money_rules(redis_stores(&redis.url(), lease)).await;
+}
+
+#[tokio::test]
+#[ignore = "run by cargo xtask scale-out (it needs Debian's redis-server)"]
+async fn the_redis_store_keeps_a_jobs_life() {
+    let world = World::new().await;
+    let redis = Redis::start(&world.path("redis")).await;
+    // A short lease, so that the takeover needs no long wait.
+    let lease = Duration::from_secs(2);
+    crate::store_rules::lifecycle_rules(redis_stores(&redis.url(), lease), lease).await;
 }

@@ -1,8 +1,11 @@
-//! The rules about money that each job store keeps in one atomic step, checked the same way
-//! against every engine: reuse of finished jobs only when allowed, passed-over jobs, a taken
-//! output name, the daily limit's holds and uncertain edits, a paid result left unsaved and
-//! taken up again, the name recorded before a rename. SQLite here; Redis in
-//! [`crate::scale_out`], which needs a `redis-server`.
+//! The job store's contract, checked the same way against every engine. The rules about money
+//! that each store keeps in one atomic step ([`money_rules`]): reuse of finished jobs only when
+//! allowed, passed-over jobs, a taken output name, the daily limit's holds and uncertain edits,
+//! a paid result left unsaved and taken up again, the name recorded before a rename. And a
+//! job's life ([`lifecycle_rules`]): its states, usage counted once, a success never
+//! overwritten, paging of results, kept pictures, and a job whose owner is gone taken over by
+//! exactly one survivor. SQLite here; Redis in [`crate::scale_out`], which needs a
+//! `redis-server`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,6 +215,182 @@ where
     assert_eq!(record.state, JobState::Running);
     assert_eq!(record.owner_run, "another-run");
     assert!(!record.unsaved);
+}
+
+/// A job's life on stores from `fresh`, which opens the store of that name (the same one when
+/// asked twice). `lapse` is how long an owner's hold lasts once its run is gone: nothing for
+/// SQLite (a run's lock goes with its process), the lease for Redis.
+pub async fn lifecycle_rules<F, Opened>(fresh: F, lapse: Duration)
+where
+    F: Fn(&'static str) -> Opened,
+    Opened: Future<Output = Arc<dyn JobStore>>,
+{
+    use reve_mcp::jobs::KeptPicture;
+
+    // States: queued, then running and sent once claimed; the API's answer and usage recorded
+    // once however often it is told; a success kept whatever ends it is told after.
+    let store = fresh("states").await;
+    let store = store.as_ref();
+    new_job(store, "a").await;
+    let queued = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!((queued.state, queued.sent), (JobState::Queued, false));
+    assert_eq!(
+        store
+            .claim("a".into(), "fp-a".into(), rules())
+            .await
+            .unwrap(),
+        Claim::Send
+    );
+    let running = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!((running.state, running.sent), (JobState::Running, true));
+    answered(store, "a", Some(10.0)).await;
+    answered(store, "a", Some(10.0)).await;
+    let answer = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!(
+        answer.generated_url.as_deref(),
+        Some("https://cdn.example/a.png")
+    );
+    assert_eq!(answer.request_id.as_deref(), Some("req-a"));
+    end(store, "a", JobState::Succeeded, Ending::default()).await;
+    end(store, "a", JobState::Failed, Ending::default()).await;
+    let done = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!(
+        done.state,
+        JobState::Succeeded,
+        "a success is never overwritten"
+    );
+    assert_eq!(done.result.unwrap().path.as_deref(), Some("/tmp/a.png"));
+    let days = store.usage_by_day().await.unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(
+        (days[0].jobs, days[0].credits),
+        (1, 10.0),
+        "usage counted once"
+    );
+    assert!(store.get("no-such-job".into()).await.unwrap().is_none());
+
+    // Usage: every answered job of the day, and nothing for one never answered.
+    claim(store, "b", "fp-b", rules()).await;
+    answered(store, "b", Some(5.0)).await;
+    end(store, "b", JobState::Succeeded, Ending::default()).await;
+    claim(store, "c", "fp-c", rules()).await;
+    end(
+        store,
+        "c",
+        JobState::Failed,
+        Ending {
+            refused_by_api: true,
+            unsaved: false,
+        },
+    )
+    .await;
+    let days = store.usage_by_day().await.unwrap();
+    assert_eq!(
+        (days[0].jobs, days[0].credits, days[0].uncertain),
+        (2, 15.0, 0)
+    );
+
+    // Paging: a principal's own results, newest first, each page after the last; reused
+    // results and other principals' jobs are not listed; `recent` lists every job.
+    let store = fresh("paging").await;
+    let store = store.as_ref();
+    for id in ["p1", "p2", "p3"] {
+        claim(store, id, &format!("fp-{id}"), rules()).await;
+        end(store, id, JobState::Succeeded, Ending::default()).await;
+        // Creation times a millisecond apart at least, so that the order is by them.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        claim(store, "p4", "fp-p3", rules()).await,
+        Claim::Reuse("p3".into())
+    );
+    end(store, "p4", JobState::Succeeded, Ending::default()).await;
+    store
+        .insert(JobRecord::queued(
+            "q1".to_owned(),
+            "token:someone-else".to_owned(),
+            "p".to_owned(),
+            "/tmp".to_owned(),
+            None,
+            true,
+            RUN.to_owned(),
+        ))
+        .await
+        .unwrap();
+    let ids = |records: Vec<JobRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let first = store.results("local".into(), None, 2).await.unwrap();
+    let after = first.last().map(|last| (last.created_ms, last.id.clone()));
+    assert_eq!(ids(first), ["p3", "p2"]);
+    let second = store.results("local".into(), after, 2).await.unwrap();
+    assert_eq!(ids(second), ["p1"]);
+    assert_eq!(ids(store.recent(10).await.unwrap()).len(), 5);
+    assert_eq!(ids(store.recent(2).await.unwrap()).len(), 2);
+
+    // Kept pictures: what was kept comes back byte for byte; nothing for a picture never kept.
+    let preview = vec![0x89, b'P', b'N', b'G', 0, 1, 2, 3];
+    store
+        .keep_picture(KeptPicture::Preview, "p1".into(), preview.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .picture(KeptPicture::Preview, "p1".into())
+            .await
+            .unwrap(),
+        Some(preview)
+    );
+    assert_eq!(
+        store
+            .picture(KeptPicture::Input, "p1".into())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Takeover: an unfinished job whose run is gone goes to exactly one survivor, once. The
+    // run that made it ends with its store (`fresh` opens the same store again).
+    {
+        let first = fresh("takeover").await;
+        claim(first.as_ref(), "t", "fp-t", rules()).await;
+    }
+    let store = fresh("takeover").await;
+    let store = store.as_ref();
+    let deadline = tokio::time::Instant::now() + lapse + Duration::from_secs(10);
+    let taken = loop {
+        let taken = store.orphans("survivor-1".into(), 11).await.unwrap();
+        if !taken.is_empty() || tokio::time::Instant::now() > deadline {
+            break taken;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ids(taken), ["t"], "the orphan is taken over");
+    assert!(
+        store
+            .orphans("survivor-2".into(), 12)
+            .await
+            .unwrap()
+            .is_empty(),
+        "by one survivor only"
+    );
+    let record = store.get("t".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (record.owner_run.as_str(), record.state),
+        ("survivor-1", JobState::Running)
+    );
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_a_jobs_life() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_owned();
+    lifecycle_rules(
+        |name| {
+            let folder = root.join(name);
+            async move { Arc::new(SqliteStore::in_folder(&folder)) as Arc<dyn JobStore> }
+        },
+        Duration::ZERO,
+    )
+    .await;
 }
 
 #[tokio::test]
