@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use reve_mcp::preview::{JPEG_QUALITIES, Preview, PreviewBudget, make_preview_from};
+use reve_mcp::preview::{JPEG_QUALITIES, Preview, PreviewLimits, make_preview_from};
 use serde_json::{Value, json};
 
 use crate::rpc::proc_status;
@@ -57,7 +57,7 @@ pub struct WholePicture {
 pub fn whole_picture_preview(
     mut file: File,
     size: (u32, u32),
-    budget: PreviewBudget,
+    budget: PreviewLimits,
 ) -> Result<WholePicture> {
     let started = Instant::now();
     let mut bytes = Vec::new();
@@ -102,7 +102,7 @@ pub fn whole_picture_preview(
 }
 
 /// Today's preview of the picture in `file`, made as the server makes it, timed.
-pub fn streamed_preview(file: File, budget: PreviewBudget) -> Result<(Preview, Duration)> {
+pub fn streamed_preview(file: File, budget: PreviewLimits) -> Result<(Preview, Duration)> {
     let started = Instant::now();
     let preview = make_preview_from(file, budget)?;
     Ok((preview, started.elapsed()))
@@ -111,7 +111,7 @@ pub fn streamed_preview(file: File, budget: PreviewBudget) -> Result<(Preview, D
 /// Measurement 17 for one picture: today's preview against the whole-picture path's, both
 /// decoded back to pixels.
 pub fn pixel_difference(picture: &str, file: &Path) -> Result<PixelDifference> {
-    let budget = PreviewBudget::default();
+    let budget = PreviewLimits::default();
     let (preview, _) = streamed_preview(File::open(file)?, budget)?;
     if preview.mime_type != "image/jpeg" {
         bail!("{picture} passed through as its own preview: nothing to compare");
@@ -163,7 +163,7 @@ pub fn memory(harness: &Path, file: &Path, whole: bool, runs: usize) -> Result<u
 pub fn probe(file: &Path, whole: bool) -> Result<()> {
     let pid = std::process::id();
     let before = proc_status(pid, "VmRSS")?;
-    let budget = PreviewBudget::default();
+    let budget = PreviewLimits::default();
     if whole {
         let mut header = Vec::new();
         File::open(file)?.take(64 * 1024).read_to_end(&mut header)?;

@@ -24,7 +24,7 @@ use crate::edit_command::EditCommand;
 use crate::jobs::store::redis::{DEFAULT_LEASE, RedisOptions};
 use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, JobStore};
 use crate::mcp::hosts::StructuredContent;
-use crate::preview::PreviewBudget;
+use crate::preview::PreviewLimits;
 use crate::transport::http::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SESSIONS, HttpOptions,
@@ -304,7 +304,7 @@ pub struct Settings {
     pub max_input_bytes: u64,
 
     /// Largest base64 size of the inline preview returned to the model, in bytes.
-    #[arg(long, env = "REVE_PREVIEW_MAX_BYTES", default_value_t = PreviewBudget::default().max_base64_bytes, global = true)]
+    #[arg(long, env = "REVE_PREVIEW_MAX_BYTES", default_value_t = PreviewLimits::default().max_base64_bytes, global = true)]
     pub preview_max_bytes: usize,
 
     /// How the API hands back the result: `url` (it publishes the image and
@@ -363,7 +363,7 @@ pub struct Settings {
     pub max_credits_per_day: Option<f64>,
 
     /// Longest edge of the inline preview, in pixels.
-    #[arg(long, env = "REVE_PREVIEW_MAX_EDGE", default_value_t = PreviewBudget::default().max_edge_px, global = true)]
+    #[arg(long, env = "REVE_PREVIEW_MAX_EDGE", default_value_t = PreviewLimits::default().max_edge_px, global = true)]
     pub preview_max_edge: u32,
 }
 
@@ -394,7 +394,7 @@ impl Settings {
             max_input_bytes: self.max_input_bytes,
             response_mode: self.response_mode,
             saves,
-            preview: previews.then_some(PreviewBudget {
+            preview: previews.then_some(PreviewLimits {
                 max_base64_bytes: self.preview_max_bytes,
                 max_edge_px: self.preview_max_edge,
             }),

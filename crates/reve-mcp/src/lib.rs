@@ -5,7 +5,7 @@
 //! that the tests reach the same code.
 
 pub mod access;
-pub mod budget;
+pub mod byte_pool;
 pub mod cli;
 pub mod descriptors;
 pub mod edit;

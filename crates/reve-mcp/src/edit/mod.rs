@@ -24,9 +24,9 @@ use reve_core::{RequestBody, ResultMetadata, StagedImage};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::ByteBudget;
+use crate::byte_pool::BytePool;
 use crate::generated::EditImageArguments;
-use crate::preview::{EarlyPreview, Preview, PreviewBudget, PreviewWorkers};
+use crate::preview::{EarlyPreview, Preview, PreviewLimits, PreviewWorkers};
 
 /// How often a waiting edit reports progress; MCP clients reset their request timeouts on each
 /// notification, and the MCP spec leaves the cadence to us.
@@ -54,7 +54,7 @@ pub struct EditorOptions {
     /// the system's temporary folder and are returned only as the preview and the API's URL.
     pub saves: bool,
     /// The inline preview to make of each result, or `None` (a terminal shows none).
-    pub preview: Option<PreviewBudget>,
+    pub preview: Option<PreviewLimits>,
     /// Edits past the argument checks at once; the rest wait their turn. Each holds a few file
     /// descriptors (the input, the staged result, connections to the API and its CDN), so this
     /// also bounds descriptors.
@@ -170,7 +170,7 @@ pub struct Editor {
     previews: PreviewWorkers,
     edit_slots: Semaphore,
     /// Room for [`EditorOptions::max_upload_bytes_in_flight`].
-    uploads: ByteBudget,
+    uploads: BytePool,
     /// Whether the output folder was logged yet: once, on the first edit, so a person who
     /// set nothing learns where results go.
     told_output_dir: AtomicBool,
@@ -264,7 +264,7 @@ impl Editor {
     pub fn new(client: reve_core::Client, options: EditorOptions) -> Self {
         Self {
             edit_slots: Semaphore::new(options.max_edits_in_flight.max(1)),
-            uploads: ByteBudget::new(options.max_upload_bytes_in_flight),
+            uploads: BytePool::new(options.max_upload_bytes_in_flight),
             client,
             options,
             previews: PreviewWorkers::default(),

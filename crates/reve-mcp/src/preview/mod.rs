@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use image::ImageReader;
 
-use crate::budget::ByteBudget;
+use crate::byte_pool::BytePool;
 use scale::RowScaler;
 
 mod rows;
@@ -22,14 +22,14 @@ pub use workers::{EarlyPreview, PreviewWorkers};
 
 /// How big an inline preview may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PreviewBudget {
+pub struct PreviewLimits {
     /// Upper bound on the base64 text of the preview, in bytes.
     pub max_base64_bytes: usize,
     /// Upper bound on the longer side of the preview, in pixels.
     pub max_edge_px: u32,
 }
 
-impl Default for PreviewBudget {
+impl Default for PreviewLimits {
     fn default() -> Self {
         Self {
             max_base64_bytes: 750 * 1024,
@@ -126,8 +126,7 @@ pub const MAX_PREVIEW_PIXEL_BYTES: u64 = 512 * 1024 * 1024;
 /// the rest wait. A preview larger than the pool takes all of it and runs alone,
 /// so previews together never hold more than [`MAX_PREVIEW_PIXEL_BYTES`].
 pub const PREVIEW_PIXEL_POOL_BYTES: u64 = 160 * 1024 * 1024;
-static PIXEL_MEMORY: LazyLock<ByteBudget> =
-    LazyLock::new(|| ByteBudget::new(PREVIEW_PIXEL_POOL_BYTES));
+static PIXEL_MEMORY: LazyLock<BytePool> = LazyLock::new(|| BytePool::new(PREVIEW_PIXEL_POOL_BYTES));
 const MIB: u64 = 1024 * 1024;
 
 /// JPEG qualities tried in turn until the preview fits the byte budget.
@@ -139,7 +138,7 @@ pub const JPEG_QUALITIES: [u8; 4] = [85, 70, 55, 40];
 /// budget in a format every client renders (PNG, JPEG, WebP, GIF); otherwise
 /// the picture is decoded with bounded memory, scaled to the edge budget and
 /// re-encoded as JPEG, lowering quality and then size until it fits.
-pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, PreviewError> {
+pub fn make_preview(bytes: &[u8], budget: PreviewLimits) -> Result<Preview, PreviewError> {
     preview_of(Cursor::new(bytes), bytes.len() as u64, budget)
 }
 
@@ -149,7 +148,7 @@ pub fn make_preview(bytes: &[u8], budget: PreviewBudget) -> Result<Preview, Prev
 /// asked for only when a picture small enough to pass through needs it.
 pub fn make_preview_from(
     file: impl Read + Seek,
-    budget: PreviewBudget,
+    budget: PreviewLimits,
 ) -> Result<Preview, PreviewError> {
     let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     preview_of(reader, READ_BUFFER_BYTES as u64, budget)
@@ -163,7 +162,7 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 fn preview_of<R: BufRead + Seek>(
     mut reader: R,
     held_bytes: u64,
-    budget: PreviewBudget,
+    budget: PreviewLimits,
 ) -> Result<Preview, PreviewError> {
     let io = image::ImageError::IoError;
     let format = reve_core::ImageFormat::detect(reader.fill_buf().map_err(io)?);
@@ -354,7 +353,7 @@ mod tests {
     #[test]
     fn small_image_is_passed_through_byte_for_byte() {
         let bytes = png(64, 48);
-        let preview = make_preview(&bytes, PreviewBudget::default()).unwrap();
+        let preview = make_preview(&bytes, PreviewLimits::default()).unwrap();
         assert_eq!(preview.mime_type, "image/png");
         assert_eq!(preview.bytes, bytes);
         assert_eq!((preview.width, preview.height), (64, 48));
@@ -363,7 +362,7 @@ mod tests {
     #[test]
     fn large_image_is_scaled_to_the_edge_and_byte_budget() {
         let bytes = png(3000, 1500);
-        let budget = PreviewBudget {
+        let budget = PreviewLimits {
             max_base64_bytes: 200 * 1024,
             max_edge_px: 1568,
         };
@@ -378,7 +377,7 @@ mod tests {
     #[test]
     fn tight_byte_budget_shrinks_the_picture_further() {
         let bytes = png(1200, 1200);
-        let budget = PreviewBudget {
+        let budget = PreviewLimits {
             max_base64_bytes: 8 * 1024,
             max_edge_px: 1568,
         };
@@ -405,7 +404,7 @@ mod tests {
 
     /// The one pixel of a preview, decoded back.
     fn preview_pixel(bytes: &[u8]) -> [u8; 3] {
-        let budget = PreviewBudget {
+        let budget = PreviewLimits {
             max_base64_bytes: 4096,
             max_edge_px: 1,
         };
@@ -492,7 +491,7 @@ mod tests {
     #[test]
     fn a_huge_png_is_decoded_as_a_stream_so_its_missing_rows_are_a_decode_error() {
         let declared = reve_tests::fake::png_declaring(16_384, 16_384);
-        let error = make_preview(&declared, PreviewBudget::default()).unwrap_err();
+        let error = make_preview(&declared, PreviewLimits::default()).unwrap_err();
         assert!(matches!(error, PreviewError::Decode(_)), "{error}");
     }
 
@@ -703,7 +702,7 @@ mod tests {
         for (name, bytes) in cases {
             // A third: inside the first frame, the only one a preview decodes, of the GIF's two.
             let cut = &bytes[..bytes.len() / 3];
-            let budget = PreviewBudget {
+            let budget = PreviewLimits {
                 max_base64_bytes: 64 * 1024,
                 max_edge_px: 320,
             };
@@ -715,7 +714,7 @@ mod tests {
     #[test]
     fn decompression_bomb_is_refused_without_decoding() {
         let bomb = reve_tests::fake::png_declaring(100_000, 100_000);
-        let error = make_preview(&bomb, PreviewBudget::default()).unwrap_err();
+        let error = make_preview(&bomb, PreviewLimits::default()).unwrap_err();
         assert!(
             matches!(
                 error,

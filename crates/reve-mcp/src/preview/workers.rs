@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use reve_core::ArrivingImage;
 
-use super::{Preview, PreviewBudget, PreviewError, make_preview_from};
+use super::{Preview, PreviewError, PreviewLimits, make_preview_from};
 
 /// The preview threads of one editor.
 #[derive(Default)]
@@ -57,7 +57,7 @@ impl PreviewWorkers {
     /// Starts the preview of a result that is still downloading, so that decoding overlaps the
     /// download rather than following it; `None` when the threads cannot start (the preview is
     /// then made once the download is done).
-    pub fn follow(&self, arriving: ArrivingImage, budget: PreviewBudget) -> Option<EarlyPreview> {
+    pub fn follow(&self, arriving: ArrivingImage, budget: PreviewLimits) -> Option<EarlyPreview> {
         let workers = pool(&self.following, "reve-following")
             .inspect_err(|error| tracing::warn!(%error, "no preview during the download"))
             .ok()?;
@@ -80,7 +80,7 @@ impl PreviewWorkers {
     pub async fn make(
         &self,
         reader: reve_core::Result<std::fs::File>,
-        budget: PreviewBudget,
+        budget: PreviewLimits,
     ) -> Result<Preview, PreviewError> {
         let reader = reader.map_err(PreviewError::Read)?;
         self.run(move || make_preview_from(reader, budget)).await

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reve_mcp::preview::{PreviewBudget, make_preview};
+use reve_mcp::preview::{PreviewLimits, make_preview};
 use reve_tests::fake::{data_uri, noise_png, sample_png};
 use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
 use reve_tests::{FakeApi, Scenario};
@@ -307,7 +307,7 @@ async fn a_preview_begun_on_a_download_that_starts_over_is_made_again_from_the_w
         "{logs}"
     );
     let saved = std::fs::read(structured(&result)["path"].as_str().unwrap()).unwrap();
-    let expected = make_preview(&saved, PreviewBudget::default()).unwrap();
+    let expected = make_preview(&saved, PreviewLimits::default()).unwrap();
     let image = result.content[0].as_image().unwrap();
     assert_eq!(STANDARD.decode(&image.data).unwrap(), expected.bytes);
     assert_eq!(image.mime_type, expected.mime_type);

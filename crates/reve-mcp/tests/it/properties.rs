@@ -17,7 +17,7 @@ use reve_mcp::jobs::{
     DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, SqliteStore,
 };
 use reve_mcp::mcp::tool::{EditImageTool, Readable, parse_arguments};
-use reve_mcp::preview::PreviewBudget;
+use reve_mcp::preview::PreviewLimits;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -167,7 +167,7 @@ fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
             max_input_bytes: 1024 * 1024,
             response_mode: ResponseMode::Url,
             saves: true,
-            preview: Some(PreviewBudget::default()),
+            preview: Some(PreviewLimits::default()),
             max_edits_in_flight: DEFAULT_MAX_EDITS_IN_FLIGHT,
             max_upload_bytes_in_flight: DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT,
         },

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::HttpOptions;
 use super::refusal::Refusal;
-use crate::budget::ByteBudget;
+use crate::byte_pool::BytePool;
 
 /// How long a request waits for room among the bodies in flight before it
 /// is answered 503: long enough for a burst, short of any client's timeout.
@@ -37,7 +37,7 @@ const BODY_MIN_BYTES_PER_SEC: u64 = 256 * 1024;
 pub(super) struct Admission {
     max_body_bytes: usize,
     /// Room for [`HttpOptions::max_body_bytes_in_flight`].
-    body_room: ByteBudget,
+    body_room: BytePool,
     sessions: Option<Arc<LocalSessionManager>>,
     max_sessions: usize,
     /// (session id, JSON-RPC id as sent) of every request being served.
@@ -48,7 +48,7 @@ impl Admission {
     pub(super) fn new(options: &HttpOptions, sessions: Option<Arc<LocalSessionManager>>) -> Self {
         Self {
             max_body_bytes: options.max_body_bytes,
-            body_room: ByteBudget::new(options.max_body_bytes_in_flight),
+            body_room: BytePool::new(options.max_body_bytes_in_flight),
             sessions,
             max_sessions: options.max_sessions,
             ids_in_flight: Arc::default(),

@@ -9,12 +9,12 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 /// permits. A reservation larger than the whole room takes all of it, so it still gets in,
 /// alone, rather than waiting for ever.
 #[derive(Debug)]
-pub struct ByteBudget {
+pub struct BytePool {
     room_kib: Arc<Semaphore>,
     capacity_kib: u32,
 }
 
-impl ByteBudget {
+impl BytePool {
     pub fn new(bytes: u64) -> Self {
         let capacity_kib = u32::try_from(bytes / 1024).map_or(u32::MAX, |kib| kib.max(1));
         Self {
@@ -41,7 +41,7 @@ mod tests {
 
     #[tokio::test]
     async fn reservations_share_the_room_and_an_oversized_one_takes_all_of_it() {
-        let budget = ByteBudget::new(10 * 1024);
+        let budget = BytePool::new(10 * 1024);
         let first = budget.reserve(6 * 1024).await.unwrap();
         assert!(futures::FutureExt::now_or_never(budget.reserve(6 * 1024)).is_none());
         drop(first);
