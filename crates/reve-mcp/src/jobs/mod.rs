@@ -33,10 +33,7 @@ pub use store::{
     JobStore, KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
 };
 
-use crate::edit::{
-    Decision, Destination, EditError, Edited, Editor, InputPicture, Journal, LocalFiles, Prepared,
-    Progress, Ran, Stage,
-};
+use crate::edit::{Editor, Stage};
 
 /// How often a call waiting on a job that another process runs looks at the store.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);

@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{StoreJournal, ended};
-use super::{EditError, Edited, Ending, JobError, JobRecord, JobState, Jobs, Live, Stage, Status};
+use super::{Ending, JobError, JobRecord, JobState, Jobs, Live, Status};
+use crate::edit::{EditError, Edited, Stage};
 
 impl Jobs {
     /// Finds the jobs that a process which has since died (or a replica whose lease lapsed)

@@ -16,9 +16,11 @@ use super::store::{
     StoreError, now_ms,
 };
 use super::{
-    Decision, Destination, EditError, Edited, Ending, InputPicture, JobError, JobRecord, JobState,
-    Jobs, Journal, Live, LocalFiles, Outcome, Prepared, Progress, Ran, Stage, Status, Succeeded,
-    Waited,
+    Ending, JobError, JobRecord, JobState, Jobs, Live, Outcome, Status, Succeeded, Waited,
+};
+use crate::edit::{
+    Decision, Destination, EditError, Edited, InputPicture, Journal, LocalFiles, Prepared,
+    Progress, Ran, Stage,
 };
 use crate::generated::EditImageArguments;
 

@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::name_taken;
 use super::{
-    EditError, Ending, JobError, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL,
-    Progress, Status, Succeeded, Waited,
+    Ending, JobError, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL, Status,
+    Succeeded, Waited,
 };
+use crate::edit::{EditError, Progress};
 
 impl Jobs {
     /// Waits for job `id` of `principal` up to [`JobOptions::max_wait`], reporting its stages
