@@ -25,10 +25,14 @@ fn rules() -> ClaimRules {
 }
 
 async fn new_job(store: &dyn JobStore, id: &str) {
+    new_job_of(store, id, "local").await;
+}
+
+async fn new_job_of(store: &dyn JobStore, id: &str, principal: &str) {
     store
         .insert(JobRecord::queued(
             id.to_owned(),
-            "local".to_owned(),
+            principal.to_owned(),
             "p".to_owned(),
             "/tmp".to_owned(),
             None,
@@ -305,18 +309,7 @@ where
         Claim::Reuse("p3".into())
     );
     end(store, "p4", JobState::Succeeded, Ending::default()).await;
-    store
-        .insert(JobRecord::queued(
-            "q1".to_owned(),
-            "token:someone-else".to_owned(),
-            "p".to_owned(),
-            "/tmp".to_owned(),
-            None,
-            true,
-            RUN.to_owned(),
-        ))
-        .await
-        .unwrap();
+    new_job_of(store, "q1", "token:someone-else").await;
     let ids = |records: Vec<JobRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let first = store.results("local".into(), None, 2).await.unwrap();
     let after = first.last().map(|last| (last.created_ms, last.id.clone()));
