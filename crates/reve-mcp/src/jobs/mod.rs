@@ -16,6 +16,9 @@ mod run;
 pub mod store;
 mod wait;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};

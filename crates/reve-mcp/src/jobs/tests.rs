@@ -1,0 +1,217 @@
+//! The races of the job layer, against the SQLite engine and the fake API, in a fraction of a
+//! second each: a live wait and a stored one, a cancellation before and after sending, and a
+//! reuse whose caller gives up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reve_tests::fake::{data_uri, sample_png};
+use reve_tests::{FakeApi, Scenario};
+use tokio_util::sync::CancellationToken;
+
+use super::{JobOptions, JobState, Jobs, LOCAL_PRINCIPAL, Outcome, SqliteStore, Waited};
+use crate::edit::{Editor, EditorOptions, LocalFiles, ResponseMode};
+use crate::mcp::tool::parse_arguments;
+
+/// A short wait, so that a call answers "running" while the fake works.
+const SHORT_WAIT: Duration = Duration::from_millis(50);
+/// What the fake takes for one edit, on top of the scenario's.
+const LATENCY: Duration = Duration::from_millis(300);
+
+/// Jobs in `folder` (its results and its store), against `fake`, waiting up to `max_wait`.
+fn jobs(fake: &FakeApi, folder: &Path, max_wait: Duration, in_flight: usize) -> Jobs {
+    let config = reve_core::Config::default()
+        .with_api_key(fake.api_key())
+        .with_base_url(fake.base_url())
+        .unwrap();
+    let editor = Editor::new(
+        reve_core::Client::new(config).unwrap(),
+        EditorOptions {
+            output_dir: folder.join("results"),
+            max_input_bytes: 1024 * 1024,
+            response_mode: ResponseMode::Url,
+            saves: true,
+            preview: Some(crate::preview::PreviewLimits::default()),
+            max_edits_in_flight: in_flight,
+            max_upload_bytes_in_flight: 64 * 1024 * 1024,
+        },
+    );
+    let options = JobOptions {
+        max_wait: Some(max_wait),
+        reuse_window: Duration::from_secs(600),
+        cancel_aborts: false,
+        max_credits_per_day: None,
+    };
+    Jobs::new(
+        editor,
+        std::sync::Arc::new(SqliteStore::in_folder(&folder.join("state"))),
+        options,
+    )
+}
+
+async fn submit(jobs: &Jobs, prompt: &str) -> String {
+    let arguments = serde_json::json!({
+        "prompt": prompt,
+        "image_url": data_uri("image/png", &sample_png(24, 16)),
+    });
+    let arguments = parse_arguments(arguments.as_object().unwrap().clone()).unwrap();
+    jobs.submit(arguments, LocalFiles::Closed, LOCAL_PRINCIPAL)
+        .await
+        .unwrap()
+}
+
+/// Waits (each wait up to the jobs' limit) until job `id` is no longer running.
+async fn settled(jobs: &Jobs, id: &str, cancel: Option<&CancellationToken>) -> Outcome {
+    for _ in 0..100 {
+        match jobs.wait(id, LOCAL_PRINCIPAL, &(), cancel).await.unwrap() {
+            Waited::Finished { outcome, .. } => return outcome,
+            Waited::Running { .. } => {}
+        }
+    }
+    panic!("job {id} still running");
+}
+
+fn state(outcome: &Outcome) -> JobState {
+    match outcome {
+        Outcome::Succeeded(_) => JobState::Succeeded,
+        Outcome::Ended { state, .. } => *state,
+    }
+}
+
+async fn fake() -> FakeApi {
+    FakeApi::builder().latency(LATENCY).start().await
+}
+
+#[tokio::test]
+async fn a_live_wait_answers_running_then_the_result() {
+    let fake = fake().await;
+    let folder = tempfile::tempdir().unwrap();
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 4);
+    let id = submit(&jobs, "live").await;
+    let first = jobs.wait(&id, LOCAL_PRINCIPAL, &(), None).await.unwrap();
+    assert!(matches!(first, Waited::Running { .. }), "{first:?}");
+    let Outcome::Succeeded(done) = settled(&jobs, &id, None).await else {
+        panic!("the edit failed")
+    };
+    assert!(Path::new(done.result.path.as_deref().unwrap()).is_file());
+    assert!(done.preview.is_some(), "a result carries its picture");
+    assert_eq!(fake.generation_attempts(), 1);
+}
+
+#[tokio::test]
+async fn a_stored_wait_follows_a_job_another_process_runs() {
+    let fake = fake().await;
+    let folder = tempfile::tempdir().unwrap();
+    let running = jobs(&fake, folder.path(), SHORT_WAIT, 4);
+    // Another process on the same store and folder: it knows the job only from the store.
+    let watching = jobs(&fake, folder.path(), SHORT_WAIT, 4);
+    let id = submit(&running, "stored").await;
+    let outcome = settled(&watching, &id, None).await;
+    let Outcome::Succeeded(done) = outcome else {
+        panic!("the watcher saw {outcome:?}")
+    };
+    assert!(Path::new(done.result.path.as_deref().unwrap()).is_file());
+    assert!(done.preview.is_some(), "the kept preview is read back");
+    assert_eq!(fake.generation_attempts(), 1, "the watcher sent nothing");
+}
+
+#[tokio::test]
+async fn a_cancel_before_sending_stops_the_job_and_costs_nothing() {
+    let fake = fake().await;
+    let folder = tempfile::tempdir().unwrap();
+    // One edit at a time: the second waits its turn, nothing sent.
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 1);
+    let first = submit(&jobs, "first").await;
+    let second = submit(&jobs, "second").await;
+    fake.wait_until(|counters| counters.generation_attempts == 1)
+        .await;
+    jobs.cancel(&second, LOCAL_PRINCIPAL).await.unwrap();
+    let cancelled = settled(&jobs, &second, None).await;
+    assert_eq!(state(&cancelled), JobState::Cancelled);
+    let Outcome::Ended { message, .. } = &cancelled else {
+        unreachable!()
+    };
+    assert!(message.contains("nothing was charged"), "{message}");
+    assert_eq!(
+        state(&settled(&jobs, &first, None).await),
+        JobState::Succeeded
+    );
+    assert_eq!(
+        fake.generation_attempts(),
+        1,
+        "the cancelled edit was never sent"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_after_sending_lets_the_paid_edit_finish() {
+    let fake = fake().await;
+    let folder = tempfile::tempdir().unwrap();
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 4);
+    let id = submit(&jobs, "sent").await;
+    fake.wait_until(|counters| counters.generation_attempts == 1)
+        .await;
+    jobs.cancel(&id, LOCAL_PRINCIPAL).await.unwrap();
+    assert_eq!(state(&settled(&jobs, &id, None).await), JobState::Succeeded);
+    assert_eq!(fake.generation_attempts(), 1);
+}
+
+#[tokio::test]
+async fn a_reuse_whose_caller_gives_up_leaves_the_paid_edit_alone() {
+    let fake = fake().await;
+    fake.push(Scenario::Latency(Duration::from_millis(200)));
+    let folder = tempfile::tempdir().unwrap();
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 4);
+    let paid = submit(&jobs, "same").await;
+    fake.wait_until(|counters| counters.generation_attempts == 1)
+        .await;
+    // The identical call attaches to the paid job; its caller gives up while it waits.
+    let attached = submit(&jobs, "same").await;
+    let mut reusing = None;
+    for _ in 0..200 {
+        reusing = jobs
+            .record(&attached, LOCAL_PRINCIPAL)
+            .await
+            .unwrap()
+            .reused_from;
+        if reusing.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        reusing.as_deref(),
+        Some(paid.as_str()),
+        "attached to the paid job"
+    );
+    let gave_up = CancellationToken::new();
+    gave_up.cancel();
+    let answer = jobs
+        .wait(&attached, LOCAL_PRINCIPAL, &(), Some(&gave_up))
+        .await;
+    assert!(
+        answer.as_ref().is_err_and(|error| error.is_cancelled()),
+        "{answer:?}"
+    );
+    let Outcome::Succeeded(done) = settled(&jobs, &paid, None).await else {
+        panic!("the paid edit did not succeed")
+    };
+    assert!(Path::new(done.result.path.as_deref().unwrap()).is_file());
+    // The attached job never sent anything: reused, or stopped at no cost.
+    let attached_outcome = settled(&jobs, &attached, None).await;
+    eprintln!("ATTACHED {attached_outcome:?}");
+    match attached_outcome {
+        Outcome::Succeeded(reused) => {
+            assert_eq!(reused.reused_from.as_deref(), Some(paid.as_str()))
+        }
+        Outcome::Ended { state, message, .. } => {
+            assert_eq!(state, JobState::Cancelled, "{message}");
+            assert!(message.contains("nothing was charged"), "{message}");
+        }
+    }
+    assert_eq!(
+        fake.generation_attempts(),
+        1,
+        "one generation for both calls"
+    );
+}
