@@ -120,7 +120,7 @@ impl Jobs {
         if let Err(error) = self
             .inner
             .store
-            .keep_picture(picture, id.to_owned(), bytes.to_vec())
+            .keep_picture(picture, id.to_owned(), bytes)
             .await
         {
             tracing::warn!(%error, job = id, "could not keep a preview of the job's pictures");

@@ -344,8 +344,6 @@ pub fn doing(stage: Option<Stage>) -> String {
     }
 }
 
-/// The result for the model. Without a saved path, the structured output has no `path` and the
-/// resource link points at the API's URL instead of a file.
 /// The result in words: where it was saved and its size, the URL, the request id, the job, the
 /// usage, and anything to tell the user (a name that was taken, a reused result). The text
 /// beside the picture and the `message` of the structured JSON.
@@ -404,11 +402,14 @@ fn describe(job_id: &str, succeeded: &jobs::Succeeded, output: &EditOutput) -> S
     text
 }
 
+/// The result for the model. Without a saved path, the structured output has no `path` and the
+/// resource link points at the API's URL instead of a file.
 pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResult {
     let mut output = EditOutput::new(job_id, succeeded);
     let saved = succeeded.result.path.as_deref().map(Path::new);
     let (width, height) = (output.width, output.height);
-    let mut text = output.message.clone();
+    // What only the MCP result says (about the picture shown) goes in both the text and the JSON.
+    let text = &mut output.message;
     let mut content = Vec::new();
     match (&succeeded.preview, &succeeded.result.preview) {
         (Some(preview), Some((mime_type, preview_width, preview_height))) => {
@@ -430,8 +431,7 @@ pub fn success_result(job_id: &str, succeeded: &jobs::Succeeded) -> CallToolResu
         }
         _ => text.push_str("\nThe inline preview of this result is no longer kept."),
     }
-    output.message = text.clone();
-    content.push(ContentBlock::text(text));
+    content.push(ContentBlock::text(output.message.clone()));
     content.extend(resource_link(&output, succeeded).map(ContentBlock::resource_link));
     let mut result = CallToolResult::success(content);
     result.structured_content =

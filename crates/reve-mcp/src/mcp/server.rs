@@ -367,22 +367,21 @@ impl ServerHandler for ReveServer {
 /// What a host shows its model before any tool: what the tools do, that edits are paid and
 /// slow, where the picture and the path come back, and how to collect a long edit. True in
 /// every host we know, whatever of a result it passes on (see [`crate::mcp::hosts`]).
-pub fn instructions(saves: bool) -> &'static str {
-    if saves {
-        "edit_image changes a picture from a plain-language instruction; each call is a paid \
-         generation taking tens of seconds. Its result gives the absolute path of the \
-         full-resolution file it saved for the user (tell the user that path), the picture's size, \
-         and a preview image where the host shows images. When an edit outlasts the call, the \
-         result says it is still running and gives a job_id: call get_edit with that job_id \
-         (free) to collect the picture, rather than calling edit_image again."
+pub fn instructions(saves: bool) -> String {
+    let gives = if saves {
+        "Its result gives the absolute path of the full-resolution file it saved for the user \
+         (tell the user that path)"
     } else {
+        "This server does not save results: its result gives the URL of the full-resolution \
+         picture (give the user that URL)"
+    };
+    format!(
         "edit_image changes a picture from a plain-language instruction; each call is a paid \
-         generation taking tens of seconds. This server does not save results: its result gives \
-         the URL of the full-resolution picture (give the user that URL), the picture's size, and \
-         a preview image where the host shows images. When an edit outlasts the call, the result \
-         says it is still running and gives a job_id: call get_edit with that job_id (free) to \
-         collect the picture, rather than calling edit_image again."
-    }
+         generation taking tens of seconds. {gives}, the picture's size, and a preview image \
+         where the host shows images. When an edit outlasts the call, the result says it is \
+         still running and gives a job_id: call get_edit with that job_id (free) to collect the \
+         picture, rather than calling edit_image again."
+    )
 }
 
 /// Whether the client polls tasks: it declared the tasks extension on a revision that defines

@@ -322,7 +322,7 @@ where
     // Kept pictures: what was kept comes back byte for byte; nothing for a picture never kept.
     let preview = vec![0x89, b'P', b'N', b'G', 0, 1, 2, 3];
     store
-        .keep_picture(KeptPicture::Preview, "p1".into(), preview.clone())
+        .keep_picture(KeptPicture::Preview, "p1".into(), preview.clone().into())
         .await
         .unwrap();
     assert_eq!(

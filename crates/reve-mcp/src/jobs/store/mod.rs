@@ -402,8 +402,12 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     fn spending_today(&self) -> StoreFuture<'_, Spending>;
 
     /// Keeps a picture of job `id`. A cache: its failure costs a picture shown later.
-    fn keep_picture(&self, picture: KeptPicture, id: String, bytes: Vec<u8>)
-    -> StoreFuture<'_, ()>;
+    fn keep_picture(
+        &self,
+        picture: KeptPicture,
+        id: String,
+        bytes: bytes::Bytes,
+    ) -> StoreFuture<'_, ()>;
 
     /// A picture of job `id`, if it was kept (and, in Redis, has not expired).
     fn picture(&self, picture: KeptPicture, id: String) -> StoreFuture<'_, Option<Vec<u8>>>;

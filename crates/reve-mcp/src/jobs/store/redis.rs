@@ -759,7 +759,7 @@ impl JobStore for RedisStore {
         &self,
         picture: KeptPicture,
         id: String,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> StoreFuture<'_, ()> {
         if bytes.len() > MAX_PICTURE_BYTES {
             let error = StoreError::Other {
@@ -779,7 +779,7 @@ impl JobStore for RedisStore {
                 connection
                     .set_options(
                         picture_key(picture, &id),
-                        bytes,
+                        &bytes[..],
                         ::redis::SetOptions::default().with_expiration(::redis::SetExpiry::PX(
                             PICTURE_TTL.as_millis() as u64,
                         )),

@@ -805,7 +805,7 @@ impl JobStore for SqliteStore {
         &self,
         picture: KeptPicture,
         id: String,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> StoreFuture<'_, ()> {
         let path = self.picture_path(picture, &id);
         let store = self.path.display().to_string();
