@@ -7,9 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use reve_mcp::jobs::{
-    ClaimRules, JobInput, JobRecord, JobResult, JobState, JobStore, SqliteStore, now_ms,
-};
+use reve_mcp::generation::{Answer, Destination, Generation, Picture, Saving, Shown};
+use reve_mcp::jobs::{ClaimRules, Ending, JobRecord, JobState, JobStore, SqliteStore, now_ms};
 use serde_json::json;
 
 use crate::measure::median;
@@ -28,33 +27,31 @@ pub struct StoreCosts {
 }
 
 fn job(id: String) -> JobRecord {
+    let destination = Destination {
+        folder: "/tmp".into(),
+        name: None,
+        saves: true,
+    };
     JobRecord::queued(
         id,
         "local".into(),
-        crate::PROMPT.into(),
-        "/tmp".into(),
-        None,
-        true,
+        Generation::new(reve_core::MODEL, crate::PROMPT, destination),
         "bench".into(),
     )
 }
 
-fn result() -> JobResult {
-    JobResult {
-        path: Some("/tmp/reve-bench.png".into()),
-        url: Some("https://example.com/result.png".into()),
-        request_id: Some("req".into()),
-        content_violation: Some(false),
+fn picture(bytes: u64) -> Picture {
+    Picture {
         mime_type: "image/png".into(),
         width: 1024,
         height: 768,
-        bytes: 1_000_000,
-        preview: Some(("image/jpeg".into(), 1024, 768)),
-        input: Some(JobInput {
-            mime_type: "image/png".into(),
+        bytes,
+        path: None,
+        url: None,
+        preview: Some(Shown {
+            mime_type: "image/jpeg".into(),
             width: 1024,
             height: 768,
-            bytes: 900_000,
         }),
     }
 }
@@ -65,7 +62,9 @@ fn result() -> JobResult {
 pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> {
     let id = format!("bench-{index:06}-{}", now_ms());
     let started = Instant::now();
-    store.insert(job(id.clone())).await?;
+    let record = job(id.clone());
+    let payload = record.payload.clone();
+    store.insert(record).await?;
     store
         .claim(
             id.clone(),
@@ -79,28 +78,31 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
             },
         )
         .await?;
+    let payload = payload.next(|generation| {
+        generation.answer = Some(Answer {
+            url: Some("https://example.com/result.png".into()),
+            request_id: Some("req".into()),
+            content_violation: Some(false),
+        });
+    });
+    store.answered(id.clone(), None, payload.clone()).await?;
+    let payload = payload.next(|generation| {
+        generation.saving = Some(Saving {
+            path: "/tmp/bench-result.png".into(),
+            bytes: 1_000_000,
+        });
+    });
+    store.update(id.clone(), payload.clone()).await?;
+    let payload = payload.next(|generation| {
+        generation.inputs = vec![picture(900_000)];
+        generation.result = Some(Picture {
+            path: Some("/tmp/reve-bench.png".into()),
+            url: Some("https://example.com/result.png".into()),
+            ..picture(1_000_000)
+        });
+    });
     store
-        .set_generated(
-            id.clone(),
-            reve_core::Generated {
-                url: Some("https://example.com/result.png".into()),
-                request_id: Some("req".into()),
-                content_violation: Some(false),
-                usage: None,
-            },
-        )
-        .await?;
-    store
-        .set_saving(id.clone(), "/tmp/bench-result.png".into(), 1_000_000)
-        .await?;
-    store
-        .finish(
-            id,
-            JobState::Succeeded,
-            Some(result()),
-            None,
-            Default::default(),
-        )
+        .finish(id, Ending::plain(JobState::Succeeded), None, Some(payload))
         .await?;
     Ok(started.elapsed())
 }

@@ -21,7 +21,8 @@ use crate::edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditorOptions, ResponseMode,
 };
 use crate::edit_command::EditCommand;
-use crate::jobs::store::redis::{DEFAULT_LEASE, RedisOptions};
+use crate::jobs::store::DEFAULT_LEASE;
+use crate::jobs::store::redis::RedisOptions;
 use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, JobStore};
 use crate::mcp::hosts::StructuredContent;
 use crate::preview::PreviewLimits;
@@ -349,9 +350,9 @@ pub struct Settings {
     #[arg(long, env = "REVE_REDIS_CA_FILE", value_name = "PEM", global = true)]
     pub redis_ca_file: Option<PathBuf>,
 
-    /// With --store redis://: how long a replica's claim on its running
-    /// edits lasts without renewal, in seconds. A replica that dies leaves
-    /// its edits to the others this long after its last renewal.
+    /// How long a process's claim on its running edits lasts without
+    /// renewal, in seconds. A replica that dies leaves its edits to the
+    /// others this long after its last renewal (on one machine, at once).
     #[arg(long, env = "REVE_LEASE_SECS", default_value_t = DEFAULT_LEASE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub lease_secs: u64,
 

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use crate::edit::{Editor, EditorOptions, LocalFiles, Progress, Stage};
 use crate::generated::EditImageArguments;
 use crate::jobs::{JobOptions, JobStore, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
-use crate::mcp::output::EditOutput;
+use crate::report::EditOutput;
 
 /// The conventional exit status of a program stopped by Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -265,8 +265,13 @@ async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> Result<EditOutpu
             job_id,
             outcome: Outcome::Succeeded(succeeded),
         }) => {
-            if let Some(asked) = &succeeded.name_taken {
-                let saved = succeeded.result.path.as_deref().unwrap_or_default();
+            if let Some(asked) = succeeded.generation.name_taken() {
+                let saved = succeeded
+                    .generation
+                    .result
+                    .as_ref()
+                    .and_then(|result| result.path.as_deref())
+                    .unwrap_or_default();
                 bar.suspend(|| {
                     eprintln!(
                         "note: {asked} was taken by another file by the time the paid result was saved; it was saved as {saved}"

@@ -10,11 +10,10 @@ use crate::jobs::{DAY_MS, JobRecord, JobStore};
 /// Prints the newest `limit` jobs, one per line: id, state, creation time (UTC), and the saved
 /// path, the URL or the error.
 pub async fn list(store: &dyn JobStore, limit: u32) -> anyhow::Result<()> {
-    if !store.exists() {
-        println!("no jobs yet ({} does not exist)", store.describe());
-        return Ok(());
-    }
     let jobs = store.recent(limit).await.context("reading the job store")?;
+    if jobs.is_empty() {
+        println!("no jobs yet (in {})", store.describe());
+    }
     for job in &jobs {
         println!("{}", line(job));
     }
@@ -24,7 +23,7 @@ pub async fn list(store: &dyn JobStore, limit: u32) -> anyhow::Result<()> {
 fn line(job: &JobRecord) -> String {
     let when =
         humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(job.created_ms));
-    let what = match (&job.result, &job.error, &job.reused_from) {
+    let what = match (&job.generation().result, &job.error, &job.reused_from) {
         (Some(result), _, reused) => {
             let place = result
                 .path
@@ -44,10 +43,6 @@ fn line(job: &JobRecord) -> String {
 
 /// Prints the usage the API reported per UTC day, then the total.
 pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
-    if !store.exists() {
-        println!("no usage recorded ({} does not exist)", store.describe());
-        return Ok(());
-    }
     let days = store
         .usage_by_day()
         .await

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod descriptors;
 pub mod edit;
 pub mod edit_command;
+pub mod generation;
 pub mod jobs;
 pub mod jobs_command;
 // Written by `cargo xtask codegen` as prettyplease prints it; its freshness test compares it byte for byte.
@@ -17,4 +18,5 @@ pub mod jobs_command;
 pub mod generated;
 pub mod mcp;
 pub mod preview;
+pub mod report;
 pub mod transport;

@@ -20,12 +20,13 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reve_core::{RequestBody, ResultMetadata, StagedImage};
+use reve_core::{RequestBody, StagedImage};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::byte_pool::BytePool;
 use crate::generated::EditImageArguments;
+use crate::generation::{self, Generation, Picture};
 use crate::preview::{EarlyPreview, Preview, PreviewLimits, PreviewWorkers};
 
 /// How often a waiting edit reports progress; MCP clients reset their request timeouts on each
@@ -102,25 +103,15 @@ impl Progress for () {
     async fn report(&self, _stage: Stage) {}
 }
 
-/// A finished edit.
+/// A finished edit: its [`Generation`] with its answer, its input pictures and its result,
+/// and what the API reported it used.
 #[derive(Debug)]
 pub struct Edited {
-    /// Where the full-resolution result was saved, when the editor saves.
-    pub path: Option<PathBuf>,
-    /// The result's size in bytes.
-    pub size: u64,
-    /// Its type and what the API said about it.
-    pub metadata: ResultMetadata,
-    /// Its width and height in pixels.
-    pub dimensions: (u32, u32),
-    /// The inline preview, when the editor makes one.
-    pub preview: Option<Preview>,
-    /// The input picture as it was sent, when the editor makes previews and the input was a
-    /// local file or a `data:` URI. Boxed, as it is mostly absent or passed on unread.
-    pub input: Option<Box<InputPicture>>,
-    /// The name asked for, when another file took it between the check before paying and
-    /// the save, so that the result was saved under a fresh name beside it ([`Edited::path`]).
-    pub name_taken: Option<PathBuf>,
+    pub generation: Generation,
+    pub usage: Option<reve_core::Usage>,
+    /// The encoded preview of the result, when the editor makes one (base64 is made only at
+    /// the MCP edge). Its size and type are the result's [`Picture::preview`].
+    pub preview: Option<bytes::Bytes>,
 }
 
 /// How often an edit held by the spending limit ([`Stage::Held`]) asks again.
@@ -135,6 +126,21 @@ pub struct InputPicture {
     pub height: u32,
     pub bytes: u64,
     pub preview: Preview,
+}
+
+impl InputPicture {
+    /// The input as its generation records it.
+    fn picture(&self) -> Picture {
+        Picture {
+            mime_type: self.mime_type.to_owned(),
+            width: self.width,
+            height: self.height,
+            bytes: self.bytes,
+            path: None,
+            url: None,
+            preview: Some(self.preview.shown()),
+        }
+    }
 }
 
 /// Waits for `permit`, reporting [`Stage::Queued`] each second it waits; a cancelled call stops
@@ -183,22 +189,20 @@ pub struct Prepared {
     destination: Destination,
     input: Option<PathBuf>,
     local_files: LocalFiles,
+    generation: Generation,
 }
 
 impl Prepared {
-    pub fn prompt(&self) -> &str {
-        &self.arguments.prompt
-    }
-
-    pub fn destination(&self) -> &Destination {
-        &self.destination
+    /// The generation it asks for, as far as it is known before anything is read or sent.
+    pub fn generation(&self) -> &Generation {
+        &self.generation
     }
 }
 
 /// How a run ended well.
 #[derive(Debug)]
 pub enum Ran {
-    Edited(Edited),
+    Edited(Box<Edited>),
     /// Nothing was sent: the job with this id made, or is making, the same edit.
     Reused(String),
 }
@@ -303,11 +307,21 @@ impl Editor {
         if !self.client.config().has_api_key() {
             return Err(reve_core::Error::MissingApiKey.into());
         }
+        let generation = Generation::new(
+            reve_core::MODEL,
+            &arguments.prompt,
+            generation::Destination {
+                folder: destination.folder.display().to_string(),
+                name: destination.name.clone(),
+                saves: self.options.saves,
+            },
+        );
         Ok(Prepared {
             arguments,
             destination,
             input,
             local_files,
+            generation,
         })
     }
 
@@ -326,6 +340,7 @@ impl Editor {
             destination,
             input,
             local_files,
+            generation,
         } = prepared;
         if self.options.saves && !self.told_output_dir.swap(true, Ordering::Relaxed) {
             tracing::info!(folder = %self.options.output_dir.display(), "results are saved in this folder");
@@ -373,33 +388,40 @@ impl Editor {
                 .await?;
             drop((body, upload));
             progress.report(Stage::Saving).await;
-            self.save_and_preview(staged, destination.name, early, journal)
+            self.save_and_preview(staged, generation, early, journal)
                 .await
         };
         let (edited, input) = tokio::join!(edit, input);
         let mut edited = edited?;
-        edited.input = input.map(Box::new);
-        Ok(Ran::Edited(edited))
+        edited.generation.inputs = input.iter().map(InputPicture::picture).collect();
+        Ok(Ran::Edited(Box::new(edited)))
     }
 
-    /// Fetches and saves the image of a generation an earlier run of the server paid for but
-    /// did not get to save: nothing is sent to the API again.
+    /// Fetches and saves the picture of `generation`, which an earlier run of the server paid
+    /// for (its answer is recorded) but did not get to save: nothing is sent to the API again.
     pub async fn resume(
         &self,
-        generated: &reve_core::Generated,
-        folder: &Path,
-        name: Option<String>,
+        generation: Generation,
         journal: &impl Journal,
     ) -> Result<Edited, EditError> {
+        let answer = generation.answer.clone().unwrap_or_default();
+        let generated = reve_core::Generated {
+            url: answer.url,
+            request_id: answer.request_id,
+            content_violation: answer.content_violation,
+            usage: None,
+        };
+        let folder = PathBuf::from(&generation.destination.folder);
         let staged = self
             .client
-            .download_into_dir(generated, folder)
+            .download_into_dir(&generated, &folder)
             .await
             .map_err(|source| EditError::Save {
                 source,
                 url: generated.url.clone(),
             })?;
-        self.save_and_preview(staged, name, None, journal).await
+        self.save_and_preview(staged, generation, None, journal)
+            .await
     }
 
     /// Calls the API, reporting progress while it works and telling `journal` what it answered

@@ -7,6 +7,7 @@ use reve_core::StagedImage;
 
 use super::{EditError, Edited, Editor, Journal};
 use crate::access;
+use crate::generation::{Answer, Generation, Picture};
 use crate::preview::{EarlyPreview, Preview};
 
 /// Where a result is staged and what it is to be called.
@@ -26,20 +27,18 @@ pub(super) const NAME_ATTEMPTS: usize = 8;
 
 /// Saves a paid result under `name` (corrected to its real type) or a fresh generated name,
 /// telling `journal` each name before it is taken. The name was checked before paying; if a
-/// file took it since, the result is saved under a fresh name beside it rather than lost, and
-/// the name asked for is returned with the path.
+/// file took it since, the result is saved under a fresh name beside it rather than lost.
 pub(super) async fn save(
     staged: StagedImage,
     name: Option<String>,
     journal: &impl Journal,
-) -> reve_core::Result<(PathBuf, Option<PathBuf>)> {
+) -> reve_core::Result<PathBuf> {
     let size = staged.size;
     let mut staged = tokio::task::spawn_blocking(move || staged.sync().map(|()| staged))
         .await
         .expect("syncing does not panic")?;
     let wanted = staged.file_name_for(name.as_deref())?;
     let mut next = wanted.clone();
-    let mut taken = None;
     for _ in 0..NAME_ATTEMPTS {
         journal.saving(&staged.dir().join(&next), size).await;
         let trying = next.clone();
@@ -47,7 +46,7 @@ pub(super) async fn save(
             .await
             .expect("saving does not panic");
         let not_persisted = match persisted {
-            Ok(path) => return Ok((path, taken)),
+            Ok(path) => return Ok(path),
             Err(not_persisted) => *not_persisted,
         };
         match not_persisted {
@@ -59,7 +58,6 @@ pub(super) async fn save(
                 next = match name {
                     Some(_) => {
                         tracing::warn!(path = %path.display(), "the name asked for was taken after the edit was paid for; saving the result beside it");
-                        taken.get_or_insert(path);
                         reve_core::name_beside(&wanted)
                     }
                     None => staged.file_name_for(None)?,
@@ -119,10 +117,11 @@ impl Editor {
     pub(super) async fn save_and_preview(
         &self,
         staged: StagedImage,
-        name: Option<String>,
+        mut generation: Generation,
         early: Option<EarlyPreview>,
         journal: &impl Journal,
     ) -> Result<Edited, EditError> {
+        let name = generation.destination.name.clone();
         let size = staged.size;
         let metadata = staged.metadata.clone();
         // A failure to reopen or read the header costs the preview or the size, never the
@@ -155,10 +154,8 @@ impl Editor {
             self.previews.make(reader, budget).await.map(Some)
         };
         let (saved, preview) = tokio::join!(save, preview);
-        let (path, name_taken) = match saved? {
-            Some((path, taken)) => (Some(path), taken),
-            None => (None, None),
-        };
+        // A name taken meanwhile is read off the saved path ([`Generation::name_taken`]).
+        let path = saved?;
         let shown_path = || {
             path.as_ref()
                 .map(|path| path.display().to_string())
@@ -179,23 +176,33 @@ impl Editor {
             })?,
             (None, None) => unreachable!("the size comes from the preview or the header"),
         };
+        generation.answer = Some(Answer {
+            url: metadata.url.clone(),
+            request_id: metadata.request_id.clone(),
+            content_violation: metadata.content_violation,
+        });
+        generation.result = Some(Picture {
+            mime_type: metadata.mime_type().to_owned(),
+            width: dimensions.0,
+            height: dimensions.1,
+            bytes: size,
+            path: path.map(|path| path.display().to_string()),
+            url: metadata.url,
+            preview: preview.as_ref().map(Preview::shown),
+        });
         Ok(Edited {
-            path,
-            size,
-            metadata,
-            dimensions,
-            preview,
-            input: None,
-            name_taken,
+            generation,
+            usage: metadata.usage,
+            preview: preview.map(|preview| preview.bytes),
         })
     }
 
-    /// The result of a generation an earlier run paid for and saved to `path` (as its journal
-    /// recorded just before), but did not get to record: read back from the file, so that
-    /// nothing is fetched, paid or saved again.
+    /// The result of `generation`, which an earlier run paid for and saved to `path` (as its
+    /// journal recorded just before), but did not get to record: read back from the file, so
+    /// that nothing is fetched, paid or saved again.
     pub async fn saved_earlier(
         &self,
-        generated: &reve_core::Generated,
+        mut generation: Generation,
         path: PathBuf,
     ) -> Result<Edited, EditError> {
         let read = path.clone();
@@ -215,13 +222,6 @@ impl Editor {
         };
         let (size, format) = found.map_err(|error| unreadable(error.to_string()))?;
         let format = format.ok_or_else(|| unreadable("it is not a picture".to_owned()))?;
-        let metadata = reve_core::ResultMetadata {
-            format,
-            url: generated.url.clone(),
-            request_id: generated.request_id.clone(),
-            content_violation: generated.content_violation,
-            usage: generated.usage,
-        };
         // The result is saved and paid for: a preview that fails costs only the picture shown.
         let preview = match self.options.preview {
             Some(_) => self.preview_of_saved(&path).await,
@@ -243,14 +243,19 @@ impl Editor {
                 (None, dimensions)
             }
         };
+        generation.result = Some(Picture {
+            mime_type: format.mime_type().to_owned(),
+            width: dimensions.0,
+            height: dimensions.1,
+            bytes: size,
+            path: Some(path.display().to_string()),
+            url: generation.published_url().map(str::to_owned),
+            preview: preview.as_ref().map(Preview::shown),
+        });
         Ok(Edited {
-            path: Some(path),
-            size,
-            metadata,
-            dimensions,
-            preview,
-            input: None,
-            name_taken: None,
+            generation,
+            usage: None,
+            preview: preview.map(|preview| preview.bytes),
         })
     }
 

@@ -24,6 +24,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::generation::Generation;
 use reve_core::Usage;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
@@ -32,8 +33,9 @@ use tokio_util::task::TaskTracker;
 
 pub use error::JobError;
 pub use store::{
-    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobInput, JobRecord, JobResult, JobState,
-    JobStore, KeptPicture, LimitVerdict, STORE_FILE, Spending, SqliteStore, StoreError, now_ms,
+    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
+    KeptPicture, LimitVerdict, Payload, PictureCache, STORE_FILE, Spending, SqliteStore,
+    StoreError, UsageLedger, now_ms,
 };
 
 use crate::edit::{Editor, Stage};
@@ -80,19 +82,17 @@ pub struct JobOptions {
     pub max_credits_per_day: Option<f64>,
 }
 
-/// A job's picture of success, as every caller gets it.
+/// A job's success, as every caller gets it.
 #[derive(Debug, Clone)]
 pub struct Succeeded {
-    pub result: JobResult,
+    /// What was asked and made: the result, where it is, and the input pictures.
+    pub generation: Generation,
     /// The inline preview, encoded (base64 is made only for MCP); `None` when none was made or
     /// it was not kept.
     pub preview: Option<bytes::Bytes>,
     pub usage: Option<Usage>,
     /// The job whose result this is, when this one reused it rather than paying.
     pub reused_from: Option<String>,
-    /// The name asked for, when another file had taken it by the time the paid result was
-    /// saved, so that the result was saved beside it under a fresh name.
-    pub name_taken: Option<String>,
 }
 
 /// How a job ended.
@@ -101,38 +101,32 @@ pub enum Outcome {
     Succeeded(Box<Succeeded>),
     /// Failed, cancelled or interrupted, with a message saying what it cost and what to do.
     Ended {
-        state: JobState,
-        message: String,
-        /// What the end says about money: refused by the API (nothing charged), or paid
-        /// with its result unsaved.
+        /// Its state, and what the end says about money: refused by the API (nothing
+        /// charged), or paid with its result unsaved.
         ending: Ending,
+        message: String,
     },
 }
 
-/// What a wait for a job found.
+/// Where a job is, for whoever waits on it: what a wait finds, and what a job this process
+/// runs tells its waiters as it goes.
 #[derive(Debug, Clone)]
 pub enum Waited {
     Finished {
         job_id: String,
         outcome: Outcome,
     },
-    /// Still at work when the wait ran out.
+    /// Still at work (when a wait ran out, at the stage it had reached).
     Running {
         job_id: String,
         stage: Option<Stage>,
     },
 }
 
-#[derive(Debug, Clone)]
-enum Status {
-    Working(Option<Stage>),
-    Done(Outcome),
-}
-
 /// A job this process runs.
 struct Live {
     principal: String,
-    status: watch::Receiver<Status>,
+    status: watch::Receiver<Waited>,
     stop: CancellationToken,
     /// Set just before the paid request is sent: from then on a cancellation no longer stops
     /// the job (unless [`JobOptions::cancel_aborts`]).
@@ -154,6 +148,8 @@ struct Inner {
     /// container) is told apart from the run that owned a job.
     run: String,
     tasks: TaskTracker,
+    /// Whether this run's leases are being renewed ([`Jobs::keep_leases`]).
+    keeping_leases: AtomicBool,
 }
 
 impl Jobs {
@@ -167,6 +163,7 @@ impl Jobs {
                 live: Mutex::default(),
                 run: uuid::Uuid::new_v4().simple().to_string(),
                 tasks: TaskTracker::new(),
+                keeping_leases: AtomicBool::new(false),
             }),
         }
     }
@@ -200,4 +197,24 @@ pub enum Picture {
     Preview,
     /// The preview of the input picture, as it was sent.
     Input,
+}
+
+/// Where a job's pictures are named: `reve://jobs/{job_id}/{result,preview,input}`, the URIs
+/// its results give and the resources serve.
+pub const PICTURES_PREFIX: &str = "reve://jobs/";
+
+impl Picture {
+    /// Its name in the URI.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Picture::Result => "result",
+            Picture::Preview => "preview",
+            Picture::Input => "input",
+        }
+    }
+
+    /// The URI of this picture of job `job_id`.
+    pub fn uri(self, job_id: &str) -> String {
+        format!("{PICTURES_PREFIX}{job_id}/{}", self.segment())
+    }
 }

@@ -13,7 +13,10 @@ impl Jobs {
         if succeeded.preview.is_some() {
             return;
         }
-        let Some(path) = succeeded.result.path.clone() else {
+        let Some(result) = &mut succeeded.generation.result else {
+            return;
+        };
+        let Some(path) = result.path.clone() else {
             return;
         };
         let Some(preview) = self
@@ -24,8 +27,7 @@ impl Jobs {
         else {
             return;
         };
-        succeeded.result.preview =
-            Some((preview.mime_type.to_owned(), preview.width, preview.height));
+        result.preview = Some(preview.shown());
         self.keep_picture(KeptPicture::Preview, owner, preview.bytes.clone())
             .await;
         succeeded.preview = Some(preview.bytes);
@@ -43,9 +45,10 @@ impl Jobs {
         else {
             return Ok(true);
         };
-        let saved = record
+        let generation = record.payload.generation;
+        let saved = generation
             .result
-            .filter(|_| record.state == JobState::Succeeded && record.saves)
+            .filter(|_| record.state == JobState::Succeeded && generation.destination.saves)
             .and_then(|result| result.path);
         Ok(match saved {
             Some(path) => tokio::fs::symlink_metadata(&path).await.is_err(),
@@ -61,9 +64,6 @@ impl Jobs {
         after: Option<(u64, String)>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, JobError> {
-        if !self.inner.store.exists() {
-            return Ok(Vec::new());
-        }
         self.inner
             .store
             .results(principal.to_owned(), after, limit)
@@ -86,6 +86,8 @@ impl Jobs {
             .clone()
             .unwrap_or_else(|| record.id.clone());
         let result = record
+            .payload
+            .generation
             .result
             .filter(|_| record.state == JobState::Succeeded);
         let (kept, mime_type) = match (picture, result) {
@@ -94,7 +96,7 @@ impl Jobs {
                 None => return Ok(None),
             },
             (Picture::Preview, Some(result)) => match result.preview {
-                Some((mime_type, ..)) => (KeptPicture::Preview, Some(mime_type)),
+                Some(shown) => (KeptPicture::Preview, Some(shown.mime_type)),
                 None => return Ok(None),
             },
             (Picture::Result | Picture::Preview, None) => return Ok(None),

@@ -3,25 +3,21 @@
 //! marking the rest interrupted with what they may have cost.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
-use reve_core::Usage;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{StoreJournal, ended};
-use super::{Ending, JobError, JobRecord, JobState, Jobs, Live, Status};
-use crate::edit::{EditError, Edited, Stage};
+use super::{Ending, Inner, JobError, JobRecord, JobState, Jobs, Live, Waited};
+use crate::edit::Stage;
 
 impl Jobs {
     /// Finds the jobs that a process which has since died (or a replica whose lease lapsed)
     /// left unfinished, and settles each: resumes the download of a result whose URL is known,
     /// and marks the rest interrupted, saying whether it may have been charged for.
     pub async fn recover(&self) {
-        if !self.inner.store.exists() {
-            return;
-        }
         let orphans = self
             .inner
             .store
@@ -37,52 +33,69 @@ impl Jobs {
         }
     }
 
-    /// Settles what dead processes left, once; with a store of leases (shared by replicas),
-    /// keeps renewing this run's leases and looking for lapsed ones until the process ends.
+    /// Settles what dead processes left, then keeps looking for jobs whose owner's lease
+    /// ended, every half lease, until the process ends: what a server does beside serving.
     pub async fn look_after_jobs(&self) {
-        self.recover().await;
-        let Some(lease) = self.inner.store.lease() else {
-            return;
-        };
-        let mut renewals = tokio::time::interval(lease / 3);
-        let mut searches = tokio::time::interval(lease / 2);
-        renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut searches = tokio::time::interval(self.inner.store.lease() / 2);
         searches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = renewals.tick() => {
-                    let ids: Vec<String> = self.lock_live().keys().cloned().collect();
-                    if let Err(error) = self.inner.store.renew(self.inner.run.clone(), ids).await {
-                        tracing::warn!(%error, "could not renew the leases on this replica's jobs");
-                    }
-                }
-                _ = searches.tick() => self.recover().await,
-            }
+            searches.tick().await;
+            self.recover().await;
         }
+    }
+
+    /// Renews this run's leases on the jobs it runs every third of a lease, from the first job
+    /// it starts until `Jobs` is dropped: every process that runs jobs (a server, the command
+    /// line) holds them this way, so no survivor takes over a job that is alive.
+    pub(super) fn keep_leases(&self) {
+        if self.inner.keeping_leases.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.store.lease() / 3;
+        tokio::spawn(async move {
+            let mut renewals = tokio::time::interval(every);
+            renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            renewals.tick().await;
+            loop {
+                renewals.tick().await;
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                let jobs = Jobs { inner };
+                let ids: Vec<String> = jobs.lock_live().keys().cloned().collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                if let Err(error) = jobs.inner.store.renew(jobs.inner.run.clone(), ids).await {
+                    tracing::warn!(%error, "could not renew the leases on this process's jobs");
+                }
+            }
+        });
     }
 
     pub(super) async fn settle(&self, job: JobRecord) {
         if job.reused_from.is_none() && self.finish_paid(&job).await {
             return;
         }
-        let message = match (&job.reused_from, &job.generated_url) {
-            (Some(other), _) => format!(
+        let message = match &job.reused_from {
+            Some(other) => format!(
                 "the server stopped while this call waited for the identical edit job {other}; \
                  collect that one with get_edit"
             ),
 
-            (None, _) if !job.sent => {
+            None if !job.sent => {
                 "the server stopped before this edit was sent to the API; nothing was charged; \
                  call edit_image again"
                     .to_owned()
             }
-            (None, _) => format!(
+            None => format!(
                 "the server stopped while {model} was working on this edit; the provider may \
                  have charged for it{request}. Call edit_image again to retry",
-                model = reve_core::MODEL,
+                model = job.generation().model,
                 request = job
-                    .request_id
-                    .as_deref()
+                    .generation()
+                    .request_id()
                     .map(|id| format!(" (request id {id})"))
                     .unwrap_or_default(),
             ),
@@ -92,10 +105,9 @@ impl Jobs {
             .store
             .finish(
                 job.id.clone(),
-                JobState::Interrupted,
-                None,
+                Ending::plain(JobState::Interrupted),
                 Some(message),
-                Ending::default(),
+                None,
             )
             .await
         {
@@ -107,19 +119,20 @@ impl Jobs {
     /// its run saved (a kill came between the rename and the end's record), or else its URL
     /// fetched and saved. Whether there was such a result to finish.
     pub(super) async fn finish_paid(&self, job: &JobRecord) -> bool {
-        if let Some((path, bytes)) = &job.saving
-            && tokio::fs::metadata(path)
+        if let Some(saving) = &job.generation().saving
+            && tokio::fs::metadata(&saving.path)
                 .await
-                .is_ok_and(|metadata| metadata.len() == *bytes)
+                .is_ok_and(|metadata| metadata.len() == saving.bytes)
         {
-            tracing::info!(job = %job.id, %path, "recording a result saved but not recorded");
-            self.adopt_saved(job.clone(), PathBuf::from(path));
+            let path = PathBuf::from(&saving.path);
+            tracing::info!(job = %job.id, path = %saving.path, "recording a result saved but not recorded");
+            self.adopt_saved(job.clone(), path);
             return true;
         }
-        match &job.generated_url {
-            Some(url) if job.sent => {
+        match job.generation().published_url() {
+            Some(_) if job.sent => {
                 tracing::info!(job = %job.id, "fetching and saving a result paid for earlier");
-                self.resume(job.clone(), url.clone());
+                self.resume(job.clone());
                 true
             }
             _ => false,
@@ -150,74 +163,60 @@ impl Jobs {
     }
 
     /// Fetches and saves the result of an adopted job, as its own run would have.
-    pub(super) fn resume(&self, job: JobRecord, url: String) {
-        self.take_over(job, move |jobs, job, generated| async move {
-            let folder = PathBuf::from(&job.stage_dir);
-            let sent = AtomicBool::new(true);
-            let journal = StoreJournal {
-                jobs: &jobs,
-                id: &job.id,
-                principal: &job.principal,
-                sent: &sent,
-            };
-            let generated = reve_core::Generated {
-                url: Some(url),
-                ..generated
-            };
-            jobs.inner
-                .editor
-                .resume(&generated, &folder, job.output_name.clone(), &journal)
-                .await
-        });
+    pub(super) fn resume(&self, job: JobRecord) {
+        self.take_over(job, Adoption::Fetch);
     }
 
     /// Records as succeeded an adopted job whose result its own run saved to `path` but did
     /// not record: nothing is fetched or saved again.
     pub(super) fn adopt_saved(&self, job: JobRecord, path: PathBuf) {
-        self.take_over(job, move |jobs, _job, generated| async move {
-            jobs.inner.editor.saved_earlier(&generated, path).await
-        });
+        self.take_over(job, Adoption::Saved(path));
     }
 
-    /// Runs `finish_job` for an adopted job in this process, as its own run would have, and
-    /// records how it ended.
-    pub(super) fn take_over<F, Finishing>(&self, job: JobRecord, finish_job: F)
-    where
-        F: FnOnce(Jobs, JobRecord, reve_core::Generated) -> Finishing + Send + 'static,
-        Finishing: Future<Output = Result<Edited, EditError>> + Send,
-    {
-        let (status, receiver) = watch::channel(Status::Working(Some(Stage::Saving)));
-        let stop = CancellationToken::new();
+    /// Finishes an adopted job in this process, as its own run would have, and records how it
+    /// ended. Its usage is the one its record has: nothing is paid again.
+    fn take_over(&self, job: JobRecord, adoption: Adoption) {
+        self.keep_leases();
+        let (status, receiver) = watch::channel(Waited::Running {
+            job_id: job.id.clone(),
+            stage: Some(Stage::Saving),
+        });
         self.lock_live().insert(
             job.id.clone(),
             Live {
                 principal: job.principal.clone(),
                 status: receiver,
-                stop,
+                stop: CancellationToken::new(),
                 sent: Arc::new(AtomicBool::new(true)),
             },
         );
         let jobs = self.clone();
         self.inner.tasks.spawn(async move {
-            let generated = reve_core::Generated {
-                url: job.generated_url.clone(),
-                request_id: job.request_id.clone(),
-                content_violation: None,
-                usage: (job.credits_used.is_some() || job.tokens_used.is_some()).then_some(Usage {
-                    credits_used: job.credits_used,
-                    tokens_used: job.tokens_used,
-                }),
+            let sent = AtomicBool::new(true);
+            let journal =
+                StoreJournal::new(&jobs, &job.id, &job.principal, &sent, job.payload.clone());
+            let generation = job.payload.generation.clone();
+            let finished = match adoption {
+                Adoption::Fetch => jobs.editor().resume(generation, &journal).await,
+                Adoption::Saved(path) => jobs.editor().saved_earlier(generation, path).await,
             };
-            let id = job.id.clone();
-            let name_asked = job.output_name.clone();
-            let outcome = match finish_job(jobs.clone(), job, generated).await {
-                Ok(edited) => {
-                    jobs.succeeded(&id, edited, None, name_asked.as_deref())
-                        .await
+            let outcome = match finished {
+                Ok(mut edited) => {
+                    edited.usage = job.reported_usage();
+                    jobs.succeeded(&job.id, edited).await
                 }
                 Err(error) => ended(error, true),
             };
-            jobs.finish(&id, outcome, status).await;
+            jobs.finish(&job.id, outcome, journal.latest(), status)
+                .await;
         });
     }
+}
+
+/// How an adopted job's paid result is finished.
+enum Adoption {
+    /// Fetched from its published URL and saved.
+    Fetch,
+    /// Found saved at this path by its own run, and only recorded.
+    Saved(PathBuf),
 }

@@ -2,8 +2,8 @@
 //! each step in the store before it matters (the request sent, the result named, the answer
 //! received), and how the job ends.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reve_core::RequestBody;
@@ -12,17 +12,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{
-    self, Claim, ClaimRules, DAY_MS, JobInput, JobResult, KeptPicture, LimitVerdict, Spending,
-    StoreError, now_ms,
+    self, Claim, ClaimRules, DAY_MS, KeptPicture, LimitVerdict, Payload, Spending, StoreError,
+    now_ms,
 };
-use super::{
-    Ending, JobError, JobRecord, JobState, Jobs, Live, Outcome, Status, Succeeded, Waited,
-};
+use super::{Ending, JobError, JobRecord, JobState, Jobs, Live, Outcome, Succeeded, Waited};
 use crate::edit::{
     Decision, Destination, EditError, Edited, InputPicture, Journal, LocalFiles, Prepared,
     Progress, Ran, Stage,
 };
 use crate::generated::EditImageArguments;
+use crate::generation::{Answer, Saving};
 
 impl Jobs {
     /// Checks an edit, records it as a job of `principal` and starts it; returns its id at once.
@@ -37,18 +36,15 @@ impl Jobs {
         let prepared = self.inner.editor.prepare(arguments, local_files)?;
         self.check_spending().await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let destination = prepared.destination();
         let record = JobRecord::queued(
             id.clone(),
             principal.to_owned(),
-            prepared.prompt().to_owned(),
-            destination.folder.display().to_string(),
-            destination.name.clone(),
-            self.inner.editor.options().saves,
+            prepared.generation().clone(),
             self.inner.run.clone(),
         );
+        let payload = record.payload.clone();
         self.inner.store.insert(record).await?;
-        self.start(id.clone(), principal.to_owned(), prepared);
+        self.start(id.clone(), principal.to_owned(), prepared, payload);
         Ok(id)
     }
 
@@ -65,8 +61,18 @@ impl Jobs {
         }
     }
 
-    pub(super) fn start(&self, id: String, principal: String, prepared: Prepared) {
-        let (status, receiver) = watch::channel(Status::Working(None));
+    pub(super) fn start(
+        &self,
+        id: String,
+        principal: String,
+        prepared: Prepared,
+        payload: Payload,
+    ) {
+        self.keep_leases();
+        let (status, receiver) = watch::channel(Waited::Running {
+            job_id: id.clone(),
+            stage: None,
+        });
         let stop = CancellationToken::new();
         let sent = Arc::new(AtomicBool::new(false));
         self.lock_live().insert(
@@ -80,12 +86,7 @@ impl Jobs {
         );
         let jobs = self.clone();
         self.inner.tasks.spawn(async move {
-            let journal = StoreJournal {
-                jobs: &jobs,
-                id: &id,
-                principal: &principal,
-                sent: &sent,
-            };
+            let journal = StoreJournal::new(&jobs, &id, &principal, &sent, payload);
             let progress = WatchProgress(&status);
             let ran = jobs
                 .inner
@@ -93,7 +94,7 @@ impl Jobs {
                 .run(prepared, &progress, &journal, &stop)
                 .await;
             let outcome = match ran {
-                Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, edited, None, None).await),
+                Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, *edited).await),
                 Ok(Ran::Reused(other)) => tokio::select! {
                     reused = jobs.reuse(&principal, &other, &progress) => {
                         reused.map_err(JobError::into_edit_error)
@@ -106,58 +107,21 @@ impl Jobs {
                 Ok(outcome) => outcome,
                 Err(error) => ended(error, sent.load(Ordering::SeqCst)),
             };
-            jobs.finish(&id, outcome, status).await;
+            jobs.finish(&id, outcome, journal.latest(), status).await;
         });
     }
 
-    /// A finished edit as a job's success: its preview kept beside the store. `name_asked` is
-    /// the output name of a job resumed after a restart, whose clash (if any) is read off the
-    /// path; a job run whole reports its own.
-    pub(super) async fn succeeded(
-        &self,
-        id: &str,
-        edited: Edited,
-        reused_from: Option<String>,
-        name_asked: Option<&str>,
-    ) -> Outcome {
-        let path = edited.path.as_ref().map(|path| path.display().to_string());
-        let name_taken = match &edited.name_taken {
-            Some(taken) => taken
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned()),
-            None => name_taken(name_asked, path.as_deref()),
-        };
-        let result = JobResult {
-            path,
-            url: edited.metadata.url.clone(),
-            request_id: edited.metadata.request_id.clone(),
-            content_violation: edited.metadata.content_violation,
-            mime_type: edited.metadata.mime_type().to_owned(),
-            width: edited.dimensions.0,
-            height: edited.dimensions.1,
-            bytes: edited.size,
-            preview: edited
-                .preview
-                .as_ref()
-                .map(|preview| (preview.mime_type.to_owned(), preview.width, preview.height)),
-            input: edited.input.map(|input| JobInput {
-                mime_type: input.mime_type.to_owned(),
-                width: input.width,
-                height: input.height,
-                bytes: input.bytes,
-            }),
-        };
-        let preview = edited.preview.map(|preview| preview.bytes);
-        if let Some(preview) = &preview {
+    /// A finished edit as a job's success: its preview kept beside the store.
+    pub(super) async fn succeeded(&self, id: &str, edited: Edited) -> Outcome {
+        if let Some(preview) = &edited.preview {
             self.keep_picture(KeptPicture::Preview, id, preview.clone())
                 .await;
         }
         Outcome::Succeeded(Box::new(Succeeded {
-            result,
-            preview,
-            usage: edited.metadata.usage,
-            reused_from,
-            name_taken,
+            generation: edited.generation,
+            preview: edited.preview,
+            usage: edited.usage,
+            reused_from: None,
         }))
     }
 
@@ -185,11 +149,11 @@ impl Jobs {
                 self.with_preview(other, &mut succeeded).await;
                 Outcome::Succeeded(Box::new(succeeded))
             }
-            Outcome::Ended { state, message, .. } => Outcome::Ended {
-                state,
+            Outcome::Ended { ending, message } => Outcome::Ended {
                 message: format!("{message} (this call reused edit job {other})"),
                 // Nothing was sent for this job.
                 ending: Ending {
+                    state: ending.state,
                     refused_by_api: true,
                     unsaved: false,
                 },
@@ -197,28 +161,40 @@ impl Jobs {
         })
     }
 
-    /// Records how a job ended and tells whoever waits.
-    pub(super) async fn finish(&self, id: &str, outcome: Outcome, status: watch::Sender<Status>) {
+    /// Records how a job ended, with its generation as of `latest` (or a success's), and tells
+    /// whoever waits.
+    pub(super) async fn finish(
+        &self,
+        id: &str,
+        outcome: Outcome,
+        latest: Payload,
+        status: watch::Sender<Waited>,
+    ) {
         // Usage and reuse were recorded when they became known.
-        let (state, result, error, ending) = match &outcome {
+        let (ending, error, payload) = match &outcome {
             Outcome::Succeeded(succeeded) => (
-                JobState::Succeeded,
-                Some(succeeded.result.clone()),
+                Ending::plain(JobState::Succeeded),
                 None,
-                Ending::default(),
+                latest.next(|generation| *generation = succeeded.generation.clone()),
             ),
-            Outcome::Ended {
-                state,
-                message,
-                ending,
-            } => (*state, None, Some(message.clone()), *ending),
+            Outcome::Ended { ending, message } => {
+                let ending = Ending {
+                    // Unsaved only if there is a URL to fetch the paid result from again.
+                    unsaved: ending.unsaved && latest.generation.published_url().is_some(),
+                    ..*ending
+                };
+                (ending, Some(message.clone()), latest.next(|_| {}))
+            }
         };
         let recorded = self
             .inner
             .store
-            .finish(id.to_owned(), state, result.clone(), error.clone(), ending)
+            .finish(id.to_owned(), ending, error.clone(), Some(payload.clone()))
             .await;
-        status.send_replace(Status::Done(outcome));
+        status.send_replace(Waited::Finished {
+            job_id: id.to_owned(),
+            outcome,
+        });
         // Callers already waiting hold the channel; later ones read the store. An end the store
         // could not take stays in memory (with its preview) until the store takes it.
         match recorded {
@@ -233,10 +209,9 @@ impl Jobs {
                     let recorded = until_stored(&id, refused, || {
                         jobs.inner.store.finish(
                             id.clone(),
-                            state,
-                            result.clone(),
-                            error.clone(),
                             ending,
+                            error.clone(),
+                            Some(payload.clone()),
                         )
                     })
                     .await;
@@ -283,24 +258,6 @@ pub(super) fn spending_limit(spending: Spending, limit: f64) -> JobError {
     }
 }
 
-/// The name asked for (`output_name`, its extension corrected as the result's) when the saved
-/// `path` is not one of the names it may take: another file had taken it, and the result was
-/// saved beside it.
-pub(super) fn name_taken(output_name: Option<&str>, path: Option<&str>) -> Option<String> {
-    use std::path::Path;
-    let (asked, path) = (output_name?, path?);
-    let saved_as = Path::new(path).file_name()?.to_str()?;
-    let possible = reve_core::possible_file_names(asked).ok()?;
-    if possible.iter().any(|name| name == saved_as) {
-        return None;
-    }
-    let extension = Path::new(saved_as).extension();
-    let taken = possible
-        .iter()
-        .find(|name| Path::new(name).extension() == extension);
-    Some(taken.map_or(asked, String::as_str).to_owned())
-}
-
 /// How a job that did not succeed ended, and what its message tells the caller.
 pub(super) fn ended(error: EditError, sent: bool) -> Outcome {
     use reve_core::Error as Api;
@@ -325,8 +282,8 @@ pub(super) fn ended(error: EditError, sent: bool) -> Outcome {
         );
     match error {
         EditError::Cancelled => Outcome::Ended {
-            state: JobState::Cancelled,
             ending: Ending {
+                state: JobState::Cancelled,
                 refused_by_api,
                 unsaved,
             },
@@ -340,7 +297,6 @@ pub(super) fn ended(error: EditError, sent: bool) -> Outcome {
             },
         },
         error => Outcome::Ended {
-            state: JobState::Failed,
             message: if unsaved {
                 format!(
                     "{error}; call get_edit with this job's id (or this call again) once that is \
@@ -350,6 +306,7 @@ pub(super) fn ended(error: EditError, sent: bool) -> Outcome {
                 error.to_string()
             },
             ending: Ending {
+                state: JobState::Failed,
                 refused_by_api,
                 unsaved,
             },
@@ -386,20 +343,63 @@ pub(super) fn fingerprint(
 }
 
 /// A job's stages, for whoever waits on it.
-pub(super) struct WatchProgress<'a>(&'a watch::Sender<Status>);
+pub(super) struct WatchProgress<'a>(pub(super) &'a watch::Sender<Waited>);
 
 impl Progress for WatchProgress<'_> {
     async fn report(&self, stage: Stage) {
-        self.0.send_replace(Status::Working(Some(stage)));
+        self.0.send_modify(|waited| {
+            if let Waited::Running { stage: now, .. } = waited {
+                *now = Some(stage);
+            }
+        });
     }
 }
 
-/// Writes a job's two moments into the store.
+/// Writes the moments of a job that matter for money into the store, each with the job's
+/// generation as it then is.
 pub(super) struct StoreJournal<'a> {
-    pub(super) jobs: &'a Jobs,
-    pub(super) id: &'a str,
-    pub(super) principal: &'a str,
-    pub(super) sent: &'a AtomicBool,
+    jobs: &'a Jobs,
+    id: &'a str,
+    principal: &'a str,
+    sent: &'a AtomicBool,
+    /// The generation as last written (or about to be).
+    payload: Mutex<Payload>,
+}
+
+impl<'a> StoreJournal<'a> {
+    pub(super) fn new(
+        jobs: &'a Jobs,
+        id: &'a str,
+        principal: &'a str,
+        sent: &'a AtomicBool,
+        payload: Payload,
+    ) -> StoreJournal<'a> {
+        StoreJournal {
+            jobs,
+            id,
+            principal,
+            sent,
+            payload: Mutex::new(payload),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Payload> {
+        self.payload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The generation as last recorded.
+    pub(super) fn latest(&self) -> Payload {
+        self.lock().clone()
+    }
+
+    /// The next revision of the generation, changed by `change`.
+    fn advance(&self, change: impl FnOnce(&mut crate::generation::Generation)) -> Payload {
+        let mut payload = self.lock();
+        *payload = payload.next(change);
+        payload.clone()
+    }
 }
 
 impl Journal for StoreJournal<'_> {
@@ -414,11 +414,17 @@ impl Journal for StoreJournal<'_> {
     }
 
     async fn saving(&self, path: &std::path::Path, bytes: u64) {
+        let payload = self.advance(|generation| {
+            generation.saving = Some(Saving {
+                path: path.display().to_string(),
+                bytes,
+            });
+        });
         if let Err(error) = self
             .jobs
             .inner
             .store
-            .set_saving(self.id.to_owned(), path.display().to_string(), bytes)
+            .update(self.id.to_owned(), payload)
             .await
         {
             // The save goes on: the result matters more than its record.
@@ -427,9 +433,11 @@ impl Journal for StoreJournal<'_> {
     }
 
     async fn generated(&self, generated: reve_core::Generated) {
+        let payload = self.advance(|generation| generation.answer = Some(Answer::from(&generated)));
+        let usage = generated.usage;
         let store = &self.jobs.inner.store;
         let Err(error) = store
-            .set_generated(self.id.to_owned(), generated.clone())
+            .answered(self.id.to_owned(), usage, payload.clone())
             .await
         else {
             return;
@@ -442,7 +450,7 @@ impl Journal for StoreJournal<'_> {
             until_stored(&id, error, || {
                 jobs.inner
                     .store
-                    .set_generated(id.clone(), generated.clone())
+                    .answered(id.clone(), usage, payload.clone())
             })
             .await;
         });

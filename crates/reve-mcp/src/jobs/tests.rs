@@ -74,8 +74,17 @@ async fn settled(jobs: &Jobs, id: &str, cancel: Option<&CancellationToken>) -> O
 fn state(outcome: &Outcome) -> JobState {
     match outcome {
         Outcome::Succeeded(_) => JobState::Succeeded,
-        Outcome::Ended { state, .. } => *state,
+        Outcome::Ended { ending, .. } => ending.state,
     }
+}
+
+fn saved_path(done: &super::Succeeded) -> &str {
+    let result = done
+        .generation
+        .result
+        .as_ref()
+        .expect("a success has its result");
+    result.path.as_deref().expect("the result was saved")
 }
 
 async fn fake() -> FakeApi {
@@ -93,7 +102,7 @@ async fn a_live_wait_answers_running_then_the_result() {
     let Outcome::Succeeded(done) = settled(&jobs, &id, None).await else {
         panic!("the edit failed")
     };
-    assert!(Path::new(done.result.path.as_deref().unwrap()).is_file());
+    assert!(Path::new(saved_path(&done)).is_file());
     assert!(done.preview.is_some(), "a result carries its picture");
     assert_eq!(fake.generation_attempts(), 1);
 }
@@ -110,7 +119,7 @@ async fn a_stored_wait_follows_a_job_another_process_runs() {
     let Outcome::Succeeded(done) = outcome else {
         panic!("the watcher saw {outcome:?}")
     };
-    assert!(Path::new(done.result.path.as_deref().unwrap()).is_file());
+    assert!(Path::new(saved_path(&done)).is_file());
     assert!(done.preview.is_some(), "the kept preview is read back");
     assert_eq!(fake.generation_attempts(), 1, "the watcher sent nothing");
 }
@@ -196,16 +205,15 @@ async fn a_reuse_whose_caller_gives_up_leaves_the_paid_edit_alone() {
     let Outcome::Succeeded(done) = settled(&jobs, &paid, None).await else {
         panic!("the paid edit did not succeed")
     };
-    assert!(Path::new(done.result.path.as_deref().unwrap()).is_file());
+    assert!(Path::new(saved_path(&done)).is_file());
     // The attached job never sent anything: reused, or stopped at no cost.
     let attached_outcome = settled(&jobs, &attached, None).await;
-    eprintln!("ATTACHED {attached_outcome:?}");
     match attached_outcome {
         Outcome::Succeeded(reused) => {
             assert_eq!(reused.reused_from.as_deref(), Some(paid.as_str()))
         }
-        Outcome::Ended { state, message, .. } => {
-            assert_eq!(state, JobState::Cancelled, "{message}");
+        Outcome::Ended { ending, message } => {
+            assert_eq!(ending.state, JobState::Cancelled, "{message}");
             assert!(message.contains("nothing was charged"), "{message}");
         }
     }

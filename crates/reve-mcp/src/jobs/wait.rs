@@ -5,13 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use reve_core::Usage;
 use tokio_util::sync::CancellationToken;
 
-use super::run::name_taken;
 use super::{
-    Ending, JobError, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL, Status,
-    Succeeded, Waited,
+    Ending, JobError, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL, Succeeded,
+    Waited,
 };
 use crate::edit::{EditError, Progress};
 
@@ -72,13 +70,8 @@ impl Jobs {
         loop {
             let current = status.borrow_and_update().clone();
             match current {
-                Status::Done(outcome) => {
-                    return Ok(Waited::Finished {
-                        job_id: id.to_owned(),
-                        outcome,
-                    });
-                }
-                Status::Working(stage) => {
+                finished @ Waited::Finished { .. } => return Ok(finished),
+                Waited::Running { stage, .. } => {
                     if let Some(stage) = stage {
                         progress.report(stage).await;
                     }
@@ -134,23 +127,30 @@ impl Jobs {
 
     /// A finished job's outcome from its record, its preview read back from beside the store.
     pub(super) async fn outcome_of(&self, record: JobRecord) -> Outcome {
-        let (JobState::Succeeded, Some(result)) = (record.state, record.result) else {
+        let usage = record.reported_usage();
+        let JobRecord {
+            id,
+            state,
+            error,
+            may_be_charged,
+            unsaved,
+            reused_from,
+            payload,
+            ..
+        } = record;
+        let generation = payload.generation;
+        let (JobState::Succeeded, Some(result)) = (state, &generation.result) else {
             return Outcome::Ended {
-                state: record.state,
-                message: record.error.unwrap_or_else(|| {
-                    format!("edit job {} ended {}", record.id, record.state.as_str())
-                }),
+                message: error.unwrap_or_else(|| format!("edit job {id} ended {}", state.as_str())),
                 ending: Ending {
-                    refused_by_api: !record.may_be_charged,
-                    unsaved: record.unsaved,
+                    state,
+                    refused_by_api: !may_be_charged,
+                    unsaved,
                 },
             };
         };
         // A reused result's pictures are kept under the job that made it.
-        let owner = record
-            .reused_from
-            .clone()
-            .unwrap_or_else(|| record.id.clone());
+        let owner = reused_from.clone().unwrap_or_else(|| id.clone());
         let preview = match result.preview {
             Some(_) => self
                 .inner
@@ -158,24 +158,16 @@ impl Jobs {
                 .picture(KeptPicture::Preview, owner.clone())
                 .await
                 .unwrap_or_else(|error| {
-                    tracing::warn!(%error, job = %record.id, "could not read a job's preview");
+                    tracing::warn!(%error, job = %id, "could not read a job's preview");
                     None
                 }),
             None => None,
         };
-        let preview = preview.map(bytes::Bytes::from);
-        let usage =
-            (record.credits_used.is_some() || record.tokens_used.is_some()).then_some(Usage {
-                credits_used: record.credits_used,
-                tokens_used: record.tokens_used,
-            });
-        let name_taken = name_taken(record.output_name.as_deref(), result.path.as_deref());
         let mut succeeded = Succeeded {
-            preview,
-            result,
+            preview: preview.map(bytes::Bytes::from),
+            generation,
             usage,
-            reused_from: record.reused_from,
-            name_taken,
+            reused_from,
         };
         self.with_preview(&owner, &mut succeeded).await;
         Outcome::Succeeded(Box::new(succeeded))
@@ -183,16 +175,11 @@ impl Jobs {
 
     /// Job `id`'s record, when it belongs to `principal`; anyone else's is unknown.
     pub async fn record(&self, id: &str, principal: &str) -> Result<JobRecord, JobError> {
-        let record = match self.inner.store.exists() {
-            true => self
-                .inner
-                .store
-                .get(id.to_owned())
-                .await
-                .map_err(JobError::StoreRead)?,
-            false => None,
-        };
-        record
+        self.inner
+            .store
+            .get(id.to_owned())
+            .await
+            .map_err(JobError::StoreRead)?
             .filter(|record| record.principal == principal)
             .ok_or_else(|| JobError::UnknownJob(reve_core::shorten(id)))
     }
@@ -211,8 +198,7 @@ impl Jobs {
             .map(|job| job.status.borrow().clone());
         let job_id = id.to_owned();
         let waited = match live {
-            Some(Status::Done(outcome)) => Waited::Finished { job_id, outcome },
-            Some(Status::Working(stage)) => Waited::Running { job_id, stage },
+            Some(waited) => waited,
             None if record.state.is_finished() => Waited::Finished {
                 job_id,
                 outcome: self.outcome_of(record.clone()).await,

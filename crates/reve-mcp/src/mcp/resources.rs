@@ -42,20 +42,11 @@ pub fn standalone_viewer(edit: &serde_json::Value) -> String {
 
 /// Results per page of `resources/list`.
 const PAGE_SIZE: u32 = 50;
-const JOBS_PREFIX: &str = "reve://jobs/";
-
-/// The picture's name in its URI.
-fn segment(picture: Picture) -> &'static str {
-    match picture {
-        Picture::Result => "result",
-        Picture::Preview => "preview",
-        Picture::Input => "input",
-    }
-}
+use crate::jobs::PICTURES_PREFIX as JOBS_PREFIX;
 
 /// The URI of a job's picture.
 pub fn uri(job_id: &str, picture: Picture) -> String {
-    format!("{JOBS_PREFIX}{job_id}/{}", segment(picture))
+    picture.uri(job_id)
 }
 
 /// A job's id and picture, from a URI [`uri`] made.
@@ -63,7 +54,7 @@ fn parse(uri: &str) -> Option<(&str, Picture)> {
     let (job_id, name) = uri.strip_prefix(JOBS_PREFIX)?.split_once('/')?;
     let picture = [Picture::Result, Picture::Preview, Picture::Input]
         .into_iter()
-        .find(|picture| segment(*picture) == name)?;
+        .find(|picture| picture.segment() == name)?;
     (!job_id.is_empty()).then_some((job_id, picture))
 }
 
@@ -146,14 +137,15 @@ fn parse_cursor(cursor: &str) -> Result<(u64, String), McpError> {
 /// A succeeded job as the resource of its result: the saved file, or the preview when the
 /// server does not save.
 fn result_resource(record: &JobRecord) -> Option<Resource> {
-    let result = record.result.as_ref()?;
+    let generation = record.generation();
+    let result = generation.result.as_ref()?;
     let (picture, mime_type, size) = match (&result.path, &result.preview) {
         (Some(_), _) => (
             Picture::Result,
             result.mime_type.clone(),
             Some(result.bytes),
         ),
-        (None, Some((mime_type, ..))) => (Picture::Preview, mime_type.clone(), None),
+        (None, Some(shown)) => (Picture::Preview, shown.mime_type.clone(), None),
         (None, None) => return None,
     };
     let name = result
@@ -165,14 +157,14 @@ fn result_resource(record: &JobRecord) -> Option<Resource> {
             |name| name.to_string_lossy().into_owned(),
         );
     let resource = Resource::new(uri(&record.id, picture), name)
-        .with_title(reve_core::shorten(&record.prompt))
+        .with_title(reve_core::shorten(&generation.prompt))
         .with_description(format!(
             "{}x{} {}, edited by {}: {}",
             result.width,
             result.height,
             result.mime_type,
-            reve_core::MODEL,
-            reve_core::shorten(&record.prompt)
+            generation.model,
+            reve_core::shorten(&generation.prompt)
         ))
         .with_mime_type(mime_type);
     Some(match size {
@@ -191,9 +183,9 @@ fn viewer_resource() -> Resource {
 
 /// The URI templates of a job's pictures.
 pub fn templates() -> ListResourceTemplatesResult {
-    let template = |picture, name: &str, description: &str| {
+    let template = |picture: Picture, name: &str, description: &str| {
         ResourceTemplate::new(
-            format!("{JOBS_PREFIX}{{job_id}}/{}", segment(picture)),
+            format!("{JOBS_PREFIX}{{job_id}}/{}", picture.segment()),
             name,
         )
         .with_description(description)
@@ -248,7 +240,7 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
         return Err(McpError::resource_not_found(
             format!(
                 "edit job {job_id} has no {} picture: {}",
-                segment(picture),
+                picture.segment(),
                 match picture {
                     Picture::Input =>
                         "its input was a URL (which this server does not fetch), could not be \

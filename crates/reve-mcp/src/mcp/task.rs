@@ -66,10 +66,7 @@ pub async fn cancel(tool: &EditImageTool, id: &str, principal: &str) -> Result<(
 fn is_cancelled(outcome: &crate::jobs::Outcome) -> bool {
     matches!(
         outcome,
-        crate::jobs::Outcome::Ended {
-            state: JobState::Cancelled,
-            ..
-        }
+        crate::jobs::Outcome::Ended { ending, .. } if ending.state == JobState::Cancelled
     )
 }
 

@@ -50,6 +50,17 @@ pub struct Preview {
     pub full_size: (u32, u32),
 }
 
+impl Preview {
+    /// What a generation records of it: its type and size (its bytes go to the picture cache).
+    pub fn shown(&self) -> crate::generation::Shown {
+        crate::generation::Shown {
+            mime_type: self.mime_type.to_owned(),
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
 /// Why no preview could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {

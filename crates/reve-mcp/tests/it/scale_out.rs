@@ -582,7 +582,9 @@ fn redis_stores(
     url: &str,
     lease: Duration,
 ) -> impl Fn(&'static str) -> std::future::Ready<std::sync::Arc<dyn reve_mcp::jobs::JobStore>> {
-    const PARTS: [&str; 6] = ["reuse", "limit", "unsaved", "states", "paging", "takeover"];
+    const PARTS: [&str; 7] = [
+        "reuse", "limit", "unsaved", "states", "paging", "leases", "takeover",
+    ];
     let url = url.strip_suffix("/0").unwrap().to_owned();
     move |name| {
         let database = PARTS.iter().position(|known| *known == name).unwrap() + 1;
@@ -603,7 +605,7 @@ fn redis_stores(
 async fn the_redis_store_keeps_the_money_rules() {
     let world = World::new().await;
     let redis = Redis::start(&world.path("redis")).await;
-    let lease = reve_mcp::jobs::store::redis::DEFAULT_LEASE;
+    let lease = reve_mcp::jobs::store::DEFAULT_LEASE;
     crate::store_rules::money_rules(redis_stores(&redis.url(), lease)).await;
 }
 

@@ -10,7 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reve_mcp::jobs::{Claim, ClaimRules, Ending, JobRecord, JobState, JobStore, SqliteStore};
+use reve_mcp::generation::{Answer, Destination, Generation, Picture, Saving};
+use reve_mcp::jobs::{
+    Claim, ClaimRules, Ending, JobRecord, JobState, JobStore, Payload, SqliteStore,
+};
 
 const RUN: &str = "run-of-the-test";
 
@@ -33,10 +36,15 @@ async fn new_job_of(store: &dyn JobStore, id: &str, principal: &str) {
         .insert(JobRecord::queued(
             id.to_owned(),
             principal.to_owned(),
-            "p".to_owned(),
-            "/tmp".to_owned(),
-            None,
-            true,
+            Generation::new(
+                reve_core::MODEL,
+                "p",
+                Destination {
+                    folder: "/tmp".to_owned(),
+                    name: None,
+                    saves: true,
+                },
+            ),
             RUN.to_owned(),
         ))
         .await
@@ -51,37 +59,56 @@ async fn claim(store: &dyn JobStore, id: &str, fingerprint: &str, rules: ClaimRu
         .unwrap()
 }
 
+/// The job's generation as the store has it, changed by `change` as its next revision.
+async fn next(store: &dyn JobStore, id: &str, change: impl FnOnce(&mut Generation)) -> Payload {
+    let record = store.get(id.to_owned()).await.unwrap().unwrap();
+    record.payload.next(change)
+}
+
 async fn answered(store: &dyn JobStore, id: &str, usage: Option<f64>) {
+    let payload = next(store, id, |generation| {
+        generation.answer = Some(Answer {
+            url: Some(format!("https://cdn.example/{id}.png")),
+            request_id: Some(format!("req-{id}")),
+            content_violation: Some(false),
+        });
+    })
+    .await;
+    let usage = usage.map(|tokens| reve_core::Usage {
+        credits_used: None,
+        tokens_used: Some(tokens),
+    });
+    store.answered(id.to_owned(), usage, payload).await.unwrap();
+}
+
+/// Ends job `id` as `ending` says, with a result when it succeeded.
+async fn end(store: &dyn JobStore, id: &str, ending: Ending) {
+    let payload = next(store, id, |generation| {
+        if ending.state == JobState::Succeeded {
+            generation.result = Some(Picture {
+                path: Some(format!("/tmp/{id}.png")),
+                mime_type: "image/png".to_owned(),
+                width: 1,
+                height: 1,
+                bytes: 1,
+                ..Picture::default()
+            });
+        }
+    })
+    .await;
     store
-        .set_generated(
-            id.to_owned(),
-            reve_core::Generated {
-                url: Some(format!("https://cdn.example/{id}.png")),
-                request_id: Some(format!("req-{id}")),
-                content_violation: Some(false),
-                usage: usage.map(|tokens| reve_core::Usage {
-                    credits_used: None,
-                    tokens_used: Some(tokens),
-                }),
-            },
-        )
+        .finish(id.to_owned(), ending, None, Some(payload))
         .await
         .unwrap();
 }
 
-async fn end(store: &dyn JobStore, id: &str, state: JobState, ending: Ending) {
-    let result = (state == JobState::Succeeded).then(|| reve_mcp::jobs::JobResult {
-        path: Some(format!("/tmp/{id}.png")),
-        mime_type: "image/png".to_owned(),
-        width: 1,
-        height: 1,
-        bytes: 1,
-        ..Default::default()
-    });
-    store
-        .finish(id.to_owned(), state, result, None, ending)
-        .await
-        .unwrap();
+/// An ending in `state` refused by the API (nothing charged).
+fn refused(state: JobState) -> Ending {
+    Ending {
+        state,
+        refused_by_api: true,
+        unsaved: false,
+    }
 }
 
 /// Every rule, each on a fresh store from `fresh`.
@@ -95,7 +122,7 @@ where
     let store = store.as_ref();
     assert_eq!(claim(store, "a", "fp1", rules()).await, Claim::Send);
     answered(store, "a", Some(10.0)).await;
-    end(store, "a", JobState::Succeeded, Ending::default()).await;
+    end(store, "a", Ending::plain(JobState::Succeeded)).await;
     let url_input = ClaimRules {
         reuse_finished: false,
         ..rules()
@@ -107,7 +134,7 @@ where
     );
     // A succeeded job passed over (its file is gone) is not reused: sent.
     assert_eq!(claim(store, "e", "fp3", rules()).await, Claim::Send);
-    end(store, "e", JobState::Succeeded, Ending::default()).await;
+    end(store, "e", Ending::plain(JobState::Succeeded)).await;
     let passing_e = ClaimRules {
         passed_over: vec!["e".into()],
         ..rules()
@@ -142,7 +169,7 @@ where
     let store = store.as_ref();
     claim(store, "a", "fp-a", rules()).await;
     answered(store, "a", Some(10.0)).await;
-    end(store, "a", JobState::Succeeded, Ending::default()).await;
+    end(store, "a", Ending::plain(JobState::Succeeded)).await;
     let limited = || ClaimRules {
         daily_limit: Some(25.0),
         ..rules()
@@ -152,12 +179,8 @@ where
     assert_eq!(claim(store, "d", "fp-d", limited()).await, Claim::Hold);
     // "b" was killed while the API worked (it may have been charged); "c" was refused by the
     // API (nothing charged). Counted: 10 + 10 for "b".
-    end(store, "b", JobState::Interrupted, Ending::default()).await;
-    let refused = Ending {
-        refused_by_api: true,
-        unsaved: false,
-    };
-    end(store, "c", JobState::Failed, refused).await;
+    end(store, "b", Ending::plain(JobState::Interrupted)).await;
+    end(store, "c", refused(JobState::Failed)).await;
     assert_eq!(
         store
             .claim("d".into(), "fp-d".into(), limited())
@@ -165,7 +188,7 @@ where
             .unwrap(),
         Claim::Send
     );
-    end(store, "d", JobState::Cancelled, Ending::default()).await;
+    end(store, "d", Ending::plain(JobState::Cancelled)).await;
     let spending = store.spending_today().await.unwrap();
     assert_eq!(
         (spending.used, spending.uncertain, spending.in_flight),
@@ -187,18 +210,29 @@ where
     let store = store.as_ref();
     claim(store, "a", "fp-u", rules()).await;
     answered(store, "a", Some(10.0)).await;
-    store
-        .set_saving("a".into(), "/out/a.png".into(), 1234)
-        .await
-        .unwrap();
+    let saving = next(store, "a", |generation| {
+        generation.saving = Some(Saving {
+            path: "/out/a.png".to_owned(),
+            bytes: 1234,
+        });
+    })
+    .await;
+    store.update("a".into(), saving).await.unwrap();
     let unsaved = Ending {
+        state: JobState::Failed,
         refused_by_api: false,
         unsaved: true,
     };
-    end(store, "a", JobState::Failed, unsaved).await;
+    end(store, "a", unsaved).await;
     let record = store.get("a".into()).await.unwrap().unwrap();
     assert!(record.unsaved && !record.may_be_charged);
-    assert_eq!(record.saving, Some(("/out/a.png".to_owned(), 1234)));
+    assert_eq!(
+        record.generation().saving,
+        Some(Saving {
+            path: "/out/a.png".to_owned(),
+            bytes: 1234
+        })
+    );
     assert_eq!(
         claim(store, "b", "fp-u", rules()).await,
         Claim::Reuse("a".into())
@@ -222,8 +256,8 @@ where
 }
 
 /// A job's life on stores from `fresh`, which opens the store of that name (the same one when
-/// asked twice). `lapse` is how long an owner's hold lasts once its run is gone: nothing for
-/// SQLite (a run's lock goes with its process), the lease for Redis.
+/// asked twice), with a short lease. `lapse` is how long an owner's hold lasts once its run is
+/// gone: nothing for SQLite (a run's lock goes with its process), the lease for Redis.
 pub async fn lifecycle_rules<F, Opened>(fresh: F, lapse: Duration)
 where
     F: Fn(&'static str) -> Opened,
@@ -251,19 +285,37 @@ where
     answered(store, "a", Some(10.0)).await;
     let answer = store.get("a".into()).await.unwrap().unwrap();
     assert_eq!(
-        answer.generated_url.as_deref(),
+        answer.generation().published_url(),
         Some("https://cdn.example/a.png")
     );
-    assert_eq!(answer.request_id.as_deref(), Some("req-a"));
-    end(store, "a", JobState::Succeeded, Ending::default()).await;
-    end(store, "a", JobState::Failed, Ending::default()).await;
+    assert_eq!(answer.generation().request_id(), Some("req-a"));
+    // A write retried late (an older revision) never overwrites a newer one.
+    let stale = Payload {
+        revision: 1,
+        generation: Generation::default(),
+    };
+    store.update("a".into(), stale).await.unwrap();
+    assert_eq!(
+        store.get("a".into()).await.unwrap().unwrap().payload,
+        answer.payload
+    );
+    end(store, "a", Ending::plain(JobState::Succeeded)).await;
+    end(store, "a", Ending::plain(JobState::Failed)).await;
     let done = store.get("a".into()).await.unwrap().unwrap();
     assert_eq!(
         done.state,
         JobState::Succeeded,
         "a success is never overwritten"
     );
-    assert_eq!(done.result.unwrap().path.as_deref(), Some("/tmp/a.png"));
+    assert_eq!(
+        done.generation().result.as_ref().unwrap().path.as_deref(),
+        Some("/tmp/a.png")
+    );
+    assert_eq!(
+        done.generation().prompt,
+        "p",
+        "the payload comes back whole"
+    );
     let days = store.usage_by_day().await.unwrap();
     assert_eq!(days.len(), 1);
     assert_eq!(
@@ -276,18 +328,9 @@ where
     // Usage: every answered job of the day, and nothing for one never answered.
     claim(store, "b", "fp-b", rules()).await;
     answered(store, "b", Some(5.0)).await;
-    end(store, "b", JobState::Succeeded, Ending::default()).await;
+    end(store, "b", Ending::plain(JobState::Succeeded)).await;
     claim(store, "c", "fp-c", rules()).await;
-    end(
-        store,
-        "c",
-        JobState::Failed,
-        Ending {
-            refused_by_api: true,
-            unsaved: false,
-        },
-    )
-    .await;
+    end(store, "c", refused(JobState::Failed)).await;
     let days = store.usage_by_day().await.unwrap();
     assert_eq!(
         (days[0].jobs, days[0].credits, days[0].uncertain),
@@ -300,7 +343,7 @@ where
     let store = store.as_ref();
     for id in ["p1", "p2", "p3"] {
         claim(store, id, &format!("fp-{id}"), rules()).await;
-        end(store, id, JobState::Succeeded, Ending::default()).await;
+        end(store, id, Ending::plain(JobState::Succeeded)).await;
         // Creation times a millisecond apart at least, so that the order is by them.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -308,7 +351,7 @@ where
         claim(store, "p4", "fp-p3", rules()).await,
         Claim::Reuse("p3".into())
     );
-    end(store, "p4", JobState::Succeeded, Ending::default()).await;
+    end(store, "p4", Ending::plain(JobState::Succeeded)).await;
     new_job_of(store, "q1", "token:someone-else").await;
     let ids = |records: Vec<JobRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let first = store.results("local".into(), None, 2).await.unwrap();
@@ -338,6 +381,35 @@ where
             .await
             .unwrap(),
         None
+    );
+
+    // Leases: an owner that renews keeps its job past the first lease; once it stops renewing,
+    // the job goes to a survivor when the lease lapses, though the owner's process lives.
+    let store = fresh("leases").await;
+    let store = store.as_ref();
+    let lease = store.lease();
+    claim(store, "l", "fp-l", rules()).await;
+    tokio::time::sleep(lease / 2).await;
+    store.renew(RUN.into(), vec!["l".into()]).await.unwrap();
+    tokio::time::sleep(lease * 3 / 4).await;
+    assert!(
+        store
+            .orphans("survivor".into(), 13)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a renewed lease holds"
+    );
+    tokio::time::sleep(lease).await;
+    let taken = store.orphans("survivor".into(), 13).await.unwrap();
+    assert_eq!(ids(taken), ["l"], "a lapsed lease is taken over");
+    assert!(
+        store
+            .orphans("survivor-2".into(), 14)
+            .await
+            .unwrap()
+            .is_empty(),
+        "by one survivor, under a lease of its own"
     );
 
     // Takeover: an unfinished job whose run is gone goes to exactly one survivor, once. The
@@ -379,7 +451,10 @@ async fn the_sqlite_store_keeps_a_jobs_life() {
     lifecycle_rules(
         |name| {
             let folder = root.join(name);
-            async move { Arc::new(SqliteStore::in_folder(&folder)) as Arc<dyn JobStore> }
+            async move {
+                Arc::new(SqliteStore::with_lease(&folder, Duration::from_millis(800)))
+                    as Arc<dyn JobStore>
+            }
         },
         Duration::ZERO,
     )

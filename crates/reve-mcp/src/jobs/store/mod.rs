@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use self::redis::RedisStore;
+use crate::generation::Generation;
 pub use sqlite::{STORE_FILE, SqliteStore};
 
 /// A boxed future of a store operation: the trait is used as `dyn JobStore`, so that the
@@ -65,50 +66,9 @@ impl JobState {
     }
 }
 
-/// What a finished job produced, as the tool reports it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JobResult {
-    /// The saved file, when the server saves.
-    pub path: Option<String>,
-    pub url: Option<String>,
-    pub request_id: Option<String>,
-    pub content_violation: Option<bool>,
-    pub mime_type: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-    /// The inline preview's type and size; its bytes are kept by the store ([`Picture`]).
-    pub preview: Option<(String, u32, u32)>,
-    /// What the input picture was, when this server saw it (a local file or a `data:` URI);
-    /// its preview is kept by the store.
-    pub input: Option<JobInput>,
-}
-
-impl JobResult {
-    /// Whether the job produced a picture: a failed or interrupted job's result is empty.
-    pub fn has_picture(&self) -> bool {
-        !self.mime_type.is_empty()
-    }
-
-    /// The preview's type, width and height as the three nullable fields both stores keep.
-    pub fn preview_fields(&self) -> (Option<&str>, Option<u32>, Option<u32>) {
-        match &self.preview {
-            Some((mime, width, height)) => (Some(mime), Some(*width), Some(*height)),
-            None => (None, None, None),
-        }
-    }
-}
-
-/// The input picture of a job, as it was sent.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JobInput {
-    pub mime_type: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-}
-
-/// One job as the store holds it.
+/// One job as the store holds it: a small envelope the store's own rules read (who owns it, its
+/// state, what it cost, its lease) and the [`Generation`] it is about, kept as one payload the
+/// store never reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     pub id: String,
@@ -118,47 +78,74 @@ pub struct JobRecord {
     pub sent: bool,
     pub created_ms: u64,
     pub updated_ms: u64,
-    pub prompt: String,
-    /// The folder the result is staged in, and the name asked for: what a restart needs to
-    /// save a result whose download it resumes.
-    pub stage_dir: String,
-    pub output_name: Option<String>,
-    pub saves: bool,
-    /// What the API answered, once it did: the URL a restart resumes from.
-    pub generated_url: Option<String>,
-    pub request_id: Option<String>,
+    /// What the API reported it used: the usage ledger's figures.
     pub credits_used: Option<f64>,
     pub tokens_used: Option<f64>,
-    pub result: Option<JobResult>,
     /// The job this one attached to instead of paying again.
     pub reused_from: Option<String>,
+    /// Why it did not succeed, and what that cost, for whoever collects it.
     pub error: Option<String>,
-    /// The process running it: `pid` (shown, never trusted: two containers on one volume are
-    /// both pid 1) and a random id of that process's run, which is what ownership is judged by.
+    /// The process running it: its id is shown, never trusted (two containers on one volume
+    /// are both pid 1); what owns the job is the lease of `owner_run`, a random id of that
+    /// process's run.
     pub owner_pid: u32,
     pub owner_run: String,
-    /// The name the paid result was about to take and its size, recorded just before the
-    /// rename: a restart that finds this file (a kill came between the rename and the end's
-    /// record) records the job succeeded instead of fetching and saving it again.
-    pub saving: Option<(String, u64)>,
     /// Sent, ended without a reported cost, and not refused by the API: it may have been
     /// charged, so it counts against the daily limit at the latest edit's cost.
     pub may_be_charged: bool,
     /// Failed after the API produced (and was paid for) its result, which was not saved (a
-    /// full disk, say) and can still be fetched from [`JobRecord::generated_url`]: `get_edit`
-    /// and an identical call retry the save instead of paying again.
+    /// full disk, say) and can still be fetched from its [published
+    /// URL](Generation::published_url): `get_edit` and an identical call retry the save
+    /// instead of paying again.
     pub unsaved: bool,
+    /// The generation, as of its [`Payload::revision`].
+    pub payload: Payload,
+}
+
+/// A job's [`Generation`] as one write put it: every write carries a revision one higher than
+/// the last, and the store keeps the highest, so a write retried late (while the store was
+/// away) never overwrites a newer one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Payload {
+    pub revision: u64,
+    pub generation: Generation,
+}
+
+impl Payload {
+    /// The next revision, changed by `change`.
+    pub fn next(&self, change: impl FnOnce(&mut Generation)) -> Payload {
+        let mut generation = self.generation.clone();
+        change(&mut generation);
+        Payload {
+            revision: self.revision + 1,
+            generation,
+        }
+    }
+
+    /// The generation as JSON, as both engines keep it.
+    pub(super) fn to_json(&self) -> String {
+        serde_json::to_string(&self.generation).expect("a generation serialises to JSON")
+    }
+
+    /// The generation of `json`, as an engine kept it; a payload that cannot be read (written
+    /// by a later release, say) reads as an empty generation rather than hiding the job.
+    pub(super) fn from_json(revision: u64, json: Option<&str>) -> Payload {
+        let generation = json
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default();
+        Payload {
+            revision,
+            generation,
+        }
+    }
 }
 
 impl JobRecord {
-    /// A job just submitted by this process: nothing sent, nothing answered yet.
+    /// A job just submitted by run `owner_run` of this process: nothing sent or answered yet.
     pub fn queued(
         id: String,
         principal: String,
-        prompt: String,
-        stage_dir: String,
-        output_name: Option<String>,
-        saves: bool,
+        generation: Generation,
         owner_run: String,
     ) -> JobRecord {
         let now = now_ms();
@@ -169,29 +156,38 @@ impl JobRecord {
             sent: false,
             created_ms: now,
             updated_ms: now,
-            prompt,
-            stage_dir,
-            output_name,
-            saves,
-            generated_url: None,
-            request_id: None,
             credits_used: None,
             tokens_used: None,
-            result: None,
             reused_from: None,
             error: None,
             owner_pid: std::process::id(),
             owner_run,
-            saving: None,
             may_be_charged: false,
             unsaved: false,
+            payload: Payload {
+                revision: 0,
+                generation,
+            },
         }
+    }
+
+    /// The generation this job is about.
+    pub fn generation(&self) -> &Generation {
+        &self.payload.generation
     }
 
     /// What the API reported this job used: credits where it reported credits, tokens
     /// otherwise (its published schema says `credits_used` counts tokens).
     pub fn usage(&self) -> Option<f64> {
         self.credits_used.or(self.tokens_used)
+    }
+
+    /// The usage as the API reported it, when it did.
+    pub fn reported_usage(&self) -> Option<reve_core::Usage> {
+        (self.credits_used.is_some() || self.tokens_used.is_some()).then_some(reve_core::Usage {
+            credits_used: self.credits_used,
+            tokens_used: self.tokens_used,
+        })
     }
 }
 
@@ -284,15 +280,27 @@ impl KeptPicture {
     }
 }
 
-/// What a job's end says about money, beside its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How a job ended, and what that says about money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ending {
+    pub state: JobState,
     /// The API turned the request down (an HTTP error, a missing key or credit): nothing was
     /// charged. Otherwise a sent job without a reported cost may have been charged.
     pub refused_by_api: bool,
     /// The result was paid for and produced but not saved, and its URL may still serve it
     /// (see [`JobRecord::unsaved`]).
     pub unsaved: bool,
+}
+
+impl Ending {
+    /// An ending in `state` with nothing to say about money: a success, or an interruption.
+    pub fn plain(state: JobState) -> Ending {
+        Ending {
+            state,
+            refused_by_api: false,
+            unsaved: false,
+        }
+    }
 }
 
 /// What [`JobStore::claim`] decided for a job about to be sent.
@@ -327,21 +335,16 @@ pub struct ClaimRules {
     pub daily_limit: Option<f64>,
 }
 
-/// The operations every engine provides. Each is one atomic step in the engine.
-pub trait JobStore: Send + Sync + std::fmt::Debug {
-    /// The store, for messages and logs: a file's path, or Redis's address without its
-    /// password.
-    fn describe(&self) -> String;
+/// A job's life: recorded, claimed (sent, reused or refused against the spending limit), its
+/// generation recorded step by step, finished, and taken over by a survivor when its owner's
+/// lease ends. Each operation is one atomic step in the engine.
+pub trait JobLifecycle: Send + Sync {
+    /// How long a run holds its jobs without renewing. Every process that runs jobs renews its
+    /// leases every third of this ([`JobLifecycle::renew`]); a job whose lease ended is taken
+    /// over by [`JobLifecycle::orphans`].
+    fn lease(&self) -> Duration;
 
-    /// Whether there can be anything to read: a reader need not create an absent file.
-    fn exists(&self) -> bool;
-
-    /// How long a job's owner holds it without renewing; `None` when owners are found alive
-    /// by their process id instead (one machine). With a lease, [`JobStore::orphans`] is
-    /// asked again every half lease.
-    fn lease(&self) -> Option<Duration>;
-
-    /// Records a new job, queued, held by its owner's lease.
+    /// Records a new job, queued, under its owner's lease.
     fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()>;
 
     /// Decides whether job `id`, fingerprinted `fingerprint`, is sent (marking it so), reuses
@@ -350,26 +353,33 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// at most one edit's worth goes over it.
     fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim>;
 
-    /// Records what the API answered, before the image is fetched; counts its usage once.
-    fn set_generated(&self, id: String, generated: reve_core::Generated) -> StoreFuture<'_, ()>;
+    /// Records what the API answered, before the image is fetched: `usage` counted in the
+    /// ledger once, and the generation with its answer.
+    fn answered(
+        &self,
+        id: String,
+        usage: Option<reve_core::Usage>,
+        payload: Payload,
+    ) -> StoreFuture<'_, ()>;
 
-    /// Records that job `id`'s paid result, `bytes` long, is about to be renamed to `path`.
-    fn set_saving(&self, id: String, path: String, bytes: u64) -> StoreFuture<'_, ()>;
+    /// Records a newer revision of job `id`'s generation (one about to be saved, say); an older
+    /// one than the store has is ignored.
+    fn update(&self, id: String, payload: Payload) -> StoreFuture<'_, ()>;
 
-    /// Records a finished job: its state, result or error. A success is never overwritten. A
-    /// sent job that ends without a reported cost is counted as uncertain (see
-    /// [`JobRecord::may_be_charged`]) unless the ending says the API turned it down.
+    /// Records a finished job: its state, its error, and its final generation if it changed. A
+    /// success is never overwritten. A sent job that ends without a reported cost is counted
+    /// as uncertain (see [`JobRecord::may_be_charged`]) unless the ending says the API turned
+    /// it down.
     fn finish(
         &self,
         id: String,
-        state: JobState,
-        result: Option<JobResult>,
-        error: Option<String>,
         ending: Ending,
+        error: Option<String>,
+        payload: Option<Payload>,
     ) -> StoreFuture<'_, ()>;
 
     /// Takes job `id` back up for `run` (of process `pid`) when it failed with its paid result
-    /// [unsaved](JobRecord::unsaved): it is running again, owned by `run`. Whether it was
+    /// [unsaved](JobRecord::unsaved): it is running again, under `run`'s lease. Whether it was
     /// taken (a second caller, or another replica, finds it taken already).
     fn reopen(&self, id: String, run: String, pid: u32) -> StoreFuture<'_, bool>;
 
@@ -388,20 +398,29 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreFuture<'_, Vec<JobRecord>>;
 
-    /// Unfinished jobs whose owner is gone (its process died, or its lease lapsed), each
-    /// taken over by `run` (of process `pid`) in the same step, so one survivor settles each.
+    /// Unfinished jobs whose owner's lease ended, each taken over by `run` (of process `pid`)
+    /// under a new lease in the same step, so that one survivor settles each.
     fn orphans(&self, run: String, pid: u32) -> StoreFuture<'_, Vec<JobRecord>>;
 
-    /// Renews `run`'s lease on the jobs `ids` it runs.
+    /// Renews `run`'s lease on the jobs `ids` it runs, never on one another run has taken.
     fn renew(&self, run: String, ids: Vec<String>) -> StoreFuture<'_, ()>;
+}
 
+/// What the API reported the jobs cost, as the spending limit and `reve-mcp usage` read it.
+/// The rule that spends (a claim against the limit) is [`JobLifecycle::claim`]'s, in the same
+/// atomic step as the claim.
+pub trait UsageLedger: Send + Sync {
     /// The usage the API reported per UTC day, oldest first.
     fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>>;
 
     /// Today's spending (since the start of the current UTC day).
     fn spending_today(&self) -> StoreFuture<'_, Spending>;
+}
 
-    /// Keeps a picture of job `id`. A cache: its failure costs a picture shown later.
+/// The small pictures kept of a job (previews), read by whichever process or replica is asked
+/// for them. A cache: losing one costs a picture shown later, never a result.
+pub trait PictureCache: Send + Sync {
+    /// Keeps a picture of job `id`.
     fn keep_picture(
         &self,
         picture: KeptPicture,
@@ -411,10 +430,21 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
 
     /// A picture of job `id`, if it was kept (and, in Redis, has not expired).
     fn picture(&self, picture: KeptPicture, id: String) -> StoreFuture<'_, Option<Vec<u8>>>;
+}
 
-    /// Whether the store answers now: what `/healthz` reports.
+/// A store of jobs: the three concerns, of one engine, chosen at start-up. A reader never
+/// creates what is not there: an engine with nothing stored answers as empty.
+pub trait JobStore: JobLifecycle + UsageLedger + PictureCache + std::fmt::Debug {
+    /// The store, for messages and logs: a file's path, or Redis's address without its
+    /// password.
+    fn describe(&self) -> String;
+
+    /// Whether the store answers now: what the server's health reports.
     fn health(&self) -> StoreFuture<'_, ()>;
 }
+
+/// How long a run's lease on its jobs lasts by default; it renews it every third of that.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// Opens the store `spec` names: a `redis://` or `rediss://` URL, or `None` for the SQLite
 /// file in `state_dir`. Nothing is connected or opened until first use.
@@ -424,7 +454,7 @@ pub fn open(
     redis: self::redis::RedisOptions,
 ) -> Result<Arc<dyn JobStore>, StoreError> {
     match spec {
-        None => Ok(Arc::new(SqliteStore::in_folder(state_dir))),
+        None => Ok(Arc::new(SqliteStore::with_lease(state_dir, redis.lease))),
         Some(url) => Ok(Arc::new(RedisStore::new(url, redis)?)),
     }
 }

@@ -14,7 +14,8 @@
 //! Sentinel for failover if need be), not Redis Cluster.
 //!
 //! Keys, all under `reve:`:
-//! - `job:{id}`: a hash, one field per column of the embedded store;
+//! - `job:{id}`: a hash of the job's envelope (one field per column of the embedded store) and
+//!   its generation as one JSON `payload`;
 //! - `jobs`: every job id, scored by creation time; `results:{principal}`: a principal's
 //!   results, as `{created_ms:016}.{id}` members ordered by name, newest last;
 //! - `unfinished` and `in_flight` (sent, usage not yet reported): sets of job ids;
@@ -34,8 +35,9 @@ use ::redis::{AsyncTypedCommands as _, IntoConnectionInfo as _, Script, Value};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{
-    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobInput, JobRecord, JobResult, JobState,
-    JobStore, KeptPicture, Spending, StoreError, StoreFuture, now_ms,
+    Claim, ClaimRules, DAY_MS, DEFAULT_LEASE, DayUsage, Ending, JobLifecycle, JobRecord, JobState,
+    JobStore, KeptPicture, Payload, PictureCache, Spending, StoreError, StoreFuture, UsageLedger,
+    now_ms,
 };
 
 /// How long a command may take before the call that needs it fails: Redis on a local network
@@ -44,9 +46,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a command that met a dropped connection waits for the manager to reconnect.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
-
-/// How long a replica's lease on its jobs lasts by default; it renews it every third of that.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// The largest picture kept: previews are bounded far below this by the preview budget, so
 /// this only guards Redis's memory against a misconfigured budget.
@@ -278,53 +277,26 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
     let text = |name: &str| hash.get(name).cloned();
     let number = |name: &str| hash.get(name).and_then(|value| value.parse::<u64>().ok());
     let float = |name: &str| hash.get(name).and_then(|value| value.parse::<f64>().ok());
-    let flag = |name: &str| hash.get(name).map(|value| value == "1");
-    let result = text("mime_type").map(|mime_type| JobResult {
-        path: text("result_path"),
-        url: text("result_url"),
-        request_id: text("request_id"),
-        content_violation: flag("content_violation"),
-        mime_type,
-        width: number("width").unwrap_or_default() as u32,
-        height: number("height").unwrap_or_default() as u32,
-        bytes: number("bytes").unwrap_or_default(),
-        preview: text("preview_mime").map(|mime| {
-            (
-                mime,
-                number("preview_width").unwrap_or_default() as u32,
-                number("preview_height").unwrap_or_default() as u32,
-            )
-        }),
-        input: text("input_mime").map(|mime_type| JobInput {
-            mime_type,
-            width: number("input_width").unwrap_or_default() as u32,
-            height: number("input_height").unwrap_or_default() as u32,
-            bytes: number("input_bytes").unwrap_or_default(),
-        }),
-    });
+    let flag = |name: &str| hash.get(name).is_some_and(|value| value == "1");
     Some(JobRecord {
         id: text("id")?,
         principal: text("principal")?,
         state: JobState::parse(hash.get("state")?),
-        sent: flag("sent").unwrap_or(false),
+        sent: flag("sent"),
         created_ms: number("created_ms")?,
         updated_ms: number("updated_ms").unwrap_or_default(),
-        prompt: text("prompt").unwrap_or_default(),
-        stage_dir: text("stage_dir").unwrap_or_default(),
-        output_name: text("output_name"),
-        saves: flag("saves").unwrap_or(true),
-        generated_url: text("generated_url"),
-        request_id: text("request_id"),
         credits_used: float("credits_used"),
         tokens_used: float("tokens_used"),
-        result,
         reused_from: text("reused_from"),
         error: text("error"),
         owner_pid: number("owner_pid").unwrap_or_default() as u32,
         owner_run: text("owner_run").unwrap_or_default(),
-        saving: text("saving_path").map(|path| (path, number("saving_bytes").unwrap_or_default())),
-        may_be_charged: flag("may_be_charged").unwrap_or(false),
-        unsaved: flag("unsaved").unwrap_or(false),
+        may_be_charged: flag("may_be_charged"),
+        unsaved: flag("unsaved"),
+        payload: Payload::from_json(
+            number("revision").unwrap_or_default(),
+            hash.get("payload").map(String::as_str),
+        ),
     })
 }
 
@@ -334,7 +306,10 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
 const CLAIM: &str = include_str!("lua/claim.lua");
 
 /// Records the API's answer and, the first time only, counts its usage on the job's day.
-const SET_GENERATED: &str = include_str!("lua/set_generated.lua");
+const ANSWERED: &str = include_str!("lua/answered.lua");
+
+/// Records a newer revision of a job's generation.
+const UPDATE: &str = include_str!("lua/update.lua");
 
 /// Records how a job ended, unless it already succeeded; frees its fingerprint, or keeps it
 /// for the reuse window after a success.
@@ -358,17 +333,9 @@ fn flag(value: bool) -> &'static str {
     if value { "1" } else { "0" }
 }
 
-impl JobStore for RedisStore {
-    fn describe(&self) -> String {
-        self.name.clone()
-    }
-
-    fn exists(&self) -> bool {
-        true
-    }
-
-    fn lease(&self) -> Option<Duration> {
-        Some(self.lease)
+impl JobLifecycle for RedisStore {
+    fn lease(&self) -> Duration {
+        self.lease
     }
 
     fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
@@ -376,22 +343,18 @@ impl JobStore for RedisStore {
         self.with(move |mut connection| {
             let job = job.clone();
             async move {
-                let mut fields = vec![
+                let fields = [
                     ("id", job.id.clone()),
-                    ("principal", job.principal),
+                    ("principal", job.principal.clone()),
                     ("state", job.state.as_str().to_owned()),
                     ("sent", "0".to_owned()),
                     ("created_ms", job.created_ms.to_string()),
                     ("updated_ms", job.updated_ms.to_string()),
-                    ("prompt", job.prompt),
-                    ("stage_dir", job.stage_dir),
-                    ("saves", flag(job.saves).to_owned()),
                     ("owner_pid", job.owner_pid.to_string()),
                     ("owner_run", job.owner_run.clone()),
+                    ("revision", job.payload.revision.to_string()),
+                    ("payload", job.payload.to_json()),
                 ];
-                if let Some(name) = job.output_name {
-                    fields.push(("output_name", name));
-                }
                 ::redis::pipe()
                     .atomic()
                     .hset_multiple(job_key(&job.id), &fields)
@@ -465,20 +428,25 @@ impl JobStore for RedisStore {
         })
     }
 
-    fn set_generated(&self, id: String, generated: reve_core::Generated) -> StoreFuture<'_, ()> {
+    fn answered(
+        &self,
+        id: String,
+        usage: Option<reve_core::Usage>,
+        payload: Payload,
+    ) -> StoreFuture<'_, ()> {
+        let json = payload.to_json();
         self.with(move |mut connection| {
             let id = id.clone();
-            let generated = generated.clone();
+            let json = json.clone();
             async move {
-                let usage = generated.usage;
-                Script::new(SET_GENERATED)
+                Script::new(ANSWERED)
                     .key(job_key(&id))
                     .arg(&id)
                     .arg(now_ms())
-                    .arg(optional(generated.url))
-                    .arg(optional(generated.request_id))
                     .arg(optional(usage.and_then(|usage| usage.credits_used)))
                     .arg(optional(usage.and_then(|usage| usage.tokens_used)))
+                    .arg(payload.revision)
+                    .arg(json)
                     .invoke_async::<i64>(&mut connection)
                     .await
                     .map(drop)
@@ -486,20 +454,18 @@ impl JobStore for RedisStore {
         })
     }
 
-    fn set_saving(&self, id: String, path: String, bytes: u64) -> StoreFuture<'_, ()> {
+    fn update(&self, id: String, payload: Payload) -> StoreFuture<'_, ()> {
+        let json = payload.to_json();
         self.with(move |mut connection| {
             let id = id.clone();
-            let path = path.clone();
+            let json = json.clone();
             async move {
-                connection
-                    .hset_multiple(
-                        job_key(&id),
-                        &[
-                            ("saving_path", path),
-                            ("saving_bytes", bytes.to_string()),
-                            ("updated_ms", now_ms().to_string()),
-                        ],
-                    )
+                Script::new(UPDATE)
+                    .key(job_key(&id))
+                    .arg(now_ms())
+                    .arg(payload.revision)
+                    .arg(json)
+                    .invoke_async::<i64>(&mut connection)
                     .await
                     .map(drop)
             }
@@ -509,68 +475,29 @@ impl JobStore for RedisStore {
     fn finish(
         &self,
         id: String,
-        state: JobState,
-        result: Option<JobResult>,
-        error: Option<String>,
         ending: Ending,
+        error: Option<String>,
+        payload: Option<Payload>,
     ) -> StoreFuture<'_, ()> {
+        let (revision, json) = match &payload {
+            Some(payload) => (payload.revision.to_string(), payload.to_json()),
+            None => (String::new(), String::new()),
+        };
         self.with(move |mut connection| {
             let id = id.clone();
-            let result = result.clone();
             let error = error.clone();
+            let (revision, json) = (revision.clone(), json.clone());
             async move {
-                let result = result.unwrap_or_default();
-                let has_result = result.has_picture();
-                let (preview_mime, preview_width, preview_height) = result.preview_fields();
-                let input = result.input.as_ref();
-                let fields: [(&str, Option<String>); 15] = [
-                    ("error", error),
-                    ("result_path", result.path.clone()),
-                    ("result_url", result.url.clone()),
-                    (
-                        "content_violation",
-                        result.content_violation.map(|value| flag(value).to_owned()),
-                    ),
-                    ("mime_type", has_result.then(|| result.mime_type.clone())),
-                    ("width", has_result.then(|| result.width.to_string())),
-                    ("height", has_result.then(|| result.height.to_string())),
-                    ("bytes", has_result.then(|| result.bytes.to_string())),
-                    ("preview_mime", preview_mime.map(str::to_owned)),
-                    (
-                        "preview_width",
-                        preview_width.map(|value| value.to_string()),
-                    ),
-                    (
-                        "preview_height",
-                        preview_height.map(|value| value.to_string()),
-                    ),
-                    ("input_mime", input.map(|input| input.mime_type.clone())),
-                    ("input_width", input.map(|input| input.width.to_string())),
-                    ("input_height", input.map(|input| input.height.to_string())),
-                    ("input_bytes", input.map(|input| input.bytes.to_string())),
-                ];
-                let (mut set, unset): (Vec<_>, Vec<_>) =
-                    fields.into_iter().partition(|(_, value)| value.is_some());
-                // A result's request id, when it has one, replaces the one the API answered with.
-                if result.request_id.is_some() {
-                    set.push(("request_id", result.request_id));
-                }
-                let script = Script::new(FINISH);
-                let mut invocation = script.key(job_key(&id));
-                invocation
+                Script::new(FINISH)
+                    .key(job_key(&id))
                     .arg(&id)
                     .arg(now_ms())
-                    .arg(state.as_str())
+                    .arg(ending.state.as_str())
                     .arg(flag(ending.refused_by_api))
                     .arg(flag(ending.unsaved))
-                    .arg(set.len());
-                for (name, value) in &set {
-                    invocation.arg(*name).arg(value.as_deref());
-                }
-                for (name, _) in &unset {
-                    invocation.arg(*name);
-                }
-                invocation
+                    .arg(error.unwrap_or_default())
+                    .arg(revision)
+                    .arg(json)
                     .invoke_async::<i64>(&mut connection)
                     .await
                     .map(drop)
@@ -691,7 +618,9 @@ impl JobStore for RedisStore {
             }
         })
     }
+}
 
+impl UsageLedger for RedisStore {
     fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>> {
         self.with(move |mut connection| async move {
             let days: Vec<u64> = ::redis::cmd("ZRANGE")
@@ -754,7 +683,9 @@ impl JobStore for RedisStore {
             })
         })
     }
+}
 
+impl PictureCache for RedisStore {
     fn keep_picture(
         &self,
         picture: KeptPicture,
@@ -800,6 +731,12 @@ impl JobStore for RedisStore {
                     .await
             }
         })
+    }
+}
+
+impl JobStore for RedisStore {
+    fn describe(&self) -> String {
+        self.name.clone()
     }
 
     fn health(&self) -> StoreFuture<'_, ()> {

@@ -1,21 +1,26 @@
 -- Records how a job ended, unless it already succeeded; frees its fingerprint, or keeps it
 -- for the reuse window after a success.
 -- KEYS: the job's hash.
--- ARGV: id, now (ms), state, refused by the API ('1'/'0'), unsaved ('1'/'0'), the number N of
---   fields to set, then N pairs of field and value, then the fields to delete.
+-- ARGV: id, now (ms), state, refused by the API ('1'/'0'), unsaved ('1'/'0'), error ('' for
+--   none), revision and payload ('' and '' to keep the generation as it is).
 local job = KEYS[1]
 local id, now, state, refused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local current = redis.call('HMGET', job, 'state', 'principal', 'created_ms', 'reused_from',
   'fingerprint', 'reuse_window_ms', 'sent', 'credits_used', 'tokens_used', 'may_be_charged',
-  'generated_url')
-local unsaved = ARGV[5] == '1' and current[11] ~= false
+  'revision')
+local unsaved = ARGV[5] == '1'
 if not current[1] then return 0 end
 if current[1] == 'succeeded' then return 0 end
-local set_count = tonumber(ARGV[6])
-local fields = {'state', state, 'updated_ms', now, 'finished_ms', now, 'unsaved', unsaved and '1' or '0'}
-for i = 1, set_count * 2 do table.insert(fields, ARGV[6 + i]) end
-redis.call('HSET', job, unpack(fields))
-for i = 7 + set_count * 2, #ARGV do redis.call('HDEL', job, ARGV[i]) end
+redis.call('HSET', job, 'state', state, 'updated_ms', now, 'finished_ms', now,
+  'unsaved', unsaved and '1' or '0')
+if ARGV[6] ~= '' then
+  redis.call('HSET', job, 'error', ARGV[6])
+else
+  redis.call('HDEL', job, 'error')
+end
+if ARGV[7] ~= '' and tonumber(ARGV[7]) > tonumber(current[11] or '0') then
+  redis.call('HSET', job, 'revision', ARGV[7], 'payload', ARGV[8])
+end
 -- Sent, no cost reported, not refused by the API: it may have been charged.
 local uncertain = current[7] == '1' and not current[8] and not current[9] and not refused
 local was_uncertain = current[10] == '1'

@@ -1,0 +1,37 @@
+-- Records the API's answer: the job's generation (unless a newer revision is there) and, the
+-- first time only, its usage on the job's day.
+-- KEYS: the job's hash.
+-- ARGV: id, now (ms), credits used, tokens used ('' when unknown), revision, payload.
+local job = KEYS[1]
+if redis.call('EXISTS', job) == 0 then return 0 end
+local counted = redis.call('HEXISTS', job, 'credits_used') == 1
+  or redis.call('HEXISTS', job, 'tokens_used') == 1
+local fields = {'updated_ms', ARGV[2]}
+if tonumber(ARGV[5]) > tonumber(redis.call('HGET', job, 'revision') or '0') then
+  table.insert(fields, 'revision')
+  table.insert(fields, ARGV[5])
+  table.insert(fields, 'payload')
+  table.insert(fields, ARGV[6])
+end
+if not counted then
+  if ARGV[3] ~= '' then
+    table.insert(fields, 'credits_used')
+    table.insert(fields, ARGV[3])
+  end
+  if ARGV[4] ~= '' then
+    table.insert(fields, 'tokens_used')
+    table.insert(fields, ARGV[4])
+  end
+end
+redis.call('HSET', job, unpack(fields))
+local usage = ARGV[3]
+if usage == '' then usage = ARGV[4] end
+if not counted and usage ~= '' then
+  local day = string.format('%d', math.floor(tonumber(redis.call('HGET', job, 'created_ms')) / 86400000))
+  redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'credits', usage)
+  redis.call('HINCRBY', 'reve:usage:' .. day, 'jobs', 1)
+  redis.call('ZADD', 'reve:usage:days', day, day)
+  redis.call('SET', 'reve:usage:last', usage)
+end
+redis.call('SREM', 'reve:in_flight', ARGV[1])
+return 1

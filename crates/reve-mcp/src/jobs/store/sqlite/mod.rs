@@ -1,0 +1,723 @@
+//! The embedded store, the default: one SQLite file in the per-user data folder, with the
+//! pictures it keeps in folders beside it.
+//!
+//! SQLite (through rusqlite, with the library compiled in) because several processes share the
+//! file as a matter of course: two MCP clients each start their own stdio server, `reve-mcp
+//! jobs` reads while a server writes, replicas behind a load balancer share a volume. Its
+//! write-ahead log lets readers and one writer work at once across processes, a transaction
+//! either lands whole or not at all after a crash, and its error codes say locked, corrupt and
+//! full apart. redb, the pure-Rust alternative, opens a file for one process at a time.
+//!
+//! The file is opened on first use, never at start-up, and every call runs on a blocking
+//! thread. A reader finding no file answers as an empty store and creates none.
+//!
+//! A job's lease is a time in its row, as in Redis; on one machine a lease also ends the moment
+//! its run's process does, which the run's lock file tells ([`files::RunLocks`]), so a restart
+//! settles what a killed process left at once rather than a lease later.
+
+mod files;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use self::files::{RunLocks, disk_is_full, make_private, private_file, private_folder, sibling};
+use super::{
+    Claim, ClaimRules, DAY_MS, DEFAULT_LEASE, DayUsage, Ending, JobLifecycle, JobRecord, JobState,
+    JobStore, KeptPicture, LimitVerdict, Payload, PictureCache, Spending, StoreError, StoreFuture,
+    UsageLedger, now_ms,
+};
+
+/// How long a write waits for another process's transaction before it reports the store locked.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The store's file name inside the state folder.
+pub const STORE_FILE: &str = "jobs.sqlite3";
+
+impl StoreError {
+    pub(super) fn from_sqlite(path: &Path, error: &rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        let path = path.display().to_string();
+        let reason = error.to_string();
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Locked { path }
+            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                StoreError::Corrupt { path, reason }
+            }
+            Some(ErrorCode::DiskFull) => StoreError::Full { path },
+            // SQLite reports a failed write to its shared-memory or journal file as a plain
+            // I/O error, though the cause is as often as not a full disk: look.
+            Some(ErrorCode::SystemIoFailure) if disk_is_full(Path::new(&path)) => {
+                StoreError::Full { path }
+            }
+            _ => StoreError::Other { path, reason },
+        }
+    }
+}
+
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// Moves the jobs of a store kept in columns (see the file) into the schema.
+const FROM_COLUMNS: &str = include_str!("from_columns.sql");
+
+/// The envelope's columns and the payload, in the order [`record_from_row`] reads them.
+const COLUMNS: &str = "id, principal, state, sent, created_ms, updated_ms, credits_used, \
+    tokens_used, reused_from, error, owner_pid, owner_run, may_be_charged, unsaved, revision, \
+    payload";
+
+fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: row.get("id")?,
+        principal: row.get("principal")?,
+        state: JobState::parse(&row.get::<_, String>("state")?),
+        sent: row.get("sent")?,
+        created_ms: row.get("created_ms")?,
+        updated_ms: row.get("updated_ms")?,
+        credits_used: row.get("credits_used")?,
+        tokens_used: row.get("tokens_used")?,
+        reused_from: row.get("reused_from")?,
+        error: row.get("error")?,
+        owner_pid: row.get("owner_pid")?,
+        owner_run: row.get("owner_run")?,
+        may_be_charged: row.get("may_be_charged")?,
+        unsaved: row.get("unsaved")?,
+        payload: Payload::from_json(
+            row.get("revision")?,
+            row.get::<_, Option<String>>("payload")?.as_deref(),
+        ),
+    })
+}
+
+/// Makes the schema, moving the jobs of a store kept in columns (an earlier release's) into it.
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let in_columns: bool = connection.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'prompt'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !in_columns {
+        return connection.execute_batch(SCHEMA);
+    }
+    let transaction = connection.transaction()?;
+    // Columns a store of an even earlier release lacks, read as absent.
+    for (name, kind) in [
+        ("input_mime", "TEXT"),
+        ("input_width", "INTEGER"),
+        ("input_height", "INTEGER"),
+        ("input_bytes", "INTEGER"),
+        ("saving_path", "TEXT"),
+        ("saving_bytes", "INTEGER"),
+        ("may_be_charged", "INTEGER NOT NULL DEFAULT 0"),
+        ("unsaved", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let present: bool = transaction.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )?;
+        if !present {
+            transaction.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    transaction.execute_batch("ALTER TABLE jobs RENAME TO jobs_in_columns;")?;
+    // The old indexes went with the table; the schema makes them anew.
+    for index in [
+        "jobs_by_fingerprint",
+        "jobs_results",
+        "jobs_by_time",
+        "jobs_unfinished",
+    ] {
+        transaction.execute_batch(&format!("DROP INDEX IF EXISTS {index}"))?;
+    }
+    transaction.execute_batch(SCHEMA)?;
+    transaction.execute_batch(FROM_COLUMNS)?;
+    transaction.commit()
+}
+
+/// The embedded store. Cheap to clone; the file is opened on first use.
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: Arc<PathBuf>,
+    /// The folder holding [`KeptPicture`]s, one file per job, beside the store file.
+    folder: Arc<PathBuf>,
+    connection: Arc<Mutex<Option<Connection>>>,
+    runs: Arc<RunLocks>,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// The store kept in `state_dir`, not yet opened.
+    pub fn in_folder(state_dir: &Path) -> SqliteStore {
+        SqliteStore::with_lease(state_dir, DEFAULT_LEASE)
+    }
+
+    /// The store kept in `state_dir`, whose runs hold their jobs for `lease` without renewing.
+    pub fn with_lease(state_dir: &Path, lease: Duration) -> SqliteStore {
+        SqliteStore {
+            path: Arc::new(state_dir.join(STORE_FILE)),
+            folder: Arc::new(state_dir.to_owned()),
+            connection: Arc::default(),
+            runs: Arc::new(RunLocks::in_folder(state_dir)),
+            lease,
+        }
+    }
+
+    /// `then`, once `run` is held: a job is never recorded as a run's before that run can be
+    /// seen alive. After the first time, no thread hop.
+    fn holding<T: Send + 'static>(
+        &self,
+        run: String,
+        then: StoreFuture<'static, T>,
+    ) -> StoreFuture<'static, T> {
+        let store = self.clone();
+        Box::pin(async move {
+            if !store.runs.holds(&run) {
+                let runs = Arc::clone(&store.runs);
+                tokio::task::spawn_blocking(move || runs.hold(&run))
+                    .await
+                    .expect("locking a file does not panic")
+                    .map_err(|error| StoreError::Other {
+                        path: store.path.display().to_string(),
+                        reason: format!(
+                            "the lock file of this process cannot be made beside it: {error}"
+                        ),
+                    })?;
+            }
+            then.await
+        })
+    }
+
+    /// Runs `work` with the connection, on a blocking thread, opening the file first if need be.
+    /// A failed open is tried again on the next call, so a store fixed meanwhile is used.
+    fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let store = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.with_blocking(work))
+                .await
+                .expect("the job store does not panic")
+        })
+    }
+
+    /// [`SqliteStore::with`] for a reader: with no store file, `empty`, and no file made.
+    fn reading<T: Send + 'static>(
+        &self,
+        empty: T,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let store = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let opened = store
+                    .connection
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_some();
+                if !opened && !store.path.exists() {
+                    return Ok(empty);
+                }
+                store.with_blocking(work)
+            })
+            .await
+            .expect("the job store does not panic")
+        })
+    }
+
+    /// [`SqliteStore::with`] on the calling thread.
+    fn with_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            *guard = Some(self.open()?);
+        }
+        let connection = guard.as_mut().expect("opened above");
+        work(connection).map_err(|error| StoreError::from_sqlite(&self.path, &error))
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let path = self.path.as_path();
+        if let Some(folder) = path.parent() {
+            private_folder(folder).map_err(|error| StoreError::Other {
+                path: path.display().to_string(),
+                reason: format!("its folder cannot be created: {error}"),
+            })?;
+        }
+        // Every prompt is in it: readable by its user only, whatever the umask. SQLite gives
+        // its journal files the store file's permissions.
+        for file in [
+            path.to_owned(),
+            sibling(path, "-wal"),
+            sibling(path, "-shm"),
+        ] {
+            let made = if file == path {
+                private_file(&file).map(drop)
+            } else {
+                make_private(&file)
+            };
+            made.map_err(|error| StoreError::Other {
+                path: path.display().to_string(),
+                reason: format!("{} cannot be made private: {error}", file.display()),
+            })?;
+        }
+        let fail = |error: rusqlite::Error| StoreError::from_sqlite(path, &error);
+        let mut connection = Connection::open(path).map_err(fail)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+        // WAL lets other processes read while one writes; FULL syncs each commit (the insert
+        // aside, see there), so a job recorded before its request is sent is on disk before
+        // the request is.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        migrate(&mut connection).map_err(fail)?;
+        Ok(connection)
+    }
+
+    fn picture_path(&self, picture: KeptPicture, id: &str) -> PathBuf {
+        self.folder.join(picture.folder()).join(id)
+    }
+
+    fn lease_until(&self) -> u64 {
+        now_ms() + self.lease.as_millis() as u64
+    }
+}
+
+/// Runs `work` in a commit that is not synced on its own: for a record that a kill (not a
+/// power cut) must not lose, since a commit in the write-ahead log survives a kill, and the
+/// next synced commit puts it on disk too.
+fn unsynced<T>(
+    connection: &mut Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let done = work(connection);
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    done
+}
+
+/// Today's spending, as the daily limit counts it.
+fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
+    let day_start = now_ms() / DAY_MS * DAY_MS;
+    let (used, uncertain) = connection.query_row(
+        "SELECT TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(may_be_charged) FROM jobs \
+         WHERE created_ms >= ?1",
+        params![day_start],
+        |row| Ok((row.get(0)?, row.get::<_, f64>(1)? as u64)),
+    )?;
+    let in_flight = connection.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
+         AND credits_used IS NULL AND tokens_used IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    let per_edit = connection
+        .query_row(
+            "SELECT COALESCE(credits_used, tokens_used) FROM jobs \
+             WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL \
+             ORDER BY updated_ms DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(Spending {
+        used,
+        in_flight,
+        uncertain,
+        per_edit,
+    })
+}
+
+impl JobLifecycle for SqliteStore {
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The one commit not synced on its own: nothing is sent before [`JobLifecycle::claim`],
+    /// whose synced commit puts this one on disk too (the WAL is written in order), so a call
+    /// pays for one fsync less and loses no guarantee.
+    fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
+        let run = job.owner_run.clone();
+        let lease_until = self.lease_until();
+        let inserted = self.with(move |connection| {
+            unsynced(connection, |connection| {
+                connection.execute(
+                    "INSERT INTO jobs (id, principal, state, sent, created_ms, updated_ms, \
+                     owner_pid, owner_run, lease_until_ms, revision, payload) \
+                     VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        job.id,
+                        job.principal,
+                        job.state.as_str(),
+                        job.created_ms,
+                        job.owner_pid,
+                        job.owner_run,
+                        lease_until,
+                        job.payload.revision,
+                        job.payload.to_json(),
+                    ],
+                )
+            })
+            .map(drop)
+        });
+        self.holding(run, inserted)
+    }
+
+    fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim> {
+        self.with(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let reused: Option<String> = if rules.reuse_window.is_zero() {
+                None
+            } else {
+                let since = now.saturating_sub(rules.reuse_window.as_millis() as u64);
+                // Passed-over ids as one JSON array: no statement per count of them.
+                let passed_over =
+                    serde_json::to_string(&rules.passed_over).expect("a list of strings is JSON");
+                transaction
+                    .query_row(
+                        "SELECT other.id FROM jobs AS other, jobs AS this \
+                         WHERE this.id = ?1 AND other.principal = this.principal \
+                         AND other.fingerprint = ?2 AND other.id != ?1 \
+                         AND other.reused_from IS NULL \
+                         AND other.id NOT IN (SELECT value FROM json_each(?5)) \
+                         AND (other.state IN ('queued', 'running') \
+                              OR (?4 AND other.state = 'succeeded' AND other.finished_ms >= ?3) \
+                              OR (?4 AND other.state = 'failed' AND other.unsaved = 1 \
+                                  AND other.finished_ms >= ?3)) \
+                         ORDER BY other.created_ms DESC LIMIT 1",
+                        params![id, fingerprint, since, rules.reuse_finished, passed_over],
+                        |row| row.get(0),
+                    )
+                    .optional()?
+            };
+            if let Some(other) = reused {
+                transaction.execute(
+                    "UPDATE jobs SET state = 'running', reused_from = ?2, updated_ms = ?3 \
+                     WHERE id = ?1",
+                    params![id, other, now],
+                )?;
+                transaction.commit()?;
+                return Ok(Claim::Reuse(other));
+            }
+            if !rules.may_send {
+                return Ok(Claim::NotSent);
+            }
+            if let Some(limit) = rules.daily_limit {
+                let spending = spending(&transaction)?;
+                match spending.verdict(limit) {
+                    LimitVerdict::Fits => {}
+                    LimitVerdict::Hold => return Ok(Claim::Hold),
+                    LimitVerdict::Over => return Ok(Claim::OverLimit(spending)),
+                }
+            }
+            transaction.execute(
+                "UPDATE jobs SET state = 'running', sent = 1, fingerprint = ?2, updated_ms = ?3, \
+                 reused_from = NULL WHERE id = ?1",
+                params![id, fingerprint, now],
+            )?;
+            transaction.commit()?;
+            Ok(Claim::Send)
+        })
+    }
+
+    fn answered(
+        &self,
+        id: String,
+        usage: Option<reve_core::Usage>,
+        payload: Payload,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |connection| {
+            // Usage is counted once: a second answer (a retried write) leaves it.
+            connection.execute(
+                "UPDATE jobs SET \
+                 credits_used = CASE WHEN credits_used IS NULL AND tokens_used IS NULL \
+                                THEN ?2 ELSE credits_used END, \
+                 tokens_used = CASE WHEN credits_used IS NULL AND tokens_used IS NULL \
+                               THEN ?3 ELSE tokens_used END, \
+                 payload = CASE WHEN ?4 > revision THEN ?5 ELSE payload END, \
+                 revision = MAX(revision, ?4), updated_ms = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    usage.and_then(|usage| usage.credits_used),
+                    usage.and_then(|usage| usage.tokens_used),
+                    payload.revision,
+                    payload.to_json(),
+                    now_ms()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Not synced on its own either: what it records (the name a result is about to take)
+    /// guards against the process being killed between the rename and the end's record. A
+    /// sync here would add one to every edit for the sake of a power cut, after which the
+    /// rename itself may not have survived.
+    fn update(&self, id: String, payload: Payload) -> StoreFuture<'_, ()> {
+        self.with(move |connection| {
+            unsynced(connection, |connection| {
+                connection.execute(
+                    "UPDATE jobs SET payload = ?3, revision = ?2, updated_ms = ?4 \
+                     WHERE id = ?1 AND revision < ?2",
+                    params![id, payload.revision, payload.to_json(), now_ms()],
+                )
+            })
+            .map(drop)
+        })
+    }
+
+    fn finish(
+        &self,
+        id: String,
+        ending: Ending,
+        error: Option<String>,
+        payload: Option<Payload>,
+    ) -> StoreFuture<'_, ()> {
+        self.with(move |connection| {
+            let (revision, json) = match &payload {
+                Some(payload) => (payload.revision, Some(payload.to_json())),
+                None => (0, None),
+            };
+            connection.execute(
+                "UPDATE jobs SET state = ?2, updated_ms = ?3, finished_ms = ?3, error = ?4, \
+                 payload = CASE WHEN ?5 IS NOT NULL AND ?6 > revision THEN ?5 ELSE payload END, \
+                 revision = MAX(revision, ?6), \
+                 may_be_charged = (sent = 1 AND NOT ?7 AND credits_used IS NULL \
+                                   AND tokens_used IS NULL), \
+                 unsaved = ?8 \
+                 WHERE id = ?1 AND state != 'succeeded'",
+                params![
+                    id,
+                    ending.state.as_str(),
+                    now_ms(),
+                    error,
+                    json,
+                    revision,
+                    ending.refused_by_api,
+                    ending.unsaved,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn reopen(&self, id: String, run: String, pid: u32) -> StoreFuture<'_, bool> {
+        let owner = run.clone();
+        let lease_until = self.lease_until();
+        let reopened = self.with(move |connection| {
+            let changed = connection.execute(
+                "UPDATE jobs SET state = 'running', owner_run = ?2, owner_pid = ?3, \
+                 updated_ms = ?4, finished_ms = NULL, error = NULL, unsaved = 0, \
+                 lease_until_ms = ?5 WHERE id = ?1 AND state = 'failed' AND unsaved = 1",
+                params![id, run, pid, now_ms(), lease_until],
+            )?;
+            Ok(changed == 1)
+        });
+        self.holding(owner, reopened)
+    }
+
+    fn get(&self, id: String) -> StoreFuture<'_, Option<JobRecord>> {
+        self.reading(None, move |connection| {
+            connection
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                    params![id],
+                    record_from_row,
+                )
+                .optional()
+        })
+    }
+
+    fn recent(&self, limit: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.reading(Vec::new(), move |connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs ORDER BY created_ms DESC LIMIT ?1"
+            ))?;
+            statement
+                .query_map(params![limit], record_from_row)?
+                .collect()
+        })
+    }
+
+    fn results(
+        &self,
+        principal: String,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.reading(Vec::new(), move |connection| {
+            // No `after`: the first page, from the newest.
+            let (before_ms, before_id) = after.unwrap_or_default();
+            let mut statement = connection.prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE principal = ?1 AND state = 'succeeded' \
+                 AND reused_from IS NULL \
+                 AND (?3 = '' OR created_ms < ?2 OR (created_ms = ?2 AND id < ?3)) \
+                 ORDER BY created_ms DESC, id DESC LIMIT ?4"
+            ))?;
+            statement
+                .query_map(
+                    params![principal, before_ms, before_id, limit],
+                    record_from_row,
+                )?
+                .collect()
+        })
+    }
+
+    fn orphans(&self, run: String, pid: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        // The run that adopts jobs must be seen alive before it takes any.
+        let runs = Arc::clone(&self.runs);
+        let adopter = run.clone();
+        let lease_until = self.lease_until();
+        let adopted = self.reading(Vec::new(), move |connection| {
+            let now = now_ms();
+            let unfinished: Vec<(JobRecord, u64)> = connection
+                .prepare(&format!(
+                    "SELECT {COLUMNS}, lease_until_ms FROM jobs \
+                     WHERE state IN ('queued', 'running') AND owner_run != ?1"
+                ))?
+                .query_map(params![run], |row| {
+                    Ok((record_from_row(row)?, row.get("lease_until_ms")?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut adopted = Vec::new();
+            for (job, until) in unfinished {
+                if until > now && runs.is_alive(&job.owner_run) {
+                    continue;
+                }
+                // Only if no other survivor took it meanwhile.
+                let changed = connection.execute(
+                    "UPDATE jobs SET owner_pid = ?2, owner_run = ?3, updated_ms = ?4, \
+                     lease_until_ms = ?6 \
+                     WHERE id = ?1 AND owner_run = ?5 AND state IN ('queued', 'running')",
+                    params![job.id, pid, run, now, job.owner_run, lease_until],
+                )?;
+                if changed == 1 {
+                    adopted.push(job);
+                }
+            }
+            runs.sweep();
+            Ok(adopted)
+        });
+        self.holding(adopter, adopted)
+    }
+
+    fn renew(&self, run: String, ids: Vec<String>) -> StoreFuture<'_, ()> {
+        let lease_until = self.lease_until();
+        self.reading((), move |connection| {
+            let ids = serde_json::to_string(&ids).expect("a list of strings is JSON");
+            unsynced(connection, |connection| {
+                connection.execute(
+                    "UPDATE jobs SET lease_until_ms = ?2 WHERE owner_run = ?1 \
+                     AND id IN (SELECT value FROM json_each(?3)) \
+                     AND state IN ('queued', 'running')",
+                    params![run, lease_until, ids],
+                )
+            })
+            .map(drop)
+        })
+    }
+}
+
+impl UsageLedger for SqliteStore {
+    fn usage_by_day(&self) -> StoreFuture<'_, Vec<DayUsage>> {
+        self.reading(Vec::new(), |connection| {
+            let mut statement = connection.prepare(
+                "SELECT created_ms / ?1 AS day, \
+                 COUNT(COALESCE(credits_used, tokens_used)), \
+                 TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(may_be_charged) FROM jobs \
+                 WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL OR may_be_charged = 1 \
+                 GROUP BY day ORDER BY day",
+            )?;
+            statement
+                .query_map(params![DAY_MS], |row| {
+                    Ok(DayUsage {
+                        day: row.get(0)?,
+                        jobs: row.get(1)?,
+                        credits: row.get(2)?,
+                        uncertain: row.get::<_, f64>(3)? as u64,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    fn spending_today(&self) -> StoreFuture<'_, Spending> {
+        self.reading(Spending::default(), |connection| spending(connection))
+    }
+}
+
+impl PictureCache for SqliteStore {
+    fn keep_picture(
+        &self,
+        picture: KeptPicture,
+        id: String,
+        bytes: bytes::Bytes,
+    ) -> StoreFuture<'_, ()> {
+        let path = self.picture_path(picture, &id);
+        let store = self.path.display().to_string();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                if let Some(folder) = path.parent() {
+                    private_folder(folder)?;
+                }
+                let mut file = private_file(&path)?;
+                file.set_len(0)?;
+                file.write_all(&bytes)
+            })
+            .await
+            .expect("writing a picture does not panic")
+            .map_err(|error| StoreError::Other {
+                path: store,
+                reason: format!("a picture could not be kept beside it: {error}"),
+            })
+        })
+    }
+
+    fn picture(&self, picture: KeptPicture, id: String) -> StoreFuture<'_, Option<Vec<u8>>> {
+        let path = self.picture_path(picture, &id);
+        Box::pin(async move {
+            Ok(
+                tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+                    .await
+                    .expect("reading a picture does not panic"),
+            )
+        })
+    }
+}
+
+impl JobStore for SqliteStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn health(&self) -> StoreFuture<'_, ()> {
+        self.reading((), |connection| {
+            connection.query_row("SELECT 1", [], |_| Ok(()))
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! The embedded engine's own cases; the contract every engine keeps is tested in
+//! `tests/it/store_rules.rs`.
+
+use super::*;
+use crate::generation::{Destination, Generation};
+
+fn synchronous(store: &SqliteStore) -> i64 {
+    store
+        .with_blocking(|connection| {
+            connection.pragma_query_value(None, "synchronous", |row| row.get(0))
+        })
+        .unwrap()
+}
+
+fn job(id: &str) -> JobRecord {
+    JobRecord::queued(
+        id.into(),
+        "local".into(),
+        Generation::new(
+            reve_core::MODEL,
+            "p",
+            Destination {
+                folder: "/tmp".into(),
+                name: None,
+                saves: true,
+            },
+        ),
+        "run".into(),
+    )
+}
+
+/// 2 is FULL: every commit after an insert is synced again, even after a failed insert.
+#[tokio::test]
+async fn only_the_insert_itself_goes_unsynced() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::in_folder(folder.path());
+    store.insert(job("a")).await.unwrap();
+    assert_eq!(synchronous(&store), 2);
+    let duplicate = store.insert(job("a")).await;
+    assert!(duplicate.is_err(), "{duplicate:?}");
+    assert_eq!(synchronous(&store), 2);
+    let record = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Queued);
+    assert!(!record.sent);
+}
+
+fn spending(used: f64, in_flight: u64, uncertain: u64, per_edit: Option<f64>) -> Spending {
+    Spending {
+        used,
+        in_flight,
+        uncertain,
+        per_edit,
+    }
+}
+
+/// One edit over at most: with 1 used of 2.5 and edits costing 1, a second edit may go
+/// out beside the first (3 at most), a third waits for them; before any edit has
+/// reported a cost, one at a time, the others held (never refused); an edit that may
+/// have been charged counts at the latest cost, and with no cost known refuses the rest.
+#[test]
+fn the_limit_reserves_what_the_edits_in_flight_and_the_uncertain_ones_may_use() {
+    use LimitVerdict::{Fits, Hold, Over};
+    assert_eq!(spending(1.0, 0, 0, Some(1.0)).verdict(2.5), Fits);
+    assert_eq!(spending(1.0, 1, 0, Some(1.0)).verdict(2.5), Fits);
+    assert_eq!(spending(1.0, 2, 0, Some(1.0)).verdict(2.5), Hold);
+    assert_eq!(spending(2.5, 0, 0, Some(1.0)).verdict(2.5), Over);
+    assert_eq!(spending(0.0, 0, 0, None).verdict(2.5), Fits);
+    assert_eq!(spending(0.0, 1, 0, None).verdict(2.5), Hold);
+    assert_eq!(spending(1.0, 0, 1, Some(1.0)).verdict(2.5), Fits);
+    assert_eq!(spending(1.0, 0, 2, Some(1.0)).verdict(2.5), Over);
+    assert_eq!(spending(1.0, 1, 1, Some(1.0)).verdict(2.5), Hold);
+    assert_eq!(spending(0.0, 0, 1, None).verdict(2.5), Over);
+    assert_eq!(spending(1.0, 0, 2, Some(1.0)).counted(), Some(3.0));
+}
+
+/// A store an earlier release kept in columns is moved into envelope and payload when opened:
+/// its jobs, their state, usage and result are all still there.
+#[tokio::test]
+async fn a_store_kept_in_columns_keeps_its_jobs() {
+    let folder = tempfile::tempdir().unwrap();
+    let connection = Connection::open(folder.path().join(STORE_FILE)).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY NOT NULL, principal TEXT NOT NULL, \
+             fingerprint TEXT, state TEXT NOT NULL, sent INTEGER NOT NULL DEFAULT 0, \
+             created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, finished_ms INTEGER, \
+             prompt TEXT NOT NULL, stage_dir TEXT NOT NULL, output_name TEXT, \
+             saves INTEGER NOT NULL, generated_url TEXT, request_id TEXT, credits_used REAL, \
+             tokens_used REAL, result_path TEXT, result_url TEXT, content_violation INTEGER, \
+             mime_type TEXT, width INTEGER, height INTEGER, bytes INTEGER, \
+             preview_mime TEXT, preview_width INTEGER, preview_height INTEGER, \
+             reused_from TEXT, error TEXT, owner_pid INTEGER NOT NULL, \
+             owner_run TEXT NOT NULL);
+             INSERT INTO jobs VALUES ('a', 'local', 'fp', 'succeeded', 1, 5, 6, 6, 'add a hat', \
+             '/out', 'hat.png', 1, 'https://cdn.example/a.png', 'req-a', NULL, 7.0, \
+             '/out/hat.png', 'https://cdn.example/a.png', 0, 'image/png', 640, 480, 1234, \
+             'image/jpeg', 320, 240, NULL, NULL, 1, 'gone');",
+        )
+        .unwrap();
+    drop(connection);
+    let store = SqliteStore::in_folder(folder.path());
+    let record = store.get("a".into()).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Succeeded);
+    assert_eq!(record.usage(), Some(7.0));
+    let generation = record.generation();
+    assert_eq!(generation.prompt, "add a hat");
+    assert_eq!(generation.destination.name.as_deref(), Some("hat.png"));
+    assert!(generation.destination.saves);
+    assert_eq!(generation.request_id(), Some("req-a"));
+    let result = generation.result.as_ref().unwrap();
+    assert_eq!(
+        (
+            result.path.as_deref(),
+            result.width,
+            result.height,
+            result.bytes
+        ),
+        (Some("/out/hat.png"), 640, 480, 1234)
+    );
+    assert_eq!(result.preview.as_ref().unwrap().width, 320);
+    assert!(generation.inputs.is_empty());
+    // The moved store takes new jobs, and keeps paging its results.
+    store.insert(job("b")).await.unwrap();
+    let results = store.results("local".into(), None, 10).await.unwrap();
+    assert_eq!(results.len(), 1);
+}
+
+/// A reader of a store that was never written answers as empty and makes no file.
+#[tokio::test]
+async fn reading_an_absent_store_makes_no_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::in_folder(folder.path());
+    assert!(store.get("a".into()).await.unwrap().is_none());
+    assert!(store.recent(5).await.unwrap().is_empty());
+    assert!(store.orphans("r".into(), 1).await.unwrap().is_empty());
+    store.health().await.unwrap();
+    assert!(!folder.path().join(STORE_FILE).exists());
+}
