@@ -39,7 +39,7 @@ pub async fn under_siege(
     runs: usize,
 ) -> Result<UnderSiege> {
     // The harness holds the hostile side's descriptors itself.
-    reve_mcp::descriptors::raise_limit();
+    reve_mcp::raise_limit();
     let (mut child, url) = start_http(binary, env).await?;
     let http = reqwest::Client::new();
     for _ in 0..3 {

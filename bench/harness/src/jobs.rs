@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use reve_mcp::generation::{Answer, Destination, Generation, Picture, Saving, Shown};
-use reve_mcp::jobs::{ClaimRules, Ending, JobRecord, JobState, JobStore, SqliteStore, now_ms};
+use reve_mcp::{Answer, Destination, Generation, Picture, Saving, Shown};
+use reve_mcp::{ClaimRules, Ending, JobRecord, JobState, JobStore, SqliteStore, now_ms};
 use serde_json::json;
 
 use crate::measure::median;

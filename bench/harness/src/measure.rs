@@ -402,7 +402,7 @@ async fn breakdown(
     for _ in 0..runs {
         let staged = client.edit_into_dir(&body, output_dir).await?;
         let times = tokio::task::spawn_blocking(move || -> Result<[Duration; 5]> {
-            let budget = reve_mcp::preview::PreviewLimits::default();
+            let budget = reve_mcp::PreviewLimits::default();
             let (preview, one_pass) = crate::preview::streamed_preview(staged.open()?, budget)?;
             let whole = crate::preview::whole_picture_preview(
                 staged.open()?,

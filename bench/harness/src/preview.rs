@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use reve_mcp::preview::{JPEG_QUALITIES, Preview, PreviewLimits, make_preview_from};
+use reve_mcp::{JPEG_QUALITIES, Preview, PreviewLimits, make_preview_from};
 use serde_json::{Value, json};
 
 use crate::rpc::proc_status;

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use futures::future::try_join_all;
-use reve_mcp::jobs::SqliteStore;
-use reve_mcp::jobs::store::redis::{RedisOptions, RedisStore};
+use reve_mcp::{RedisOptions, RedisStore, SqliteStore};
 use reve_tests::services::{LoadBalancer, Redis, ReplicaUnit};
 
 use crate::hardening::{http_edit, start_http};

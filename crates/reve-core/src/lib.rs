@@ -106,4 +106,10 @@ pub use output::{
     possible_file_names, sweep_stale_partials,
 };
 pub use response::Generated;
-pub use text::{error_chain, shorten};
+/// The workspace's own text helpers (how a message quotes input, an error with its causes on
+/// one line), public only so that the server quotes input exactly as this crate does; not part
+/// of this crate's API, and not covered by its semver.
+#[doc(hidden)]
+pub mod workspace {
+    pub use crate::text::{error_chain, shorten};
+}

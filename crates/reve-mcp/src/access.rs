@@ -12,7 +12,8 @@
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
-use reve_core::{FinalSymlink, shorten};
+use reve_core::FinalSymlink;
+use reve_core::workspace::shorten;
 
 /// Why a local path was refused. Messages are shown to the model verbatim.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -235,7 +235,7 @@ fn new_bar(input: &str) -> ProgressBar {
         .expect("the template is valid");
     ProgressBar::new_spinner()
         .with_style(style)
-        .with_prefix(reve_core::shorten(input))
+        .with_prefix(reve_core::workspace::shorten(input))
         .with_message("queued")
 }
 
@@ -285,7 +285,7 @@ async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> Result<EditOutpu
             ..
         }) => Err(message),
         Ok(Waited::Running { .. }) => unreachable!("the command line waits without a limit"),
-        Err(error) => Err(reve_core::error_chain(&error)),
+        Err(error) => Err(reve_core::workspace::error_chain(&error)),
     }
 }
 
@@ -403,7 +403,7 @@ impl Report {
             writeln!(
                 stderr,
                 "  {}: {message}",
-                reve_core::shorten(&self.inputs[*index])
+                reve_core::workspace::shorten(&self.inputs[*index])
             )?;
         }
         Ok(ExitCode::FAILURE)

@@ -1,22 +1,61 @@
 //! reve-mcp: the `edit_image` MCP tool and the `reve-mcp edit` command line over `reve-core`.
 //!
-//! Both are thin adapters over one edit pipeline ([`edit`]); the binary's `main` only parses
-//! the command line ([`cli`]) and wires the parts together. Everything here is a library so
-//! that the tests reach the same code.
+//! Both are thin adapters over one edit pipeline (`edit`); the binary's `main` only parses the
+//! command line (`cli`) and wires the parts together. The modules are the crate's own; what is
+//! public is the facade below, each item there for a named user: the binary's wiring, the
+//! bench, the devtools (`cargo xtask demo`, `cargo xtask hosts`) and the test suites. The
+//! layers and what each may import are in `docs/architecture.md`.
 
-pub mod access;
-pub mod byte_pool;
-pub mod cli;
-pub mod descriptors;
-pub mod edit;
-pub mod edit_command;
-pub mod generation;
-pub mod jobs;
-pub mod jobs_command;
+mod access;
+mod byte_pool;
+mod cli;
+mod descriptors;
+mod edit;
+mod edit_command;
 // Written by `cargo xtask codegen` as prettyplease prints it; its freshness test compares it byte for byte.
 #[rustfmt::skip]
-pub mod generated;
-pub mod mcp;
-pub mod preview;
-pub mod report;
-pub mod transport;
+mod generated;
+mod generation;
+mod jobs;
+mod jobs_command;
+mod mcp;
+mod preview;
+mod report;
+mod transport;
+
+// The binary's wiring (`main.rs`): the command line, the parts it builds and the transports
+// and commands it runs.
+pub use cli::{Cli, Command, ServeArgs, Settings};
+pub use descriptors::{connections_within, edits_within, raise_limit};
+pub use edit::{
+    DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,
+    ResponseMode,
+};
+pub use edit_command::run as run_edit_command;
+pub use jobs::{
+    DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, Principal,
+};
+pub use jobs_command::{list as list_jobs, usage as print_usage};
+pub use mcp::server::ReveServer;
+pub use mcp::tool::{EditImageTool, Readable};
+pub use transport::{http::serve as serve_http, stdio::guard as guard_stdio};
+
+// The job store and the generation record, as the contract suite (on both engines) and the
+// bench's store costs use them.
+pub use generation::{Answer, Destination, Generation, Picture, Saving, Shown};
+pub use jobs::store::redis::{RedisOptions, RedisStore};
+pub use jobs::store::{
+    Claim, ClaimRules, DEFAULT_LEASE, Ending, JobLifecycle, JobRecord, JobState, JobStore,
+    KeptPicture, Payload, PictureCache, SqliteStore, UsageLedger, now_ms,
+};
+
+// What the property tests and the bench measure directly: the file rules, argument parsing and
+// the preview.
+pub use access::{AllowedDirs, output_target};
+pub use mcp::tool::parse_arguments;
+pub use preview::{JPEG_QUALITIES, Preview, PreviewLimits, make_preview, make_preview_from};
+
+// What the devtools show: the known hosts (`cargo xtask hosts`) and the standalone viewer
+// (`cargo xtask demo`).
+pub use mcp::hosts::{KNOWN_HOSTS, ModelSees, known_host};
+pub use mcp::resources::standalone_viewer;

@@ -9,13 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use reve_mcp::cli::{Cli, Command, ServeArgs, Settings};
-use reve_mcp::edit::{Editor, ResponseMode};
-use reve_mcp::jobs::Jobs;
-use reve_mcp::jobs::store::JobStore;
-use reve_mcp::mcp::server::ReveServer;
-use reve_mcp::mcp::tool::{EditImageTool, Readable};
-use reve_mcp::{descriptors, edit_command, jobs_command, transport};
+use reve_mcp::{
+    Cli, Command, EditImageTool, Editor, JobStore, Jobs, Readable, ResponseMode, ReveServer,
+    ServeArgs, Settings,
+};
 use rmcp::ServiceExt as _;
 use tracing_subscriber::EnvFilter;
 
@@ -57,7 +54,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Edit(args) => {
-            edit_command::run(
+            reve_mcp::run_edit_command(
                 args.into(),
                 client(&cli.settings)?,
                 cli.settings.editor_options(true, false)?,
@@ -66,10 +63,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs(args) => jobs_command::list(cli.settings.job_store()?.as_ref(), args.limit)
+        Command::Jobs(args) => reve_mcp::list_jobs(cli.settings.job_store()?.as_ref(), args.limit)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Usage => jobs_command::usage(cli.settings.job_store()?.as_ref())
+        Command::Usage => reve_mcp::print_usage(cli.settings.job_store()?.as_ref())
             .await
             .map(|()| ExitCode::SUCCESS),
     }
@@ -82,13 +79,13 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
              nowhere: clients get only the preview"
         );
     }
-    let descriptors = descriptors::raise_limit();
+    let descriptors = reve_mcp::raise_limit();
     let mut options = settings.editor_options(!args.no_save, true)?;
     // Edits come first: they are paid for. Connections get what is left, but at least a few.
     let few_connections = if args.http.is_some() { 16 } else { 0 };
     options.max_edits_in_flight =
-        descriptors::edits_within(descriptors, options.max_edits_in_flight, few_connections);
-    let max_connections = descriptors::connections_within(
+        reve_mcp::edits_within(descriptors, options.max_edits_in_flight, few_connections);
+    let max_connections = reve_mcp::connections_within(
         descriptors,
         args.max_connections,
         options.max_edits_in_flight,
@@ -136,7 +133,7 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
         Some(addr) => {
             let options = args.http_options(addr, max_connections);
             (
-                transport::http::serve(server, options)
+                reve_mcp::serve_http(server, options)
                     .await
                     .map_err(anyhow::Error::from),
                 Duration::from_secs(args.shutdown_grace_secs),
@@ -168,7 +165,7 @@ const RECOVERY_DELAY: Duration = Duration::from_millis(500);
 async fn serve_stdio(server: ReveServer) -> anyhow::Result<()> {
     tracing::info!("serving MCP on stdio");
     let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
-    let stdio = transport::stdio::guard(stdin, stdout);
+    let stdio = reve_mcp::guard_stdio(stdin, stdout);
     let running = server
         .serve(stdio.transport)
         .await

@@ -182,7 +182,7 @@ async fn viewer_page(
         "result": { "structuredContent": output, "isError": result.is_error },
         "pictures": pictures,
     });
-    Ok(reve_mcp::mcp::resources::standalone_viewer(&edit))
+    Ok(reve_mcp::standalone_viewer(&edit))
 }
 
 pub(crate) fn path_text(path: &Path) -> Result<String> {

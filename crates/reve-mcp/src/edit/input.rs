@@ -38,9 +38,9 @@ impl LocalFiles {
                     })?;
                 Ok((file, path.to_owned()))
             }
-            LocalFiles::Closed => Err(AccessError::ServerFilesClosed(reve_core::shorten(
-                &path.display().to_string(),
-            ))
+            LocalFiles::Closed => Err(AccessError::ServerFilesClosed(
+                reve_core::workspace::shorten(&path.display().to_string()),
+            )
             .into()),
         }
     }

@@ -32,11 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::JobError;
-pub use store::{
-    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
-    KeptPicture, LimitVerdict, Payload, PictureCache, STORE_FILE, Spending, SqliteStore,
-    StoreError, UsageLedger, now_ms,
-};
+pub use store::{DAY_MS, Ending, JobRecord, JobState, JobStore, KeptPicture};
 
 use crate::edit::{Editor, Stage};
 

@@ -9,7 +9,8 @@ use reve_tests::fake::{data_uri, sample_png};
 use reve_tests::{FakeApi, Scenario};
 use tokio_util::sync::CancellationToken;
 
-use super::{JobOptions, JobState, Jobs, LOCAL_PRINCIPAL, Outcome, SqliteStore, Waited};
+use super::store::SqliteStore;
+use super::{JobOptions, JobState, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
 use crate::edit::{Editor, EditorOptions, LocalFiles, ResponseMode};
 use crate::mcp::tool::parse_arguments;
 

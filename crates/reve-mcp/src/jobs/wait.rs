@@ -181,7 +181,7 @@ impl Jobs {
             .await
             .map_err(JobError::StoreRead)?
             .filter(|record| record.principal == principal)
-            .ok_or_else(|| JobError::UnknownJob(reve_core::shorten(id)))
+            .ok_or_else(|| JobError::UnknownJob(reve_core::workspace::shorten(id)))
     }
 
     /// Job `id`'s record and where it is now, with one read of the store: what `tasks/get`

@@ -127,7 +127,7 @@ fn parse_cursor(cursor: &str) -> Result<(u64, String), McpError> {
             McpError::invalid_params(
                 format!(
                     "invalid cursor {:?}: pass the nextCursor of an earlier resources/list",
-                    reve_core::shorten(cursor)
+                    reve_core::workspace::shorten(cursor)
                 ),
                 None,
             )
@@ -157,14 +157,14 @@ fn result_resource(record: &JobRecord) -> Option<Resource> {
             |name| name.to_string_lossy().into_owned(),
         );
     let resource = Resource::new(uri(&record.id, picture), name)
-        .with_title(reve_core::shorten(&generation.prompt))
+        .with_title(reve_core::workspace::shorten(&generation.prompt))
         .with_description(format!(
             "{}x{} {}, edited by {}: {}",
             result.width,
             result.height,
             result.mime_type,
             generation.model,
-            reve_core::shorten(&generation.prompt)
+            reve_core::workspace::shorten(&generation.prompt)
         ))
         .with_mime_type(mime_type);
     Some(match size {
@@ -222,7 +222,7 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
             format!(
                 "no resource {:?} is known here; this server has {VIEWER_URI} and \
                  {JOBS_PREFIX}{{job_id}}/result, /preview and /input for your own edit jobs",
-                reve_core::shorten(uri)
+                reve_core::workspace::shorten(uri)
             ),
             None,
         )

@@ -193,7 +193,7 @@ pub fn parse_arguments(arguments: JsonObject) -> Result<EditImageArguments, Edit
         EditError::Arguments(match unknown {
             Some(name) => format!(
                 "unknown argument {:?}; {TOOL_NAME} takes {}",
-                reve_core::shorten(&name),
+                reve_core::workspace::shorten(&name),
                 EditImageArguments::NAMES
                     .iter()
                     .map(|name| format!("`{name}`"))

@@ -110,7 +110,7 @@ async fn a_body_that_trickles_is_cut_off_and_its_room_given_back() {
 #[tokio::test]
 async fn hostile_connections_are_capped_timed_out_and_do_not_starve_a_client() {
     // This test process holds the hostile side: 350 descriptors beside the other tests' own.
-    reve_mcp::descriptors::raise_limit();
+    reve_mcp::raise_limit();
     let world = World::new().await;
     let mut server = HttpServer::start(
         &env(&world),

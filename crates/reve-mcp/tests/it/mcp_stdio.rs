@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use reve_mcp::preview::{PreviewLimits, make_preview};
+use reve_mcp::{PreviewLimits, make_preview};
 use reve_tests::fake::{data_uri, noise_png, sample_png};
 use reve_tests::mcp::{McpSession, TestClient, result_text, structured};
 use reve_tests::{FakeApi, Scenario};

@@ -841,7 +841,7 @@ async fn poll_health(
 
 #[tokio::test]
 async fn clients_without_the_token_cannot_hold_the_connections_a_token_holder_needs() {
-    reve_mcp::descriptors::raise_limit();
+    reve_mcp::raise_limit();
     let world = World::new().await;
     let mut server_env = world.env(&[]);
     server_env.insert("REVE_HTTP_TOKEN".into(), TOKEN.into());

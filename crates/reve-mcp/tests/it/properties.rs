@@ -8,16 +8,11 @@ use std::path::{Component, Path};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use reve_mcp::access::{self, AllowedDirs};
-use reve_mcp::edit::{
-    DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,
-    ResponseMode,
+use reve_mcp::{
+    AllowedDirs, DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, DEFAULT_MAX_WAIT,
+    DEFAULT_REUSE_WINDOW, EditImageTool, Editor, EditorOptions, JobOptions, Jobs, LOCAL_PRINCIPAL,
+    PreviewLimits, Readable, ResponseMode, SqliteStore, output_target, parse_arguments,
 };
-use reve_mcp::jobs::{
-    DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, SqliteStore,
-};
-use reve_mcp::mcp::tool::{EditImageTool, Readable, parse_arguments};
-use reve_mcp::preview::PreviewLimits;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +106,7 @@ proptest! {
     #[test]
     fn output_targets_stay_in_the_output_folder(requested in nasty_text()) {
         let out = tempfile::tempdir().unwrap();
-        if let Ok((folder, name)) = access::output_target(out.path(), &requested) {
+        if let Ok((folder, name)) = output_target(out.path(), &requested) {
             let inside = folder.strip_prefix(out.path()).expect("a folder inside the output folder");
             prop_assert!(
                 inside.components().all(|part| matches!(part, Component::Normal(_))),

@@ -581,22 +581,19 @@ async fn start_refused(env: &BTreeMap<String, String>, flags: &[&str]) -> String
 fn redis_stores(
     url: &str,
     lease: Duration,
-) -> impl Fn(&'static str) -> std::future::Ready<std::sync::Arc<dyn reve_mcp::jobs::JobStore>> {
+) -> impl Fn(&'static str) -> std::future::Ready<std::sync::Arc<dyn reve_mcp::JobStore>> {
     const PARTS: [&str; 7] = [
         "reuse", "limit", "unsaved", "states", "paging", "leases", "takeover",
     ];
     let url = url.strip_suffix("/0").unwrap().to_owned();
     move |name| {
         let database = PARTS.iter().position(|known| *known == name).unwrap() + 1;
-        let options = reve_mcp::jobs::store::redis::RedisOptions {
+        let options = reve_mcp::RedisOptions {
             lease,
             ..Default::default()
         };
-        let store =
-            reve_mcp::jobs::store::RedisStore::new(&format!("{url}/{database}"), options).unwrap();
-        std::future::ready(
-            std::sync::Arc::new(store) as std::sync::Arc<dyn reve_mcp::jobs::JobStore>
-        )
+        let store = reve_mcp::RedisStore::new(&format!("{url}/{database}"), options).unwrap();
+        std::future::ready(std::sync::Arc::new(store) as std::sync::Arc<dyn reve_mcp::JobStore>)
     }
 }
 
@@ -605,7 +602,7 @@ fn redis_stores(
 async fn the_redis_store_keeps_the_money_rules() {
     let world = World::new().await;
     let redis = Redis::start(&world.path("redis")).await;
-    let lease = reve_mcp::jobs::store::DEFAULT_LEASE;
+    let lease = reve_mcp::DEFAULT_LEASE;
     crate::store_rules::money_rules(redis_stores(&redis.url(), lease)).await;
 }
 

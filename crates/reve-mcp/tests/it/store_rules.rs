@@ -10,10 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reve_mcp::generation::{Answer, Destination, Generation, Picture, Saving};
-use reve_mcp::jobs::{
-    Claim, ClaimRules, Ending, JobRecord, JobState, JobStore, Payload, SqliteStore,
-};
+use reve_mcp::{Answer, Destination, Generation, Picture, Saving};
+use reve_mcp::{Claim, ClaimRules, Ending, JobRecord, JobState, JobStore, Payload, SqliteStore};
 
 const RUN: &str = "run-of-the-test";
 
@@ -263,7 +261,7 @@ where
     F: Fn(&'static str) -> Opened,
     Opened: Future<Output = Arc<dyn JobStore>>,
 {
-    use reve_mcp::jobs::KeptPicture;
+    use reve_mcp::KeptPicture;
 
     // States: queued, then running and sent once claimed; the API's answer and usage recorded
     // once however often it is told; a success kept whatever ends it is told after.

@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use reve_mcp::mcp::hosts::{KNOWN_HOSTS, ModelSees, known_host};
+use reve_mcp::{KNOWN_HOSTS, ModelSees, known_host};
 use reve_tests::fake::sample_png;
 use reve_tests::{FakeApi, Scenario};
 use serde_json::Value;

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use self::redis::RedisStore;
 use crate::generation::Generation;
-pub use sqlite::{STORE_FILE, SqliteStore};
+pub use sqlite::SqliteStore;
 
 /// A boxed future of a store operation: the trait is used as `dyn JobStore`, so that the
 /// engine is picked from the command line without making every caller generic.

@@ -70,7 +70,7 @@ impl IntoResponse for Refusal {
                             "request id {} is already in flight in this session; nothing was \
                              done for this request: wait for the first one's answer or send \
                              this one with a new id",
-                            reve_core::shorten(&id)
+                            reve_core::workspace::shorten(&id)
                         ),
                     },
                 });

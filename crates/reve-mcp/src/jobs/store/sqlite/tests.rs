@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::generation::{Destination, Generation};
+use crate::jobs::store::JobState;
 
 fn synchronous(store: &SqliteStore) -> i64 {
     store

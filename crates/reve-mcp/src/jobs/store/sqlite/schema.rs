@@ -1,0 +1,85 @@
+//! The table and the one migration: a job's envelope in columns, its generation as one JSON
+//! payload, and the move of a store an earlier release kept in columns.
+
+use rusqlite::{Connection, params};
+
+use super::super::{JobRecord, JobState, Payload};
+
+pub(super) const SCHEMA: &str = include_str!("schema.sql");
+
+/// Moves the jobs of a store kept in columns (see the file) into the schema.
+const FROM_COLUMNS: &str = include_str!("from_columns.sql");
+
+/// The envelope's columns and the payload, in the order [`record_from_row`] reads them.
+pub(super) const COLUMNS: &str = "id, principal, state, sent, created_ms, updated_ms, credits_used, \
+    tokens_used, reused_from, error, owner_pid, owner_run, may_be_charged, unsaved, revision, \
+    payload";
+
+pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    Ok(JobRecord {
+        id: row.get("id")?,
+        principal: row.get("principal")?,
+        state: JobState::parse(&row.get::<_, String>("state")?),
+        sent: row.get("sent")?,
+        created_ms: row.get("created_ms")?,
+        updated_ms: row.get("updated_ms")?,
+        credits_used: row.get("credits_used")?,
+        tokens_used: row.get("tokens_used")?,
+        reused_from: row.get("reused_from")?,
+        error: row.get("error")?,
+        owner_pid: row.get("owner_pid")?,
+        owner_run: row.get("owner_run")?,
+        may_be_charged: row.get("may_be_charged")?,
+        unsaved: row.get("unsaved")?,
+        payload: Payload::from_json(
+            row.get("revision")?,
+            row.get::<_, Option<String>>("payload")?.as_deref(),
+        ),
+    })
+}
+
+/// Makes the schema, moving the jobs of a store kept in columns (an earlier release's) into it.
+pub(super) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let in_columns: bool = connection.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'prompt'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !in_columns {
+        return connection.execute_batch(SCHEMA);
+    }
+    let transaction = connection.transaction()?;
+    // Columns a store of an even earlier release lacks, read as absent.
+    for (name, kind) in [
+        ("input_mime", "TEXT"),
+        ("input_width", "INTEGER"),
+        ("input_height", "INTEGER"),
+        ("input_bytes", "INTEGER"),
+        ("saving_path", "TEXT"),
+        ("saving_bytes", "INTEGER"),
+        ("may_be_charged", "INTEGER NOT NULL DEFAULT 0"),
+        ("unsaved", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let present: bool = transaction.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )?;
+        if !present {
+            transaction.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    transaction.execute_batch("ALTER TABLE jobs RENAME TO jobs_in_columns;")?;
+    // The old indexes went with the table; the schema makes them anew.
+    for index in [
+        "jobs_by_fingerprint",
+        "jobs_results",
+        "jobs_by_time",
+        "jobs_unfinished",
+    ] {
+        transaction.execute_batch(&format!("DROP INDEX IF EXISTS {index}"))?;
+    }
+    transaction.execute_batch(SCHEMA)?;
+    transaction.execute_batch(FROM_COLUMNS)?;
+    transaction.commit()
+}
