@@ -14,6 +14,7 @@ use image::ImageReader;
 use crate::byte_pool::BytePool;
 use scale::RowScaler;
 
+mod encode;
 mod rows;
 mod scale;
 mod workers;
@@ -206,13 +207,24 @@ fn preview_of<R: BufRead + Seek>(
         });
     }
 
-    let first = scaled(reader, (width, height), budget.max_edge_px, held_bytes)?;
+    let (first, jpeg) = scaled_and_encoded(reader, (width, height), budget, held_bytes)?;
+    if base64_len(jpeg.len() as u64) <= budget.max_base64_bytes {
+        return Ok(Preview {
+            bytes: jpeg.into(),
+            mime_type: "image/jpeg",
+            width: first.width,
+            height: first.height,
+            full_size: (width, height),
+        });
+    }
 
+    // Too big at the first quality: the lower ones, then smaller sizes, from the scaled picture.
+    let mut qualities = &JPEG_QUALITIES[1..];
     let mut edge = first.width.max(first.height);
     let mut scaled = Cow::Borrowed(&first);
     loop {
         let pixels = rgb_on_white(&scaled.pixels, scaled.channels());
-        for quality in JPEG_QUALITIES {
+        for &quality in qualities {
             let mut jpeg = Vec::new();
             // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
             jpeg_encoder::Encoder::new(&mut jpeg, quality).encode(
@@ -237,28 +249,62 @@ fn preview_of<R: BufRead + Seek>(
                 edge_px: edge,
             });
         }
+        qualities = &JPEG_QUALITIES;
         edge = edge * 3 / 4;
         let (smaller_width, smaller_height) = fit_within(width, height, edge);
         scaled = Cow::Owned(first.rescaled(smaller_width, smaller_height)?);
     }
 }
 
-/// `reader`'s picture, `size` pixels, scaled to fit `edge` on its longer side, decoded as rows into the scaler
-/// once its memory is reserved. `held_bytes` of the encoded picture are in memory meanwhile.
-fn scaled<R: BufRead + Seek>(
+/// `reader`'s picture, `size` pixels, scaled to fit the budget's edge on its longer side, decoded as rows into the
+/// scaler once its memory is reserved, and its JPEG at the first of [`JPEG_QUALITIES`], encoded on a second thread
+/// from the rows the scaler has made while it makes the rest ([`encode`]). `held_bytes` of the encoded picture are
+/// in memory meanwhile.
+fn scaled_and_encoded<R: BufRead + Seek>(
     mut reader: R,
     size: (u32, u32),
-    edge: u32,
+    budget: PreviewLimits,
     held_bytes: u64,
-) -> Result<scale::Scaled, PreviewError> {
-    let target = fit_within(size.0, size.1, edge.max(1));
+) -> Result<(scale::Scaled, Vec<u8>), PreviewError> {
+    let target = fit_within(size.0, size.1, budget.max_edge_px.max(1));
     let plan = rows::plan(&mut reader, size, target)?;
     let needed = pixel_memory(size, &plan, held_bytes)?;
     // Called on preview threads, never on an async one, so blocking here is what is meant.
     let _share = futures::executor::block_on(PIXEL_MEMORY.reserve(needed))
         .expect("the semaphore is never closed");
-    let scaler = RowScaler::new(plan.rows_size, plan.target, plan.pixel_type);
-    rows::decode_into(reader, &plan, scaler, MAX_PREVIEW_PIXEL_BYTES).map_err(|error| match error {
+    let (sink, bands) = std::sync::mpsc::channel();
+    // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
+    let rows = encode::ArrivingRows::new(
+        bands,
+        (plan.target.0 as u16, plan.target.1 as u16),
+        scale::channels(plan.pixel_type),
+    );
+    let scaler = RowScaler::new(plan.rows_size, plan.target, plan.pixel_type).sending_to(sink);
+    std::thread::scope(|scope| {
+        let encoder = std::thread::Builder::new()
+            .name("reve-preview-encode".to_owned())
+            .spawn_scoped(scope, move || {
+                let mut jpeg = Vec::new();
+                jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITIES[0])
+                    .encode_image(rows)
+                    .map(|()| jpeg)
+            })
+            .map_err(|error| PreviewError::Workers(error.to_string()))?;
+        // The scaler (and so the rows' sender) is gone once decoding ends, well or not, so the
+        // encoder always finishes.
+        let scaled = decoded(reader, &plan, scaler)?;
+        let jpeg = encoder.join().expect("encoding does not panic")?;
+        Ok((scaled, jpeg))
+    })
+}
+
+/// `reader`'s picture decoded into `scaler` as `plan` says, a stream that ends early read as a picture cut short.
+fn decoded<R: BufRead + Seek>(
+    reader: R,
+    plan: &rows::Plan,
+    scaler: RowScaler,
+) -> Result<scale::Scaled, PreviewError> {
+    rows::decode_into(reader, plan, scaler, MAX_PREVIEW_PIXEL_BYTES).map_err(|error| match error {
         PreviewError::Decode(image::ImageError::IoError(error))
             if error.kind() == std::io::ErrorKind::UnexpectedEof =>
         {

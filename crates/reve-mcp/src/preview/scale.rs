@@ -88,6 +88,9 @@ pub(super) struct RowScaler {
     target: Vec<u8>,
     target_rows: u32,
     resizer: Resizer,
+    /// Where each band of target rows goes as soon as it is made, besides the target picture:
+    /// the preview's encoder, working on the rows already made while later ones are decoded.
+    sink: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl RowScaler {
@@ -115,7 +118,14 @@ impl RowScaler {
             ),
             target_rows: 0,
             resizer: Resizer::new(),
+            sink: None,
         }
+    }
+
+    /// This scaler, also sending each band of target rows to `sink` as it is made.
+    pub(super) fn sending_to(mut self, sink: std::sync::mpsc::Sender<Vec<u8>>) -> RowScaler {
+        self.sink = Some(sink);
+        self
     }
 
     /// The memory a scaler of this shape holds at most: its band of source rows and the target picture.
@@ -190,6 +200,10 @@ impl RowScaler {
         let options = box_filter().crop(0.0, top, f64::from(self.width), span);
         self.resizer.resize(&source, &mut scaled, &options)?;
         self.target.extend_from_slice(scaled.buffer());
+        if let Some(sink) = &self.sink {
+            // An encoder that stopped wants no more rows.
+            let _ = sink.send(scaled.into_vec());
+        }
         self.target_rows = band_end;
 
         // Keep one row before the next band's span for the same rounding.

@@ -323,7 +323,7 @@ fn every_format_streamed_or_scaled_in_its_decoder_matches_the_whole_picture_scal
         let target = fit_within(size.0, size.1, 300);
         let plan = rows::plan(&mut reader, size, target).unwrap();
         assert_eq!(plan.source, source, "{name}");
-        let made = scaled(Cursor::new(&bytes), size, 300, 0).unwrap();
+        let made = scaled_to(&bytes, size, 300);
         assert_eq!((made.width, made.height), target, "{name}");
         let difference = scale::tests::Difference::of(&made.pixels, &scaled_whole(&bytes, target));
         let close = if decoded_otherwise {
@@ -343,7 +343,7 @@ fn a_gif_frame_on_a_huge_canvas_is_drawn_a_row_at_a_time() {
     let plan = rows::plan(&mut reader, (16_000, 16_000), (1568, 1568)).unwrap();
     assert_eq!(plan.source, rows::Source::GifRows);
     assert!(pixel_memory((16_000, 16_000), &plan, 0).unwrap() < 64 * MIB);
-    let made = scaled(Cursor::new(&canvas), (16_000, 16_000), 64, 0).unwrap();
+    let made = scaled_to(&canvas, (16_000, 16_000), 64);
     // One black pixel in 16000², on a transparent canvas: nothing shows.
     assert!(made.pixels.iter().all(|&channel| channel == 0));
 }
@@ -386,4 +386,49 @@ fn decompression_bomb_is_refused_without_decoding() {
         ),
         "{error}"
     );
+}
+
+/// `bytes` scaled to fit `edge`, as a preview scales them.
+fn scaled_to(bytes: &[u8], size: (u32, u32), edge: u32) -> scale::Scaled {
+    let budget = PreviewLimits {
+        max_edge_px: edge,
+        ..PreviewLimits::default()
+    };
+    scaled_and_encoded(Cursor::new(bytes), size, budget, 0)
+        .unwrap()
+        .0
+}
+
+/// The JPEG encoded from rows as they are scaled is the picture the scaler made: decoded, it
+/// is as close to the scaled picture as the same JPEG encoded from it whole.
+#[test]
+fn the_jpeg_encoded_as_rows_arrive_shows_the_scaled_picture() {
+    for (width, height, edge) in [(640, 480, 1568), (1000, 700, 300), (33, 17, 1568)] {
+        let png = reve_tests::fake::sample_png(width, height);
+        let budget = PreviewLimits {
+            max_edge_px: edge,
+            ..PreviewLimits::default()
+        };
+        let (scaled, streamed) =
+            scaled_and_encoded(Cursor::new(&png), (width, height), budget, 0).unwrap();
+        let rgb = rgb_on_white(&scaled.pixels, scaled.channels()).into_owned();
+        let mut whole = Vec::new();
+        jpeg_encoder::Encoder::new(&mut whole, JPEG_QUALITIES[0])
+            .encode(
+                &rgb,
+                scaled.width as u16,
+                scaled.height as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .unwrap();
+        let decode = |jpeg: &[u8]| image::load_from_memory(jpeg).unwrap().into_rgb8();
+        let (streamed, whole) = (decode(&streamed), decode(&whole));
+        assert_eq!(streamed.dimensions(), (scaled.width, scaled.height));
+        let against_scaled = scale::tests::Difference::of(streamed.as_raw(), &rgb);
+        let whole_against_scaled = scale::tests::Difference::of(whole.as_raw(), &rgb);
+        assert!(
+            against_scaled.mean <= whole_against_scaled.mean + 0.5,
+            "{width}x{height}: streamed {against_scaled:?}, whole {whole_against_scaled:?}"
+        );
+    }
 }
