@@ -39,6 +39,9 @@ pub struct Generation {
     /// The picture it made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Picture>,
+    /// How long the API took to answer once the request was sent, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_seconds: Option<f64>,
 }
 
 /// Where a generation's result goes.

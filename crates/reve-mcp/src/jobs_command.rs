@@ -30,9 +30,10 @@ fn line(job: &JobRecord) -> String {
                 .clone()
                 .or_else(|| result.url.clone())
                 .unwrap_or_default();
-            match reused {
-                Some(other) => format!("{place} (reused from {other})"),
-                None => place,
+            match (reused, job.generation().api_seconds) {
+                (Some(other), _) => format!("{place} (reused from {other})"),
+                (None, Some(seconds)) => format!("{place} (the API took {seconds:.1} s)"),
+                (None, None) => place,
             }
         }
         (None, Some(error), _) => error.clone(),

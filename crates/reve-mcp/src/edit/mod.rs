@@ -383,11 +383,15 @@ impl Editor {
             input
         };
         let edit = async move {
-            let (staged, early) = self
+            let (staged, early, answered_after) = self
                 .call_api(&body, &destination.folder, progress, journal, cancel)
                 .await?;
             drop((body, upload));
             progress.report(Stage::Saving).await;
+            let generation = Generation {
+                api_seconds: answered_after.map(|after| after.as_secs_f64()),
+                ..generation
+            };
             self.save_and_preview(staged, generation, early, journal)
                 .await
         };
@@ -426,7 +430,8 @@ impl Editor {
 
     /// Calls the API, reporting progress while it works and telling `journal` what it answered
     /// before the image is fetched; drops the HTTP request the moment `cancel` fires. The
-    /// preview starts on the image as it downloads.
+    /// preview starts on the image as it downloads. With the staged result, how long the API
+    /// took to answer.
     async fn call_api(
         &self,
         body: &RequestBody,
@@ -434,9 +439,10 @@ impl Editor {
         progress: &impl Progress,
         journal: &impl Journal,
         cancel: &CancellationToken,
-    ) -> Result<(StagedImage, Option<EarlyPreview>), EditError> {
+    ) -> Result<(StagedImage, Option<EarlyPreview>, Option<Duration>), EditError> {
         let started = Instant::now();
         let early = OnceLock::new();
+        let answered_after = OnceLock::new();
         // Known once the API answered: a download or a write that fails after that names it,
         // since the result is paid for and still there to fetch.
         let url = OnceLock::new();
@@ -445,6 +451,7 @@ impl Editor {
             let call =
                 self.client
                     .edit_into_dir_reporting(body, stage_dir, |generated, arriving| {
+                        let _ = answered_after.set(started.elapsed());
                         if let Some(budget) = self.options.preview
                             && let Some(preview) = self.previews.follow(arriving, budget)
                         {
@@ -471,6 +478,6 @@ impl Editor {
                 }
             }
         };
-        Ok((staged, early.into_inner()))
+        Ok((staged, early.into_inner(), answered_after.into_inner()))
     }
 }

@@ -191,6 +191,14 @@ async fn a_cancellation_before_sending_stops_the_job_and_after_sending_does_not(
     states.sort_unstable();
     assert_eq!(states, ["cancelled", "succeeded"], "{listed}");
     assert!(listed.contains("nothing was charged"), "{listed}");
+    // The API took the fake's 3 s to answer the one edit sent, and the listing says so.
+    let seconds: f64 = listed
+        .split("(the API took ")
+        .nth(1)
+        .and_then(|rest| rest.split(" s)").next())
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {listed}"));
+    assert!((3.0..10.0).contains(&seconds), "{listed}");
 }
 
 #[tokio::test]
