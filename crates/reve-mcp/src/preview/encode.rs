@@ -78,7 +78,10 @@ impl ImageBuffer for ArrivingRows {
             match feed.bands.recv() {
                 Ok(pixels) => {
                     feed.band_top += feed.band.len() / row_bytes;
-                    feed.band = rgb_on_white(&pixels, self.channels).into_owned();
+                    feed.band = match self.channels {
+                        3 => pixels,
+                        channels => rgb_on_white(&pixels, channels).into_owned(),
+                    };
                 }
                 Err(_) => feed.ended = true,
             }
@@ -86,20 +89,68 @@ impl ImageBuffer for ArrivingRows {
         let start = y.saturating_sub(feed.band_top) * row_bytes;
         let [luma, blue, red, _] = buffers;
         match feed.band.get(start..start + row_bytes) {
-            Some(row) if y >= feed.band_top => {
-                for pixel in row.chunks_exact(3) {
-                    let (y, cb, cr) = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
-                    luma.push(y);
-                    blue.push(cb);
-                    red.push(cr);
-                }
-            }
+            Some(row) if y >= feed.band_top => to_ycbcr(row, luma, blue, red),
             _ => {
                 let width = usize::from(self.width);
                 luma.extend(std::iter::repeat_n(255, width));
                 blue.extend(std::iter::repeat_n(128, width));
                 red.extend(std::iter::repeat_n(128, width));
             }
+        }
+    }
+}
+
+/// Pixels converted at once: enough for the compiler to keep each step in vector registers.
+const LANES: usize = 16;
+
+/// An RGB row as YCbCr, appended to the three planes: `jpeg_encoder::rgb_to_ycbcr`'s
+/// arithmetic (JFIF's coefficients scaled by 2^16), written on fixed-size blocks of pixels so
+/// that it compiles to vector instructions as the encoder's own conversion does.
+fn to_ycbcr(row: &[u8], luma: &mut Vec<u8>, blue: &mut Vec<u8>, red: &mut Vec<u8>) {
+    let mut blocks = row.chunks_exact(3 * LANES);
+    for block in &mut blocks {
+        let (mut r, mut g, mut b) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
+        for (i, pixel) in block.chunks_exact(3).enumerate() {
+            r[i] = i32::from(pixel[0]);
+            g[i] = i32::from(pixel[1]);
+            b[i] = i32::from(pixel[2]);
+        }
+        let (mut ys, mut cbs, mut crs) = ([0u8; LANES], [0u8; LANES], [0u8; LANES]);
+        for i in 0..LANES {
+            ys[i] = ((19595 * r[i] + 38470 * g[i] + 7471 * b[i] + 0x7FFF) >> 16) as u8;
+            cbs[i] =
+                ((-11059 * r[i] - 21709 * g[i] + 32768 * b[i] + (128 << 16) + 0x7FFF) >> 16) as u8;
+            crs[i] =
+                ((32768 * r[i] - 27439 * g[i] - 5329 * b[i] + (128 << 16) + 0x7FFF) >> 16) as u8;
+        }
+        luma.extend_from_slice(&ys);
+        blue.extend_from_slice(&cbs);
+        red.extend_from_slice(&crs);
+    }
+    for pixel in blocks.remainder().chunks_exact(3) {
+        let (y, cb, cr) = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
+        luma.push(y);
+        blue.push(cb);
+        red.push(cr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The blocks convert exactly as the encoder's own function, for every value of each
+    /// channel.
+    #[test]
+    fn rows_convert_as_the_encoder_converts_a_pixel() {
+        let row: Vec<u8> = (0..=255u8)
+            .flat_map(|value| [value, value.wrapping_mul(7), 255 - value])
+            .chain([1, 2, 3])
+            .collect();
+        let (mut luma, mut blue, mut red) = (Vec::new(), Vec::new(), Vec::new());
+        super::to_ycbcr(&row, &mut luma, &mut blue, &mut red);
+        assert_eq!(luma.len(), row.len() / 3);
+        for (i, pixel) in row.chunks_exact(3).enumerate() {
+            let expected = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
+            assert_eq!((luma[i], blue[i], red[i]), expected, "pixel {i}: {pixel:?}");
         }
     }
 }

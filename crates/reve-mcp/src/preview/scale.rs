@@ -155,6 +155,12 @@ impl RowScaler {
             MulDiv::default().multiply_alpha_inplace(&mut view)?;
         }
         self.rows_received += 1;
+        if self.is_identity() {
+            if self.band.len() >= OUTPUT_ROWS_PER_BAND as usize * self.row_bytes {
+                self.pass_band_through();
+            }
+            return Ok(());
+        }
         let band_end = self.target_rows + OUTPUT_ROWS_PER_BAND;
         if band_end < self.target_height && self.rows_received >= self.rows_needed(band_end) {
             self.scale_band(band_end)?;
@@ -170,7 +176,9 @@ impl RowScaler {
                 self.rows_received, self.height
             )));
         }
-        if self.target_rows < self.target_height {
+        if self.is_identity() {
+            self.pass_band_through();
+        } else if self.target_rows < self.target_height {
             self.scale_band(self.target_height)?;
         }
         Ok(Scaled {
@@ -179,6 +187,24 @@ impl RowScaler {
             height: self.target_height,
             pixel_type: self.pixel_type,
         })
+    }
+
+    /// Whether the picture keeps its size: its rows are then the target's rows as they are.
+    fn is_identity(&self) -> bool {
+        (self.width, self.height) == (self.target_width, self.target_height)
+    }
+
+    /// The band's rows, of a picture that keeps its size, as target rows.
+    fn pass_band_through(&mut self) {
+        self.target.extend_from_slice(&self.band);
+        self.target_rows = self.rows_received;
+        match &self.sink {
+            // An encoder that stopped wants no more rows.
+            Some(sink) => {
+                let _ = sink.send(std::mem::take(&mut self.band));
+            }
+            None => self.band.clear(),
+        }
     }
 
     /// How many source rows the target rows before `target_row` draw on: the box filter takes a source row into
