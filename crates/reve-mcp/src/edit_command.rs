@@ -294,18 +294,7 @@ struct BarProgress<'a>(&'a ProgressBar);
 
 impl Progress for BarProgress<'_> {
     async fn report(&self, stage: Stage) {
-        match stage {
-            Stage::Queued { .. } => self.0.set_message("waiting for a free slot"),
-            Stage::Preparing => self.0.set_message("reading the image"),
-            Stage::Waiting { .. } => {
-                self.0
-                    .set_message(format!("waiting for {}", reve_core::MODEL));
-            }
-            Stage::Held { .. } => self
-                .0
-                .set_message("held until the edits in flight report their cost"),
-            Stage::Saving => self.0.set_message("saving"),
-        }
+        self.0.set_message(stage.describe());
     }
 }
 

@@ -37,7 +37,7 @@ pub use jobs::{
 };
 pub use jobs_command::{list as list_jobs, usage as print_usage};
 pub use mcp::server::ReveServer;
-pub use mcp::tool::{EditImageTool, Readable};
+pub use mcp::tool::{EditImageTool, LocalFilesRule};
 pub use transport::{http::serve as serve_http, stdio::guard as guard_stdio};
 
 // The job store and the generation record, as the contract suite (on both engines) and the

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser as _;
 use reve_mcp::{
-    Cli, Command, EditImageTool, Editor, JobStore, Jobs, Readable, ResponseMode, ReveServer,
+    Cli, Command, EditImageTool, Editor, JobStore, Jobs, LocalFilesRule, ResponseMode, ReveServer,
     ServeArgs, Settings,
 };
 use rmcp::ServiceExt as _;
@@ -116,12 +116,12 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
         .chain(&args.folders)
         .cloned()
         .collect();
-    let readable = match args.http {
-        None => Readable::ThisUsers { configured },
-        Some(_) => Readable::ConfiguredOnly { configured },
+    let local_files_rule = match args.http {
+        None => LocalFilesRule::ThisUsers { configured },
+        Some(_) => LocalFilesRule::ConfiguredOnly { configured },
     };
-    let tool =
-        EditImageTool::new(jobs.clone(), readable).allowing_hard_links(settings.allow_hard_links);
+    let tool = EditImageTool::new(jobs.clone(), local_files_rule)
+        .allowing_hard_links(settings.allow_hard_links);
     let server = ReveServer::new(tool, args.structured_content);
     let (served, grace) = match args.http {
         // A stdio client that goes away takes nothing with it: edits already paid for finish

@@ -93,6 +93,31 @@ pub enum Stage {
     Saving,
 }
 
+impl Stage {
+    /// What an edit at this stage is doing, in the one wording every way in shows: the
+    /// tool's "still running" result, a task's status, the command line's progress line.
+    pub fn describe(&self) -> String {
+        match self {
+            Stage::Queued { waited } => format!(
+                "queued behind other edits on this server ({} s so far; nothing sent yet)",
+                waited.as_secs()
+            ),
+            Stage::Preparing => "reading the input picture and building the request".to_owned(),
+            Stage::Waiting { elapsed } => format!(
+                "waiting for {} to finish it ({} s so far)",
+                reve_core::MODEL,
+                elapsed.as_secs()
+            ),
+            Stage::Held { waited } => format!(
+                "held until the edits in flight report their cost, which the daily spending \
+                 limit needs ({} s so far; nothing sent yet)",
+                waited.as_secs()
+            ),
+            Stage::Saving => "saving the result".to_owned(),
+        }
+    }
+}
+
 /// Told of each [`Stage`] an edit reaches.
 pub trait Progress: Sync {
     fn report(&self, stage: Stage) -> impl Future<Output = ()> + Send;

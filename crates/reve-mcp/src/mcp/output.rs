@@ -174,26 +174,9 @@ fn running_result(
     result
 }
 
-/// What a running edit is doing, for a person or a model.
+/// What a running edit is doing, for a person or a model ([`Stage::describe`]).
 pub fn doing(stage: Option<Stage>) -> String {
-    match stage {
-        Some(Stage::Queued { waited }) => format!(
-            "queued behind other edits on this server ({} s so far; nothing sent yet)",
-            waited.as_secs()
-        ),
-        Some(Stage::Waiting { elapsed }) => format!(
-            "waiting for {} to finish it ({} s so far)",
-            reve_core::MODEL,
-            elapsed.as_secs()
-        ),
-        Some(Stage::Held { waited }) => format!(
-            "held until the edits in flight report their cost, which the daily spending limit \
-             needs ({} s so far; nothing sent yet)",
-            waited.as_secs()
-        ),
-        Some(Stage::Saving) => "saving the result".to_owned(),
-        Some(Stage::Preparing) | None => "in progress".to_owned(),
-    }
+    stage.map_or_else(|| "in progress".to_owned(), |stage| stage.describe())
 }
 
 /// The result for the model. Without a saved path, the structured output has no `path` and the

@@ -48,7 +48,7 @@ pub struct GetEditArguments {
 
 /// Whose files a model's local `image_url` may name.
 #[derive(Debug, Clone)]
-pub enum Readable {
+pub enum LocalFilesRule {
     /// A client of this machine's user (stdio): the configured folders and the client's roots,
     /// or the home folder when there are neither; the output folder always, so a result can be
     /// edited again.
@@ -62,20 +62,20 @@ pub enum Readable {
 /// The tools, with everything that outlives one call.
 pub struct EditImageTool {
     jobs: Jobs,
-    readable: Readable,
+    local_files_rule: LocalFilesRule,
     hard_links: bool,
     definition: Tool,
     get_edit: Tool,
 }
 
 impl EditImageTool {
-    pub fn new(jobs: Jobs, readable: Readable) -> Self {
+    pub fn new(jobs: Jobs, local_files_rule: LocalFilesRule) -> Self {
         let saves = jobs.editor().options().saves;
         let definition = definition(saves);
         let get_edit = get_edit_definition(saves);
         Self {
             jobs,
-            readable,
+            local_files_rule,
             hard_links: false,
             definition,
             get_edit,
@@ -107,18 +107,20 @@ impl EditImageTool {
 
     /// Whether this call reads a local file for which the client's roots matter.
     pub fn needs_roots(&self, arguments: &EditImageArguments) -> bool {
-        matches!(&self.readable, Readable::ThisUsers { configured } if configured.is_empty())
+        matches!(&self.local_files_rule, LocalFilesRule::ThisUsers { configured } if configured.is_empty())
             && reve_core::ImageSource::local_file(&arguments.image_url, None)
                 .is_ok_and(|path| path.is_some())
     }
 
     fn local_files(&self, client_roots: Vec<PathBuf>) -> LocalFiles {
-        match &self.readable {
-            Readable::ConfiguredOnly { configured } if configured.is_empty() => LocalFiles::Closed,
-            Readable::ConfiguredOnly { configured } => LocalFiles::Inside(
+        match &self.local_files_rule {
+            LocalFilesRule::ConfiguredOnly { configured } if configured.is_empty() => {
+                LocalFiles::Closed
+            }
+            LocalFilesRule::ConfiguredOnly { configured } => LocalFiles::Inside(
                 AllowedDirs::new(configured.iter().cloned()).with_hard_links(self.hard_links),
             ),
-            Readable::ThisUsers { configured } => {
+            LocalFilesRule::ThisUsers { configured } => {
                 let mut dirs: Vec<PathBuf> =
                     configured.iter().cloned().chain(client_roots).collect();
                 if dirs.is_empty() {

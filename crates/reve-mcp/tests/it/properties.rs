@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use reve_mcp::{
     AllowedDirs, DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, DEFAULT_MAX_WAIT,
     DEFAULT_REUSE_WINDOW, EditImageTool, Editor, EditorOptions, JobOptions, Jobs, LOCAL_PRINCIPAL,
-    PreviewLimits, Readable, ResponseMode, SqliteStore, output_target, parse_arguments,
+    LocalFilesRule, PreviewLimits, ResponseMode, SqliteStore, output_target, parse_arguments,
 };
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
@@ -176,7 +176,7 @@ fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
     };
     let store = Arc::new(SqliteStore::in_folder(&outputs.with_extension("state")));
     let jobs = Jobs::new(editor, store, options);
-    EditImageTool::new(jobs, Readable::ThisUsers { configured })
+    EditImageTool::new(jobs, LocalFilesRule::ThisUsers { configured })
 }
 
 /// A `tools/call` as the server makes it: arguments read, then the edit. A refusal, whether
