@@ -207,15 +207,19 @@ fn preview_of<R: BufRead + Seek>(
         });
     }
 
-    let (first, jpeg) = scaled_and_encoded(reader, (width, height), budget, held_bytes)?;
-    if base64_len(jpeg.len() as u64) <= budget.max_base64_bytes {
-        return Ok(Preview {
+    // The JPEG of `scaled`, if it fits the budget.
+    let fitting = |jpeg: Vec<u8>, scaled: &scale::Scaled| {
+        (base64_len(jpeg.len() as u64) <= budget.max_base64_bytes).then(|| Preview {
             bytes: jpeg.into(),
             mime_type: "image/jpeg",
-            width: first.width,
-            height: first.height,
+            width: scaled.width,
+            height: scaled.height,
             full_size: (width, height),
-        });
+        })
+    };
+    let (first, jpeg) = scaled_and_encoded(reader, (width, height), budget, held_bytes)?;
+    if let Some(preview) = fitting(jpeg, &first) {
+        return Ok(preview);
     }
 
     // Too big at the first quality: the lower ones, then smaller sizes, from the scaled picture.
@@ -233,14 +237,8 @@ fn preview_of<R: BufRead + Seek>(
                 scaled.height as u16,
                 jpeg_encoder::ColorType::Rgb,
             )?;
-            if base64_len(jpeg.len() as u64) <= budget.max_base64_bytes {
-                return Ok(Preview {
-                    bytes: jpeg.into(),
-                    mime_type: "image/jpeg",
-                    width: scaled.width,
-                    height: scaled.height,
-                    full_size: (width, height),
-                });
+            if let Some(preview) = fitting(jpeg, &scaled) {
+                return Ok(preview);
             }
         }
         if edge <= 64 {
