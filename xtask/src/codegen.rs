@@ -47,7 +47,13 @@ use serde_json::{Map, Value};
 /// The vendor's OpenAPI document, relative to the workspace root.
 pub const SPEC_PATH: &str = "spec/reve-edit-image.openapi.json";
 /// Our merge patch of observed deviations, relative to the workspace root.
-pub const OVERLAY_PATH: &str = "spec/overlay.merge-patch.json";
+pub const OVERLAY_PATH: &str = "spec/reve-edit-image.overlay.merge-patch.json";
+/// Where the vendor's documents live, relative to the workspace root: each `<name>.openapi.json` beside its
+/// `<name>.overlay.merge-patch.json`.
+pub const SPEC_DIR: &str = "spec";
+const DOCUMENT_SUFFIX: &str = ".openapi.json";
+const OVERLAY_SUFFIX: &str = ".overlay.merge-patch.json";
+
 /// The generated module of reve-core (types, constants, schema), relative to the workspace root.
 pub const OUTPUT_PATH: &str = "crates/reve-core/src/generated.rs";
 /// The generated module of reve-mcp (the `edit_image` tool's arguments), relative to the workspace root.
@@ -144,6 +150,44 @@ pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
     } else {
         Outcome::Written(written)
     })
+}
+
+/// One of the vendor's documents in `spec/`, with its overlay.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file name without `.openapi.json`: `reve-create-image`.
+    pub name: String,
+    pub spec: Value,
+    pub overlay: Value,
+}
+
+/// Every document in `spec/` under the workspace root `root`, by name; a document without its overlay is refused,
+/// since every published response so far strays from its schema and an empty overlay must be a decision.
+pub fn documents(root: &Path) -> Result<Vec<Document>> {
+    let folder = root.join(SPEC_DIR);
+    let mut names: Vec<String> = fs::read_dir(&folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter_map(|file| file.strip_suffix(DOCUMENT_SUFFIX).map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let overlay = folder.join(format!("{name}{OVERLAY_SUFFIX}"));
+            if !overlay.is_file() {
+                bail!(
+                    "{SPEC_DIR}/{name}{DOCUMENT_SUFFIX} has no overlay: add {SPEC_DIR}/{name}{OVERLAY_SUFFIX} \
+                     (`{{}}` when real responses match the schema)"
+                );
+            }
+            Ok(Document {
+                spec: read_json(&folder.join(format!("{name}{DOCUMENT_SUFFIX}")))?,
+                overlay: read_json(&overlay)?,
+                name,
+            })
+        })
+        .collect()
 }
 
 fn read_json(path: &Path) -> Result<Value> {

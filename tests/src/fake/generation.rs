@@ -11,19 +11,18 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::asked::Asked;
 use super::delivery::{self, Delivery};
 use super::edit::{edit, encode};
 use super::error_body::{JSON_CONTENT_TYPE, documented, error_field, json_response};
 use super::input;
+use super::samples::sample_image;
 use super::scenario::Scenario;
 use super::schema;
 use super::state::{Shared, StoredFile};
 
 /// The endpoint's path, also the `path` of its error bodies.
 pub(crate) const ENDPOINT_PATH: &str = "/v1/images/generations";
-
-/// `meta.usage.tokens_used` of the published example.
-const TOKENS_USED: u64 = 210_000;
 
 pub(crate) async fn generate(
     State(shared): State<Arc<Shared>>,
@@ -75,12 +74,12 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
     if !violations.is_empty() {
         return fail(shared, StatusCode::BAD_REQUEST, violations);
     }
-    let image_url = request["image_url"].as_str().unwrap_or_default();
+    let asked = Asked::of(&request);
     let as_url = request
         .get("convert_base64_to_url")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    match deliver(shared, &scenario, image_url, as_url).await {
+    match deliver(shared, &scenario, &asked, as_url).await {
         Some(response) => response,
         None => refuse(shared, scenario, headers),
     }
@@ -91,35 +90,32 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
 async fn deliver(
     shared: &Shared,
     scenario: &Scenario,
-    image_url: &str,
+    asked: &Asked<'_>,
     as_url: bool,
 ) -> Option<Response> {
+    let tokens = asked.tokens_used();
     let whole = Delivery::Whole;
     Some(match scenario.clone() {
         Scenario::Success | Scenario::Latency(_) => {
-            succeed(shared, image_url, as_url, whole, whole).await
+            succeed(shared, asked, as_url, whole, whole).await
         }
         Scenario::SlowBody { chunk_delay } => {
             let slow = Delivery::Trickle(chunk_delay);
-            succeed(shared, image_url, as_url, slow, slow).await
+            succeed(shared, asked, as_url, slow, slow).await
         }
-        Scenario::TruncatedBody => {
-            succeed(shared, image_url, as_url, Delivery::Truncated, whole).await
-        }
+        Scenario::TruncatedBody => succeed(shared, asked, as_url, Delivery::Truncated, whole).await,
         Scenario::DropAfterHeaders => {
-            succeed(shared, image_url, as_url, Delivery::HeadersOnly, whole).await
+            succeed(shared, asked, as_url, Delivery::HeadersOnly, whole).await
         }
-        Scenario::TruncatedResult => {
-            succeed(shared, image_url, true, whole, Delivery::Truncated).await
-        }
+        Scenario::TruncatedResult => succeed(shared, asked, true, whole, Delivery::Truncated).await,
         Scenario::TruncatedResultOnce => {
-            succeed(shared, image_url, true, whole, Delivery::TruncatedOnce).await
+            succeed(shared, asked, true, whole, Delivery::TruncatedOnce).await
         }
         Scenario::ResultUrl404 => {
             let missing = shared.file_url(&shared.ids.file_name());
             json_response(
                 StatusCode::OK,
-                &data_body(shared, Some(missing), None, false),
+                &data_body(shared, Some(missing), None, false, tokens),
             )
         }
         Scenario::ResultBytes(bytes) => {
@@ -128,15 +124,19 @@ async fn deliver(
                 content_type: "image/png",
                 delivery: whole,
             });
-            json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
+            json_response(
+                StatusCode::OK,
+                &data_body(shared, Some(url), None, false, tokens),
+            )
         }
-        Scenario::ResultAt(url) => {
-            json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
-        }
-        Scenario::HugeResult { bytes } => huge_result(shared, bytes, true),
-        Scenario::HugeResultChunked { bytes } => huge_result(shared, bytes, false),
+        Scenario::ResultAt(url) => json_response(
+            StatusCode::OK,
+            &data_body(shared, Some(url), None, false, tokens),
+        ),
+        Scenario::HugeResult { bytes } => huge_result(shared, bytes, true, tokens),
+        Scenario::HugeResultChunked { bytes } => huge_result(shared, bytes, false, tokens),
         Scenario::ContentViolation => {
-            json_response(StatusCode::OK, &data_body(shared, None, None, true))
+            json_response(StatusCode::OK, &data_body(shared, None, None, true, 0))
         }
         _ => return None,
     })
@@ -258,25 +258,41 @@ fn fail(shared: &Shared, status: StatusCode, message: impl Into<Value>) -> Respo
     documented(status, ENDPOINT_PATH, shared.ids.uuid(), message)
 }
 
-/// Decode, edit, encode, and answer with a URL or inline base64.
+/// Fetch and decode the pictures, make the result, encode it, and answer with a URL or inline
+/// base64. An edit's result is its picture edited ([`edit`]); a remix's, its first picture edited
+/// at the aspect ratio's size, the others fetched and decoded as the API must; a create's, the
+/// sample picture at that size.
 async fn succeed(
     shared: &Shared,
-    image_url: &str,
+    asked: &Asked<'_>,
     as_url: bool,
     body: Delivery,
     file: Delivery,
 ) -> Response {
     let format = shared.options.result_format;
+    let tokens = asked.tokens_used();
     let bytes = if let Some(canned) = &shared.options.canned_result {
         canned.clone()
     } else {
-        let image = match input::load(&shared.http, image_url).await {
-            Ok(image) => image,
-            Err(error) => return fail(shared, StatusCode::BAD_REQUEST, error.message()),
-        };
-        let size = shared.options.result_size;
-        let encoded =
-            tokio::task::spawn_blocking(move || encode(&edit(&image, size), format)).await;
+        let mut pictures = Vec::new();
+        for url in asked.pictures() {
+            match input::load(&shared.http, url).await {
+                Ok(image) => pictures.push(image),
+                Err(error) => return fail(shared, StatusCode::BAD_REQUEST, error.message()),
+            }
+        }
+        let size = shared.options.result_size.or_else(|| asked.size());
+        let encoded = tokio::task::spawn_blocking(move || {
+            let made = match pictures.first() {
+                Some(first) => edit(first, size),
+                None => {
+                    let (width, height) = size.unwrap_or((1024, 1024));
+                    sample_image(width, height)
+                }
+            };
+            encode(&made, format)
+        })
+        .await;
         let Ok(Ok(bytes)) = encoded else {
             return fail(
                 shared,
@@ -292,9 +308,9 @@ async fn succeed(
             content_type: format.content_type(),
             delivery: file,
         });
-        data_body(shared, Some(url), None, false)
+        data_body(shared, Some(url), None, false, tokens)
     } else {
-        data_body(shared, None, Some(STANDARD.encode(bytes)), false)
+        data_body(shared, None, Some(STANDARD.encode(bytes)), false, tokens)
     };
     delivery::deliver(
         StatusCode::OK,
@@ -304,22 +320,26 @@ async fn succeed(
     )
 }
 
-fn huge_result(shared: &Shared, len: u64, declare_length: bool) -> Response {
+fn huge_result(shared: &Shared, len: u64, declare_length: bool, tokens: u64) -> Response {
     let url = shared.store_file(StoredFile::Huge {
         len,
         declare_length,
     });
-    json_response(StatusCode::OK, &data_body(shared, Some(url), None, false))
+    json_response(
+        StatusCode::OK,
+        &data_body(shared, Some(url), None, false, tokens),
+    )
 }
 
-/// The success body, key for key and in the order of the published example.
+/// The success body, key for key and in the order of the published example, reporting
+/// `tokens_used` (none for a picture refused for its content).
 fn data_body(
     shared: &Shared,
     url: Option<String>,
     b64_json: Option<String>,
     content_violation: bool,
+    tokens_used: u64,
 ) -> Value {
-    let tokens_used = if content_violation { 0 } else { TOKENS_USED };
     json!({
         "data": [{
             "url": url,

@@ -1,4 +1,6 @@
-//! A fake of the AIML API's `reve/edit-image` endpoint, served on 127.0.0.1.
+//! A fake of the AIML API's image generation endpoint for the three Reve models
+//! (`reve/edit-image`, `reve/create-image`, `reve/remix-edit-image`), served on
+//! 127.0.0.1.
 //!
 //! # Why it exists
 //!
@@ -6,24 +8,27 @@
 //! money, is slow and cannot be made to fail on demand. This fake stands in for
 //! `https://api.aimlapi.com` (and its CDN) in reve-core's tests, reve-mcp's
 //! end-to-end tests and `cargo xtask demo`. It deliberately does not depend on
-//! reve-core: it is written from the published contract
-//! (`spec/reve-edit-image.openapi.json` and the documentation's example
-//! response), so it checks the client against the vendor's contract rather
-//! than against the client's own reading of it.
+//! reve-core: it is written from the published contract (the three documents
+//! in `spec/` and the documentation's example responses), so it checks the
+//! client against the vendor's contract rather than against the client's own
+//! reading of it.
 //!
 //! # How faithful it is
 //!
 //! Checked against the published contract:
 //! - `POST /v1/images/generations` with `Authorization: Bearer <key>` (401
 //!   otherwise).
-//! - The body is validated with the request schema taken verbatim from the
-//!   spec file (`required`, the `model` enum, `prompt`'s `maxLength` of 2560,
-//!   types, `image_url`'s `uri` format). Failures answer 400 with the
+//! - The body is validated with the request schema of the model it names,
+//!   taken verbatim from that model's document (`required`, the `model` enum,
+//!   `prompt`'s `maxLength` of 2560, types, `image_url`'s `uri` format, the
+//!   seven `aspect_ratio`s, one to four `image_urls`); a model it does not
+//!   serve is refused as outside the enum of the three. Failures answer 400 with the
 //!   documented body `{"message", "path", "requestId", "statusCode",
 //!   "timestamp"}` whose `message` is an array, as the NestJS-based API does.
 //! - Success is shaped key for key like the published example:
 //!   `{"data":[{"url","b64_json","request_id","content_violation"}],
-//!   "meta":{"usage":{"tokens_used":210000}}}`, with a downloadable `url`
+//!   "meta":{"usage":{"tokens_used":210000}}}` (126000 for a create, as its
+//!   example reports), with a downloadable `url`
 //!   unless `convert_base64_to_url` is `false`, in which case `b64_json`
 //!   holds the image and `url` is null.
 //!
@@ -40,7 +45,11 @@
 //! Deliberately different:
 //! - The "edit" is not generative: the result is the input, resized if the fake
 //!   was told to ([`FakeApiBuilder::result_size`]), with its colours inverted
-//!   ([`edit()`]). Tests can predict every pixel.
+//!   ([`edit()`]). Tests can predict every pixel. A remix is its first picture
+//!   edited the same way at its aspect ratio's size (every picture is still
+//!   fetched and decoded); a create is [`sample_image`] at that size. The
+//!   published example gives 16:9 as 1360x768; the other ratios keep about its
+//!   area.
 //! - `image_url` may be a `data:` URI (decoded) or an `http(s)` URL on a
 //!   loopback host (fetched; see [`FakeApi::serve_input`]). Other hosts are
 //!   refused with 400 `image_url could not be fetched`, so nothing ever leaves
@@ -66,6 +75,7 @@
 //! # }
 //! ```
 
+mod asked;
 mod delivery;
 mod edit;
 mod error_body;

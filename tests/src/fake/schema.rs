@@ -1,7 +1,8 @@
-//! Validation of request bodies against the published request schema.
+//! Validation of request bodies against the published request schema of the
+//! model they name.
 //!
-//! The schema is read from `spec/reve-edit-image.openapi.json` itself, not
-//! from reve-core's generated copy, so the fake checks clients against the
+//! The schemas are read from the documents in `spec/` themselves, not from
+//! reve-core's generated copies, so the fake checks clients against the
 //! vendor's contract rather than against our reading of it. Messages are
 //! phrased the way the real API (NestJS and class-validator) phrases them
 //! and, like its messages, never repeat the offending value: a rejected
@@ -13,25 +14,88 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{JsonType, ValidationError, Validator};
 use serde_json::Value;
 
-const SPEC: &str = include_str!("../../../spec/reve-edit-image.openapi.json");
+/// The Reve models the endpoint serves, each with its published document.
+const DOCUMENTS: [(&str, &str); 3] = [
+    (
+        "reve/create-image",
+        include_str!("../../../spec/reve-create-image.openapi.json"),
+    ),
+    (
+        "reve/edit-image",
+        include_str!("../../../spec/reve-edit-image.openapi.json"),
+    ),
+    (
+        "reve/remix-edit-image",
+        include_str!("../../../spec/reve-remix-edit-image.openapi.json"),
+    ),
+];
+
+/// The model a body without one is checked as: its messages then say what every Reve
+/// request lacks (`model`, `prompt`).
+const FALLBACK_MODEL: &str = "reve/edit-image";
+
 const REQUEST_SCHEMA_POINTER: &str =
     "/paths/~1v1~1images~1generations/post/requestBody/content/application~1json/schema";
 
-static VALIDATOR: LazyLock<Validator> = LazyLock::new(|| {
-    let spec: Value = serde_json::from_str(SPEC).expect("spec/ holds valid JSON");
-    let schema = spec
-        .pointer(REQUEST_SCHEMA_POINTER)
-        .expect("the spec describes the request body of POST /v1/images/generations");
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(schema)
-        .expect("the published request schema compiles")
+static VALIDATORS: LazyLock<Vec<(&str, Validator)>> = LazyLock::new(|| {
+    DOCUMENTS
+        .iter()
+        .map(|(model, document)| {
+            let spec: Value = serde_json::from_str(document).expect("spec/ holds valid JSON");
+            let schema = spec
+                .pointer(REQUEST_SCHEMA_POINTER)
+                .expect("the spec describes the request body of POST /v1/images/generations");
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
+                .expect("the published request schema compiles");
+            (*model, validator)
+        })
+        .collect()
 });
 
-/// Every way `body` breaks the request schema, as the API's error `message`
-/// array; empty when the body is valid.
+/// The Reve models the fake serves.
+pub(crate) fn models() -> impl Iterator<Item = &'static str> {
+    DOCUMENTS.iter().map(|(model, _)| *model)
+}
+
+/// Every way `body` breaks the request schema of the model it names, as the
+/// API's error `message` array; empty when the body is valid. A model the
+/// fake does not serve is named as the enum of those it does.
 pub(crate) fn violations(body: &Value) -> Vec<String> {
-    VALIDATOR.iter_errors(body).map(|e| message(&e)).collect()
+    let named = body.get("model").and_then(Value::as_str);
+    let validator = |model: &str| {
+        &VALIDATORS
+            .iter()
+            .find(|(known, _)| *known == model)
+            .expect("a known model")
+            .1
+    };
+    match named {
+        Some(model) if models().any(|known| known == model) => validator(model)
+            .iter_errors(body)
+            .map(|e| message(&e))
+            .collect(),
+        Some(_) => {
+            let mut messages: Vec<String> = validator(FALLBACK_MODEL)
+                .iter_errors(body)
+                .map(|e| message(&e))
+                .filter(|message| !message.starts_with("model "))
+                .collect();
+            messages.insert(
+                0,
+                format!(
+                    "model must be one of the following values: {}",
+                    models().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            messages
+        }
+        None => validator(FALLBACK_MODEL)
+            .iter_errors(body)
+            .map(|e| message(&e))
+            .collect(),
+    }
 }
 
 fn message(error: &ValidationError<'_>) -> String {
@@ -45,6 +109,12 @@ fn message(error: &ValidationError<'_>) -> String {
         }
         ValidationErrorKind::MaxLength { limit } => {
             format!("{field} must be shorter than or equal to {limit} characters")
+        }
+        ValidationErrorKind::MaxItems { limit } => {
+            format!("{field} must contain no more than {limit} elements")
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            format!("{field} must contain at least {limit} elements")
         }
         ValidationErrorKind::Enum { options } => {
             let options: Vec<String> = options
@@ -70,7 +140,13 @@ fn message(error: &ValidationError<'_>) -> String {
             other => format!("{field} must be a {other}"),
         },
         ValidationErrorKind::Format { format } if format == "uri" => {
-            format!("{field} must be a URL address")
+            match field.rsplit_once('.') {
+                // An item of an array, as class-validator's `each` option words it.
+                Some((array, index)) if index.parse::<usize>().is_ok() => {
+                    format!("each value in {array} must be a URL address")
+                }
+                _ => format!("{field} must be a URL address"),
+            }
         }
         _ => format!("{field}: {}", error.masked()),
     }
@@ -140,9 +216,54 @@ mod tests {
             messages,
             [
                 "image_url must be a URL address",
-                "model must be one of the following values: reve/edit-image",
+                "model must be one of the following values: reve/create-image, reve/edit-image, reve/remix-edit-image",
             ]
         );
+    }
+
+    /// Each model is checked against its own document: create takes no picture and an
+    /// aspect ratio of seven, remix one to four pictures, each a URL.
+    #[test]
+    fn each_model_is_checked_against_its_own_document() {
+        let create = json!({ "model": "reve/create-image", "prompt": "p", "aspect_ratio": "16:9" });
+        assert!(violations(&create).is_empty(), "{:?}", violations(&create));
+        let mut wide = create.clone();
+        wide["aspect_ratio"] = json!("21:9");
+        assert_eq!(
+            violations(&wide),
+            [
+                "aspect_ratio must be one of the following values: 16:9, 9:16, 3:2, 2:3, 4:3, 3:4, 1:1"
+            ]
+        );
+        let picture = "data:image/png;base64,iVBORw0KGgo=";
+        let remix = |count: usize| {
+            json!({
+                "model": "reve/remix-edit-image",
+                "prompt": "p",
+                "image_urls": vec![picture; count],
+            })
+        };
+        assert!(violations(&remix(1)).is_empty());
+        assert!(violations(&remix(4)).is_empty());
+        assert_eq!(
+            violations(&remix(5)),
+            ["image_urls must contain no more than 4 elements"]
+        );
+        assert_eq!(
+            violations(&remix(0)),
+            ["image_urls must contain at least 1 elements"]
+        );
+        let mut not_a_url = remix(2);
+        not_a_url["image_urls"][1] = json!("not a url");
+        assert_eq!(
+            violations(&not_a_url),
+            ["each value in image_urls must be a URL address"]
+        );
+        // Edit's picture field is not remix's.
+        let mut edit_shaped = remix(1);
+        edit_shaped.as_object_mut().unwrap().remove("image_urls");
+        edit_shaped["image_url"] = json!(picture);
+        assert_eq!(violations(&edit_shaped), ["image_urls should not be empty"]);
     }
 
     #[test]

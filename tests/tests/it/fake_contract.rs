@@ -383,3 +383,88 @@ async fn bodies_over_the_limit_get_413() {
     );
     assert_eq!(fake.generation_attempts(), 1);
 }
+
+/// The result a success body names, downloaded and decoded, with the tokens it reported.
+async fn made(fake: &FakeApi, sent: &Value) -> (DynamicImage, Value) {
+    let response = post(fake, sent).await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(keys(&answer), ["data", "meta"]);
+    let url = answer["data"][0]["url"].as_str().unwrap();
+    let download = client().get(url).send().await.unwrap();
+    let picture = image::load_from_memory(&download.bytes().await.unwrap()).unwrap();
+    (picture, answer["meta"]["usage"]["tokens_used"].clone())
+}
+
+/// Create and remix answer as their pages' examples do: a 16:9 create is 1360x768 and reports
+/// 126000 tokens; a remix fetches every picture, makes its result from the first at its aspect
+/// ratio (3:2 by default) and reports 210000.
+#[tokio::test]
+async fn create_and_remix_answer_as_their_published_examples() {
+    let fake = FakeApi::start().await;
+    let create =
+        json!({ "model": "reve/create-image", "prompt": "a hedgehog", "aspect_ratio": "16:9" });
+    let (picture, tokens) = made(&fake, &create).await;
+    assert_eq!((picture.width(), picture.height()), (1360, 768));
+    assert_eq!(tokens, 126_000);
+    assert_eq!(picture.to_rgba8(), fake::sample_image(1360, 768));
+
+    let (first, first_picture) = sample(64, 48);
+    let (second, _) = sample(30, 20);
+    let input = fake.serve_input(second, "image/png");
+    let remix = json!({
+        "model": "reve/remix-edit-image",
+        "prompt": "the dinosaur holds the mug",
+        "image_urls": [fake::data_uri("image/png", &first), input],
+    });
+    let (picture, tokens) = made(&fake, &remix).await;
+    assert_eq!(tokens, 210_000);
+    assert_eq!(
+        picture.to_rgba8(),
+        fake::edit(&first_picture, Some((1248, 832)))
+    );
+    // Every picture is fetched and decoded: a second one that is not a picture fails the call.
+    let not_a_picture = fake.serve_input(b"just text".to_vec(), "text/plain");
+    let broken = json!({
+        "model": "reve/remix-edit-image",
+        "prompt": "p",
+        "image_urls": [fake::data_uri("image/png", &first), not_a_picture],
+    });
+    assert_eq!(post(&fake, &broken).await.status(), 400);
+}
+
+/// Bad input for each model is refused with the API's error shape, naming the limit or the
+/// allowed values, and nothing is made.
+#[tokio::test]
+async fn each_models_limits_are_refused_with_the_documented_body() {
+    let fake = FakeApi::start().await;
+    let picture = fake::data_uri("image/png", &sample(8, 8).0);
+    let cases = [
+        (
+            json!({ "model": "reve/remix-edit-image", "prompt": "p", "image_urls": vec![picture.as_str(); 5] }),
+            json!(["image_urls must contain no more than 4 elements"]),
+        ),
+        (
+            json!({ "model": "reve/create-image", "prompt": "p", "aspect_ratio": "21:9" }),
+            json!([
+                "aspect_ratio must be one of the following values: 16:9, 9:16, 3:2, 2:3, 4:3, 3:4, 1:1"
+            ]),
+        ),
+        (
+            json!({ "model": "reve/imagine", "prompt": "p", "image_url": picture }),
+            json!([
+                "model must be one of the following values: reve/create-image, reve/edit-image, reve/remix-edit-image"
+            ]),
+        ),
+    ];
+    for (sent, expected) in cases {
+        let response = post(&fake, &sent).await;
+        assert_eq!(response.status(), 400, "{sent}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            documented_message(&body, 400, "/v1/images/generations"),
+            expected
+        );
+    }
+    assert_eq!(fake.file_downloads(), 0);
+}

@@ -63,7 +63,9 @@ pub(crate) struct ArraySchema<'a> {
     pub(crate) pointer: Pointer,
 }
 
-const COMMON: &[&str] = &["type", "description", "title"];
+/// Keywords every schema may carry: its type and what only describes it (`example`, which the create and remix
+/// documents give their response fields, shows a value and types nothing).
+const COMMON: &[&str] = &["type", "description", "title", "example"];
 
 /// Reads the schema at `pointer`, refusing keywords and shapes outside the subset.
 pub(crate) fn node<'a>(schema: &'a Value, pointer: &Pointer) -> Result<Node<'a>> {
@@ -232,7 +234,7 @@ fn one_or_many<'a>(
 ) -> Result<Node<'a>> {
     for key in map.keys() {
         ensure!(
-            matches!(key.as_str(), "anyOf" | "description" | "title"),
+            matches!(key.as_str(), "anyOf" | "description" | "title" | "example"),
             "`{}`: keyword `{key}` beside `anyOf` is outside the subset the generator supports",
             pointer.push(key)
         );

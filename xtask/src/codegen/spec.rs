@@ -23,7 +23,9 @@ pub(crate) struct Operation {
 }
 
 /// Operation keys that carry no typing information; anything else (parameters, security, callbacks...) would change
-/// the request in a way the generated code cannot express, so it is refused.
+/// the request in a way the generated code cannot express, so it is refused. Specification extensions (`x-...`, such
+/// as the create document's `x-hideTryItPanel` for its documentation site) are descriptive too: OpenAPI says tools
+/// that do not know one ignore it.
 const DESCRIPTIVE_OPERATION_KEYS: &[&str] = &[
     "operationId",
     "summary",
@@ -94,6 +96,7 @@ pub(crate) fn operation(doc: &Value) -> Result<Operation> {
     let op = object(item.get("post"), &op_pointer)?;
     for key in op.keys() {
         if !DESCRIPTIVE_OPERATION_KEYS.contains(&key.as_str())
+            && !key.starts_with("x-")
             && key != "requestBody"
             && key != "responses"
         {

@@ -649,3 +649,78 @@ fn the_request_json_schema_matches_its_snapshot() {
         generated(&read(SPEC_PATH)).request_schema
     );
 }
+
+/// The three Reve documents in `spec/` (issue 34) each generate with their overlay: the generator's subset covers a
+/// request with no picture and an `aspect_ratio` enum with a default (create), and one with an array of one to four
+/// pictures (remix), with their limits and defaults taken from the documents.
+#[test]
+fn every_document_in_spec_generates_with_its_overlay() {
+    let documents = xtask::codegen::documents(&xtask::project_root()).expect("spec/ reads");
+    let names: Vec<&str> = documents
+        .iter()
+        .map(|document| document.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "reve-create-image",
+            "reve-edit-image",
+            "reve-remix-edit-image"
+        ]
+    );
+    for document in &documents {
+        let generated = generate(&document.spec, &document.overlay)
+            .unwrap_or_else(|error| panic!("{} does not generate: {error:#}", document.name));
+        let file = syn::parse_file(&generated.rust).expect("the generated code is valid Rust");
+        let response = document
+            .name
+            .strip_prefix("reve-")
+            .unwrap()
+            .split('-')
+            .map(|word| word[..1].to_uppercase() + &word[1..])
+            .collect::<String>()
+            + "Response";
+        let item = find_struct(&file, &format!("{response}DataItem"));
+        assert!(
+            tokens(item).contains("request_id"),
+            "{}: the overlay adds request_id",
+            document.name
+        );
+        let rust = &generated.rust;
+        match document.name.as_str() {
+            "reve-create-image" => {
+                assert!(rust.contains("pub const ASPECT_RATIO_DEFAULT"), "{rust}");
+                assert!(rust.contains("\"3:2\""), "{rust}");
+                assert!(!rust.contains("image_url"), "create takes no picture");
+            }
+            "reve-remix-edit-image" => {
+                assert!(
+                    rust.contains("pub const IMAGE_URLS_MIN_ITEMS: usize = 1;"),
+                    "{rust}"
+                );
+                assert!(
+                    rust.contains("pub const IMAGE_URLS_MAX_ITEMS: usize = 4;"),
+                    "{rust}"
+                );
+            }
+            _ => assert!(rust.contains("pub image_url: String"), "{rust}"),
+        }
+    }
+}
+
+/// A document in `spec/` without its overlay is refused, naming the file to add.
+#[test]
+fn a_document_without_its_overlay_is_refused() {
+    let root = std::env::temp_dir().join(format!("reve-codegen-overlay-{}", std::process::id()));
+    fs::create_dir_all(root.join("spec")).unwrap();
+    fs::write(root.join("spec/reve-new.openapi.json"), "{}").unwrap();
+    let error = format!(
+        "{:#}",
+        xtask::codegen::documents(&root).expect_err("refused")
+    );
+    fs::remove_dir_all(&root).unwrap();
+    assert!(
+        error.contains("spec/reve-new.overlay.merge-patch.json"),
+        "{error}"
+    );
+}
