@@ -2,8 +2,10 @@
 //!
 //! The published OpenAPI document gets the overlay applied as an RFC 7396 merge patch, its OpenAPI 3.0 schemas are
 //! translated to JSON Schema (`nullable: true` becomes `type: [T, "null"]`, as progenitor's `to_schema.rs` does),
-//! and the result is typed and printed with `quote` and `prettyplease` into `crates/reve-core/src/generated.rs`.
-//! `--check` and the `generated_code_is_fresh` test fail when the checked-in file differs from what the spec says.
+//! and the result is typed and printed with `quote` and `prettyplease` into `crates/reve-core/src/generated/`: one
+//! module per document in `spec/` (`reve-create-image.openapi.json` becomes `create_image.rs`) and `mod.rs`
+//! gathering them. `--check` and the `generated_code_is_fresh` test fail when a checked-in file differs from what the
+//! spec says, or is there when no document makes it.
 //!
 //! # Why a generator of our own
 //!
@@ -41,7 +43,7 @@ mod tool_arguments;
 use std::fs;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Map, Value};
 
 /// The vendor's OpenAPI document, relative to the workspace root.
@@ -54,8 +56,11 @@ pub const SPEC_DIR: &str = "spec";
 const DOCUMENT_SUFFIX: &str = ".openapi.json";
 const OVERLAY_SUFFIX: &str = ".overlay.merge-patch.json";
 
-/// The generated module of reve-core (types, constants, schema), relative to the workspace root.
-pub const OUTPUT_PATH: &str = "crates/reve-core/src/generated.rs";
+/// The generated modules of reve-core (types, constants, schema), one per document, relative to the workspace root.
+pub const OUTPUT_DIR: &str = "crates/reve-core/src/generated";
+/// The document whose model the tool's arguments (`TOOL_ARGUMENTS_PATH`) are generated from, for now the only model
+/// the server offers.
+const TOOL_DOCUMENT: &str = "reve-edit-image";
 /// The generated module of reve-mcp (the `edit_image` tool's arguments), relative to the workspace root.
 pub const TOOL_ARGUMENTS_PATH: &str = "crates/reve-mcp/src/generated.rs";
 /// What `--check` and the freshness test say when the checked-in file is out of date.
@@ -66,12 +71,14 @@ const JSON_SCHEMA_DIALECT: &str = "https://json-schema.org/draft/2020-12/schema"
 /// The generator's output.
 #[derive(Debug, Clone)]
 pub struct Generated {
-    /// Source of reve-core's `generated.rs` ([`OUTPUT_PATH`]).
+    /// Source of the model's module of reve-core (in [`OUTPUT_DIR`]).
     pub rust: String,
     /// Source of reve-mcp's `generated.rs` ([`TOOL_ARGUMENTS_PATH`]).
     pub tool_arguments: String,
     /// JSON Schema of the request body, as embedded in `rust`.
     pub request_schema: Value,
+    /// What the module gathering the models needs of this one.
+    pub(crate) facts: emit::ModuleFacts,
 }
 
 /// Whether `run` may write the output file.
@@ -86,10 +93,10 @@ pub enum Mode {
 /// What `run` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Both files already matched the spec.
+    /// Every file already matched the spec.
     UpToDate,
-    /// These files (paths relative to the workspace root) were rewritten.
-    Written(Vec<&'static str>),
+    /// These files (paths relative to the workspace root) were rewritten or removed.
+    Written(Vec<String>),
 }
 
 /// Generates the module from the OpenAPI document `spec` with the merge patch `overlay` applied.
@@ -110,29 +117,86 @@ pub fn generate(spec: &Value, overlay: &Value) -> Result<Generated> {
     let request_schema = Value::Object(request_schema);
     let rust = emit::file(&model, &request_schema)?;
     let tool_arguments = tool_arguments::file(&model, &request_schema)?;
+    let facts = emit::ModuleFacts::of(&model, &operation);
     Ok(Generated {
         rust,
         tool_arguments,
         request_schema,
+        facts,
     })
 }
 
-/// Generates the module from the spec and overlay checked in under the workspace root `root`.
-pub fn generate_from_files(root: &Path) -> Result<Generated> {
-    generate(
-        &read_json(&root.join(SPEC_PATH))?,
-        &read_json(&root.join(OVERLAY_PATH))?,
-    )
+/// The name of the document of model `id` in `spec/` (without `.openapi.json`): `reve/edit-image` is
+/// `reve-edit-image`.
+pub(crate) fn document_name(id: &str) -> String {
+    id.replace('/', "-")
 }
 
-/// `cargo xtask codegen [--check]` for the workspace at `root`.
+/// The module of reve-core a document's code goes to: `reve-create-image` is `create_image`.
+fn module_name(document: &str) -> String {
+    document
+        .strip_prefix("reve-")
+        .unwrap_or(document)
+        .replace(['-', '.'], "_")
+}
+
+/// Every generated file (its path relative to the workspace root, and its text), from the documents checked in
+/// under the workspace root `root`.
+pub fn generate_from_files(root: &Path) -> Result<Vec<(String, String)>> {
+    let documents = documents(root)?;
+    let mut generated = Vec::new();
+    for document in &documents {
+        let made = generate(&document.spec, &document.overlay)
+            .with_context(|| format!("{SPEC_DIR}/{}{DOCUMENT_SUFFIX}", document.name))?;
+        ensure!(
+            document_name(&made.facts.title) == document.name,
+            "{SPEC_DIR}/{}{DOCUMENT_SUFFIX} describes `{}`: name the file {}{DOCUMENT_SUFFIX}",
+            document.name,
+            made.facts.title,
+            document_name(&made.facts.title)
+        );
+        generated.push((module_name(&document.name), document, made));
+    }
+    let mut files = Vec::new();
+    let shared = |made: &Generated| made.facts.shared.clone();
+    if let Some((_, first, made)) = generated.first() {
+        for (_, document, other) in &generated[1..] {
+            ensure!(
+                shared(other) == shared(made),
+                "{SPEC_DIR}/{}{DOCUMENT_SUFFIX} and {SPEC_DIR}/{}{DOCUMENT_SUFFIX} disagree on the base URL or the \
+                 endpoint",
+                first.name,
+                document.name
+            );
+        }
+    }
+    for (module, document, made) in &generated {
+        files.push((format!("{OUTPUT_DIR}/{module}.rs"), made.rust.clone()));
+        if document.name == TOOL_DOCUMENT {
+            files.push((TOOL_ARGUMENTS_PATH.to_owned(), made.tool_arguments.clone()));
+        }
+    }
+    let modules: Vec<(String, &emit::ModuleFacts)> = generated
+        .iter()
+        .map(|(module, _, made)| (module.clone(), &made.facts))
+        .collect();
+    files.push((
+        format!("{OUTPUT_DIR}/mod.rs"),
+        emit::modules_file(&modules)?,
+    ));
+    ensure!(
+        files.iter().any(|(path, _)| path == TOOL_ARGUMENTS_PATH),
+        "{SPEC_DIR}/{TOOL_DOCUMENT}{DOCUMENT_SUFFIX} is missing: the tool's arguments are made from it"
+    );
+    Ok(files)
+}
+
+/// `cargo xtask codegen [--check]` for the workspace at `root`: every generated file written (or checked), and a
+/// module no document makes any more removed (or reported).
 pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
-    let generated = generate_from_files(root)?;
+    let files = generate_from_files(root)?;
     let mut written = Vec::new();
-    for (relative, text) in [
-        (OUTPUT_PATH, &generated.rust),
-        (TOOL_ARGUMENTS_PATH, &generated.tool_arguments),
-    ] {
+    for (relative, text) in &files {
         let path = root.join(relative);
         // A checkout with CRLF line endings (Git's autocrlf on Windows) is as fresh as one without.
         let current = fs::read_to_string(&path).unwrap_or_default();
@@ -142,14 +206,45 @@ pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
         if mode == Mode::Check {
             bail!("{STALE_MESSAGE} ({relative} differs)");
         }
+        if let Some(folder) = path.parent() {
+            fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+        }
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        written.push(relative);
+        written.push(relative.clone());
+    }
+    for stale in stale_files(root, &files)? {
+        if mode == Mode::Check {
+            bail!("{STALE_MESSAGE} ({stale} is made by no document in {SPEC_DIR}/)");
+        }
+        fs::remove_file(root.join(&stale)).with_context(|| format!("removing {stale}"))?;
+        written.push(stale);
     }
     Ok(if written.is_empty() {
         Outcome::UpToDate
     } else {
         Outcome::Written(written)
     })
+}
+
+/// Generated files of reve-core that no document makes: a module whose document left `spec/`, and the single
+/// `generated.rs` of the releases before one module per model.
+pub fn stale_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
+    let mut stale = Vec::new();
+    let single = "crates/reve-core/src/generated.rs";
+    if root.join(single).is_file() {
+        stale.push(single.to_owned());
+    }
+    let folder = root.join(OUTPUT_DIR);
+    if let Ok(entries) = fs::read_dir(&folder) {
+        for entry in entries.flatten() {
+            let relative = format!("{OUTPUT_DIR}/{}", entry.file_name().to_string_lossy());
+            if !files.iter().any(|(path, _)| *path == relative) {
+                stale.push(relative);
+            }
+        }
+    }
+    stale.sort();
+    Ok(stale)
 }
 
 /// One of the vendor's documents in `spec/`, with its overlay.

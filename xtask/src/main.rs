@@ -10,8 +10,8 @@ use xtask::snapshots::{self, Action};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  codegen            regenerate the generated.rs of reve-core and reve-mcp from spec/
-  codegen --check    fail if either generated.rs is stale
+  codegen            regenerate reve-core's generated/ (a module per document) and reve-mcp's generated.rs from spec/
+  codegen --check    fail if any generated file is stale
   snapshots          run every insta snapshot test; show each changed snapshot and fail
   snapshots --accept write the changed snapshots, then run the tests again
   snapshots --review take the changes one by one with cargo-insta (when installed)
@@ -92,8 +92,8 @@ fn scale_out(root: &std::path::Path) -> Result<ExitCode> {
 fn codegen_task(mode: Mode) -> Result<ExitCode> {
     match codegen::run(&xtask::project_root(), mode)? {
         Outcome::UpToDate => eprintln!(
-            "{} and {} are up to date",
-            codegen::OUTPUT_PATH,
+            "{}/ and {} are up to date",
+            codegen::OUTPUT_DIR,
             codegen::TOOL_ARGUMENTS_PATH
         ),
         Outcome::Written(files) => {

@@ -35,7 +35,7 @@ fn job(id: String) -> JobRecord {
     JobRecord::queued(
         id,
         "local".into(),
-        Generation::new(reve_core::MODEL, crate::PROMPT, destination),
+        Generation::new(reve_core::edit_image::MODEL, crate::PROMPT, destination),
         "bench".into(),
     )
 }

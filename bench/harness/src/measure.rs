@@ -274,7 +274,7 @@ async fn plain_call(
         .post(fake.endpoint_url())
         .bearer_auth(fake.api_key())
         .json(
-            &json!({ "model": reve_core::MODEL, "image_url": image_url, "prompt": crate::PROMPT }),
+            &json!({ "model": reve_core::edit_image::MODEL, "image_url": image_url, "prompt": crate::PROMPT }),
         )
         .send()
         .await?

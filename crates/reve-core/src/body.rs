@@ -9,7 +9,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::generated::{EditImageRequest, PROMPT_MAX_LENGTH};
+use crate::generated::EditImageRequest;
+use crate::generated::edit_image::PROMPT_MAX_LENGTH;
 use crate::image::{Reference, append_data_uri, check_data_uri, check_data_uri_size, reference};
 
 /// The JSON body of an edit request, checked and ready to send with [`crate::Client::edit`] or

@@ -82,6 +82,8 @@ mod sink;
 mod text;
 mod transport;
 
+// Written by `cargo xtask codegen` as prettyplease prints it; its freshness test compares it byte for byte.
+#[rustfmt::skip]
 pub mod generated;
 pub use generated::*;
 

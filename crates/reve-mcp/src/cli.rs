@@ -511,7 +511,7 @@ impl From<EditArgs> for EditCommand {
 fn prompt_help() -> String {
     format!(
         "What to change, in plain language (up to {} characters)",
-        reve_core::PROMPT_MAX_LENGTH
+        reve_core::edit_image::PROMPT_MAX_LENGTH
     )
 }
 

@@ -11,6 +11,8 @@ use super::spec::Operation;
 
 /// Everything the emitter writes, in output order.
 pub(crate) struct Model {
+    /// The request schema's `title`, the model's id: `reve/edit-image`.
+    pub(crate) title: String,
     pub(crate) constants: Vec<Constant>,
     pub(crate) items: Vec<Item>,
     /// Name of the request body struct, e.g. `EditImageRequest`.
@@ -216,6 +218,7 @@ pub(crate) fn build(op: &Operation) -> Result<Model> {
     builder.claim(&schema_const, &op.request_pointer)?;
     builder.claim(&schema_fn, &op.request_pointer)?;
     Ok(Model {
+        title: title.to_owned(),
         constants: builder.constants,
         items: builder.items,
         request_name,

@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use serde_json::{Value, json};
 
-use super::emit::{HEADER, doc_attrs, rust_type};
+use super::emit::{doc_attrs, header, rust_type};
 use super::model::{Field, Item, Model, Presence, Struct, Ty};
 use super::naming::ident;
 
@@ -123,7 +123,11 @@ pub(crate) fn file(model: &Model, request_schema: &Value) -> Result<String> {
         }
     };
     let file: syn::File = syn::parse2(tokens).context("generated tokens are not a Rust file")?;
-    Ok(format!("{HEADER}\n{}", prettyplease::unparse(&file)))
+    Ok(format!(
+        "{}\n{}",
+        header(&model.title),
+        prettyplease::unparse(&file)
+    ))
 }
 
 /// Whether the model passes this request field: not a single-value one, not one the server chooses.

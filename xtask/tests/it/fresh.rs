@@ -3,16 +3,18 @@
 
 use std::fs;
 
-use xtask::codegen::{OUTPUT_PATH, STALE_MESSAGE, TOOL_ARGUMENTS_PATH, generate_from_files};
+use xtask::codegen::{STALE_MESSAGE, generate_from_files, stale_files};
 
 #[test]
 fn generated_code_is_fresh() {
     let root = xtask::project_root();
     let generated = generate_from_files(&root).expect("the checked-in spec generates");
-    for (path, expected) in [
-        (OUTPUT_PATH, &generated.rust),
-        (TOOL_ARGUMENTS_PATH, &generated.tool_arguments),
-    ] {
+    let stale = stale_files(&root, &generated).unwrap();
+    assert!(
+        stale.is_empty(),
+        "{STALE_MESSAGE} (made by no document: {stale:?})"
+    );
+    for (path, expected) in &generated {
         // A checkout with CRLF line endings (Git's autocrlf on Windows) is as fresh as one without.
         let actual = fs::read_to_string(root.join(path))
             .expect("the generated module is checked in")

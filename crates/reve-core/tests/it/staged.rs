@@ -181,7 +181,7 @@ async fn a_local_image_is_sent_as_the_data_uri_of_its_bytes() {
         fake::data_uri("image/jpeg", &jpeg).as_str()
     );
     assert_eq!(sent["prompt"], "Invert the colours");
-    assert_eq!(sent["model"], reve_core::MODEL);
+    assert_eq!(sent["model"], reve_core::edit_image::MODEL);
 
     let small = config(&fake).with_max_input_bytes(jpeg.len() as u64 - 1);
     let error = client(small).edit(&body).await.unwrap_err();

@@ -105,7 +105,7 @@ impl Stage {
             Stage::Preparing => "reading the input picture and building the request".to_owned(),
             Stage::Waiting { elapsed } => format!(
                 "waiting for {} to finish it ({} s so far)",
-                reve_core::MODEL,
+                reve_core::edit_image::MODEL,
                 elapsed.as_secs()
             ),
             Stage::Held { waited } => format!(
@@ -333,7 +333,7 @@ impl Editor {
             return Err(reve_core::Error::MissingApiKey.into());
         }
         let generation = Generation::new(
-            reve_core::MODEL,
+            reve_core::edit_image::MODEL,
             &arguments.prompt,
             generation::Destination {
                 folder: destination.folder.display().to_string(),

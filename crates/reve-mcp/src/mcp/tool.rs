@@ -231,8 +231,8 @@ fn definition(saves: bool) -> Tool {
          (what to change, e.g. \"put the dinosaur on a lounge chair at sunset\"; up to {max} \
          characters) and `image_url` (an http(s) URL, a data: URI, or an absolute path or \
          file:// URI of a local PNG, JPEG, WebP or GIF). {returns} {TOOL_COST} {TOOL_LONG}",
-        model = reve_core::MODEL,
-        max = reve_core::PROMPT_MAX_LENGTH,
+        model = reve_core::edit_image::MODEL,
+        max = reve_core::edit_image::PROMPT_MAX_LENGTH,
     );
     Tool::new(TOOL_NAME, description, Arc::new(input_schema))
         .with_title(TOOL_TITLE)
@@ -293,7 +293,7 @@ impl Progress for McpProgress {
             ),
             Stage::Waiting { elapsed } => format!(
                 "waiting for {} to finish the edit ({} s so far)",
-                reve_core::MODEL,
+                reve_core::edit_image::MODEL,
                 elapsed.as_secs()
             ),
             Stage::Held { waited } => format!(

@@ -35,7 +35,7 @@ async fn new_job_of(store: &dyn JobStore, id: &str, principal: &str) {
             id.to_owned(),
             principal.to_owned(),
             Generation::new(
-                reve_core::MODEL,
+                reve_core::edit_image::MODEL,
                 "p",
                 Destination {
                     folder: "/tmp".to_owned(),

@@ -18,7 +18,7 @@ fn job(id: &str) -> JobRecord {
         id.into(),
         "local".into(),
         Generation::new(
-            reve_core::MODEL,
+            reve_core::edit_image::MODEL,
             "p",
             Destination {
                 folder: "/tmp".into(),
