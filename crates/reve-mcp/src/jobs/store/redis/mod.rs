@@ -94,11 +94,53 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
         owner_run: text("owner_run").unwrap_or_default(),
         may_be_charged: flag("may_be_charged"),
         unsaved: flag("unsaved"),
-        payload: Payload::from_json(
-            number("revision").unwrap_or_default(),
-            hash.get("payload").map(String::as_str),
-        ),
+        payload: match hash.get("payload") {
+            Some(json) => Payload::from_json(number("revision").unwrap_or_default(), Some(json)),
+            None => legacy_payload(hash),
+        },
     })
+}
+
+/// The generation of a job recorded by a release before payloads, one field per column: what
+/// matters for money (where its result goes, the URL it can still be fetched from, the name it
+/// was about to take, the saved result), so that a job under way across an upgrade is finished,
+/// not called interrupted.
+fn legacy_payload(hash: &HashMap<String, String>) -> Payload {
+    use crate::generation::{Answer, Destination, Generation, Picture, Saving};
+    let text = |name: &str| hash.get(name).cloned();
+    let number = |name: &str| hash.get(name).and_then(|value| value.parse::<u64>().ok());
+    let generation = Generation {
+        model: "reve/edit-image".to_owned(),
+        prompt: text("prompt").unwrap_or_default(),
+        destination: Destination {
+            folder: text("stage_dir").unwrap_or_default(),
+            name: text("output_name"),
+            saves: hash.get("saves").is_none_or(|saves| saves == "1"),
+        },
+        answer: Some(Answer {
+            url: text("generated_url"),
+            request_id: text("request_id"),
+            content_violation: None,
+        }),
+        saving: text("saving_path").map(|path| Saving {
+            path,
+            bytes: number("saving_bytes").unwrap_or_default(),
+        }),
+        result: text("mime_type").map(|mime_type| Picture {
+            mime_type,
+            width: number("width").unwrap_or_default() as u32,
+            height: number("height").unwrap_or_default() as u32,
+            bytes: number("bytes").unwrap_or_default(),
+            path: text("result_path"),
+            url: text("result_url"),
+            preview: None,
+        }),
+        ..Generation::default()
+    };
+    Payload {
+        revision: 0,
+        generation,
+    }
 }
 
 /// Reuses an identical job, holds or refuses at the limit, or claims the fingerprint and
@@ -542,5 +584,50 @@ impl JobStore for RedisStore {
 
     fn health(&self) -> StoreFuture<'_, ()> {
         self.with(move |mut connection| async move { connection.ping().await.map(drop) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job an earlier release wrote field by field, under way with its result's URL known,
+    /// reads with what a survivor needs to fetch and save that result instead of calling it
+    /// interrupted.
+    #[test]
+    fn a_job_written_field_by_field_keeps_what_its_money_needs() {
+        let hash: HashMap<String, String> = [
+            ("id", "j"),
+            ("principal", "local"),
+            ("state", "running"),
+            ("sent", "1"),
+            ("created_ms", "5"),
+            ("prompt", "add a hat"),
+            ("stage_dir", "/out"),
+            ("output_name", "hat.png"),
+            ("saves", "1"),
+            ("generated_url", "https://cdn.example/j.png"),
+            ("request_id", "req-j"),
+            ("saving_path", "/out/hat.png"),
+            ("saving_bytes", "1234"),
+            ("owner_run", "old"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+        let record = record_from_hash(&hash).unwrap();
+        let generation = record.generation();
+        assert_eq!(
+            generation.published_url(),
+            Some("https://cdn.example/j.png")
+        );
+        assert_eq!(generation.request_id(), Some("req-j"));
+        assert_eq!(generation.prompt, "add a hat");
+        assert_eq!(generation.destination.name.as_deref(), Some("hat.png"));
+        assert_eq!(
+            generation.saving.as_ref().map(|saving| saving.bytes),
+            Some(1234)
+        );
+        assert!(record.sent && generation.result.is_none());
     }
 }

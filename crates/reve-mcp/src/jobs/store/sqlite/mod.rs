@@ -325,7 +325,9 @@ impl JobLifecycle for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             let mut adopted = Vec::new();
             for (job, until) in unfinished {
-                if until > now && runs.is_alive(&job.owner_run) {
+                // A lease of 0 was never set: the job was recorded by a release before leases,
+                // whose process is judged alive by its run's lock file alone.
+                if (until == 0 || until > now) && runs.is_alive(&job.owner_run) {
                     continue;
                 }
                 // Only if no other survivor took it meanwhile.

@@ -137,3 +137,26 @@ async fn reading_an_absent_store_makes_no_file() {
     store.health().await.unwrap();
     assert!(!folder.path().join(STORE_FILE).exists());
 }
+
+/// A job recorded before leases (moved from a store kept in columns: its lease is 0) belongs
+/// to its run for as long as the run's lock file says the run lives, and then to a survivor.
+#[tokio::test]
+async fn a_job_without_a_lease_is_judged_by_its_runs_lock() {
+    let folder = tempfile::tempdir().unwrap();
+    let owner = SqliteStore::in_folder(folder.path());
+    owner.insert(job("a")).await.unwrap();
+    owner
+        .with_blocking(|connection| {
+            connection.execute(
+                "UPDATE jobs SET lease_until_ms = 0, state = 'running' WHERE id = 'a'",
+                [],
+            )
+        })
+        .unwrap();
+    let survivor = SqliteStore::in_folder(folder.path());
+    let taken = survivor.orphans("survivor".into(), 2).await.unwrap();
+    assert!(taken.is_empty(), "its run lives: {taken:?}");
+    drop(owner);
+    let taken = survivor.orphans("survivor".into(), 2).await.unwrap();
+    assert_eq!(taken.len(), 1, "its run ended");
+}
