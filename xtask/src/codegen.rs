@@ -32,6 +32,7 @@
 //! `#[serde(rename)]`. Request constants are `<PROP>` (single allowed value), `<PROP>_MAX_LENGTH`, `<PROP>_DEFAULT`,
 //! `<PROP>_MIN_ITEMS` and `<PROP>_MAX_ITEMS`, nested properties joining their path with `_`.
 
+mod describe;
 mod emit;
 mod model;
 mod naming;

@@ -15,7 +15,7 @@ use crate::body::RequestBody;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{ImageFormat, describe_non_image};
-use crate::generated::EditImageRequest;
+use crate::generated::{CreateImageRequest, EditImageRequest, RemixEditImageRequest};
 use crate::image::ImageSource;
 use crate::output::{EditedImage, StagedImage, create_temp_in};
 use crate::response::{Generated, Generation, ResultImage, decode_base64_image, text_excerpt};
@@ -28,7 +28,9 @@ use crate::transport::{self, Call};
 /// so that one unreachable address does not use up the whole deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A client for the `reve/edit-image` model.
+/// A client for the Reve models: [`Client::edit_image`], [`Client::create`] and
+/// [`Client::remix`], or any model's [`RequestBody`] with [`Client::edit`] and
+/// [`Client::edit_into_dir`].
 ///
 /// Cheap to construct (the HTTP client and its TLS setup are built on first use, which keeps a
 /// server's cold start fast) and cheap to clone (clones share one connection pool). The same HTTP
@@ -84,7 +86,73 @@ impl Client {
         self.edit(&body).await
     }
 
-    /// Sends a prepared body, as [`Client::edit_image`] does, and returns the result in memory.
+    /// Makes a picture from words alone with `reve/create-image`, and returns it held in
+    /// memory: the same checks, retries, deadline and fetching as [`Client::edit_image`].
+    ///
+    /// ```
+    /// use reve_core::{Client, Config, CreateImageRequest, CreateImageRequestAspectRatio};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let fake = reve_tests::FakeApi::start().await;
+    /// # let out_dir = tempfile::tempdir()?;
+    /// # let config = Config::default().with_api_key(fake.api_key()).with_base_url(fake.base_url())?;
+    /// let client = Client::new(config)?;
+    /// let mut request = CreateImageRequest::new("A lighthouse on a cliff at dawn, watercolour");
+    /// request.aspect_ratio = Some(CreateImageRequestAspectRatio::V16_9);
+    /// let created = client.create(&request).await?;
+    /// let saved = created.save_in(out_dir.path(), Some("lighthouse.png"))?;
+    /// println!("saved {} ({:?})", saved.display(), created.dimensions()?);
+    /// # assert_eq!(created.dimensions()?, (1360, 768));
+    /// # assert_eq!(fake.requests()[0].json.as_ref().unwrap()["aspect_ratio"], "16:9");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn create(&self, request: &CreateImageRequest) -> Result<EditedImage> {
+        let body = RequestBody::new(request, self.inner.config.max_input_bytes())?;
+        self.edit(&body).await
+    }
+
+    /// Combines one to four pictures into one as the prompt says, with
+    /// `reve/remix-edit-image`, and returns it held in memory: the same checks, retries,
+    /// deadline and fetching as [`Client::edit_image`]. The published documents do not say how
+    /// a prompt refers to each picture; it is passed as written. Local pictures go in as
+    /// `data:` URIs ([`crate::ImageSource::into_image_url`]), or straight from their files with
+    /// [`RequestBody::with_image_files`].
+    ///
+    /// ```
+    /// use reve_core::{Client, Config, ImageSource, RemixEditImageRequest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let fake = reve_tests::FakeApi::start().await;
+    /// # let out_dir = tempfile::tempdir()?;
+    /// # let dinosaur = out_dir.path().join("t-rex.png");
+    /// # std::fs::write(&dinosaur, reve_tests::fake::sample_png(64, 48))?;
+    /// # let cafe = out_dir.path().join("cafe.png");
+    /// # std::fs::write(&cafe, reve_tests::fake::sample_png(80, 60))?;
+    /// # let config = Config::default().with_api_key(fake.api_key()).with_base_url(fake.base_url())?;
+    /// let client = Client::new(config.clone())?;
+    /// let mut pictures = Vec::new();
+    /// for path in [&dinosaur, &cafe] {
+    ///     let source = ImageSource::parse(path.to_str().unwrap())?;
+    ///     pictures.push(source.into_image_url(config.max_input_bytes())?);
+    /// }
+    /// let request = RemixEditImageRequest::new(pictures, "Put the dinosaur in the café, holding a mug");
+    /// let remixed = client.remix(&request).await?;
+    /// println!("{} bytes of {}", remixed.bytes.len(), remixed.metadata.mime_type());
+    /// # assert_eq!(remixed.dimensions()?, (1248, 832)); // 3:2, the document's default
+    /// # assert_eq!(fake.requests()[0].json.as_ref().unwrap()["image_urls"].as_array().unwrap().len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn remix(&self, request: &RemixEditImageRequest) -> Result<EditedImage> {
+        let body = RequestBody::new(request, self.inner.config.max_input_bytes())?;
+        self.edit(&body).await
+    }
+
+    /// Sends a prepared body of any model, as [`Client::edit_image`] does, and returns the
+    /// result in memory.
     ///
     /// An inline image over this client's [`Config::max_input_bytes`] is refused unsent, even if
     /// the body was built with a higher limit.

@@ -75,6 +75,7 @@ mod config;
 mod error;
 mod format;
 mod image;
+mod model;
 mod output;
 mod response;
 mod retry;
@@ -93,7 +94,7 @@ pub use generated::*;
 struct ReadmeExample;
 
 pub use arrival::ArrivingImage;
-pub use body::RequestBody;
+pub use body::{PictureSource, RequestBody};
 pub use client::Client;
 pub use config::{
     API_KEY_ALIAS_VAR, API_KEY_VAR, BASE_URL_VAR, Config, DEFAULT_MAX_INPUT_BYTES,
@@ -103,6 +104,7 @@ pub use config::{
 pub use error::{Error, Phase, Result};
 pub use format::ImageFormat;
 pub use image::{FinalSymlink, ImageSource, data_uri_from_file, open_nonblocking};
+pub use model::{Model, ModelRequest, PictureField, TextField};
 pub use output::{
     EditedImage, NotPersisted, ResultMetadata, StagedImage, Usage, check_file_name, name_beside,
     possible_file_names, sweep_stale_partials,

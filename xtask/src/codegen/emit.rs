@@ -44,11 +44,17 @@ pub(crate) fn file(model: &Model, request_schema: &Value) -> Result<String> {
     let constants = model.constants.iter().map(constant);
     let items = model.items.iter().map(item);
     let schema = schema(model, request_schema)?;
+    let description = super::describe::tokens(
+        &model.title,
+        &model.request_name,
+        &super::describe::of(request_schema)?,
+    );
     let tokens = quote! {
         #module_doc
         use serde::{Deserialize, Serialize};
         #(#constants)*
         #(#items)*
+        #description
         #schema
     };
     let file: syn::File = syn::parse2(tokens).context("generated tokens are not a Rust file")?;
@@ -121,11 +127,17 @@ pub(crate) fn modules_file(modules: &[(String, &ModuleFacts)]) -> Result<String>
         let items = facts.exported.iter().map(|item| ident(item));
         quote! { pub use #name::{#(#items),*}; }
     });
+    let descriptions = modules.iter().map(|(module, _)| {
+        let name = ident(module);
+        quote!(&#name::DESCRIPTION)
+    });
     let tokens = quote! {
         #module_doc
         #(#declarations)*
         #shared
         #(#reexports)*
+        /// Every model `spec/` holds a document of, as its document describes it.
+        pub const MODELS: &[&crate::Model] = &[#(#descriptions),*];
     };
     let file: syn::File = syn::parse2(tokens).context("generated tokens are not a Rust file")?;
     Ok(format!(

@@ -142,6 +142,22 @@ pub struct CreateImageResponseMetaUsage {
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+/// What the document says a `reve/create-image` request may hold (its pictures, its text limits), which [`crate::RequestBody`] checks before anything is sent.
+pub const DESCRIPTION: crate::Model = crate::Model {
+    id: "reve/create-image",
+    pictures: &[],
+    texts: &[
+        crate::TextField {
+            name: "prompt",
+            max_length: 2560,
+        },
+    ],
+};
+impl crate::ModelRequest for CreateImageRequest {
+    fn model(&self) -> &'static crate::Model {
+        &DESCRIPTION
+    }
+}
 /// JSON Schema (draft 2020-12) of [`CreateImageRequest`], translated from the spec's OpenAPI 3.0 schema, for code that validates a request or advertises its shape.
 pub const CREATE_IMAGE_REQUEST_SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -113,6 +113,29 @@ pub struct EditImageResponseMetaUsage {
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+/// What the document says a `reve/edit-image` request may hold (its pictures, its text limits), which [`crate::RequestBody`] checks before anything is sent.
+pub const DESCRIPTION: crate::Model = crate::Model {
+    id: "reve/edit-image",
+    pictures: &[
+        crate::PictureField {
+            name: "image_url",
+            many: false,
+            min_items: 1,
+            max_items: Some(1),
+        },
+    ],
+    texts: &[
+        crate::TextField {
+            name: "prompt",
+            max_length: 2560,
+        },
+    ],
+};
+impl crate::ModelRequest for EditImageRequest {
+    fn model(&self) -> &'static crate::Model {
+        &DESCRIPTION
+    }
+}
 /// JSON Schema (draft 2020-12) of [`EditImageRequest`], translated from the spec's OpenAPI 3.0 schema, for code that validates a request or advertises its shape.
 pub const EDIT_IMAGE_REQUEST_SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",

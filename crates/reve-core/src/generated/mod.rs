@@ -29,3 +29,9 @@ pub use remix_edit_image::{
     RemixEditImageResponseMetaUsage, REMIX_EDIT_IMAGE_REQUEST_SCHEMA,
     remix_edit_image_request_schema,
 };
+/// Every model `spec/` holds a document of, as its document describes it.
+pub const MODELS: &[&crate::Model] = &[
+    &create_image::DESCRIPTION,
+    &edit_image::DESCRIPTION,
+    &remix_edit_image::DESCRIPTION,
+];

@@ -153,6 +153,29 @@ pub struct RemixEditImageResponseMetaUsage {
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+/// What the document says a `reve/remix-edit-image` request may hold (its pictures, its text limits), which [`crate::RequestBody`] checks before anything is sent.
+pub const DESCRIPTION: crate::Model = crate::Model {
+    id: "reve/remix-edit-image",
+    pictures: &[
+        crate::PictureField {
+            name: "image_urls",
+            many: true,
+            min_items: 1,
+            max_items: Some(4),
+        },
+    ],
+    texts: &[
+        crate::TextField {
+            name: "prompt",
+            max_length: 2560,
+        },
+    ],
+};
+impl crate::ModelRequest for RemixEditImageRequest {
+    fn model(&self) -> &'static crate::Model {
+        &DESCRIPTION
+    }
+}
 /// JSON Schema (draft 2020-12) of [`RemixEditImageRequest`], translated from the spec's OpenAPI 3.0 schema, for code that validates a request or advertises its shape.
 pub const REMIX_EDIT_IMAGE_REQUEST_SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
