@@ -59,11 +59,9 @@ const OVERLAY_SUFFIX: &str = ".overlay.merge-patch.json";
 
 /// The generated modules of reve-core (types, constants, schema), one per document, relative to the workspace root.
 pub const OUTPUT_DIR: &str = "crates/reve-core/src/generated";
-/// The document whose model the tool's arguments (`TOOL_ARGUMENTS_PATH`) are generated from, for now the only model
-/// the server offers.
-const TOOL_DOCUMENT: &str = "reve-edit-image";
-/// The generated module of reve-mcp (the `edit_image` tool's arguments), relative to the workspace root.
-pub const TOOL_ARGUMENTS_PATH: &str = "crates/reve-mcp/src/generated.rs";
+/// The generated modules of reve-mcp (each model's tool: its arguments and names), one per document, relative to the
+/// workspace root.
+pub const TOOLS_DIR: &str = "crates/reve-mcp/src/generated";
 /// What `--check` and the freshness test say when the checked-in file is out of date.
 pub const STALE_MESSAGE: &str = "generated code is stale: run `cargo xtask codegen` and commit";
 
@@ -74,7 +72,7 @@ const JSON_SCHEMA_DIALECT: &str = "https://json-schema.org/draft/2020-12/schema"
 pub struct Generated {
     /// Source of the model's module of reve-core (in [`OUTPUT_DIR`]).
     pub rust: String,
-    /// Source of reve-mcp's `generated.rs` ([`TOOL_ARGUMENTS_PATH`]).
+    /// Source of the model's tool module of reve-mcp (in [`TOOLS_DIR`]).
     pub tool_arguments: String,
     /// JSON Schema of the request body, as embedded in `rust`.
     pub request_schema: Value,
@@ -117,7 +115,8 @@ pub fn generate(spec: &Value, overlay: &Value) -> Result<Generated> {
     );
     let request_schema = Value::Object(request_schema);
     let rust = emit::file(&model, &request_schema)?;
-    let tool_arguments = tool_arguments::file(&model, &request_schema)?;
+    let tool_arguments =
+        tool_arguments::file(&model, &request_schema, &describe::of(&request_schema)?)?;
     let facts = emit::ModuleFacts::of(&model, &operation);
     Ok(Generated {
         rust,
@@ -134,7 +133,7 @@ pub(crate) fn document_name(id: &str) -> String {
 }
 
 /// The module of reve-core a document's code goes to: `reve-create-image` is `create_image`.
-fn module_name(document: &str) -> String {
+pub(crate) fn module_name(document: &str) -> String {
     document
         .strip_prefix("reve-")
         .unwrap_or(document)
@@ -171,11 +170,28 @@ pub fn generate_from_files(root: &Path) -> Result<Vec<(String, String)>> {
             );
         }
     }
-    for (module, document, made) in &generated {
+    let mut tools = Vec::new();
+    for (module, _, made) in &generated {
         files.push((format!("{OUTPUT_DIR}/{module}.rs"), made.rust.clone()));
-        if document.name == TOOL_DOCUMENT {
-            files.push((TOOL_ARGUMENTS_PATH.to_owned(), made.tool_arguments.clone()));
-        }
+        files.push((
+            format!("{TOOLS_DIR}/{module}.rs"),
+            made.tool_arguments.clone(),
+        ));
+        tools.push(tool_arguments::ToolFacts {
+            module: module.clone(),
+            names: tool_arguments::Names::of(&made.facts.title),
+        });
+    }
+    let mut verbs: Vec<&str> = tools
+        .iter()
+        .map(|facts| facts.names.verb.as_str())
+        .collect();
+    verbs.sort_unstable();
+    if let Some(twice) = verbs.windows(2).find(|pair| pair[0] == pair[1]) {
+        bail!(
+            "two models in {SPEC_DIR}/ would both be offered as `{}`",
+            twice[0]
+        );
     }
     let modules: Vec<(String, &emit::ModuleFacts)> = generated
         .iter()
@@ -185,10 +201,10 @@ pub fn generate_from_files(root: &Path) -> Result<Vec<(String, String)>> {
         format!("{OUTPUT_DIR}/mod.rs"),
         emit::modules_file(&modules)?,
     ));
-    ensure!(
-        files.iter().any(|(path, _)| path == TOOL_ARGUMENTS_PATH),
-        "{SPEC_DIR}/{TOOL_DOCUMENT}{DOCUMENT_SUFFIX} is missing: the tool's arguments are made from it"
-    );
+    files.push((
+        format!("{TOOLS_DIR}/mod.rs"),
+        tool_arguments::modules_file(&tools)?,
+    ));
     Ok(files)
 }
 
@@ -227,20 +243,25 @@ pub fn run(root: &Path, mode: Mode) -> Result<Outcome> {
     })
 }
 
-/// Generated files of reve-core that no document makes: a module whose document left `spec/`, and the single
-/// `generated.rs` of the releases before one module per model.
+/// Generated files that no document makes: a module whose document left `spec/`, and the single `generated.rs` of
+/// each crate from the releases before one module per model.
 pub fn stale_files(root: &Path, files: &[(String, String)]) -> Result<Vec<String>> {
     let mut stale = Vec::new();
-    let single = "crates/reve-core/src/generated.rs";
-    if root.join(single).is_file() {
-        stale.push(single.to_owned());
+    for single in [
+        "crates/reve-core/src/generated.rs",
+        "crates/reve-mcp/src/generated.rs",
+    ] {
+        if root.join(single).is_file() {
+            stale.push(single.to_owned());
+        }
     }
-    let folder = root.join(OUTPUT_DIR);
-    if let Ok(entries) = fs::read_dir(&folder) {
-        for entry in entries.flatten() {
-            let relative = format!("{OUTPUT_DIR}/{}", entry.file_name().to_string_lossy());
-            if !files.iter().any(|(path, _)| *path == relative) {
-                stale.push(relative);
+    for dir in [OUTPUT_DIR, TOOLS_DIR] {
+        if let Ok(entries) = fs::read_dir(root.join(dir)) {
+            for entry in entries.flatten() {
+                let relative = format!("{dir}/{}", entry.file_name().to_string_lossy());
+                if !files.iter().any(|(path, _)| *path == relative) {
+                    stale.push(relative);
+                }
             }
         }
     }

@@ -92,9 +92,9 @@ fn scale_out(root: &std::path::Path) -> Result<ExitCode> {
 fn codegen_task(mode: Mode) -> Result<ExitCode> {
     match codegen::run(&xtask::project_root(), mode)? {
         Outcome::UpToDate => eprintln!(
-            "{}/ and {} are up to date",
+            "{}/ and {}/ are up to date",
             codegen::OUTPUT_DIR,
-            codegen::TOOL_ARGUMENTS_PATH
+            codegen::TOOLS_DIR
         ),
         Outcome::Written(files) => {
             for file in files {

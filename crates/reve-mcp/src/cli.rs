@@ -59,6 +59,8 @@ pub enum Command {
     /// Edit images from a terminal or a script, without an MCP client.
     #[command(long_about = crate::edit_command::LONG_ABOUT)]
     Edit(EditArgs),
+    #[command(flatten)]
+    Model(crate::verbs::ModelVerb),
     /// List recent edit jobs, newest first: id, state, when, and the saved
     /// result or what went wrong.
     Jobs(JobsArgs),
@@ -498,13 +500,7 @@ pub struct EditArgs {
 
 impl From<EditArgs> for EditCommand {
     fn from(args: EditArgs) -> Self {
-        EditCommand {
-            images: args.images,
-            prompt: args.prompt,
-            output: args.output,
-            jobs: args.jobs,
-            json: args.json,
-        }
+        EditCommand::edits(args.images, &args.prompt, args.output, args.jobs, args.json)
     }
 }
 

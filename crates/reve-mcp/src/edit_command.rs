@@ -22,7 +22,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::edit::{Editor, EditorOptions, LocalFiles, Progress, Stage};
-use crate::generated::EditImageArguments;
+use crate::generated::ToolArguments;
+use crate::generated::edit_image::EditImageArguments;
 use crate::jobs::{JobOptions, JobStore, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
 use crate::report::EditOutput;
 
@@ -54,14 +55,60 @@ pub const EXAMPLES: &str = "Examples:
   reve-mcp edit a.png b.png c.png -p \"in watercolour\" -o out/ --jobs 2
   reve-mcp edit https://example.com/cat.png -p \"add a hat\" -o hat.png --json";
 
-/// What `reve-mcp edit` was asked to do.
+/// What `reve-mcp edit`, `create`, `remix` or another model's verb was asked to do: one or
+/// more calls of a model's tool.
 #[derive(Debug)]
 pub struct EditCommand {
-    pub images: Vec<String>,
-    pub prompt: String,
+    pub calls: Vec<Call>,
     pub output: Option<PathBuf>,
     pub jobs: NonZeroUsize,
     pub json: bool,
+}
+
+/// One call: what the person is shown of it (the input, or the prompt of a create), and the
+/// tool's arguments, where the result goes left to `-o`.
+#[derive(Debug)]
+pub struct Call {
+    pub label: String,
+    pub arguments: ToolArguments,
+}
+
+impl EditCommand {
+    /// `reve-mcp edit`: one edit of each image, as `prompt` says.
+    pub fn edits(
+        images: Vec<String>,
+        prompt: &str,
+        output: Option<PathBuf>,
+        jobs: NonZeroUsize,
+        json: bool,
+    ) -> EditCommand {
+        let calls = images
+            .into_iter()
+            .map(|image| Call {
+                arguments: ToolArguments::EditImage(EditImageArguments::new(image.clone(), prompt)),
+                label: image,
+            })
+            .collect();
+        EditCommand {
+            calls,
+            output,
+            jobs,
+            json,
+        }
+    }
+
+    /// A model's verb (`reve-mcp create`, `remix`...): one call.
+    pub fn verb(verb: crate::verbs::ModelVerb) -> anyhow::Result<EditCommand> {
+        Ok(EditCommand {
+            calls: vec![Call {
+                arguments: verb.arguments()?,
+                label: verb.label(),
+            }],
+            output: verb.output,
+            jobs: NonZeroUsize::MIN,
+            json: verb.json,
+        })
+    }
 }
 
 /// Where results go, decided before any request so that a mistake in `-o`
@@ -129,7 +176,6 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// Everything one edit needs, shared by all of them.
 struct Job {
     jobs: Jobs,
-    prompt: String,
     target: Target,
     local_files: LocalFiles,
     slots: Semaphore,
@@ -149,7 +195,7 @@ pub async fn run(
     }
     let target = Target::resolve(
         command.output.as_deref(),
-        command.images.len(),
+        command.calls.len(),
         &options.output_dir,
     )?;
     let base = std::env::current_dir().context("reading the working directory")?;
@@ -165,7 +211,6 @@ pub async fn run(
             store,
             job_options,
         ),
-        prompt: command.prompt,
         target,
         local_files: LocalFiles::Anywhere { base },
         slots: Semaphore::new(command.jobs.get()),
@@ -186,12 +231,16 @@ pub async fn run(
         ProgressDrawTarget::hidden()
     });
     let mut tasks = JoinSet::new();
-    for (index, input) in command.images.iter().enumerate() {
-        let bar = bars.add(new_bar(input));
+    let labels: Vec<String> = command
+        .calls
+        .iter()
+        .map(|call| call.label.clone())
+        .collect();
+    for (index, call) in command.calls.into_iter().enumerate() {
+        let bar = bars.add(new_bar(&call.label));
         let job = Arc::clone(&job);
-        let input = input.clone();
         tasks.spawn(async move {
-            let outcome = edit_one(&job, &input, &bar).await;
+            let outcome = edit_one(&job, call.arguments, &bar).await;
             bar.disable_steady_tick();
             match &outcome {
                 Ok(output) => bar.finish_with_message(format!("saved {}", output.path)),
@@ -201,7 +250,7 @@ pub async fn run(
         });
     }
 
-    let mut report = Report::new(command.images, command.json, bars);
+    let mut report = Report::new(labels, command.json, bars);
     loop {
         tokio::select! {
             biased;
@@ -241,15 +290,18 @@ fn new_bar(input: &str) -> ProgressBar {
 
 /// One image through the pipeline; a failure is reported by its message,
 /// causes included.
-async fn edit_one(job: &Job, input: &str, bar: &ProgressBar) -> Result<EditOutput, String> {
+async fn edit_one(
+    job: &Job,
+    mut arguments: ToolArguments,
+    bar: &ProgressBar,
+) -> Result<EditOutput, String> {
     let _slot = job.slots.acquire().await.expect("never closed");
     bar.reset_elapsed();
     // Each ticking bar has a thread of its own; a hidden one needs none.
     if !bar.is_hidden() {
         bar.enable_steady_tick(TICK);
     }
-    let mut arguments = EditImageArguments::new(input, job.prompt.clone());
-    arguments.output_path = job.target.name().map(str::to_owned);
+    *arguments.output_path() = job.target.name().map(str::to_owned);
     let waited = async {
         let id = job
             .jobs

@@ -22,6 +22,7 @@ mod mcp;
 mod preview;
 mod report;
 mod transport;
+mod verbs;
 
 // The binary's wiring (`main.rs`): the command line, the parts it builds and the transports
 // and commands it runs.
@@ -31,7 +32,7 @@ pub use edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,
     ResponseMode,
 };
-pub use edit_command::run as run_edit_command;
+pub use edit_command::{EditCommand, run as run_edit_command};
 pub use jobs::{
     DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, Principal,
 };

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     // The command line reports through its own output and progress bars;
     // routine log lines would only get in their way.
     let default_filter = match cli.command {
-        Some(Command::Edit(_) | Command::Jobs(_) | Command::Usage) => "warn",
+        Some(Command::Edit(_) | Command::Model(_) | Command::Jobs(_) | Command::Usage) => "warn",
         // rmcp logs the whole initialize request at info: noise in a client's log.
         _ => "info,rmcp=warn",
     };
@@ -56,6 +56,16 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Edit(args) => {
             reve_mcp::run_edit_command(
                 args.into(),
+                client(&cli.settings)?,
+                cli.settings.editor_options(true, false)?,
+                cli.settings.job_store()?,
+                cli.settings.job_options(None),
+            )
+            .await
+        }
+        Command::Model(verb) => {
+            reve_mcp::run_edit_command(
+                reve_mcp::EditCommand::verb(verb)?,
                 client(&cli.settings)?,
                 cli.settings.editor_options(true, false)?,
                 cli.settings.job_store()?,

@@ -53,6 +53,9 @@ pub struct EditOutput {
     /// The input picture as this server saw it; `null` when it was given by URL (the API
     /// fetches those, this server does not) or could not be read for a preview.
     pub input_image: Option<InputOutput>,
+    /// Every input picture as this server saw it, in order (a remix has several): the first
+    /// is `input_image`. Pictures given by URL are not among them.
+    pub input_images: Vec<InputOutput>,
     /// The result in words, exactly the text beside the picture: where it was saved, its size,
     /// and anything to tell the user. Here too because some hosts show their model this JSON
     /// in place of that text.
@@ -140,15 +143,22 @@ impl EditOutput {
                 tokens_used: usage.tokens_used,
             }),
             reused_from: succeeded.reused_from.clone(),
-            input_image: generation.inputs.first().map(|input| InputOutput {
-                uri: Picture::Input.uri(owner),
-                mime_type: input.mime_type.clone(),
-                width: input.width,
-                height: input.height,
-                bytes: input.bytes,
-            }),
+            input_image: None,
+            input_images: generation
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(index, input)| InputOutput {
+                    uri: Picture::Input(index).uri(owner),
+                    mime_type: input.mime_type.clone(),
+                    width: input.width,
+                    height: input.height,
+                    bytes: input.bytes,
+                })
+                .collect(),
             message: String::new(),
         };
+        output.input_image = output.input_images.first().cloned();
         output.message = describe(job_id, succeeded, &output);
         output
     }

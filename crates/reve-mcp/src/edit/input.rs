@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use reve_core::{FinalSymlink, ImageSource, RequestBody};
+use reve_core::{FinalSymlink, ImageSource, PictureSource, RequestBody};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::{BODY_JSON_BYTES, EditError, Editor, InputPicture, Progress, queued};
+use super::{BODY_JSON_BYTES, EditError, Editor, InputPicture, Progress, ResponseMode, queued};
 use crate::access::{AccessError, AllowedDirs};
+use crate::generated::ToolArguments;
 use crate::preview;
 
 /// Which local files an edit may read: decided by who chose the path.
@@ -46,7 +47,7 @@ impl LocalFiles {
     }
 }
 
-/// The local file `image_url` names, or `None` for a URL or a `data:` URI, which the request
+/// The local file a picture argument names, or `None` for a URL or a `data:` URI, which the request
 /// body checks. Whether the file may be read is [`LocalFiles::open`]'s to say.
 pub fn input_file(image_url: &str, local_files: &LocalFiles) -> Result<Option<PathBuf>, EditError> {
     let base = match local_files {
@@ -58,73 +59,108 @@ pub fn input_file(image_url: &str, local_files: &LocalFiles) -> Result<Option<Pa
 
 impl Editor {
     /// Builds the request body off the async threads, once there is room for it among the
-    /// bodies in flight: a local file is opened (as `local_files` allows), checked and its
+    /// bodies in flight: each local file is opened (as `local_files` allows), checked and its
     /// base64 written straight into the body; a `data:` URI from the caller is checked and
     /// copied into it. The returned permit is the body's room; drop it with the body.
     pub(super) async fn body(
         &self,
-        request: reve_core::EditImageRequest,
-        input: Option<PathBuf>,
+        arguments: ToolArguments,
+        inputs: Vec<Option<PathBuf>>,
         local_files: &LocalFiles,
         progress: &impl Progress,
         cancel: &CancellationToken,
     ) -> Result<(RequestBody, OwnedSemaphorePermit), EditError> {
         let max_bytes = self.options.max_input_bytes;
-        let opened = match input {
-            None => None,
-            Some(path) => {
-                let local_files = local_files.clone();
-                let opened = tokio::task::spawn_blocking(move || local_files.open(&path))
-                    .await
-                    .expect("opening a file does not panic")?;
-                Some(opened)
-            }
+        let opened = {
+            let local_files = local_files.clone();
+            tokio::task::spawn_blocking(move || {
+                inputs
+                    .into_iter()
+                    .map(|input| input.map(|path| local_files.open(&path)).transpose())
+                    .collect::<Result<Vec<_>, EditError>>()
+            })
+            .await
+            .expect("opening a file does not panic")?
         };
-        // The body is the image as base64 (a caller's `data:` URI is that already) and the
-        // JSON around it. A file larger than the limit is refused while it is built, unread.
-        let body_bytes = match &opened {
-            Some((file, _)) => {
-                file.metadata()
-                    .map_or(0, |metadata| metadata.len().min(max_bytes))
-                    .div_ceil(3)
-                    * 4
-            }
-            None => request.image_url.len() as u64,
-        } + BODY_JSON_BYTES;
+        // The body is each picture as base64 (a caller's `data:` URI is that already) and the
+        // JSON around them. A file larger than the limit is refused while it is built, unread.
+        let pictures = arguments.pictures();
+        let body_bytes = opened
+            .iter()
+            .zip(&pictures)
+            .map(|(opened, given)| match opened {
+                Some((file, _)) => {
+                    file.metadata()
+                        .map_or(0, |metadata| metadata.len().min(max_bytes))
+                        .div_ceil(3)
+                        * 4
+                }
+                None => given.len() as u64,
+            })
+            .sum::<u64>()
+            + BODY_JSON_BYTES;
+        drop(pictures);
         let upload = queued(self.uploads.reserve(body_bytes), progress, cancel).await?;
-        let body = tokio::task::spawn_blocking(move || match opened {
-            None => RequestBody::new(&request, max_bytes),
-            Some((file, path)) => RequestBody::with_image_file(&request, &file, &path, max_bytes),
+        let convert_base64_to_url = self.options.response_mode == ResponseMode::Url;
+        let body = tokio::task::spawn_blocking(move || {
+            let sources: Vec<PictureSource<'_>> = opened
+                .iter()
+                .map(|opened| match opened {
+                    Some((file, path)) => PictureSource::File(file, path),
+                    None => PictureSource::AsGiven,
+                })
+                .collect();
+            arguments.body(convert_base64_to_url, &sources, max_bytes)
         })
         .await
         .expect("building the request body does not panic")?;
         Ok((body, upload))
     }
 
-    /// The preview of the picture `body` carries inline, or `None` when it names a URL, the
-    /// editor makes no previews, or the picture cannot be previewed: the edit goes on without.
-    pub(super) async fn input_picture(&self, body: RequestBody) -> Option<InputPicture> {
-        let budget = self.options.preview?;
-        body.inline_image_base64()?;
-        let made = self
-            .previews
-            .run(move || {
-                use base64::Engine as _;
-                let base64 = body.inline_image_base64().unwrap_or_default();
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(base64)
-                    .map_err(|error| image::ImageError::IoError(std::io::Error::other(error)))?;
-                let preview = preview::make_preview(&bytes, budget)?;
-                Ok(InputPicture {
-                    mime_type: preview::mime_type_of(&bytes),
-                    width: preview.full_size.0,
-                    height: preview.full_size.1,
-                    bytes: bytes.len() as u64,
-                    preview,
+    /// The preview of each picture `body` carries, in the request's order: `None` for one it
+    /// names by URL or that cannot be previewed (the edit goes on without), and none at all when
+    /// the editor makes no previews.
+    pub(super) async fn input_pictures(&self, body: RequestBody) -> Vec<Option<InputPicture>> {
+        let Some(budget) = self.options.preview else {
+            return Vec::new();
+        };
+        let count = body.inline_images_base64().count();
+        let mut pictures = Vec::with_capacity(count);
+        for index in 0..count {
+            if body.inline_images_base64().nth(index).flatten().is_none() {
+                pictures.push(None);
+                continue;
+            }
+            let body = body.clone();
+            let made = self
+                .previews
+                .run(move || {
+                    use base64::Engine as _;
+                    let base64 = body
+                        .inline_images_base64()
+                        .nth(index)
+                        .flatten()
+                        .unwrap_or_default();
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(base64)
+                        .map_err(|error| {
+                            image::ImageError::IoError(std::io::Error::other(error))
+                        })?;
+                    let preview = preview::make_preview(&bytes, budget)?;
+                    Ok(InputPicture {
+                        mime_type: preview::mime_type_of(&bytes),
+                        width: preview.full_size.0,
+                        height: preview.full_size.1,
+                        bytes: bytes.len() as u64,
+                        preview,
+                    })
                 })
-            })
-            .await;
-        made.inspect_err(|error| tracing::info!(%error, "no preview of the input picture"))
-            .ok()
+                .await;
+            pictures.push(
+                made.inspect_err(|error| tracing::info!(%error, "no preview of an input picture"))
+                    .ok(),
+            );
+        }
+        pictures
     }
 }

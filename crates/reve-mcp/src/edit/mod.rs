@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::byte_pool::BytePool;
-use crate::generated::EditImageArguments;
+use crate::generated::ToolArguments;
 use crate::generation::{self, Generation, Picture};
 use crate::preview::{EarlyPreview, Preview, PreviewLimits, PreviewWorkers};
 
@@ -210,9 +210,11 @@ pub struct Editor {
 /// An edit that passed [`Editor::prepare`]: ready to run, nothing read or sent yet.
 #[derive(Debug)]
 pub struct Prepared {
-    arguments: EditImageArguments,
+    arguments: ToolArguments,
     destination: Destination,
-    input: Option<PathBuf>,
+    /// Each picture's local file, in the request's order; `None` for one given by URL or as a
+    /// `data:` URI.
+    inputs: Vec<Option<PathBuf>>,
     local_files: LocalFiles,
     generation: Generation,
 }
@@ -264,9 +266,9 @@ pub trait Journal: Sync {
     /// still be fetched if this process dies before it is saved.
     fn generated(&self, generated: reve_core::Generated) -> impl Future<Output = ()> + Send;
 
-    /// The preview of the input picture is made, while the API works: keep it where a viewer
-    /// of the running edit finds it.
-    fn input_seen(&self, input: &InputPicture) -> impl Future<Output = ()> + Send;
+    /// The preview of input picture `index` (counted as [`Generation::inputs`] lists them) is
+    /// made, while the API works: keep it where a viewer of the running edit finds it.
+    fn input_seen(&self, index: usize, input: &InputPicture) -> impl Future<Output = ()> + Send;
 }
 
 /// Nothing recorded; every request is sent, unless its name is taken.
@@ -286,7 +288,7 @@ impl Journal for () {
 
     async fn generated(&self, _generated: reve_core::Generated) {}
 
-    async fn input_seen(&self, _input: &InputPicture) {}
+    async fn input_seen(&self, _index: usize, _input: &InputPicture) {}
 }
 
 impl Editor {
@@ -324,27 +326,38 @@ impl Editor {
     /// arguments, the output name and folder, and whether a local input may be named at all.
     pub fn prepare(
         &self,
-        mut arguments: EditImageArguments,
+        mut arguments: ToolArguments,
         local_files: LocalFiles,
     ) -> Result<Prepared, EditError> {
-        let destination = self.destination(arguments.output_path.take())?;
-        let input = input_file(&arguments.image_url, &local_files)?;
+        let destination = self.destination(arguments.output_path().take())?;
+        let inputs = arguments
+            .pictures()
+            .into_iter()
+            .map(|picture| input_file(picture, &local_files))
+            .collect::<Result<Vec<_>, _>>()?;
         if !self.client.config().has_api_key() {
             return Err(reve_core::Error::MissingApiKey.into());
         }
-        let generation = Generation::new(
-            reve_core::edit_image::MODEL,
-            &arguments.prompt,
+        let model = arguments.tool().model;
+        let mut generation = Generation::new(
+            model.id,
+            arguments.prompt(),
             generation::Destination {
                 folder: destination.folder.display().to_string(),
                 name: destination.name.clone(),
                 saves: self.options.saves,
             },
         );
+        if let Ok(serde_json::Value::Object(mut options)) = serde_json::to_value(&arguments) {
+            options.retain(|name, _| {
+                name != "prompt" && !model.pictures.iter().any(|field| field.name == name)
+            });
+            generation.options = options;
+        }
         Ok(Prepared {
             arguments,
             destination,
-            input,
+            inputs,
             local_files,
             generation,
         })
@@ -363,7 +376,7 @@ impl Editor {
         let Prepared {
             arguments,
             destination,
-            input,
+            inputs,
             local_files,
             generation,
         } = prepared;
@@ -372,9 +385,8 @@ impl Editor {
         }
         let _slot = queued(self.edit_slots.acquire_many(1), progress, cancel).await?;
         progress.report(Stage::Preparing).await;
-        let request = arguments.into_request(self.options.response_mode == ResponseMode::Url);
         let (body, upload) = self
-            .body(request, input, &local_files, progress, cancel)
+            .body(arguments, inputs, &local_files, progress, cancel)
             .await?;
         if cancel.is_cancelled() {
             return Err(EditError::Cancelled);
@@ -397,15 +409,16 @@ impl Editor {
                 }
             }
         }
-        // The input's preview is made on a preview thread while the API works and the result
-        // is saved, so it adds no time to an edit.
+        // The inputs' previews are made on a preview thread while the API works and the result
+        // is saved, so they add no time to an edit.
         let sent = body.clone();
-        let input = async move {
-            let input = self.input_picture(sent).await;
-            if let Some(input) = &input {
-                journal.input_seen(input).await;
+        let inputs = async move {
+            let inputs = self.input_pictures(sent).await;
+            // Numbered as the generation lists them: the pictures previewed, in order.
+            for (index, input) in inputs.iter().flatten().enumerate() {
+                journal.input_seen(index, input).await;
             }
-            input
+            inputs
         };
         let edit = async move {
             let (staged, early, answered_after) = self
@@ -420,9 +433,9 @@ impl Editor {
             self.save_and_preview(staged, generation, early, journal)
                 .await
         };
-        let (edited, input) = tokio::join!(edit, input);
+        let (edited, inputs) = tokio::join!(edit, inputs);
         let mut edited = edited?;
-        edited.generation.inputs = input.iter().map(InputPicture::picture).collect();
+        edited.generation.inputs = inputs.iter().flatten().map(InputPicture::picture).collect();
         Ok(Ran::Edited(Box::new(edited)))
     }
 

@@ -191,22 +191,46 @@ pub enum Picture {
     Result,
     /// The preview of the result: the picture the tool's result showed.
     Preview,
-    /// The preview of the input picture, as it was sent.
-    Input,
+    /// The preview of an input picture as it was sent: the first, second... of those the
+    /// generation lists.
+    Input(usize),
 }
 
 /// Where a job's pictures are named: `reve://jobs/{job_id}/{result,preview,input}`, the URIs
 /// its results give and the resources serve.
 pub const PICTURES_PREFIX: &str = "reve://jobs/";
 
+/// The most input pictures a job's URIs name: more than any model takes.
+const MAX_INPUT_PICTURES: usize = 64;
+
 impl Picture {
-    /// Its name in the URI.
-    pub fn segment(self) -> &'static str {
+    /// Its name in the URI: `result`, `preview`, `input` (the first input), `input-2`...
+    pub fn segment(self) -> String {
         match self {
-            Picture::Result => "result",
-            Picture::Preview => "preview",
-            Picture::Input => "input",
+            Picture::Result => "result".to_owned(),
+            Picture::Preview => "preview".to_owned(),
+            Picture::Input(0) => "input".to_owned(),
+            Picture::Input(index) => format!("input-{}", index + 1),
         }
+    }
+
+    /// The picture named `segment` in a URI.
+    pub fn from_segment(segment: &str) -> Option<Picture> {
+        Some(match segment {
+            "result" => Picture::Result,
+            "preview" => Picture::Preview,
+            "input" => Picture::Input(0),
+            _ => {
+                let number: usize = segment.strip_prefix("input-")?.parse().ok()?;
+                // `input-1` is `input`: one name per picture.
+                if !(2..=MAX_INPUT_PICTURES).contains(&number)
+                    || segment != format!("input-{number}")
+                {
+                    return None;
+                }
+                Picture::Input(number - 1)
+            }
+        })
     }
 
     /// The URI of this picture of job `job_id`.

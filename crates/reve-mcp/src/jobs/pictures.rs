@@ -101,7 +101,7 @@ impl Jobs {
             },
             (Picture::Result | Picture::Preview, None) => return Ok(None),
             // Kept while the edit runs; its type is the preview's own.
-            (Picture::Input, _) => (KeptPicture::Input, None),
+            (Picture::Input(index), _) => (KeptPicture::Input(index), None),
         };
         let bytes = self
             .inner

@@ -20,7 +20,7 @@ use crate::edit::{
     Decision, Destination, EditError, Edited, InputPicture, Journal, LocalFiles, Prepared,
     Progress, Ran, Stage,
 };
-use crate::generated::EditImageArguments;
+use crate::generated::ToolArguments;
 use crate::generation::{Answer, Saving};
 
 impl Jobs {
@@ -29,7 +29,7 @@ impl Jobs {
     /// comes before anything is sent.
     pub async fn submit(
         &self,
-        arguments: EditImageArguments,
+        arguments: ToolArguments,
         local_files: LocalFiles,
         principal: &str,
     ) -> Result<String, JobError> {
@@ -456,9 +456,13 @@ impl Journal for StoreJournal<'_> {
         });
     }
 
-    async fn input_seen(&self, input: &InputPicture) {
+    async fn input_seen(&self, index: usize, input: &InputPicture) {
         self.jobs
-            .keep_picture(KeptPicture::Input, self.id, input.preview.bytes.clone())
+            .keep_picture(
+                KeptPicture::Input(index),
+                self.id,
+                input.preview.bytes.clone(),
+            )
             .await;
     }
 }

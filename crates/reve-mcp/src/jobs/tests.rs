@@ -55,7 +55,9 @@ async fn submit(jobs: &Jobs, prompt: &str) -> String {
         "prompt": prompt,
         "image_url": data_uri("image/png", &sample_png(24, 16)),
     });
-    let arguments = parse_arguments(arguments.as_object().unwrap().clone()).unwrap();
+    let arguments = parse_arguments("edit_image", arguments.as_object().unwrap().clone())
+        .unwrap()
+        .unwrap();
     jobs.submit(arguments, LocalFiles::Closed, LOCAL_PRINCIPAL)
         .await
         .unwrap()

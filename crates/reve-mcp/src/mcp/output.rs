@@ -35,6 +35,15 @@ pub fn output_schema() -> JsonObject {
         closed_schema(schemars::schema_for!(InputOutput), None),
         "The input picture, as it was sent.",
     );
+    if let Some(Value::Object(images)) = done
+        .get_mut("properties")
+        .and_then(|properties| properties.get_mut("input_images"))
+    {
+        images.insert(
+            "items".into(),
+            Value::Object(closed_schema(schemars::schema_for!(InputOutput), None)),
+        );
+    }
     let running = closed_schema(schemars::schema_for!(RunningOutput), Some("running"));
     let mut schema = JsonObject::new();
     schema.insert("type".into(), "object".into());

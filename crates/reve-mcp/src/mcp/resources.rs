@@ -52,9 +52,7 @@ pub fn uri(job_id: &str, picture: Picture) -> String {
 /// A job's id and picture, from a URI [`uri`] made.
 fn parse(uri: &str) -> Option<(&str, Picture)> {
     let (job_id, name) = uri.strip_prefix(JOBS_PREFIX)?.split_once('/')?;
-    let picture = [Picture::Result, Picture::Preview, Picture::Input]
-        .into_iter()
-        .find(|picture| picture.segment() == name)?;
+    let picture = Picture::from_segment(name)?;
     (!job_id.is_empty()).then_some((job_id, picture))
 }
 
@@ -202,11 +200,16 @@ pub fn templates() -> ListResourceTemplatesResult {
             "The preview of an edit job's result: the picture its tool result showed.",
         ),
         template(
-            Picture::Input,
+            Picture::Input(0),
             "input",
-            "The input picture of an edit job as it was sent, preview-sized (none when it was \
+            "The (first) input picture of a job as it was sent, preview-sized (none when it was \
              given by URL: the API fetches those, this server does not).",
         ),
+        ResourceTemplate::new(format!("{JOBS_PREFIX}{{job_id}}/input-{{n}}"), "input-n")
+            .with_description(
+                "The n-th input picture of a job with several (a remix), from 2 on, as it was \
+                 sent, preview-sized.",
+            ),
     ])
 }
 
@@ -242,7 +245,7 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
                 "edit job {job_id} has no {} picture: {}",
                 picture.segment(),
                 match picture {
-                    Picture::Input =>
+                    Picture::Input(_) =>
                         "its input was a URL (which this server does not fetch), could not be \
                          previewed, or has not been read yet",
                     Picture::Result =>
@@ -280,7 +283,12 @@ mod tests {
 
     #[test]
     fn every_picture_uri_reads_back_as_its_job_and_picture() {
-        for picture in [Picture::Result, Picture::Preview, Picture::Input] {
+        for picture in [
+            Picture::Result,
+            Picture::Preview,
+            Picture::Input(0),
+            Picture::Input(3),
+        ] {
             assert_eq!(
                 parse(&uri("0123abcd", picture)),
                 Some(("0123abcd", picture))
@@ -289,6 +297,9 @@ mod tests {
         for other in [
             "reve://jobs//result",
             "reve://jobs/abc/thumbnail",
+            "reve://jobs/abc/input-1",
+            "reve://jobs/abc/input-02",
+            "reve://jobs/abc/input-0",
             "reve://jobs/abc",
             "file:///tmp/abc/result",
         ] {

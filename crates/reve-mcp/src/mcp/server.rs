@@ -16,9 +16,11 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
+use crate::edit::EditError;
+use crate::generated::ToolArguments;
 use crate::jobs::{JobError, Jobs, LOCAL_PRINCIPAL, Principal};
 use crate::mcp::hosts::StructuredContent;
-use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME, TOOL_NAME};
+use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME};
 use crate::mcp::{prompt, resources, task};
 
 /// The MCP revisions this server speaks, oldest first: every one rmcp knows, since the server
@@ -74,8 +76,9 @@ impl ReveServer {
         }
     }
 
-    pub fn tool(&self) -> &Tool {
-        self.tool.definition()
+    /// The definitions of the model tools, `edit_image` first.
+    pub fn tools(&self) -> &[Tool] {
+        self.tool.definitions()
     }
 
     pub fn jobs(&self) -> &Jobs {
@@ -115,13 +118,15 @@ impl ReveServer {
         )
     }
 
-    /// `edit_image`: a task for a client that polls tasks, otherwise a wait for the edit.
-    async fn call_edit_image(
+    /// A model's tool (`edit_image`, `create_image`, `remix_images`...) with its parsed
+    /// `arguments`: a task for a client that polls tasks, otherwise a wait for the picture.
+    async fn call_model_tool(
         &self,
+        arguments: Result<ToolArguments, EditError>,
         request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, JobError> {
-        let arguments = tool::parse_arguments(request.arguments.clone().unwrap_or_default())?;
+        let arguments = arguments?;
         let roots = if self.tool.needs_roots(&arguments) {
             self.client_roots(context).await
         } else {
@@ -224,7 +229,8 @@ impl ServerHandler for ReveServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let mut tools = vec![self.tool().clone(), self.tool.get_edit_definition().clone()];
+        let mut tools = self.tools().to_vec();
+        tools.push(self.tool.get_edit_definition().clone());
         if resources::client_renders_apps(&context) {
             for tool in &mut tools {
                 tool.meta = Some(resources::tool_meta());
@@ -290,11 +296,7 @@ impl ServerHandler for ReveServer {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        match name {
-            TOOL_NAME => Some(self.tool().clone()),
-            GET_EDIT_TOOL_NAME => Some(self.tool.get_edit_definition().clone()),
-            _ => None,
-        }
+        self.tool.definition_of(name).cloned()
     }
 
     /// One small function per tool; what every call shares (the unknown tool, the error as a
@@ -304,21 +306,32 @@ impl ServerHandler for ReveServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.clone().unwrap_or_default();
         let answer = match request.name.as_ref() {
-            TOOL_NAME => self.call_edit_image(&request, &context).await,
             GET_EDIT_TOOL_NAME => self
                 .call_get_edit(&request, &context)
                 .await
                 .map(CallToolResponse::from),
-            other => {
-                return Err(McpError::invalid_params(
-                    format!(
-                        "unknown tool {other:?}; this server has {TOOL_NAME:?} and \
-                         {GET_EDIT_TOOL_NAME:?}"
-                    ),
-                    None,
-                ));
-            }
+            name => match tool::parse_arguments(name, arguments) {
+                Some(arguments) => self.call_model_tool(arguments, &request, &context).await,
+                None => {
+                    let names: Vec<String> = self
+                        .tool
+                        .definitions()
+                        .iter()
+                        .map(|tool| format!("{:?}", tool.name))
+                        .chain([format!("{GET_EDIT_TOOL_NAME:?}")])
+                        .collect();
+                    return Err(McpError::invalid_params(
+                        format!(
+                            "unknown tool {:?}; this server has {}",
+                            reve_core::workspace::shorten(name),
+                            names.join(", ")
+                        ),
+                        None,
+                    ));
+                }
+            },
         };
         let mut result = match answer {
             Ok(CallToolResponse::Complete(result)) => result,

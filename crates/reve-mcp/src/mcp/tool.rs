@@ -1,7 +1,8 @@
-//! The tools: `edit_image` and `get_edit`, their definitions (description, input and output
-//! schemas), and the adapter from a `tools/call` to the jobs that run the edit pipeline. The
-//! arguments of `edit_image` are the generated [`EditImageArguments`]; which local files a call
-//! may read is decided here, since it depends on who the client is.
+//! The tools: one per model in `spec/` (`edit_image`, `create_image`, `remix_images`, and any
+//! model added by its document), and `get_edit`; their definitions (description, input and
+//! output schemas), and the adapter from a `tools/call` to the jobs that run the one pipeline.
+//! A model's arguments are the generated [`ToolArguments`]; which local files a call may read
+//! is decided here, since it depends on who the client is.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,23 +20,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::AllowedDirs;
 use crate::edit::{EditError, LocalFiles, Progress, Stage};
-use crate::generated::EditImageArguments;
+use crate::generated::{ModelTool, TOOLS, ToolArguments};
 use crate::jobs::{JobError, Jobs};
 use crate::mcp::output;
 
-pub const TOOL_NAME: &str = "edit_image";
+/// The tool of `reve/edit-image`, which prompts and messages name.
+pub const TOOL_NAME: &str = crate::generated::edit_image::TOOL.tool;
 pub const GET_EDIT_TOOL_NAME: &str = "get_edit";
 
-const TOOL_TITLE: &str = "Edit image";
-const TOOL_RETURNS_SAVED: &str = "Returns the edited picture as an image you can see, the \
-absolute path where the full-resolution file was saved for the user, the result URL and the \
-request id.";
-const TOOL_RETURNS_UNSAVED: &str = "Returns the edited picture as an image you can see, the URL \
-of the full-resolution result and the request id; this server does not save results.";
 const TOOL_COST: &str = "Each call is a paid generation and takes tens of seconds.";
-const TOOL_LONG: &str = "If the edit takes longer than this server waits, the result says it is \
-still running and gives a job_id: call get_edit with it to collect the picture (calling \
-edit_image again with the same arguments is not charged twice).";
+/// What a tool taking a list of pictures says of the prompt.
+const PICTURES_IN_PROMPT: &str = "The published documents do not say how a prompt refers to each \
+picture: it is passed to the model as written, so name each by what it shows (\"the dinosaur\", \
+\"the café\").";
+const PICTURE_FORMS: &str = "an http(s) URL, a data: URI, or an absolute path or file:// URI of a \
+local PNG, JPEG, WebP or GIF";
 
 /// The arguments of `get_edit`.
 #[derive(Debug, Clone, serde::Deserialize, rmcp::schemars::JsonSchema)]
@@ -64,20 +63,21 @@ pub struct EditImageTool {
     jobs: Jobs,
     local_files_rule: LocalFilesRule,
     hard_links: bool,
-    definition: Tool,
+    /// One per model, in [`TOOLS`]' order.
+    definitions: Vec<Tool>,
     get_edit: Tool,
 }
 
 impl EditImageTool {
     pub fn new(jobs: Jobs, local_files_rule: LocalFilesRule) -> Self {
         let saves = jobs.editor().options().saves;
-        let definition = definition(saves);
+        let definitions = TOOLS.iter().map(|tool| definition(tool, saves)).collect();
         let get_edit = get_edit_definition(saves);
         Self {
             jobs,
             local_files_rule,
             hard_links: false,
-            definition,
+            definitions,
             get_edit,
         }
     }
@@ -97,8 +97,17 @@ impl EditImageTool {
         self
     }
 
-    pub fn definition(&self) -> &Tool {
-        &self.definition
+    /// The model tools' definitions, `edit_image` first.
+    pub fn definitions(&self) -> &[Tool] {
+        &self.definitions
+    }
+
+    /// The definition of the tool named `name`, a model's or `get_edit`.
+    pub fn definition_of(&self, name: &str) -> Option<&Tool> {
+        self.definitions
+            .iter()
+            .chain([&self.get_edit])
+            .find(|tool| tool.name == name)
     }
 
     pub fn saves_results(&self) -> bool {
@@ -106,10 +115,11 @@ impl EditImageTool {
     }
 
     /// Whether this call reads a local file for which the client's roots matter.
-    pub fn needs_roots(&self, arguments: &EditImageArguments) -> bool {
+    pub fn needs_roots(&self, arguments: &ToolArguments) -> bool {
         matches!(&self.local_files_rule, LocalFilesRule::ThisUsers { configured } if configured.is_empty())
-            && reve_core::ImageSource::local_file(&arguments.image_url, None)
-                .is_ok_and(|path| path.is_some())
+            && arguments.pictures().into_iter().any(|picture| {
+                reve_core::ImageSource::local_file(picture, None).is_ok_and(|path| path.is_some())
+            })
     }
 
     fn local_files(&self, client_roots: Vec<PathBuf>) -> LocalFiles {
@@ -132,11 +142,11 @@ impl EditImageTool {
         }
     }
 
-    /// Runs one `edit_image` call: starts its job and waits for it as long as this server
-    /// waits. Every failure is a tool error the model can read.
+    /// Runs one call of a model's tool: starts its job and waits for it as long as this
+    /// server waits. Every failure is a tool error the model can read.
     pub async fn call(
         &self,
-        arguments: EditImageArguments,
+        arguments: ToolArguments,
         client_roots: Vec<PathBuf>,
         principal: &str,
         progress: Option<(ProgressToken, Peer<RoleServer>)>,
@@ -146,10 +156,10 @@ impl EditImageTool {
         self.get_edit(&job_id, principal, progress, cancel).await
     }
 
-    /// Starts an `edit_image` call's job without waiting for it: what a task is made of.
+    /// Starts a model tool's call without waiting for it: what a task is made of.
     pub async fn start(
         &self,
-        arguments: EditImageArguments,
+        arguments: ToolArguments,
         client_roots: Vec<PathBuf>,
         principal: &str,
     ) -> Result<String, JobError> {
@@ -183,20 +193,27 @@ pub fn parse_get_edit_arguments(arguments: JsonObject) -> Result<GetEditArgument
         .map_err(|error| EditError::Arguments(format!("{GET_EDIT_TOOL_NAME}: {error}")))
 }
 
-/// Reads a call's arguments. The generated struct refuses what it does not declare; the message
-/// then names the argument (shortened: a model can send a name of any length) and the tool's
-/// own arguments, rather than serde's wording.
-pub fn parse_arguments(arguments: JsonObject) -> Result<EditImageArguments, EditError> {
+/// Reads the arguments of a call of the model tool `tool`, or `None` when no model has a tool
+/// of that name. The generated structs refuse what they do not declare; the message then names
+/// the argument (shortened: a model can send a name of any length) and the tool's own
+/// arguments, rather than serde's wording.
+pub fn parse_arguments(
+    tool: &str,
+    arguments: JsonObject,
+) -> Option<Result<ToolArguments, EditError>> {
+    let model_tool = TOOLS.iter().find(|model_tool| model_tool.tool == tool)?;
     let unknown = arguments
         .keys()
-        .find(|name| !EditImageArguments::NAMES.contains(&name.as_str()))
+        .find(|name| !model_tool.arguments.contains(&name.as_str()))
         .cloned();
-    serde_path_to_error::deserialize(Value::Object(arguments)).map_err(|error| {
+    let parsed = ToolArguments::parse(tool, Value::Object(arguments))?;
+    Some(parsed.map_err(|error| {
         EditError::Arguments(match unknown {
             Some(name) => format!(
-                "unknown argument {:?}; {TOOL_NAME} takes {}",
+                "unknown argument {:?}; {tool} takes {}",
                 reve_core::workspace::shorten(&name),
-                EditImageArguments::NAMES
+                model_tool
+                    .arguments
                     .iter()
                     .map(|name| format!("`{name}`"))
                     .collect::<Vec<_>>()
@@ -204,7 +221,7 @@ pub fn parse_arguments(arguments: JsonObject) -> Result<EditImageArguments, Edit
             ),
             None => error.to_string(),
         })
-    })
+    }))
 }
 
 /// A tool error for the model, from any failure of a call.
@@ -212,33 +229,92 @@ pub fn error_result(error: &JobError) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(error.to_string())])
 }
 
-fn definition(saves: bool) -> Tool {
-    let mut input_schema = schema_for_type::<EditImageArguments>().as_ref().clone();
+/// A model tool's definition: its generated input schema (without `output_path` when nothing
+/// is saved), and a description made from its document: what the model does, each argument with
+/// its limits and allowed values, what it returns, that it is paid, and how a long call ends.
+fn definition(model_tool: &ModelTool, saves: bool) -> Tool {
+    let mut input_schema = (model_tool.input_schema)().as_ref().clone();
     input_schema.remove("$schema");
     input_schema.remove("title");
     input_schema.remove("description");
-    let (returns, output_schema) = if saves {
-        (TOOL_RETURNS_SAVED, output::output_schema())
+    let model = model_tool.model;
+    let made = if model.pictures.is_empty() {
+        "new"
+    } else {
+        "edited"
+    };
+    let returns = if saves {
+        format!(
+            "Returns the {made} picture as an image you can see, the absolute path where the \
+             full-resolution file was saved for the user, the result URL and the request id."
+        )
     } else {
         // No `output_path`: it would name a file that is never written.
         if let Some(Value::Object(properties)) = input_schema.get_mut("properties") {
             properties.remove("output_path");
         }
-        (TOOL_RETURNS_UNSAVED, output::unsaved_output_schema())
+        format!(
+            "Returns the {made} picture as an image you can see, the URL of the full-resolution \
+             result and the request id; this server does not save results."
+        )
     };
+    let mut arguments = vec![match model.max_length("prompt") {
+        Some(max) => format!("`prompt` ({}; up to {max} characters)", model_tool.prompt),
+        None => format!("`prompt` ({})", model_tool.prompt),
+    }];
+    for field in model.pictures {
+        arguments.push(if field.many {
+            format!("`{}` ({}, each {PICTURE_FORMS})", field.name, field.takes())
+        } else {
+            format!("`{}` ({PICTURE_FORMS})", field.name)
+        });
+    }
+    if let Some(Value::Object(properties)) = input_schema.get("properties") {
+        for (name, schema) in properties {
+            let Some(Value::Array(values)) = schema.get("enum") else {
+                continue;
+            };
+            let values: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+            let default = schema
+                .get("default")
+                .and_then(Value::as_str)
+                .map(|default| format!("; default {default}"))
+                .unwrap_or_default();
+            arguments.push(format!(
+                "optionally `{name}` (one of {}{default})",
+                values.join(", ")
+            ));
+        }
+    }
+    let arguments = match arguments.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let in_prompt = if model.pictures.iter().any(|field| field.many) {
+        format!(" {PICTURES_IN_PROMPT}")
+    } else {
+        String::new()
+    };
+    let tool = model_tool.tool;
     let description = format!(
-        "Edit a picture with a plain-language instruction, using the {model} model. Give `prompt` \
-         (what to change, e.g. \"put the dinosaur on a lounge chair at sunset\"; up to {max} \
-         characters) and `image_url` (an http(s) URL, a data: URI, or an absolute path or \
-         file:// URI of a local PNG, JPEG, WebP or GIF). {returns} {TOOL_COST} {TOOL_LONG}",
-        model = reve_core::edit_image::MODEL,
-        max = reve_core::edit_image::PROMPT_MAX_LENGTH,
+        "{summary}, using the {model} model. Give {arguments}.{in_prompt} {returns} {TOOL_COST} If \
+         the call takes longer than this server waits, the result says it is still running and \
+         gives a job_id: call {GET_EDIT_TOOL_NAME} with it to collect the picture (calling {tool} \
+         again with the same arguments is not charged twice).",
+        summary = model_tool.summary,
+        model = model.id,
     );
-    Tool::new(TOOL_NAME, description, Arc::new(input_schema))
-        .with_title(TOOL_TITLE)
-        .with_raw_output_schema(Arc::new(output_schema))
+    let title = model_tool.title;
+    Tool::new(tool, description, Arc::new(input_schema))
+        .with_title(title)
+        .with_raw_output_schema(Arc::new(if saves {
+            output::output_schema()
+        } else {
+            output::unsaved_output_schema()
+        }))
         .with_annotations(
-            ToolAnnotations::with_title(TOOL_TITLE)
+            ToolAnnotations::with_title(title)
                 .read_only(false)
                 .destructive(false)
                 .idempotent(false)
@@ -259,9 +335,10 @@ fn get_edit_definition(saves: bool) -> Tool {
     let title = "Get an edit's result";
     Tool::new(
         GET_EDIT_TOOL_NAME,
-        "Collect the result of an edit_image call that was still running when it returned, by \
-         its job_id. Waits for the edit as long as edit_image does, then returns exactly what \
-         edit_image would have, or says again that it is still running. Costs nothing.",
+        "Collect the result of an edit_image, create_image or remix_images call (any picture \
+         tool of this server) that was still running when it returned, by its job_id. Waits for \
+         it as long as that tool does, then returns exactly what the tool would have, or says \
+         again that it is still running. Costs nothing.",
         Arc::new(input_schema),
     )
     .with_title(title)

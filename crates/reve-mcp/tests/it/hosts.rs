@@ -31,7 +31,7 @@ async fn codex_gets_the_picture_the_text_and_the_link_without_structured_json() 
     let world = World::new().await;
     let session = start(&env(&world, &[]), client_named("codex-mcp-client")).await;
     let tools = session.client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 2);
+    assert_eq!(tools.len(), 4);
     for tool in &tools {
         assert!(tool.output_schema.is_none(), "{}: {tool:?}", tool.name);
     }

@@ -4,6 +4,7 @@
 
 mod cli_edit;
 mod edits_in_flight;
+mod family;
 mod faults;
 mod hostile_input;
 mod hosts;

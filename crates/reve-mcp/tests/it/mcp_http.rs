@@ -284,7 +284,10 @@ async fn a_tool_call_over_streamable_http_saves_the_result_and_reports_progress(
 
     let tools = session.peer().list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
-    assert_eq!(names, ["edit_image", "get_edit"]);
+    assert_eq!(
+        names,
+        ["edit_image", "create_image", "remix_images", "get_edit"]
+    );
 
     let input = data_uri("image/png", &sample_png(64, 48));
     let result = call_edit_image(
@@ -935,7 +938,7 @@ async fn custom_headers_reach_the_server_through_rmcps_client() {
         )))
         .await
         .expect("a local origin is served");
-    assert_eq!(accepted.peer().list_all_tools().await.unwrap().len(), 2);
+    assert_eq!(accepted.peer().list_all_tools().await.unwrap().len(), 4);
     accepted.cancel().await.unwrap();
     server.stop().await;
 }

@@ -47,9 +47,14 @@ async fn lists_the_edit_image_tool_snapshot() {
     let session = session(&world).await;
     let tools = session.client.peer().list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
-    assert_eq!(names, ["edit_image", "get_edit"]);
+    assert_eq!(
+        names,
+        ["edit_image", "create_image", "remix_images", "get_edit"]
+    );
     insta::assert_json_snapshot!("edit_image_tool", tools[0]);
-    insta::assert_json_snapshot!("get_edit_tool", tools[1]);
+    insta::assert_json_snapshot!("create_image_tool", tools[1]);
+    insta::assert_json_snapshot!("remix_images_tool", tools[2]);
+    insta::assert_json_snapshot!("get_edit_tool", tools[3]);
     session.stop().await;
 }
 
@@ -493,7 +498,7 @@ async fn a_missing_key_is_a_tool_error_naming_the_variable() {
     let session = start(&env, TestClient::default()).await;
     assert_eq!(
         session.client.peer().list_all_tools().await.unwrap().len(),
-        2
+        4
     );
     let input = data_uri("image/png", &sample_png(16, 16));
     let result = session
@@ -560,7 +565,7 @@ async fn slow_calls_do_not_block_each_other_or_listing() {
     };
     let (results, listed) = tokio::join!(all, listing);
     let (tools, in_flight) = listed.expect("listing was blocked");
-    assert_eq!(tools, 2);
+    assert_eq!(tools, 4);
     // Each waiting call has only the hidden file its result will stream into.
     assert_eq!(in_flight.len(), 4, "{in_flight:?}");
     for staging in &in_flight {

@@ -185,7 +185,9 @@ async fn call(
     tool: &EditImageTool,
     arguments: Map<String, Value>,
 ) -> Result<rmcp::model::CallToolResult, String> {
-    let arguments = parse_arguments(arguments).map_err(|error| error.to_string())?;
+    let arguments = parse_arguments("edit_image", arguments)
+        .expect("edit_image is a tool")
+        .map_err(|error| error.to_string())?;
     let result = tool
         .call(
             arguments,

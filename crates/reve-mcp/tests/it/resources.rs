@@ -27,7 +27,10 @@ async fn serve(world: &World, apps: bool) -> McpSession {
     start(&env, client).await
 }
 
-async fn read(session: &McpSession, uri: &str) -> Result<ResourceContents, rmcp::ErrorData> {
+pub(crate) async fn read(
+    session: &McpSession,
+    uri: &str,
+) -> Result<ResourceContents, rmcp::ErrorData> {
     let read = session
         .client
         .peer()
@@ -44,7 +47,7 @@ async fn read(session: &McpSession, uri: &str) -> Result<ResourceContents, rmcp:
 }
 
 /// A blob's bytes and MIME type.
-fn blob(contents: &ResourceContents) -> (Vec<u8>, String) {
+pub(crate) fn blob(contents: &ResourceContents) -> (Vec<u8>, String) {
     match contents {
         ResourceContents::BlobResourceContents {
             blob, mime_type, ..
@@ -192,7 +195,8 @@ async fn an_edit_is_listed_and_read_as_resources_with_its_input_as_sent() {
         [
             "reve://jobs/{job_id}/result",
             "reve://jobs/{job_id}/preview",
-            "reve://jobs/{job_id}/input"
+            "reve://jobs/{job_id}/input",
+            "reve://jobs/{job_id}/input-{n}"
         ]
     );
     session.stop().await;

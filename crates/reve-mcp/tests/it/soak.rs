@@ -277,7 +277,7 @@ async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() 
     );
 
     let tools = session.client.peer().list_all_tools().await;
-    assert_eq!(tools.expect("tools/list is answered").len(), 2);
+    assert_eq!(tools.expect("tools/list is answered").len(), 4);
     let logs = session.stop().await;
     assert!(!logs.contains("panicked"), "{logs}");
 }

@@ -375,7 +375,28 @@ where
     );
     assert_eq!(
         store
-            .picture(KeptPicture::Input, "p1".into())
+            .picture(KeptPicture::Input(0), "p1".into())
+            .await
+            .unwrap(),
+        None
+    );
+    // A job's second input is its own picture, beside (not over) the first.
+    let second = bytes::Bytes::from_static(b"the second input");
+    store
+        .keep_picture(KeptPicture::Input(1), "p1".into(), second.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .picture(KeptPicture::Input(1), "p1".into())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(second.as_ref())
+    );
+    assert_eq!(
+        store
+            .picture(KeptPicture::Input(0), "p1".into())
             .await
             .unwrap(),
         None

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 /// The keys of a successful call's structured result, in order: what the
 /// tool declares and `reve-mcp edit --json` prints after `input`.
-pub const RESULT_KEYS: [&str; 16] = [
+pub const RESULT_KEYS: [&str; 17] = [
     "status",
     "job_id",
     "path",
@@ -26,6 +26,7 @@ pub const RESULT_KEYS: [&str; 16] = [
     "result_uri",
     "preview_uri",
     "input_image",
+    "input_images",
     "message",
 ];
 

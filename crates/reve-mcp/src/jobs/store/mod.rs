@@ -267,15 +267,25 @@ impl Spending {
 pub enum KeptPicture {
     /// The preview of the result: the picture the tool's result showed.
     Preview,
-    /// The preview of the input picture, as it was sent.
-    Input,
+    /// The preview of an input picture, as it was sent: the first, second... of the pictures
+    /// the generation lists ([`crate::generation::Generation::inputs`]).
+    Input(usize),
 }
 
 impl KeptPicture {
     fn folder(self) -> &'static str {
         match self {
             KeptPicture::Preview => "previews",
-            KeptPicture::Input => "inputs",
+            KeptPicture::Input(_) => "inputs",
+        }
+    }
+
+    /// Its name among the job's pictures of its kind: the job's id, and for a second or later
+    /// input its number after it (the first keeps the name it had before jobs had several).
+    fn name(self, id: &str) -> String {
+        match self {
+            KeptPicture::Input(index) if index > 0 => format!("{id}.{}", index + 1),
+            _ => id.to_owned(),
         }
     }
 }

@@ -63,9 +63,9 @@ fn job_key(id: &str) -> String {
 fn picture_key(picture: KeptPicture, id: &str) -> String {
     let kind = match picture {
         KeptPicture::Preview => "preview",
-        KeptPicture::Input => "input",
+        KeptPicture::Input(_) => "input",
     };
-    format!("reve:picture:{kind}:{id}")
+    format!("reve:picture:{kind}:{}", picture.name(id))
 }
 
 /// A job's place in its principal's results: ordered by name as by creation time, then id.

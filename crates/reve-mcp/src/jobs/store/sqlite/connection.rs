@@ -197,7 +197,7 @@ impl SqliteStore {
     }
 
     pub(super) fn picture_path(&self, picture: KeptPicture, id: &str) -> PathBuf {
-        self.folder.join(picture.folder()).join(id)
+        self.folder.join(picture.folder()).join(picture.name(id))
     }
 
     pub(super) fn lease_until(&self) -> u64 {
