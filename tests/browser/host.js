@@ -1,7 +1,7 @@
 // The test host: what an MCP host that renders apps does with reve-mcp, built on the MCP Apps
 // SDK's host side (app-bridge) and the MCP TypeScript client. Bundled by `run.mjs`; never
-// shipped. `window.__reveConfig` says where the server is and what to edit; what happened is
-// left in `window.__reveHost` for the driver.
+// shipped. `window.__reveConfig` says where the server is and which tool to call with which
+// arguments; what happened is left in `window.__reveHost` for the driver.
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { AppBridge, PostMessageTransport, getToolUiResourceUri, RESOURCE_MIME_TYPE } from "@modelcontextprotocol/ext-apps/app-bridge";
 
@@ -21,7 +21,7 @@ async function main() {
   await client.connect(new StreamableHTTPClientTransport(new URL(config.mcpUrl)));
 
   const { tools } = await client.listTools();
-  const tool = tools.find((tool) => tool.name === "edit_image");
+  const tool = tools.find((tool) => tool.name === config.tool);
   const uri = getToolUiResourceUri(tool);
   host.viewerUri = uri;
   const read = await client.readResource({ uri });
@@ -49,9 +49,9 @@ async function main() {
   iframe.srcdoc = contents.text.replace("<head>", `<head><meta http-equiv="Content-Security-Policy" content="${DEFAULT_CSP}">`);
   await initialized;
 
-  const args = { prompt: config.prompt, image_url: config.image };
+  const args = config.arguments;
   await bridge.sendToolInput({ arguments: args });
-  const result = await client.callTool({ name: "edit_image", arguments: args });
+  const result = await client.callTool({ name: config.tool, arguments: args });
   host.firstStatus = result.structuredContent?.status;
   await bridge.sendToolResult(result);
   host.setTheme = (theme) => bridge.sendHostContextChange({ theme });

@@ -5,6 +5,7 @@
 //   REVE_CHROMIUM       Chromium's executable
 //   REVE_MCP_URL        the server's MCP endpoint
 //   REVE_INPUT          the picture to edit
+//   REVE_SECOND_INPUT   a second picture, which a remix gets after the first
 //   REVE_BROWSER_OUT    where to write
 import { createServer } from "node:http";
 import { readFile, writeFile } from "node:fs/promises";
@@ -54,11 +55,12 @@ try {
   const page = await context.newPage();
   page.on("console", (message) => report.console.push(`${message.type()}: ${message.text()}`));
   page.on("pageerror", (error) => report.console.push(`pageerror: ${error.message}`));
-  const input = await readFile(env.REVE_INPUT);
+  const input = "data:image/png;base64," + (await readFile(env.REVE_INPUT)).toString("base64");
+  const second = "data:image/png;base64," + (await readFile(env.REVE_SECOND_INPUT)).toString("base64");
   await page.addInitScript((config) => (window.__reveConfig = config), {
     mcpUrl: env.REVE_MCP_URL,
-    prompt: "Invert the colours",
-    image: "data:image/png;base64," + input.toString("base64"),
+    tool: "edit_image",
+    arguments: { prompt: "Invert the colours", image_url: input },
   });
   await page.goto(origin + "/");
   const viewer = page.frameLocator("iframe#viewer");
@@ -119,6 +121,39 @@ try {
   report.darkBackground = await viewer.locator("body").evaluate((body) => getComputedStyle(body).backgroundColor);
   await page.locator("iframe#viewer").screenshot({ path: out + "/viewer-dark.png" });
   report.hostError = await failed();
+
+  // A picture made from words shows alone; a remix shows the pictures it was given as a strip,
+  // then the result. Each in a page of its own, as a host shows each call.
+  const kinds = {
+    create: { tool: "create_image", arguments: { prompt: "A lighthouse at dawn", aspect_ratio: "1:1" } },
+    remix: { tool: "remix_images", arguments: { prompt: "Put them side by side", image_urls: [input, second] } },
+  };
+  for (const [kind, call] of Object.entries(kinds)) {
+    const other = await context.newPage();
+    other.on("pageerror", (error) => report.console.push(`pageerror: ${error.message}`));
+    await other.addInitScript((config) => (window.__reveConfig = config), { mcpUrl: env.REVE_MCP_URL, ...call });
+    await other.goto(origin + "/");
+    const view = other.frameLocator("iframe#viewer");
+    await view.locator('#status[data-state="succeeded"]').waitFor({ timeout: PATIENCE }).catch(async (error) => {
+      throw new Error(`the ${kind} never finished (${(await other.evaluate(() => window.__reveHost.error)) || error.message})`);
+    });
+    await view.locator("#after-img:not([hidden])").waitFor({ timeout: PATIENCE });
+    await view.locator("#after-img").evaluate((image) => image.decode());
+    if (kind === "remix") await view.locator("#before-strip img").nth(1).waitFor({ timeout: PATIENCE });
+    report[kind] = {
+      title: await view.locator("#title").textContent(),
+      status: await view.locator("#status").textContent(),
+      beforeShown: await view.locator("#before-figure").isVisible(),
+      modesShown: await view.locator("#modes").isVisible(),
+      beforeInfo: await view.locator("#before-info").textContent(),
+      afterLabel: await view.locator("#after-label").textContent(),
+      after: await view.locator("#after-img").evaluate((image) => [image.naturalWidth, image.naturalHeight]),
+      strip: await view.locator("#before-strip img").evaluateAll((images) => images.map((image) => [image.naturalWidth, image.naturalHeight])),
+      hostError: await other.evaluate(() => window.__reveHost.error || null),
+    };
+    await other.locator("iframe#viewer").screenshot({ path: out + `/viewer-${kind}.png` });
+    await other.close();
+  }
 } finally {
   report.origin = origin;
   await writeFile(out + "/report.json", JSON.stringify(report, null, 2));

@@ -183,7 +183,7 @@ impl McpSession {
     /// Calls the tool `name` with `arguments`.
     pub async fn call(
         &self,
-        name: &'static str,
+        name: impl Into<std::borrow::Cow<'static, str>>,
         arguments: JsonObject,
     ) -> Result<CallToolResult, ServiceError> {
         let params = CallToolRequestParams::new(name).with_arguments(arguments);

@@ -25,6 +25,10 @@ pub struct Generation {
     /// not among them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Picture>,
+    /// How many pictures the request carried, however each was given (read here or by URL);
+    /// `None` in a record made before models took other than one picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pictures_given: Option<usize>,
     /// Where the result goes.
     pub destination: Destination,
     /// What the API answered, recorded before the picture is fetched: what a restart needs to

@@ -18,6 +18,11 @@ pub struct EditOutput {
     pub status: Succeeded,
     /// The edit job's id, for `get_edit`.
     pub job_id: String,
+    /// The model that made the picture, such as `reve/remix-edit-image`.
+    pub model: String,
+    /// How many pictures it was given: none for a picture made from words alone, one for an
+    /// edit, several for a remix.
+    pub pictures_given: usize,
     /// Absolute path of the saved full-resolution result.
     // Empty, and so left out of the JSON, when the server does not save
     // (`--no-save`); that server declares `unsaved_output_schema` instead.
@@ -128,6 +133,9 @@ impl EditOutput {
         let mut output = Self {
             status: Succeeded::Succeeded,
             job_id: job_id.to_owned(),
+            model: generation.model.clone(),
+            // A record from before models took other than one picture is an edit of one.
+            pictures_given: generation.pictures_given.unwrap_or(1),
             result_uri: result.path.as_ref().map(|_| Picture::Result.uri(owner)),
             preview_uri: result.preview.as_ref().map(|_| Picture::Preview.uri(owner)),
             path: result.path.unwrap_or_default(),

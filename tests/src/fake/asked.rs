@@ -6,26 +6,43 @@ use serde_json::Value;
 /// A validated request of one of the Reve models ([`super::schema::models`]).
 pub(crate) struct Asked<'a> {
     model: &'a str,
-    /// `image_url` for edit, `image_urls` in order for remix, none for create.
+    /// `image_url` for edit, `image_urls` in order for remix, none for create: the fields its
+    /// document says carry pictures.
     pictures: Vec<&'a str>,
     aspect_ratio: Option<&'a str>,
 }
 
-/// The default of `aspect_ratio` in the create and remix documents.
-const DEFAULT_ASPECT_RATIO: &str = "3:2";
+/// Whether a field of a request schema carries pictures: a `uri` string, or a list of them.
+fn is_picture_field(schema: &Value) -> bool {
+    let uri = |schema: &Value| schema["type"] == "string" && schema["format"] == "uri";
+    uri(schema) || (schema["type"] == "array" && uri(&schema["items"]))
+}
 
 impl<'a> Asked<'a> {
-    /// `request`, already checked against its model's document.
+    /// `request`, already checked against its model's document: its pictures are the values of
+    /// the fields the document says carry pictures, in order; its aspect ratio the one given,
+    /// or the document's default when it takes one.
     pub(crate) fn of(request: &'a Value) -> Asked<'a> {
         let model = request["model"].as_str().unwrap_or_default();
-        let pictures = match request.get("image_urls").and_then(Value::as_array) {
-            Some(urls) => urls.iter().filter_map(Value::as_str).collect(),
-            None => request["image_url"].as_str().into_iter().collect(),
-        };
+        let schema = super::schema::request_schema(model);
+        let properties = schema.and_then(|schema| schema["properties"].as_object());
+        let mut pictures = Vec::new();
+        let mut aspect_ratio = None;
+        for (name, field) in properties.into_iter().flatten() {
+            if is_picture_field(field) {
+                match &request[name] {
+                    Value::Array(items) => pictures.extend(items.iter().filter_map(Value::as_str)),
+                    Value::String(picture) => pictures.push(picture.as_str()),
+                    _ => {}
+                }
+            } else if name == "aspect_ratio" {
+                aspect_ratio = request[name].as_str().or_else(|| field["default"].as_str());
+            }
+        }
         Asked {
             model,
             pictures,
-            aspect_ratio: request.get("aspect_ratio").and_then(Value::as_str),
+            aspect_ratio,
         }
     }
 
@@ -34,11 +51,10 @@ impl<'a> Asked<'a> {
         &self.pictures
     }
 
-    /// Whether the model takes an aspect ratio (create and remix), whose size then decides the
-    /// result's; an edit keeps its input's size.
+    /// The result's size when the model takes an aspect ratio (create and remix: the one asked,
+    /// or the document's default); `None` for one that does not (an edit keeps its input's size).
     pub(crate) fn size(&self) -> Option<(u32, u32)> {
-        let takes_aspect_ratio = self.model != "reve/edit-image";
-        takes_aspect_ratio.then(|| aspect_size(self.aspect_ratio.unwrap_or(DEFAULT_ASPECT_RATIO)))
+        self.aspect_ratio.map(aspect_size)
     }
 
     /// `meta.usage.tokens_used` of the model's published example.

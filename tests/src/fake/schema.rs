@@ -14,21 +14,8 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{JsonType, ValidationError, Validator};
 use serde_json::Value;
 
-/// The Reve models the endpoint serves, each with its published document.
-const DOCUMENTS: [(&str, &str); 3] = [
-    (
-        "reve/create-image",
-        include_str!("../../../spec/reve-create-image.openapi.json"),
-    ),
-    (
-        "reve/edit-image",
-        include_str!("../../../spec/reve-edit-image.openapi.json"),
-    ),
-    (
-        "reve/remix-edit-image",
-        include_str!("../../../spec/reve-remix-edit-image.openapi.json"),
-    ),
-];
+// `DOCUMENTS`: every document in `spec/`, listed by the build script.
+include!(concat!(env!("OUT_DIR"), "/documents.rs"));
 
 /// The model a body without one is checked as: its messages then say what every Reve
 /// request lacks (`model`, `prompt`).
@@ -37,26 +24,52 @@ const FALLBACK_MODEL: &str = "reve/edit-image";
 const REQUEST_SCHEMA_POINTER: &str =
     "/paths/~1v1~1images~1generations/post/requestBody/content/application~1json/schema";
 
-static VALIDATORS: LazyLock<Vec<(&str, Validator)>> = LazyLock::new(|| {
+/// A model the fake serves: its id (the single value its document allows for `model`), the
+/// validator of its request schema, and the schema itself.
+struct Served {
+    model: String,
+    validator: Validator,
+    schema: Value,
+}
+
+static SERVED: LazyLock<Vec<Served>> = LazyLock::new(|| {
     DOCUMENTS
         .iter()
-        .map(|(model, document)| {
+        .map(|document| {
             let spec: Value = serde_json::from_str(document).expect("spec/ holds valid JSON");
             let schema = spec
                 .pointer(REQUEST_SCHEMA_POINTER)
-                .expect("the spec describes the request body of POST /v1/images/generations");
+                .expect("the spec describes the request body of POST /v1/images/generations")
+                .clone();
+            let model = schema
+                .pointer("/properties/model/enum/0")
+                .and_then(Value::as_str)
+                .expect("each document allows one model")
+                .to_owned();
             let validator = jsonschema::options()
                 .should_validate_formats(true)
-                .build(schema)
+                .build(&schema)
                 .expect("the published request schema compiles");
-            (*model, validator)
+            Served {
+                model,
+                validator,
+                schema,
+            }
         })
         .collect()
 });
 
-/// The Reve models the fake serves.
+/// The models the fake serves: one per document in `spec/`.
 pub(crate) fn models() -> impl Iterator<Item = &'static str> {
-    DOCUMENTS.iter().map(|(model, _)| *model)
+    SERVED.iter().map(|served| served.model.as_str())
+}
+
+/// The request schema of `model`, when the fake serves it.
+pub(crate) fn request_schema(model: &str) -> Option<&'static Value> {
+    SERVED
+        .iter()
+        .find(|served| served.model == model)
+        .map(|served| &served.schema)
 }
 
 /// Every way `body` breaks the request schema of the model it names, as the
@@ -65,11 +78,11 @@ pub(crate) fn models() -> impl Iterator<Item = &'static str> {
 pub(crate) fn violations(body: &Value) -> Vec<String> {
     let named = body.get("model").and_then(Value::as_str);
     let validator = |model: &str| {
-        &VALIDATORS
+        &SERVED
             .iter()
-            .find(|(known, _)| *known == model)
+            .find(|served| served.model == model)
             .expect("a known model")
-            .1
+            .validator
     };
     match named {
         Some(model) if models().any(|known| known == model) => validator(model)

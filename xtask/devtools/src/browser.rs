@@ -38,6 +38,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The picture edited: two flat halves, big enough to sample well inside each.
 const INPUT_SIZE: (u32, u32) = (320, 200);
+/// The second picture a remix gets: another shape, so the strip shows which is which.
+const SECOND_SIZE: (u32, u32) = (120, 160);
 
 /// How far a rendered pixel may stray from the colour expected (scaling, colour management).
 const TOLERANCE: u8 = 12;
@@ -76,6 +78,8 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
     let (_server, url) = serve_http(binary, &fake, &work, &[("REVE_MAX_WAIT_SECS", "2")]).await?;
     let input = work.join("input.png");
     std::fs::write(&input, two_colour_png(INPUT_SIZE.0, INPUT_SIZE.1))?;
+    let second = work.join("second.png");
+    std::fs::write(&second, two_colour_png(SECOND_SIZE.0, SECOND_SIZE.1))?;
     println!(
         "reve-mcp serves {url}; rendering the viewer in {}",
         chromium.display()
@@ -87,6 +91,7 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
         .env("REVE_CHROMIUM", chromium)
         .env("REVE_MCP_URL", &url)
         .env("REVE_INPUT", &input)
+        .env("REVE_SECOND_INPUT", &second)
         .env("REVE_BROWSER_OUT", &work)
         .status()
         .await
@@ -104,9 +109,11 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
     let mut failures = Checks::default();
     failures.page(&report, &path_text(&work.join("results"))?);
     failures.pixels(&work, &report)?;
+    failures.kinds(&report);
+    // The edit, the create and the remix: one generation each.
     failures.expect(
-        fake.generation_attempts() == 1,
-        format!("{} generations, not 1", fake.generation_attempts()),
+        fake.generation_attempts() == 3,
+        format!("{} generations, not 3", fake.generation_attempts()),
     );
     if !failures.0.is_empty() {
         bail!(
@@ -118,7 +125,8 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
     }
     println!(
         "The viewer showed the running edit, then both pictures with their real pixels; the \
-         slider and the dark theme work; every request stayed on loopback.\nScreenshots: {}",
+         slider and the dark theme work; a created picture showed alone and a remix with its \
+         pictures as a strip; every request stayed on loopback.\nScreenshots: {}",
         work.join("viewer.png").display()
     );
     Ok(())
@@ -216,6 +224,69 @@ impl Checks {
                 format!("the page said {line:?}"),
             );
         }
+    }
+
+    /// A created picture alone (no "before", no comparing), and a remix's given pictures as a
+    /// strip beside its result.
+    fn kinds(&mut self, report: &Value) {
+        use serde_json::json;
+        let create = &report["create"];
+        self.equal("create: host error", &create["hostError"], &Value::Null);
+        self.equal("create: title", &create["title"], &"Create".into());
+        self.equal("create: status", &create["status"], &"done".into());
+        self.equal(
+            "create: a before shown",
+            &create["beforeShown"],
+            &false.into(),
+        );
+        self.equal(
+            "create: comparing offered",
+            &create["modesShown"],
+            &false.into(),
+        );
+        self.equal(
+            "create: result label",
+            &create["afterLabel"],
+            &"Result".into(),
+        );
+        // 1:1 is 1024x1024 in the fake, as in the published sizes; the view shows its preview,
+        // which keeps the shape (and may be smaller).
+        self.shape("create: result", &create["after"], (1024, 1024));
+        let remix = &report["remix"];
+        self.equal("remix: host error", &remix["hostError"], &Value::Null);
+        self.equal("remix: title", &remix["title"], &"Remix".into());
+        self.equal(
+            "remix: the given pictures shown",
+            &remix["beforeShown"],
+            &true.into(),
+        );
+        self.equal(
+            "remix: comparing offered",
+            &remix["modesShown"],
+            &false.into(),
+        );
+        self.equal(
+            "remix: the strip's pictures, in order",
+            &remix["strip"],
+            &json!([[INPUT_SIZE.0, INPUT_SIZE.1], [SECOND_SIZE.0, SECOND_SIZE.1]]),
+        );
+        self.equal("remix: caption", &remix["beforeInfo"], &"2 pictures".into());
+        // 3:2, the document's default.
+        self.shape("remix: result", &remix["after"], (1248, 832));
+    }
+
+    /// A picture shown at `seen` (`[width, height]`) has the shape of `full`, to the pixel.
+    fn shape(&mut self, what: &str, seen: &Value, full: (u32, u32)) {
+        let size = |index: usize| seen[index].as_f64().unwrap_or_default();
+        let (width, height) = (size(0), size(1));
+        let expected_height = width * f64::from(full.1) / f64::from(full.0);
+        self.expect(
+            width > 0.0 && width <= f64::from(full.0) && (height - expected_height).abs() <= 1.0,
+            format!(
+                "{what} shows at {seen}, not the shape of {}x{}",
+                full.0, full.1
+            ),
+        );
     }
 
     /// The colours on screen, sampled a quarter and three quarters across each picture.

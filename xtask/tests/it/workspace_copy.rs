@@ -1,6 +1,8 @@
 //! A maintainer's round trip after the vendor adds a field, on a copy of the workspace: `cargo xtask codegen`, then
 //! `cargo xtask snapshots` reports exactly the snapshots the field moved, `--accept` records them, and the next run
-//! reports none.
+//! reports none. Then a model arrives by its document alone: with a fourth, made-up document in `spec/`, codegen
+//! gives it a typed request and a tool, the snapshots report the new tool, and the copy's binary calls it as a tool
+//! and as a command line verb against the fake, with its new field.
 //!
 //! Compiling the copy is the cost. The copy cannot build in this build's directory: cargo names a workspace member's
 //! artifacts by its path relative to the workspace, so the copy's `reve-core` would overwrite this one's. So the
@@ -99,6 +101,107 @@ fn a_new_vendor_field_moves_exactly_its_snapshots_until_they_are_accepted() {
     let again = copy.xtask(&["snapshots"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(named(&again, "Snapshot `").is_empty(), "{}", text(&again));
+
+    a_model_arrives_by_its_document(&root, &copy, files);
+}
+
+/// The made-up model's document and overlay, as a maintainer would add them to `spec/`.
+const MADE_UP_DOCUMENT: &str = "spec/acme-sketch-image.openapi.json";
+const MADE_UP_OVERLAY: &str = "spec/acme-sketch-image.overlay.merge-patch.json";
+
+/// The second round trip, on the same copy reset to the workspace: the document of `acme/sketch-image` (the edit
+/// document's endpoint and picture field, plus a `style` enum) in `spec/`, then `cargo xtask codegen`, `cargo xtask
+/// snapshots`, and reve-mcp's test of a model added by its document, which calls the new tool and verb.
+fn a_model_arrives_by_its_document(root: &Path, copy: &Copy, mut files: Vec<PathBuf>) {
+    files.extend([
+        PathBuf::from(MADE_UP_DOCUMENT),
+        PathBuf::from(MADE_UP_OVERLAY),
+    ]);
+    sync(
+        root,
+        &copy.workspace,
+        &files,
+        &BTreeMap::from([
+            (PathBuf::from(MADE_UP_DOCUMENT), made_up_document(root)),
+            (PathBuf::from(MADE_UP_OVERLAY), b"{}\n".to_vec()),
+        ]),
+    );
+    let codegen = copy.xtask(&["codegen"]);
+    assert!(codegen.status.success(), "{}", text(&codegen));
+    let said = String::from_utf8_lossy(&codegen.stderr);
+    for written in [
+        "crates/reve-core/src/generated/acme_sketch_image.rs",
+        "crates/reve-mcp/src/generated/acme_sketch_image.rs",
+    ] {
+        assert!(
+            said.contains(&format!("wrote {written}")),
+            "{}",
+            text(&codegen)
+        );
+    }
+    // A typed request with the new field, its values an enum.
+    let core = fs::read_to_string(
+        copy.workspace
+            .join("crates/reve-core/src/generated/acme_sketch_image.rs"),
+    )
+    .unwrap();
+    for expected in [
+        "pub struct SketchImageRequest",
+        "pub style: Option<SketchImageRequestStyle>",
+        "pub enum SketchImageRequestStyle",
+    ] {
+        assert!(core.contains(expected), "{expected} in {core}");
+    }
+    // A tool under the name derived from the model's id, the new field in its input schema.
+    let check = copy.xtask(&["snapshots"]);
+    assert!(!check.status.success(), "{}", text(&check));
+    assert_eq!(
+        named(&check, "Snapshot `"),
+        BTreeSet::from(["sketch_image_tool".to_owned()]),
+        "{}",
+        text(&check)
+    );
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(stdout.contains("is new"), "{stdout}");
+    assert!(stdout.contains("\"charcoal\""), "{stdout}");
+    // Called as a tool and as a verb through the copy's binary, against the copy's fake.
+    let mut test = Command::new(env!("CARGO"));
+    test.current_dir(&copy.workspace)
+        .args(["test", "--workspace", "--tests", "--locked", "--"])
+        .args([
+            "--ignored",
+            "--exact",
+            "family::a_model_added_by_its_document_is_a_tool_and_a_verb",
+        ])
+        .env("CARGO_TARGET_DIR", &copy.target)
+        .env("CARGO_BUILD_BUILD_DIR", &copy.target);
+    let called = test.output().expect("cargo runs");
+    assert!(called.status.success(), "{}", text(&called));
+    assert!(
+        String::from_utf8_lossy(&called.stdout)
+            .contains("test family::a_model_added_by_its_document_is_a_tool_and_a_verb ... ok"),
+        "{}",
+        text(&called)
+    );
+}
+
+/// The edit document made into one of a made-up model: another id and title, and a `style` enum beside its fields.
+fn made_up_document(root: &Path) -> Vec<u8> {
+    let text = fs::read_to_string(root.join(SPEC_PATH)).expect("the spec is checked in");
+    let mut spec: Value = serde_json::from_str(&text).expect("the spec is JSON");
+    let request = spec
+        .pointer_mut(REQUEST)
+        .expect("the spec has a request schema");
+    request["title"] = json!("acme/sketch-image");
+    request["properties"]["model"]["enum"] = json!(["acme/sketch-image"]);
+    request["properties"]
+        .as_object_mut()
+        .expect("the request schema has properties")
+        .insert(
+            "style".to_owned(),
+            json!({"type": "string", "enum": ["pencil", "charcoal"], "description": "The drawing medium."}),
+        );
+    serde_json::to_vec_pretty(&spec).expect("JSON serialises")
 }
 
 fn moved() -> BTreeSet<String> {

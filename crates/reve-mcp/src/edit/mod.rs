@@ -84,8 +84,11 @@ pub enum Stage {
     Queued { waited: Duration },
     /// Reading and checking the input, building the request.
     Preparing,
-    /// Waiting for the API (sent once on sending, then every second).
-    Waiting { elapsed: Duration },
+    /// Waiting for `model` at the API (sent once on sending, then every second).
+    Waiting {
+        elapsed: Duration,
+        model: &'static str,
+    },
     /// Held before sending until the edits in flight report what they cost: the spending
     /// limit cannot tell yet whether this one fits (reported once a second while it waits).
     Held { waited: Duration },
@@ -102,12 +105,13 @@ impl Stage {
                 "queued behind other edits on this server ({} s so far; nothing sent yet)",
                 waited.as_secs()
             ),
-            Stage::Preparing => "reading the input picture and building the request".to_owned(),
-            Stage::Waiting { elapsed } => format!(
-                "waiting for {} to finish it ({} s so far)",
-                reve_core::edit_image::MODEL,
-                elapsed.as_secs()
-            ),
+            Stage::Preparing => "reading the input pictures and building the request".to_owned(),
+            Stage::Waiting { elapsed, model } => {
+                format!(
+                    "waiting for {model} to finish it ({} s so far)",
+                    elapsed.as_secs()
+                )
+            }
             Stage::Held { waited } => format!(
                 "held until the edits in flight report their cost, which the daily spending \
                  limit needs ({} s so far; nothing sent yet)",
@@ -339,6 +343,7 @@ impl Editor {
             return Err(reve_core::Error::MissingApiKey.into());
         }
         let model = arguments.tool().model;
+        let pictures_given = arguments.pictures().len();
         let mut generation = Generation::new(
             model.id,
             arguments.prompt(),
@@ -354,6 +359,7 @@ impl Editor {
             });
             generation.options = options;
         }
+        generation.pictures_given = Some(pictures_given);
         Ok(Prepared {
             arguments,
             destination,
@@ -511,7 +517,7 @@ impl Editor {
                         None => EditError::Api(source),
                     })?,
                     _ = ticker.tick() => {
-                        progress.report(Stage::Waiting { elapsed: started.elapsed() }).await;
+                        progress.report(Stage::Waiting { elapsed: started.elapsed(), model: body.model().id }).await;
                     }
                 }
             }

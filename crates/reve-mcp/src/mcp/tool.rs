@@ -368,9 +368,8 @@ impl Progress for McpProgress {
                 "queued behind other edits on this server; nothing sent yet ({} s so far)",
                 waited.as_secs()
             ),
-            Stage::Waiting { elapsed } => format!(
-                "waiting for {} to finish the edit ({} s so far)",
-                reve_core::edit_image::MODEL,
+            Stage::Waiting { elapsed, model } => format!(
+                "waiting for {model} to finish the edit ({} s so far)",
                 elapsed.as_secs()
             ),
             Stage::Held { waited } => format!(

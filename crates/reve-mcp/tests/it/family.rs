@@ -51,6 +51,8 @@ async fn create_image_makes_a_picture_from_words_alone() {
     );
     assert_eq!(output["usage"]["tokens_used"], 126_000.0);
     assert_eq!(output["input_images"], json!([]));
+    assert_eq!(output["model"], "reve/create-image");
+    assert_eq!(output["pictures_given"], 0);
     assert_eq!(output["input_image"], Value::Null);
     let saved = std::path::PathBuf::from(output["path"].as_str().unwrap());
     assert_eq!(world.saved_files(), std::slice::from_ref(&saved));
@@ -97,6 +99,9 @@ async fn remix_images_combines_pictures_in_order_each_its_own_resource() {
         (output["width"].clone(), output["height"].clone()),
         (json!(1248), json!(832))
     );
+    assert_eq!(output["model"], "reve/remix-edit-image");
+    // Three given; the one by URL was not read here, so two are listed.
+    assert_eq!(output["pictures_given"], 3);
     let inputs = output["input_images"].as_array().unwrap();
     let sizes: Vec<(Value, Value)> = inputs
         .iter()
@@ -288,4 +293,77 @@ async fn create_and_remix_from_the_command_line() {
     .unwrap();
     assert!(!five.status.success());
     assert_eq!(world.fake.generation_attempts(), 2);
+}
+
+/// What makes a model arrive by its document alone: run by xtask's test on a copy of the
+/// workspace whose `spec/` holds a fourth, made-up document (`cargo xtask codegen` run), and
+/// ignored here, where there is none. The model the three known ones leave is offered as a tool
+/// whose input schema has its document's fields, and as a verb; a call of each reaches the fake
+/// (which serves every document in `spec/`) with the new field.
+#[tokio::test]
+#[ignore = "run by xtask's workspace copy, which adds a model's document"]
+async fn a_model_added_by_its_document_is_a_tool_and_a_verb() {
+    let world = World::new().await;
+    let picture = world.input_file("in.png", &sample_png(48, 32));
+    let env = world.env(&[("REVE_ALLOWED_DIRS", &path_string(&world.inputs))]);
+    let session = start(&env, TestClient::default()).await;
+    let tools = session.client.peer().list_all_tools().await.unwrap();
+    let known = ["edit_image", "create_image", "remix_images", "get_edit"];
+    let added = tools
+        .iter()
+        .find(|tool| !known.contains(&tool.name.as_ref()))
+        .expect("spec/ holds a model beyond the three known ones");
+    let properties = added.input_schema["properties"].as_object().unwrap();
+    // Each argument as the schema describes it: a picture for a picture field (by its
+    // description, which says what forms a picture takes), the last allowed value of an enum.
+    let mut arguments = serde_json::Map::new();
+    let mut flags = Vec::new();
+    let mut chosen = Vec::new();
+    for (name, schema) in properties {
+        let description = schema["description"].as_str().unwrap_or_default();
+        if description.contains("a data: URI") {
+            arguments.insert(name.clone(), json!(path_string(&picture)));
+        } else if let Some(values) = schema["enum"].as_array() {
+            let value = values.last().unwrap().clone();
+            flags.push(format!("--{}", name.replace('_', "-")));
+            flags.push(value.as_str().unwrap().to_owned());
+            chosen.push((name.clone(), value.clone()));
+            arguments.insert(name.clone(), value);
+        }
+    }
+    arguments.insert("prompt".into(), json!("in charcoal"));
+    assert!(
+        !chosen.is_empty(),
+        "the added model has an enum field: {properties:?}"
+    );
+    let result = session.call(added.name.clone(), arguments).await.unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let body = world.fake.generation_requests()[0].json.clone().unwrap();
+    for (name, value) in &chosen {
+        assert_eq!(&body[name], value, "{body}");
+    }
+    let model = structured(&result)["model"].as_str().unwrap().to_owned();
+    assert_eq!(body["model"], model.as_str());
+    session.stop().await;
+
+    // The command line's verb: its name derived from the model's id.
+    let verb = model.rsplit('/').next().unwrap().to_owned();
+    let output = command(&world.env(&[]))
+        .arg(&verb)
+        .arg(path_string(&picture))
+        .args(["-p", "in charcoal", "--json"])
+        .args(&flags)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let body = world.fake.generation_requests()[1].json.clone().unwrap();
+    for (name, value) in &chosen {
+        assert_eq!(&body[name], value, "{body}");
+    }
 }

@@ -10,9 +10,11 @@ use tempfile::TempDir;
 
 /// The keys of a successful call's structured result, in order: what the
 /// tool declares and `reve-mcp edit --json` prints after `input`.
-pub const RESULT_KEYS: [&str; 17] = [
+pub const RESULT_KEYS: [&str; 19] = [
     "status",
     "job_id",
+    "model",
+    "pictures_given",
     "path",
     "url",
     "mime_type",
