@@ -116,6 +116,9 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
 
     eprintln!("3. one edit with a 1024x768 result");
     report.edit = edit_latency(&binaries.reve_mcp, &env, &fake, plan.edits).await?;
+    eprintln!("3a-3b. a create, and a remix of two pictures, with the same result");
+    report.create = latency(&binaries.reve_mcp, &env, &fake, plan.edits, Kind::Create).await?;
+    report.remix = latency(&binaries.reve_mcp, &env, &fake, plan.edits, Kind::Remix).await?;
     eprintln!("   and its breakdown");
     report.breakdown = breakdown(&binaries.reve_mcp, &fake, &png, &output_dir, plan.edits).await?;
 
@@ -269,13 +272,89 @@ async fn plain_call(
     fake: &FakeApi,
     image_url: &str,
 ) -> Result<(Duration, Duration)> {
+    plain_request(
+        http,
+        fake,
+        json!({ "model": reve_core::edit_image::MODEL, "image_url": image_url, "prompt": crate::PROMPT }),
+    )
+    .await
+}
+
+/// A model the bench times beside the edit.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `create_image`: no picture.
+    Create,
+    /// `remix_images` with two pictures, each given by URL as the edit's is.
+    Remix,
+}
+
+impl Kind {
+    /// The tool's name and arguments, and the request a plain client sends for the same; each
+    /// run's prompt its own, so that no call is the one before it again.
+    fn call(self, pictures: &[String], run: usize) -> (&'static str, Value, Value) {
+        let prompt = format!("{} (run {run})", crate::PROMPT);
+        match self {
+            Kind::Create => (
+                "create_image",
+                json!({ "prompt": prompt }),
+                json!({ "model": reve_core::create_image::MODEL, "prompt": prompt }),
+            ),
+            Kind::Remix => (
+                "remix_images",
+                json!({ "prompt": prompt, "image_urls": pictures }),
+                json!({ "model": reve_core::remix_edit_image::MODEL, "prompt": prompt, "image_urls": pictures }),
+            ),
+        }
+    }
+}
+
+/// Tool-call time and plain-client time of `kind`, as [`edit_latency`] takes them for an edit.
+async fn latency(
+    binary: &Path,
+    env: &[(String, String)],
+    fake: &FakeApi,
+    runs: usize,
+    kind: Kind,
+) -> Result<Latency> {
+    let http = reqwest::Client::new();
+    let pictures = [input_url(fake), input_url(fake)];
+    let (server, _) = Server::start(binary, env, Stderr::Discard).await?;
+    let mut tool = Vec::new();
+    let mut plain = Vec::new();
+    for run in 0..runs + 2 {
+        let (tool_name, arguments, body) = kind.call(&pictures, run);
+        let (request, download) = plain_request(&http, fake, body).await?;
+        let answer = server.call(tool_name, arguments).await?;
+        if answer.result["isError"] == true {
+            bail!("{tool_name} failed: {}", answer.result["content"]);
+        }
+        remove_saved(&answer);
+        // The first two warm the session up.
+        if run >= 2 {
+            plain.push(request + download);
+            tool.push(answer.elapsed());
+        }
+    }
+    server.stop().await?;
+    Ok(Latency {
+        tool: median(tool),
+        plain: median(plain),
+        runs,
+    })
+}
+
+/// One generation by a plain HTTP client: the POST of `body`, then the download; the time of each.
+async fn plain_request(
+    http: &reqwest::Client,
+    fake: &FakeApi,
+    body: Value,
+) -> Result<(Duration, Duration)> {
     let started = Instant::now();
     let answer: Value = http
         .post(fake.endpoint_url())
         .bearer_auth(fake.api_key())
-        .json(
-            &json!({ "model": reve_core::edit_image::MODEL, "image_url": image_url, "prompt": crate::PROMPT }),
-        )
+        .json(&body)
         .send()
         .await?
         .error_for_status()?

@@ -167,6 +167,15 @@ impl Server {
         Ok(answer)
     }
 
+    /// Calls the tool `name` with `arguments` and returns its result, a tool error included.
+    pub async fn call(&self, name: &str, arguments: Value) -> Result<Answer> {
+        self.request(
+            "tools/call",
+            json!({ "name": name, "arguments": arguments }),
+        )
+        .await
+    }
+
     /// Calls `edit_image` and returns its result, a tool error included.
     pub async fn call_edit_image(&self, image_url: &str) -> Result<Answer> {
         self.request(

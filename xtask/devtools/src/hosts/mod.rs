@@ -615,7 +615,7 @@ async fn inspector(
         .filter_map(|tool| tool["name"].as_str())
         .collect();
     checks.push(check(
-        names == ["edit_image", "get_edit"],
+        names == ["edit_image", "create_image", "remix_images", "get_edit"],
         format!("tools/list: {names:?}"),
     ));
     let call_dir = dir.join("call");
