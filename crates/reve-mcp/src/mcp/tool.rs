@@ -363,20 +363,10 @@ impl Progress for McpProgress {
         let Some((token, peer)) = &self.client else {
             return;
         };
+        // The one wording of a stage (the tool's "still running", a task's status, the command
+        // line's progress line); preparing and saving are too short to report.
         let message = match stage {
-            Stage::Queued { waited } => format!(
-                "queued behind other edits on this server; nothing sent yet ({} s so far)",
-                waited.as_secs()
-            ),
-            Stage::Waiting { elapsed, model } => format!(
-                "waiting for {model} to finish the edit ({} s so far)",
-                elapsed.as_secs()
-            ),
-            Stage::Held { waited } => format!(
-                "held until the edits in flight report their cost, which the daily spending \
-                 limit needs; nothing sent yet ({} s so far)",
-                waited.as_secs()
-            ),
+            Stage::Queued { .. } | Stage::Waiting { .. } | Stage::Held { .. } => stage.describe(),
             Stage::Preparing | Stage::Saving => return,
         };
         let step = self.step.fetch_add(1, Ordering::Relaxed) + 1;

@@ -35,9 +35,11 @@ async fn calls_past_the_limit_queue_and_all_succeed() {
     // The ones that waited were told why, with nothing sent yet.
     let progress = session.observed.progress.lock().unwrap().clone();
     assert!(
-        progress.iter().any(|p| p.message.as_deref().is_some_and(
-            |m| m.starts_with("queued behind other edits on this server; nothing sent yet")
-        )),
+        progress
+            .iter()
+            .any(|p| p.message.as_deref().is_some_and(|m| m
+                .starts_with("queued behind other edits on this server (")
+                && m.ends_with("; nothing sent yet)"))),
         "{progress:?}"
     );
     session.stop().await;
