@@ -47,7 +47,7 @@ pub use generation::{Answer, Destination, Generation, Picture, Saving, Shown};
 pub use jobs::store::redis::{RedisOptions, RedisStore};
 pub use jobs::store::{
     Claim, ClaimRules, DEFAULT_LEASE, Ending, JobLifecycle, JobRecord, JobState, JobStore,
-    KeptPicture, Payload, PictureCache, SqliteStore, UsageLedger, now_ms,
+    KeptPicture, ModelSpending, Payload, PictureCache, Spending, SqliteStore, UsageLedger, now_ms,
 };
 
 // What the property tests and the bench measure directly: the file rules, argument parsing and

@@ -65,23 +65,35 @@ impl JobError {
 }
 
 /// Names the edits that may have been charged without reporting a cost, which a limit reached
-/// counts at the latest edit's cost, so that a caller knows why the usage shown is below the
+/// counts at their model's latest cost, so that a caller knows why the usage shown is below the
 /// limit.
 struct UncertainHint<'a>(&'a Spending);
 
 impl std::fmt::Display for UncertainHint<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let uncertain = self.0.uncertain;
+        let spending = self.0;
+        let uncertain = spending.uncertain();
         let edits = if uncertain == 1 { "edit" } else { "edits" };
-        match (uncertain, self.0.per_edit) {
-            (0, _) => Ok(()),
-            (_, Some(per_edit)) => write!(
+        if uncertain == 0 {
+            return Ok(());
+        }
+        let counted: Option<Vec<String>> = spending
+            .models
+            .iter()
+            .filter(|model| model.uncertain > 0)
+            .map(|model| {
+                let cost = spending.cost_of(&model.model)?;
+                Some(format!("{} of {} at {cost}", model.uncertain, model.model))
+            })
+            .collect();
+        match counted {
+            Some(counted) => write!(
                 f,
                 ", and {uncertain} {edits} that may have been charged (interrupted or cancelled \
-                 after sending, with no cost reported) count {per_edit} each, the latest \
-                 edit's cost"
+                 after sending, with no cost reported) count at their model's latest cost ({})",
+                counted.join(", ")
             ),
-            (_, None) => write!(
+            None => write!(
                 f,
                 ", and {uncertain} {edits} may have been charged (interrupted or cancelled \
                  after sending) at a cost never reported, so no more can be sent safely today"

@@ -30,12 +30,16 @@ async fn new_job(store: &dyn JobStore, id: &str) {
 }
 
 async fn new_job_of(store: &dyn JobStore, id: &str, principal: &str) {
+    new_job_asking(store, id, principal, reve_core::edit_image::MODEL).await;
+}
+
+async fn new_job_asking(store: &dyn JobStore, id: &str, principal: &str, model: &str) {
     store
         .insert(JobRecord::queued(
             id.to_owned(),
             principal.to_owned(),
             Generation::new(
-                reve_core::edit_image::MODEL,
+                model,
                 "p",
                 Destination {
                     folder: "/tmp".to_owned(),
@@ -53,6 +57,15 @@ async fn claim(store: &dyn JobStore, id: &str, fingerprint: &str, rules: ClaimRu
     new_job(store, id).await;
     store
         .claim(id.to_owned(), fingerprint.to_owned(), rules)
+        .await
+        .unwrap()
+}
+
+/// A new job of `model` claimed, with a fingerprint of its own.
+async fn claim_of(store: &dyn JobStore, id: &str, model: &str, rules: ClaimRules) -> Claim {
+    new_job_asking(store, id, "local", model).await;
+    store
+        .claim(id.to_owned(), format!("fp-{id}"), rules)
         .await
         .unwrap()
 }
@@ -189,10 +202,10 @@ where
     end(store, "d", Ending::plain(JobState::Cancelled)).await;
     let spending = store.spending_today().await.unwrap();
     assert_eq!(
-        (spending.used, spending.uncertain, spending.in_flight),
+        (spending.used, spending.uncertain(), spending.in_flight()),
         (10.0, 2, 0)
     );
-    assert_eq!(spending.per_edit, Some(10.0));
+    assert_eq!(spending.cost_of(reve_core::edit_image::MODEL), Some(10.0));
     assert_eq!(
         claim(store, "e", "fp-e", limited()).await,
         Claim::OverLimit(spending)
@@ -202,6 +215,61 @@ where
     assert_eq!((today.jobs, today.credits, today.uncertain), (1, 10.0, 2));
     assert!(store.get("b".into()).await.unwrap().unwrap().may_be_charged);
     assert!(!store.get("c".into()).await.unwrap().unwrap().may_be_charged);
+
+    // Each model at its own cost: edits cost 10, creates 4. With 14 used of 30, two creates
+    // and an edit go out (14 + 4 + 4 + 10 = 32 at most); a latest-cost-of-any rule would have
+    // counted the edit at 4 and sent a fourth, past the limit.
+    let store = fresh("models").await;
+    let store = store.as_ref();
+    let (edit, create, remix) = (
+        reve_core::edit_image::MODEL,
+        reve_core::create_image::MODEL,
+        reve_core::remix_edit_image::MODEL,
+    );
+    claim_of(store, "e1", edit, rules()).await;
+    answered(store, "e1", Some(10.0)).await;
+    end(store, "e1", Ending::plain(JobState::Succeeded)).await;
+    claim_of(store, "c1", create, rules()).await;
+    answered(store, "c1", Some(4.0)).await;
+    end(store, "c1", Ending::plain(JobState::Succeeded)).await;
+    let limited = || ClaimRules {
+        daily_limit: Some(30.0),
+        ..rules()
+    };
+    assert_eq!(claim_of(store, "c2", create, limited()).await, Claim::Send);
+    assert_eq!(claim_of(store, "c3", create, limited()).await, Claim::Send);
+    assert_eq!(claim_of(store, "e2", edit, limited()).await, Claim::Send);
+    assert_eq!(claim_of(store, "c4", create, limited()).await, Claim::Hold);
+    let spending = store.spending_today().await.unwrap();
+    let parts: Vec<(&str, u64, u64, Option<f64>)> = spending
+        .models
+        .iter()
+        .map(|part| {
+            (
+                part.model.as_str(),
+                part.in_flight,
+                part.uncertain,
+                part.cost,
+            )
+        })
+        .collect();
+    assert_eq!(parts, [(create, 2, 0, Some(4.0)), (edit, 1, 0, Some(10.0))]);
+    // A remix, whose model never reported a cost, killed after sending: it counts at the
+    // costliest known (10), never less than it may cost.
+    for id in ["c2", "c3", "e2"] {
+        answered(store, id, Some(if id == "e2" { 10.0 } else { 4.0 })).await;
+        end(store, id, Ending::plain(JobState::Succeeded)).await;
+    }
+    assert_eq!(claim_of(store, "r1", remix, rules()).await, Claim::Send);
+    end(store, "r1", Ending::plain(JobState::Interrupted)).await;
+    let spending = store.spending_today().await.unwrap();
+    assert_eq!(spending.used, 32.0);
+    assert_eq!(spending.uncertain(), 1);
+    assert_eq!(spending.counted(), Some(42.0));
+    assert_eq!(
+        claim_of(store, "c5", create, limited()).await,
+        Claim::OverLimit(spending)
+    );
 
     // A paid result left unsaved: reused by an identical call, taken up again once.
     let store = fresh("unsaved").await;

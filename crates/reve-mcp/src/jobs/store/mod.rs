@@ -73,6 +73,9 @@ impl JobState {
 pub struct JobRecord {
     pub id: String,
     pub principal: String,
+    /// The model it asks, such as `reve/edit-image`: the daily limit counts a job whose cost
+    /// is not reported at its own model's latest cost.
+    pub model: String,
     pub state: JobState,
     /// Whether the paid request was sent.
     pub sent: bool,
@@ -91,7 +94,7 @@ pub struct JobRecord {
     pub owner_pid: u32,
     pub owner_run: String,
     /// Sent, ended without a reported cost, and not refused by the API: it may have been
-    /// charged, so it counts against the daily limit at the latest edit's cost.
+    /// charged, so it counts against the daily limit at its model's latest cost.
     pub may_be_charged: bool,
     /// Failed after the API produced (and was paid for) its result, which was not saved (a
     /// full disk, say) and can still be fetched from its [published
@@ -152,6 +155,7 @@ impl JobRecord {
         JobRecord {
             id,
             principal,
+            model: generation.model.clone(),
             state: JobState::Queued,
             sent: false,
             created_ms: now,
@@ -205,17 +209,30 @@ pub struct DayUsage {
 }
 
 /// What today's spending is, as the daily limit sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Spending {
     /// The usage edits reported today.
     pub used: f64,
-    /// Edits sent that have not reported their usage yet and are still running.
-    pub in_flight: u64,
-    /// Edits of today that ended without a reported cost but may have been charged.
-    pub uncertain: u64,
-    /// What the latest edit that reported its usage used: the cost assumed of the others.
-    pub per_edit: Option<f64>,
+    /// Per model, what is not reported yet and what a report of it would likely say; a model
+    /// with nothing in flight, nothing uncertain and no cost ever reported is not listed.
+    pub models: Vec<ModelSpending>,
 }
+
+/// One model's part of [`Spending`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelSpending {
+    /// The model, such as `reve/create-image`.
+    pub model: String,
+    /// Its edits sent that have not reported their usage yet and are still running.
+    pub in_flight: u64,
+    /// Its edits of today that ended without a reported cost but may have been charged.
+    pub uncertain: u64,
+    /// What its latest edit that reported its usage used: the cost assumed of its others.
+    pub cost: Option<f64>,
+}
+
+/// The default model of a job recorded before jobs named theirs: every one was an edit.
+pub(crate) const MODEL_OF_OLDER_JOBS: &str = "reve/edit-image";
 
 /// What the daily limit says of one more edit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,20 +246,49 @@ pub enum LimitVerdict {
 }
 
 impl Spending {
-    /// Today's spending with each uncertain edit at the latest known cost; `None` when some
-    /// edit may have been charged and no cost is known at all, so nothing can be assumed.
+    /// Edits of all models sent and still running without a reported cost.
+    pub fn in_flight(&self) -> u64 {
+        self.models.iter().map(|model| model.in_flight).sum()
+    }
+
+    /// Edits of all models today that may have been charged without a reported cost.
+    pub fn uncertain(&self) -> u64 {
+        self.models.iter().map(|model| model.uncertain).sum()
+    }
+
+    /// The cost assumed of an edit of `model` whose own is not reported: its model's latest,
+    /// or, for a model that never reported one, the highest any model reported (never less
+    /// than it may cost); `None` when no cost was ever reported.
+    pub fn cost_of(&self, model: &str) -> Option<f64> {
+        let own = self
+            .models
+            .iter()
+            .find(|known| known.model == model)
+            .and_then(|known| known.cost);
+        own.or_else(|| {
+            self.models
+                .iter()
+                .filter_map(|known| known.cost)
+                .reduce(f64::max)
+        })
+    }
+
+    /// Today's spending with each uncertain edit at its model's cost ([`Spending::cost_of`]);
+    /// `None` when some edit may have been charged and no cost is known at all, so nothing
+    /// can be assumed.
     pub fn counted(&self) -> Option<f64> {
-        match (self.uncertain, self.per_edit) {
-            (0, _) => Some(self.used),
-            (_, None) => None,
-            (uncertain, Some(per_edit)) => Some(self.used + uncertain as f64 * per_edit),
+        let mut counted = self.used;
+        for model in self.models.iter().filter(|model| model.uncertain > 0) {
+            counted += model.uncertain as f64 * self.cost_of(&model.model)?;
         }
+        Some(counted)
     }
 
     /// Whether an edit sent now fits under `limit`, going over by at most one edit: each edit
-    /// that may have been charged counts at the latest edit's cost; the edits in flight are
-    /// waited for while they could take the day past the limit, since they may cost less (a
-    /// failed request costs nothing) and, before any cost is known, say what one costs.
+    /// that may have been charged counts at its model's cost; the edits in flight are waited
+    /// for while they could take the day past the limit, each at its model's cost, since they
+    /// may cost less (a failed request costs nothing) and, before any cost is known, say what
+    /// one costs.
     pub fn verdict(&self, limit: f64) -> LimitVerdict {
         let Some(counted) = self.counted() else {
             return LimitVerdict::Over;
@@ -250,13 +296,17 @@ impl Spending {
         if counted >= limit {
             return LimitVerdict::Over;
         }
-        match (self.in_flight, self.per_edit) {
-            (0, _) => LimitVerdict::Fits,
-            (_, None) => LimitVerdict::Hold,
-            (in_flight, Some(per_edit)) if counted + in_flight as f64 * per_edit >= limit => {
-                LimitVerdict::Hold
+        let mut coming = counted;
+        for model in self.models.iter().filter(|model| model.in_flight > 0) {
+            match self.cost_of(&model.model) {
+                Some(cost) => coming += model.in_flight as f64 * cost,
+                None => return LimitVerdict::Hold,
             }
-            _ => LimitVerdict::Fits,
+        }
+        if coming >= limit {
+            LimitVerdict::Hold
+        } else {
+            LimitVerdict::Fits
         }
     }
 }

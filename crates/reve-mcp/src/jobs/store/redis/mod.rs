@@ -22,7 +22,9 @@
 //! - `lease:{id}`: the run holding an unfinished job, expiring unless renewed;
 //! - `fp:{fingerprint}`: the job holding a fingerprint, expiring a reuse window after it
 //!   succeeded;
-//! - `usage:{day}` (`credits`, `jobs`), `usage:days`, `usage:last` (the latest edit's usage);
+//! - `usage:{day}` (`credits`, `jobs`, `uncertain`), `usage:{day}:uncertain` (per model),
+//!   `usage:days`, `usage:costs` (each model's latest cost), `usage:last` (the latest edit's
+//!   usage, which a release before costs per model kept alone);
 //! - `picture:preview:{id}`, `picture:input:{id}`: the pictures, bounded in size, expiring.
 
 mod connection;
@@ -36,7 +38,8 @@ use ::redis::{AsyncTypedCommands as _, Script, Value};
 pub use self::connection::{MAX_PICTURE_BYTES, PICTURE_TTL, RedisOptions, RedisStore};
 use super::{
     Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
-    KeptPicture, Payload, PictureCache, Spending, StoreError, StoreFuture, UsageLedger, now_ms,
+    KeptPicture, MODEL_OF_OLDER_JOBS, ModelSpending, Payload, PictureCache, Spending, StoreError,
+    StoreFuture, UsageLedger, now_ms,
 };
 
 impl RedisStore {
@@ -73,6 +76,32 @@ fn result_member(created_ms: u64, id: &str) -> String {
     format!("{created_ms:016}.{id}")
 }
 
+/// The spending `spending.lua` replies with, after its first element: the usage, then four
+/// elements per model (its name, in flight, uncertain, cost or '').
+fn spending_from_reply(reply: &[Value]) -> Spending {
+    let text = |value: &Value| ::redis::from_redis_value_ref::<String>(value).unwrap_or_default();
+    let mut models: Vec<ModelSpending> = reply
+        .get(2..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|part| ModelSpending {
+            model: text(&part[0]),
+            in_flight: text(&part[1]).parse().unwrap_or_default(),
+            uncertain: text(&part[2]).parse().unwrap_or_default(),
+            cost: text(&part[3]).parse().ok(),
+        })
+        .collect();
+    models.sort_by(|a, b| a.model.cmp(&b.model));
+    Spending {
+        used: reply
+            .get(1)
+            .map(text)
+            .and_then(|used| used.parse().ok())
+            .unwrap_or_default(),
+        models,
+    }
+}
+
 /// A job of the hash Redis holds; `None` for a hash that is not a whole job (Redis lost it).
 fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
     let text = |name: &str| hash.get(name).cloned();
@@ -82,6 +111,7 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
     Some(JobRecord {
         id: text("id")?,
         principal: text("principal")?,
+        model: text("model").unwrap_or_else(|| MODEL_OF_OLDER_JOBS.to_owned()),
         state: JobState::parse(hash.get("state")?),
         sent: flag("sent"),
         created_ms: number("created_ms")?,
@@ -146,7 +176,17 @@ fn legacy_payload(hash: &HashMap<String, String>) -> Payload {
 /// Reuses an identical job, holds or refuses at the limit, or claims the fingerprint and
 /// sends. The limit's rule is [`Spending::verdict`]'s, written again here because it must run
 /// in the same atomic step as the claim.
-const CLAIM: &str = include_str!("lua/claim.lua");
+const CLAIM: &str = concat!(
+    include_str!("lua/spending.lua"),
+    include_str!("lua/claim.lua")
+);
+
+/// Today's spending ([`RedisStore::spending_today`]): `spending.lua`'s reply, alone.
+const SPENDING: &str = concat!(
+    include_str!("lua/spending.lua"),
+    "local used, models, order = spending(ARGV[1])\n",
+    "return spending_reply('spending', used, models, order)\n"
+);
 
 /// Records the API's answer and, the first time only, counts its usage on the job's day.
 const ANSWERED: &str = include_str!("lua/answered.lua");
@@ -189,6 +229,7 @@ impl JobLifecycle for RedisStore {
                 let fields = [
                     ("id", job.id.clone()),
                     ("principal", job.principal.clone()),
+                    ("model", job.model.clone()),
                     ("state", job.state.as_str().to_owned()),
                     ("sent", "0".to_owned()),
                     ("created_ms", job.created_ms.to_string()),
@@ -253,12 +294,7 @@ impl JobLifecycle for RedisStore {
                     "reuse" => Claim::Reuse(text(1)),
                     "not_sent" => Claim::NotSent,
                     "hold" => Claim::Hold,
-                    "limit" => Claim::OverLimit(Spending {
-                        used: text(1).parse().unwrap_or_default(),
-                        in_flight: text(2).parse().unwrap_or_default(),
-                        uncertain: text(3).parse().unwrap_or_default(),
-                        per_edit: text(4).parse().ok(),
-                    }),
+                    "limit" => Claim::OverLimit(spending_from_reply(&reply)),
                     _ => {
                         return Err(::redis::RedisError::from((
                             ::redis::ErrorKind::Client,
@@ -505,25 +541,11 @@ impl UsageLedger for RedisStore {
 
     fn spending_today(&self) -> StoreFuture<'_, Spending> {
         self.with(move |mut connection| async move {
-            let ((used, uncertain), in_flight, per_edit): (
-                (Option<f64>, Option<u64>),
-                u64,
-                Option<f64>,
-            ) = ::redis::pipe()
-                .cmd("HMGET")
-                .arg(format!("reve:usage:{}", now_ms() / DAY_MS))
-                .arg("credits")
-                .arg("uncertain")
-                .scard("reve:in_flight")
-                .get("reve:usage:last")
-                .query_async(&mut connection)
+            let reply: Vec<Value> = Script::new(SPENDING)
+                .arg(now_ms() / DAY_MS)
+                .invoke_async(&mut connection)
                 .await?;
-            Ok(Spending {
-                used: used.unwrap_or_default(),
-                in_flight,
-                uncertain: uncertain.unwrap_or_default(),
-                per_edit,
-            })
+            Ok(spending_from_reply(&reply))
         })
     }
 }

@@ -35,39 +35,60 @@ use self::files::{private_file, private_folder};
 use self::schema::{COLUMNS, record_from_row};
 use super::{
     Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobStore, KeptPicture,
-    LimitVerdict, Payload, PictureCache, Spending, StoreError, StoreFuture, UsageLedger, now_ms,
+    LimitVerdict, ModelSpending, Payload, PictureCache, Spending, StoreError, StoreFuture,
+    UsageLedger, now_ms,
 };
 
-/// Today's spending, as the daily limit counts it.
+/// Today's spending, as the daily limit counts it: the usage reported today, and per model its
+/// edits in flight, its uncertain ones of today and its latest reported cost.
 fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
     let day_start = now_ms() / DAY_MS * DAY_MS;
-    let (used, uncertain) = connection.query_row(
-        "SELECT TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(may_be_charged) FROM jobs \
-         WHERE created_ms >= ?1",
+    let used = connection.query_row(
+        "SELECT TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs WHERE created_ms >= ?1",
         params![day_start],
-        |row| Ok((row.get(0)?, row.get::<_, f64>(1)? as u64)),
-    )?;
-    let in_flight = connection.query_row(
-        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
-         AND credits_used IS NULL AND tokens_used IS NULL",
-        [],
         |row| row.get(0),
     )?;
-    let per_edit = connection
-        .query_row(
-            "SELECT COALESCE(credits_used, tokens_used) FROM jobs \
-             WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL \
-             ORDER BY updated_ms DESC LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(Spending {
-        used,
-        in_flight,
-        uncertain,
-        per_edit,
-    })
+    let mut models: Vec<ModelSpending> = Vec::new();
+    fn part(models: &mut Vec<ModelSpending>, model: String) -> &mut ModelSpending {
+        let index = match models.iter().position(|known| known.model == model) {
+            Some(index) => index,
+            None => {
+                models.push(ModelSpending {
+                    model,
+                    ..ModelSpending::default()
+                });
+                models.len() - 1
+            }
+        };
+        &mut models[index]
+    }
+    let mut statement = connection.prepare_cached(
+        "SELECT model, CAST(TOTAL(may_be_charged) AS INTEGER) FROM jobs \
+         WHERE created_ms >= ?1 AND may_be_charged = 1 GROUP BY model",
+    )?;
+    for row in statement.query_map(params![day_start], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (model, uncertain): (String, u64) = row?;
+        part(&mut models, model).uncertain = uncertain;
+    }
+    let mut statement = connection.prepare_cached(
+        "SELECT model, COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
+         AND credits_used IS NULL AND tokens_used IS NULL GROUP BY model",
+    )?;
+    for row in statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (model, in_flight): (String, u64) = row?;
+        part(&mut models, model).in_flight = in_flight;
+    }
+    // SQLite takes the other columns of an aggregate query with MAX() from the row holding it.
+    let mut statement = connection.prepare_cached(
+        "SELECT model, COALESCE(credits_used, tokens_used), MAX(updated_ms) FROM jobs \
+         WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL GROUP BY model",
+    )?;
+    for row in statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (model, cost): (String, f64) = row?;
+        part(&mut models, model).cost = Some(cost);
+    }
+    models.sort_by(|a, b| a.model.cmp(&b.model));
+    Ok(Spending { used, models })
 }
 
 impl JobLifecycle for SqliteStore {
@@ -85,8 +106,8 @@ impl JobLifecycle for SqliteStore {
             unsynced(connection, |connection| {
                 connection.execute(
                     "INSERT INTO jobs (id, principal, state, sent, created_ms, updated_ms, \
-                     owner_pid, owner_run, lease_until_ms, revision, payload) \
-                     VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     owner_pid, owner_run, lease_until_ms, revision, payload, model) \
+                     VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         job.id,
                         job.principal,
@@ -97,6 +118,7 @@ impl JobLifecycle for SqliteStore {
                         lease_until,
                         job.payload.revision,
                         job.payload.to_json(),
+                        job.model,
                     ],
                 )
             })

@@ -11,7 +11,7 @@ pub(super) const SCHEMA: &str = include_str!("schema.sql");
 const FROM_COLUMNS: &str = include_str!("from_columns.sql");
 
 /// The envelope's columns and the payload, in the order [`record_from_row`] reads them.
-pub(super) const COLUMNS: &str = "id, principal, state, sent, created_ms, updated_ms, credits_used, \
+pub(super) const COLUMNS: &str = "id, principal, model, state, sent, created_ms, updated_ms, credits_used, \
     tokens_used, reused_from, error, owner_pid, owner_run, may_be_charged, unsaved, revision, \
     payload";
 
@@ -19,6 +19,7 @@ pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRe
     Ok(JobRecord {
         id: row.get("id")?,
         principal: row.get("principal")?,
+        model: row.get("model")?,
         state: JobState::parse(&row.get::<_, String>("state")?),
         sent: row.get("sent")?,
         created_ms: row.get("created_ms")?,
@@ -46,7 +47,8 @@ pub(super) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
         |row| row.get(0),
     )?;
     if !in_columns {
-        return connection.execute_batch(SCHEMA);
+        connection.execute_batch(SCHEMA)?;
+        return add_model(connection);
     }
     let transaction = connection.transaction()?;
     // Columns a store of an even earlier release lacks, read as absent.
@@ -82,4 +84,21 @@ pub(super) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     transaction.execute_batch(SCHEMA)?;
     transaction.execute_batch(FROM_COLUMNS)?;
     transaction.commit()
+}
+
+/// Gives a store made before jobs named their model the column, each of its jobs an edit (the
+/// only model then).
+fn add_model(connection: &Connection) -> rusqlite::Result<()> {
+    let present: bool = connection.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'model'",
+        [],
+        |row| row.get(0),
+    )?;
+    if present {
+        return Ok(());
+    }
+    connection.execute_batch(&format!(
+        "ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT '{}'",
+        super::super::MODEL_OF_OLDER_JOBS
+    ))
 }

@@ -3,6 +3,8 @@
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY NOT NULL,
     principal TEXT NOT NULL,
+    -- Older stores gain it by migration, each of their jobs an edit.
+    model TEXT NOT NULL DEFAULT 'reve/edit-image',
     fingerprint TEXT,
     state TEXT NOT NULL,
     sent INTEGER NOT NULL DEFAULT 0,

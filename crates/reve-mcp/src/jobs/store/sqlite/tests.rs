@@ -45,12 +45,16 @@ async fn only_the_insert_itself_goes_unsynced() {
     assert!(!record.sent);
 }
 
+/// Today's spending with one model, whose latest cost is `per_edit`.
 fn spending(used: f64, in_flight: u64, uncertain: u64, per_edit: Option<f64>) -> Spending {
     Spending {
         used,
-        in_flight,
-        uncertain,
-        per_edit,
+        models: vec![ModelSpending {
+            model: "reve/edit-image".into(),
+            in_flight,
+            uncertain,
+            cost: per_edit,
+        }],
     }
 }
 
@@ -120,10 +124,46 @@ async fn a_store_kept_in_columns_keeps_its_jobs() {
     );
     assert_eq!(result.preview.as_ref().unwrap().width, 320);
     assert!(generation.inputs.is_empty());
+    assert_eq!(record.model, "reve/edit-image");
     // The moved store takes new jobs, and keeps paging its results.
     store.insert(job("b")).await.unwrap();
     let results = store.results("local".into(), None, 10).await.unwrap();
     assert_eq!(results.len(), 1);
+}
+
+/// A store made before jobs named their model gains the column, each of its jobs an edit, and
+/// takes jobs of any model after.
+#[tokio::test]
+async fn a_store_from_before_models_counts_its_jobs_as_edits() {
+    let folder = tempfile::tempdir().unwrap();
+    let connection = Connection::open(folder.path().join(STORE_FILE)).unwrap();
+    let without_model = schema::SCHEMA.replace(
+        "    -- Older stores gain it by migration, each of their jobs an edit.\n    model TEXT NOT NULL DEFAULT 'reve/edit-image',\n",
+        "",
+    );
+    assert!(!without_model.contains("model TEXT"), "{without_model}");
+    connection.execute_batch(&without_model).unwrap();
+    connection
+        .execute(
+            "INSERT INTO jobs (id, principal, state, sent, created_ms, updated_ms, credits_used, \
+             owner_pid, owner_run, payload) VALUES ('a', 'local', 'succeeded', 1, 5, 6, 7.0, 1, \
+             'gone', '{}')",
+            [],
+        )
+        .unwrap();
+    drop(connection);
+    let store = SqliteStore::in_folder(folder.path());
+    assert_eq!(
+        store.get("a".into()).await.unwrap().unwrap().model,
+        "reve/edit-image"
+    );
+    let mut create = job("b");
+    create.model = "reve/create-image".into();
+    store.insert(create).await.unwrap();
+    assert_eq!(
+        store.get("b".into()).await.unwrap().unwrap().model,
+        "reve/create-image"
+    );
 }
 
 /// A reader of a store that was never written answers as empty and makes no file.
@@ -159,4 +199,48 @@ async fn a_job_without_a_lease_is_judged_by_its_runs_lock() {
     drop(owner);
     let taken = survivor.orphans("survivor".into(), 2).await.unwrap();
     assert_eq!(taken.len(), 1, "its run ended");
+}
+
+/// With several models, each edit not reported counts at its own model's latest cost; a model
+/// that never reported one counts at the costliest known, never less than it may cost.
+#[test]
+fn each_model_counts_at_its_own_cost() {
+    use LimitVerdict::{Fits, Hold, Over};
+    let part = |model: &str, in_flight, uncertain, cost| ModelSpending {
+        model: model.into(),
+        in_flight,
+        uncertain,
+        cost,
+    };
+    // Creates cost 1, edits 3: two creates in flight fit where two edits would not.
+    let creates = Spending {
+        used: 1.0,
+        models: vec![
+            part("reve/create-image", 2, 0, Some(1.0)),
+            part("reve/edit-image", 0, 0, Some(3.0)),
+        ],
+    };
+    assert_eq!(creates.verdict(4.5), Fits);
+    let edits = Spending {
+        used: 1.0,
+        models: vec![
+            part("reve/create-image", 0, 0, Some(1.0)),
+            part("reve/edit-image", 2, 0, Some(3.0)),
+        ],
+    };
+    assert_eq!(edits.verdict(4.5), Hold);
+    // An uncertain remix, whose model never reported a cost, counts at the costliest (3).
+    let remix = Spending {
+        used: 1.0,
+        models: vec![
+            part("reve/create-image", 0, 0, Some(1.0)),
+            part("reve/edit-image", 0, 0, Some(3.0)),
+            part("reve/remix-edit-image", 0, 1, None),
+        ],
+    };
+    assert_eq!(remix.counted(), Some(4.0));
+    assert_eq!(remix.verdict(4.0), Over);
+    assert_eq!(remix.verdict(4.5), Fits);
+    assert_eq!(remix.cost_of("reve/create-image"), Some(1.0));
+    assert_eq!(remix.cost_of("reve/remix-edit-image"), Some(3.0));
 }

@@ -32,6 +32,7 @@ if not counted and usage ~= '' then
   redis.call('HINCRBY', 'reve:usage:' .. day, 'jobs', 1)
   redis.call('ZADD', 'reve:usage:days', day, day)
   redis.call('SET', 'reve:usage:last', usage)
+  redis.call('HSET', 'reve:usage:costs', redis.call('HGET', job, 'model') or 'reve/edit-image', usage)
 end
 redis.call('SREM', 'reve:in_flight', ARGV[1])
 return 1

@@ -6,7 +6,8 @@
 --   today (days since the epoch), reuse finished jobs ('1'/'0'), may send ('1'/'0'),
 --   then the ids of jobs passed over (never reused).
 -- Returns {'send'}, {'reuse', other id}, {'not_sent'}, {'hold'}, {'missing'}, or
---   {'limit', used, in flight, uncertain, usage per edit or ''}.
+--   {'limit', used, then per model: model, in flight, uncertain, cost or ''}.
+-- Runs after spending.lua, whose functions it calls.
 local job, fp = KEYS[1], KEYS[2]
 local id, fingerprint, now, window = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local reuse_finished, may_send = ARGV[7] == '1', ARGV[8] == '1'
@@ -28,19 +29,10 @@ if window > 0 then
 end
 if not may_send then return {'not_sent'} end
 if ARGV[5] ~= '' then
-  local limit = tonumber(ARGV[5])
-  local today = redis.call('HMGET', 'reve:usage:' .. ARGV[6], 'credits', 'uncertain')
-  local used = tonumber(today[1] or '0')
-  local uncertain = tonumber(today[2] or '0')
-  local in_flight = redis.call('SCARD', 'reve:in_flight')
-  local per_edit = redis.call('GET', 'reve:usage:last')
-  local over = {'limit', tostring(used), in_flight, uncertain, per_edit or ''}
-  if uncertain > 0 and not per_edit then return over end
-  local counted = used + uncertain * tonumber(per_edit or '0')
-  if counted >= limit then return over end
-  if in_flight > 0 and (not per_edit or counted + in_flight * tonumber(per_edit) >= limit) then
-    return {'hold'}
-  end
+  local used, models, order = spending(ARGV[6])
+  local decided = verdict(tonumber(ARGV[5]), used, models)
+  if decided == 'over' then return spending_reply('limit', used, models, order) end
+  if decided == 'hold' then return {'hold'} end
 end
 redis.call('HSET', job, 'state', 'running', 'sent', '1', 'fingerprint', fingerprint,
   'reuse_window_ms', window, 'updated_ms', now)
