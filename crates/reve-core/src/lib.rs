@@ -1,7 +1,10 @@
-//! A typed async client for the AIML API's image-editing model `reve/edit-image`.
+//! A typed async client for the AIML API's Reve models: `reve/edit-image` (change a picture),
+//! `reve/create-image` (make one from words, [`Client::create`]) and `reve/remix-edit-image`
+//! (combine one to four pictures, [`Client::remix`]).
 //!
-//! You give it an image (a URL, a `data:` URI or a local file) and a prompt saying what to change;
-//! it returns the edited image, ready to save. It exists so that callers, chiefly the `reve-mcp`
+//! You give it pictures (URLs, `data:` URIs or local files) and a prompt saying what to make;
+//! it returns the result, ready to save. Each model's request is checked against its published
+//! document ([`Model`], generated as each module's `DESCRIPTION`) before anything is sent. It exists so that callers, chiefly the `reve-mcp`
 //! server, get the fiddly parts right once: requests are checked before they can cost anything,
 //! transient failures are retried without risking a double charge more than necessary, one
 //! deadline bounds the whole call, result types come from the bytes rather than from a URL, and
@@ -64,7 +67,7 @@
 //! ```
 //!
 //! The types in [`generated`] are produced by `cargo xtask codegen` from the vendor's OpenAPI
-//! document; everything else here is written by hand.
+//! documents, one module per model; everything else here is written by hand.
 
 #![deny(missing_docs)]
 

@@ -31,10 +31,10 @@ use crate::transport::http::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_SESSIONS, HttpOptions,
 };
 
-/// Edit images with plain-language instructions through the AIML API model
-/// reve/edit-image. With no subcommand, serves the `edit_image` tool over MCP
-/// on stdin/stdout (what Claude Desktop, Claude Code, Cursor and VS Code
-/// launch).
+/// Create, edit and remix images with plain-language instructions through the
+/// AIML API's Reve models. With no subcommand, serves their tools
+/// (`create_image`, `edit_image`, `remix_images`) over MCP on stdin/stdout
+/// (what Claude Desktop, Claude Code, Cursor and VS Code launch).
 ///
 /// The API key is read from AIML_API_KEY (or AIMLAPI_API_KEY) only, never
 /// from a flag: command lines are visible to every user of the machine.
