@@ -179,6 +179,7 @@ pub(crate) fn file(
     let mut arguments = Vec::new();
     let mut pictures = Vec::new();
     let mut prompt = quote!("");
+    let mut options = Vec::new();
     for field in request.fields.iter().filter(|field| is_argument(field)) {
         let mut schema = properties
             .get(&field.json_name)
@@ -223,12 +224,32 @@ pub(crate) fn file(
                 }
             });
         }
+        let is_picture = description
+            .pictures
+            .iter()
+            .any(|picture| picture.name == field.json_name);
         if field.json_name == "prompt" {
             prompt = if optional {
                 quote!(self.#name.as_deref().unwrap_or(""))
             } else {
                 quote!(&self.#name)
             };
+        } else if !is_picture {
+            let json_name = &field.json_name;
+            let value = |value: TokenStream| {
+                quote! {
+                    options.insert(
+                        #json_name.to_owned(),
+                        serde_json::to_value(#value).expect("an argument serialises to JSON"),
+                    );
+                }
+            };
+            options.push(if optional {
+                let insert = value(quote!(value));
+                quote!(if let Some(value) = &self.#name { #insert })
+            } else {
+                value(quote!(&self.#name))
+            });
         }
         arguments.push(argument(
             &field.json_name,
@@ -311,6 +332,13 @@ pub(crate) fn file(
             pub fn prompt(&self) -> &str {
                 #prompt
             }
+            /// Its other vendor fields given (neither its pictures nor its prompt), as sent.
+            pub fn options(&self) -> serde_json::Map<String, serde_json::Value> {
+                #[allow(unused_mut)]
+                let mut options = serde_json::Map::new();
+                #(#options)*
+                options
+            }
         }
         /// Each argument's JSON Schema, as the tool declares it.
         mod field_schema {
@@ -351,6 +379,7 @@ pub(crate) fn modules_file(tools: &[ToolFacts]) -> Result<String> {
     let mut matches_tool = Vec::new();
     let mut matches_pictures = Vec::new();
     let mut matches_prompt = Vec::new();
+    let mut matches_options = Vec::new();
     let mut matches_output = Vec::new();
     let mut matches_body = Vec::new();
     for facts in &tools {
@@ -367,6 +396,7 @@ pub(crate) fn modules_file(tools: &[ToolFacts]) -> Result<String> {
         matches_tool.push(quote!(ToolArguments::#variant(_) => &#module::TOOL));
         matches_pictures.push(quote!(ToolArguments::#variant(arguments) => arguments.pictures()));
         matches_prompt.push(quote!(ToolArguments::#variant(arguments) => arguments.prompt()));
+        matches_options.push(quote!(ToolArguments::#variant(arguments) => arguments.options()));
         matches_output
             .push(quote!(ToolArguments::#variant(arguments) => &mut arguments.output_path));
         matches_body.push(quote! {
@@ -433,6 +463,11 @@ pub(crate) fn modules_file(tools: &[ToolFacts]) -> Result<String> {
             /// What they ask for in words.
             pub fn prompt(&self) -> &str {
                 match self { #(#matches_prompt,)* }
+            }
+            /// Their other vendor fields given, as sent: what the generation records as its
+            /// options, with no copy of a picture.
+            pub fn options(&self) -> serde_json::Map<String, serde_json::Value> {
+                match self { #(#matches_options,)* }
             }
             /// Where the result is saved, relative to the output folder.
             pub fn output_path(&mut self) -> &mut Option<String> {

@@ -124,10 +124,13 @@ impl Editor {
         let Some(budget) = self.options.preview else {
             return Vec::new();
         };
-        let count = body.inline_images_base64().count();
-        let mut pictures = Vec::with_capacity(count);
-        for index in 0..count {
-            if body.inline_images_base64().nth(index).flatten().is_none() {
+        let inline: Vec<bool> = body
+            .inline_images_base64()
+            .map(|picture| picture.is_some())
+            .collect();
+        let mut pictures = Vec::with_capacity(inline.len());
+        for (index, inline) in inline.into_iter().enumerate() {
+            if !inline {
                 pictures.push(None);
                 continue;
             }

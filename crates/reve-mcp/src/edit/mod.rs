@@ -353,12 +353,7 @@ impl Editor {
                 saves: self.options.saves,
             },
         );
-        if let Ok(serde_json::Value::Object(mut options)) = serde_json::to_value(&arguments) {
-            options.retain(|name, _| {
-                name != "prompt" && !model.pictures.iter().any(|field| field.name == name)
-            });
-            generation.options = options;
-        }
+        generation.options = arguments.options();
         generation.pictures_given = Some(pictures_given);
         Ok(Prepared {
             arguments,

@@ -66,6 +66,12 @@ impl EditImageArguments {
     pub fn prompt(&self) -> &str {
         &self.prompt
     }
+    /// Its other vendor fields given (neither its pictures nor its prompt), as sent.
+    pub fn options(&self) -> serde_json::Map<String, serde_json::Value> {
+        #[allow(unused_mut)]
+        let mut options = serde_json::Map::new();
+        options
+    }
 }
 /// Each argument's JSON Schema, as the tool declares it.
 mod field_schema {

@@ -93,6 +93,15 @@ impl ToolArguments {
             ToolArguments::RemixImages(arguments) => arguments.prompt(),
         }
     }
+    /// Their other vendor fields given, as sent: what the generation records as its
+    /// options, with no copy of a picture.
+    pub fn options(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            ToolArguments::EditImage(arguments) => arguments.options(),
+            ToolArguments::CreateImage(arguments) => arguments.options(),
+            ToolArguments::RemixImages(arguments) => arguments.options(),
+        }
+    }
     /// Where the result is saved, relative to the output folder.
     pub fn output_path(&mut self) -> &mut Option<String> {
         match self {

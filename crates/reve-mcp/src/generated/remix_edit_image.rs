@@ -72,6 +72,19 @@ impl RemixImagesArguments {
     pub fn prompt(&self) -> &str {
         &self.prompt
     }
+    /// Its other vendor fields given (neither its pictures nor its prompt), as sent.
+    pub fn options(&self) -> serde_json::Map<String, serde_json::Value> {
+        #[allow(unused_mut)]
+        let mut options = serde_json::Map::new();
+        if let Some(value) = &self.aspect_ratio {
+            options
+                .insert(
+                    "aspect_ratio".to_owned(),
+                    serde_json::to_value(value).expect("an argument serialises to JSON"),
+                );
+        }
+        options
+    }
 }
 /// Each argument's JSON Schema, as the tool declares it.
 mod field_schema {
