@@ -45,6 +45,45 @@ pub fn bundle(root: &Path, profile: Profile) -> Result<ExitCode> {
     hand_over(command)
 }
 
+/// `cargo xtask package [--debug]`: the packages of this machine's reve-mcp built in `profile`
+/// (the debug one with the devtools, as for the bundle); maturin builds the wheel in the same
+/// profile, so cargo reuses that build.
+pub fn package(root: &Path, profile: Profile) -> Result<ExitCode> {
+    let (reve_mcp, devtools) = match profile {
+        Profile::Dev => {
+            let [reve_mcp, devtools] = built(root, Some(("reve-mcp", "reve-mcp")))?;
+            (reve_mcp, devtools)
+        }
+        Profile::Release => {
+            let reve_mcp = cargo::build_bin(root, "reve-mcp", "reve-mcp", Profile::Release)?;
+            let [devtools] = built(root, None)?;
+            (reve_mcp, devtools)
+        }
+    };
+    let mut command = Command::new(devtools);
+    command.current_dir(root).args([
+        "package",
+        "--profile",
+        match profile {
+            Profile::Dev => "dev",
+            Profile::Release => "release",
+        },
+    ]);
+    command.env("REVE_MCP_BIN", reve_mcp);
+    hand_over(command)
+}
+
+/// `cargo xtask package --dist DIR`: the packages of the binaries in cargo-dist's archives.
+pub fn package_dist(root: &Path, dir: &str) -> Result<ExitCode> {
+    let [devtools] = built(root, None)?;
+    let mut command = Command::new(devtools);
+    command
+        .current_dir(root)
+        .args(["package", "--dist"])
+        .arg(std::path::absolute(dir)?);
+    hand_over(command)
+}
+
 /// `cargo xtask fake-api [--port N]`.
 pub fn fake_api(root: &Path, args: &[&str]) -> Result<ExitCode> {
     let [devtools] = built(root, None)?;

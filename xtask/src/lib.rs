@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cargo;
 pub mod codegen;
 pub mod devtools;
+pub mod release;
 pub mod snapshots;
 
 use std::path::{Path, PathBuf};

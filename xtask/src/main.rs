@@ -27,6 +27,16 @@ tasks:
   bundle [--debug]   build the Claude Desktop bundle (.mcpb) of the release binary (or
                      the debug one) in target/bundle, validate and pack it with mcpb,
                      and start it as its manifest says (installs Node 22 and mcpb with npm)
+  package [--debug]  the packages a person installs without Rust, from the release binary
+                     (or the debug one): the npm launcher and this system's npm package,
+                     the desktop bundle and the PyPI wheel, in target/packages; each is
+                     installed offline (npm, pip) and run over MCP against the fake API
+                     (installs Node 22 with npm, and maturin with pip)
+  package --dist DIR the same from cargo-dist's five archives in DIR, for every system (what
+                     the release workflow runs); this system's packages are checked
+  release-plan       `dist plan`: the artifacts a release makes, and a check that
+                     .github/workflows/release.yml is what dist-workspace.toml generates
+                     (installs cargo-dist, pinned, from crates.io)
   browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
                      Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
                      chromium; installs Node 22 and the test host's packages with npm)
@@ -59,6 +69,10 @@ fn main() -> ExitCode {
         }
         ["bundle"] => xtask::devtools::bundle(&root, Profile::Release),
         ["bundle", "--debug"] => xtask::devtools::bundle(&root, Profile::Dev),
+        ["package"] => xtask::devtools::package(&root, Profile::Release),
+        ["package", "--debug"] => xtask::devtools::package(&root, Profile::Dev),
+        ["package", "--dist", dir] => xtask::devtools::package_dist(&root, dir),
+        ["release-plan"] => xtask::release::plan(&root).map(|()| ExitCode::SUCCESS),
         ["scale-out"] => scale_out(&root),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {

@@ -21,6 +21,7 @@ use reve_tests::mcp::{McpSession, TestClient, structured};
 use serde_json::{Value, json};
 
 use crate::harness::NodeTools;
+use crate::targets::Target;
 
 /// Anthropic's bundle tool, pinned.
 const MCPB: &str = "@anthropic-ai/mcpb@2.1.2";
@@ -33,11 +34,25 @@ pub fn run(root: &Path) -> Result<()> {
     let binary = std::env::var_os("REVE_MCP_BIN")
         .map(PathBuf::from)
         .context("REVE_MCP_BIN must name the reve-mcp binary: run `cargo xtask bundle`")?;
-    let version = binary_version(&binary)?;
-    let work = root.join("target/bundle");
+    let archive = make(root, &binary, Target::host()?, &root.join("target/bundle"))?;
+    let size = std::fs::metadata(&archive)?.len();
+    println!(
+        "Bundle: {} ({:.1} MiB); open it with Claude Desktop to install reve.",
+        archive.display(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
+/// The bundle of `binary`, built for `target`, written into `out` and validated and packed by
+/// `mcpb`; when `target` is this machine, also unpacked and started as Claude Desktop would.
+pub fn make(root: &Path, binary: &Path, target: &Target, out: &Path) -> Result<PathBuf> {
+    let version = binary_version(binary)?;
+    let work = root.join("target/bundle-work").join(target.triple);
     let _ = std::fs::remove_dir_all(&work);
     let stage = work.join("stage");
     std::fs::create_dir_all(stage.join("server"))?;
+    std::fs::create_dir_all(out)?;
 
     let mut manifest: Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("bundle/manifest.json"))
@@ -50,14 +65,17 @@ pub fn run(root: &Path) -> Result<()> {
             manifest["version"]
         );
     }
-    manifest["compatibility"] = json!({ "platforms": [host_platform()?] });
-    let entry_point = manifest["server"]["entry_point"]
-        .as_str()
-        .context("the manifest has no server.entry_point")?
-        .to_owned()
-        + std::env::consts::EXE_SUFFIX;
+    manifest["compatibility"] = json!({ "platforms": [target.node_platform] });
+    // The entry point is the binary under its name on the target (`reve-mcp.exe` on Windows).
+    let entry_point = Path::new(
+        manifest["server"]["entry_point"]
+            .as_str()
+            .context("the manifest has no server.entry_point")?,
+    )
+    .with_file_name(target.executable());
     let staged_binary = stage.join(&entry_point);
-    std::fs::copy(&binary, &staged_binary).context("copying reve-mcp into the bundle")?;
+    manifest["server"]["entry_point"] = json!(path_text(&entry_point)?);
+    std::fs::copy(binary, &staged_binary).context("copying reve-mcp into the bundle")?;
     std::fs::copy(
         root.join("crates/reve-mcp/README.md"),
         stage.join("README.md"),
@@ -68,7 +86,7 @@ pub fn run(root: &Path) -> Result<()> {
         serde_json::to_string_pretty(&manifest)? + "\n",
     )?;
 
-    let tools = NodeTools::install(root.join("target/tools/mcpb"), &[MCPB], MCPB_SCRIPT)?;
+    let tools = node_tools(root)?;
     let mcpb = |args: &[&std::ffi::OsStr]| -> Result<()> {
         let status = Command::new(tools.node())
             .arg(tools.module(MCPB_SCRIPT))
@@ -81,31 +99,33 @@ pub fn run(root: &Path) -> Result<()> {
         }
         Ok(())
     };
-    let archive = work.join(format!(
-        "reve-{version}-{}-{}.mcpb",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    ));
-    let unpacked = work.join("unpacked");
+    let archive = out.join(target.bundle_file(&version));
     mcpb(&["validate".as_ref(), stage.join("manifest.json").as_os_str()])?;
     mcpb(&["pack".as_ref(), stage.as_os_str(), archive.as_os_str()])?;
+    if target != Target::host()? {
+        println!(
+            "{} is for {}: validated and packed, not started here.",
+            archive.display(),
+            target.description
+        );
+        return Ok(archive);
+    }
+    let unpacked = work.join("unpacked");
     mcpb(&["unpack".as_ref(), archive.as_os_str(), unpacked.as_os_str()])?;
-
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(start_as_the_host_does(&unpacked, &work))?;
-    let size = std::fs::metadata(&archive)?.len();
-    println!(
-        "Bundle: {} ({:.1} MiB); open it with Claude Desktop to install reve.",
-        archive.display(),
-        size as f64 / (1024.0 * 1024.0)
-    );
-    Ok(())
+    Ok(archive)
 }
 
-/// The release `reve-mcp --version` names: the first word of its answer.
-fn binary_version(binary: &Path) -> Result<String> {
+/// Node 22 and `mcpb`, installed once under `target/tools/mcpb`.
+pub fn node_tools(root: &Path) -> Result<NodeTools> {
+    NodeTools::install(root.join("target/tools/mcpb"), &[MCPB], MCPB_SCRIPT)
+}
+
+/// The release `reve-mcp --version` names: the second word of its answer.
+pub fn binary_version(binary: &Path) -> Result<String> {
     let output = Command::new(binary)
         .arg("--version")
         .output()
@@ -115,16 +135,6 @@ fn binary_version(binary: &Path) -> Result<String> {
         .nth(1)
         .map(str::to_owned)
         .with_context(|| format!("reve-mcp --version said {text:?}"))
-}
-
-/// This machine as the manifest's `compatibility.platforms` names it (Node's `process.platform`).
-fn host_platform() -> Result<&'static str> {
-    Ok(match std::env::consts::OS {
-        "linux" => "linux",
-        "macos" => "darwin",
-        "windows" => "win32",
-        other => bail!("Claude Desktop bundles are for Linux, macOS and Windows, not {other}"),
-    })
 }
 
 /// Starts the unpacked bundle's server as its manifest says, with settings a person would pick,

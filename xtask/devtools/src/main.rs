@@ -9,6 +9,8 @@ mod demo;
 mod fake_api;
 mod harness;
 mod hosts;
+mod package;
+mod targets;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ tasks:
                      taking S seconds more
   bundle             the Claude Desktop bundle of the reve-mcp binary in REVE_MCP_BIN, validated,
                      packed, unpacked and started as its manifest says
+  package --profile P
+                     the npm packages, the bundle and the PyPI wheel (built by maturin with cargo's
+                     profile P) of the reve-mcp binary in REVE_MCP_BIN, each installed and run
+  package --dist DIR the npm packages and bundles of the five binaries in cargo-dist's archives in DIR
   conformance        the MCP conformance suite against reve-mcp over HTTP, stateful and stateless
   browser            the viewer in headless Chromium, hosted by the MCP Apps SDK, against reve-mcp over HTTP
   hosts              five real agent hosts with reve-mcp over stdio and a scripted model: what the model sees";
@@ -34,6 +40,20 @@ fn main() -> ExitCode {
         ["demo"] => demo::run(&project_root(), false),
         ["demo", "--live"] => demo::run(&project_root(), true),
         ["bundle"] => bundle::run(&project_root()),
+        ["package", "--profile", profile] => match *profile {
+            "dev" => package::run(&project_root(), package::Source::Host { profile: "dev" }),
+            "release" => package::run(
+                &project_root(),
+                package::Source::Host { profile: "release" },
+            ),
+            _ => {
+                eprintln!("error: --profile takes dev or release");
+                return ExitCode::FAILURE;
+            }
+        },
+        ["package", "--dist", dir] => {
+            package::run(&project_root(), package::Source::Dist(PathBuf::from(dir)))
+        }
         ["conformance"] => conformance::run(&project_root()),
         ["browser"] => browser::run(&project_root()),
         ["hosts"] => hosts::run(&project_root()),

@@ -45,22 +45,84 @@ async fn server_json_and_the_bundle_match_the_workspace_the_server_and_the_readm
     assert_eq!(entry["repository"]["url"], env!("CARGO_PKG_REPOSITORY"));
     assert_eq!(entry["repository"]["source"], "github");
 
+    // npm, PyPI and crates.io run the same binary on stdio with the same settings; the desktop
+    // bundles (one per system, their hashes filled in by the release workflow) bring their own.
     let packages = entry["packages"].as_array().unwrap();
-    assert_eq!(packages.len(), 1);
-    let package = &packages[0];
-    assert_eq!(package["registryType"], "cargo");
-    assert_eq!(package["registryBaseUrl"], "https://crates.io");
-    assert_eq!(package["identifier"], env!("CARGO_PKG_NAME"));
-    assert_eq!(package["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(package["transport"], serde_json::json!({ "type": "stdio" }));
+    let kinds: Vec<&str> = packages
+        .iter()
+        .map(|package| package["registryType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "npm", "pypi", "cargo", "mcpb", "mcpb", "mcpb", "mcpb", "mcpb"
+        ]
+    );
+    let [npm, pypi, cargo, bundles @ ..] = packages.as_slice() else {
+        unreachable!()
+    };
+    let launcher: Value =
+        serde_json::from_str(&read("packaging/npm/reve-mcp/package.json")).unwrap();
+    assert_eq!(npm["identifier"], launcher["name"]);
+    assert_eq!(npm["registryBaseUrl"], "https://registry.npmjs.org");
+    assert_eq!(npm["runtimeHint"], "npx");
+    assert_eq!(
+        launcher["mcpName"], name,
+        "the registry checks the npm package's mcpName"
+    );
+    let pyproject = read("packaging/pypi/pyproject.toml");
+    assert!(pyproject.contains(&format!(
+        "name = \"{}\"",
+        pypi["identifier"].as_str().unwrap()
+    )));
+    assert_eq!(pypi["registryBaseUrl"], "https://pypi.org");
+    assert_eq!(pypi["runtimeHint"], "uvx");
     assert!(
-        package.get("runtimeHint").is_none(),
+        read("packaging/pypi/README.md")
+            .lines()
+            .any(|line| line.trim() == format!("mcp-name: {name}")),
+        "the registry looks for `mcp-name: {name}` in the PyPI package's description"
+    );
+    assert_eq!(cargo["registryBaseUrl"], "https://crates.io");
+    assert_eq!(cargo["identifier"], env!("CARGO_PKG_NAME"));
+    assert!(
+        cargo.get("runtimeHint").is_none(),
         "a cargo package runs by name"
     );
+    for package in [npm, pypi, cargo] {
+        assert_eq!(package["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(package["transport"], serde_json::json!({ "type": "stdio" }));
+        assert_eq!(
+            package["environmentVariables"], cargo["environmentVariables"],
+            "{}",
+            package["registryType"]
+        );
+    }
+    let release_page = format!(
+        "{}/releases/download/v{}/",
+        env!("CARGO_PKG_REPOSITORY"),
+        env!("CARGO_PKG_VERSION")
+    );
+    for bundle in bundles {
+        let url = bundle["identifier"].as_str().unwrap();
+        assert!(
+            url.starts_with(&release_page) && url.ends_with(".mcpb"),
+            "{url}"
+        );
+        assert!(
+            url.contains("mcp"),
+            "the registry wants \"mcp\" in a bundle's URL"
+        );
+        assert_eq!(bundle["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(bundle["transport"], serde_json::json!({ "type": "stdio" }));
+        let sha = bundle["fileSha256"].as_str().unwrap();
+        assert!(sha.len() == 64 && sha.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert!(bundle.get("registryBaseUrl").is_none());
+    }
 
     // Every variable is one the README's settings table documents; the key alone is secret.
     let readme = read("README.md");
-    let variables = package["environmentVariables"].as_array().unwrap();
+    let variables = cargo["environmentVariables"].as_array().unwrap();
     for variable in variables {
         let variable_name = variable["name"].as_str().unwrap();
         assert!(

@@ -1,0 +1,77 @@
+//! `cargo xtask release-plan`: cargo-dist's `dist plan`, at the version `dist-workspace.toml` pins.
+//!
+//! It lists every artifact a release makes (archives, checksums, installers, the Homebrew
+//! formula) and fails when `.github/workflows/release.yml` is not what `dist generate` writes from
+//! `dist-workspace.toml`, so the workflow cannot drift from its configuration.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::cargo;
+
+/// Installs cargo-dist (unoptimised: `dist plan` does little work, and an optimised build of it
+/// takes several minutes more on two cores) under `target/tools`, then runs `dist plan`.
+pub fn plan(root: &Path) -> Result<()> {
+    let config = std::fs::read_to_string(root.join("dist-workspace.toml"))
+        .context("reading dist-workspace.toml")?;
+    let version = pinned_version(&config)?;
+    let tools = root.join("target/tools/cargo-dist").join(&version);
+    let dist = tools
+        .join("bin")
+        .join(format!("dist{}", std::env::consts::EXE_SUFFIX));
+    if !dist.is_file() {
+        eprintln!(
+            "installing cargo-dist {version} from crates.io into {}",
+            tools.display()
+        );
+        let status = cargo::command(root)
+            .args([
+                "install",
+                "--locked",
+                "--debug",
+                "--quiet",
+                "cargo-dist",
+                "--version",
+            ])
+            .arg(&version)
+            .arg("--root")
+            .arg(&tools)
+            .status()
+            .context("running cargo install")?;
+        if !status.success() {
+            bail!("cargo install cargo-dist --version {version} failed: {status}");
+        }
+    }
+    let status = Command::new(&dist)
+        .arg("plan")
+        .current_dir(root)
+        .status()
+        .context("running dist plan")?;
+    if !status.success() {
+        bail!(
+            "dist plan failed ({status}); if dist-workspace.toml changed, run `dist generate` (cargo-dist {version}) and commit .github/workflows/release.yml"
+        );
+    }
+    Ok(())
+}
+
+/// `cargo-dist-version` of `dist-workspace.toml`.
+fn pinned_version(config: &str) -> Result<String> {
+    config
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("cargo-dist-version = "))
+        .map(|value| value.trim_matches('"').to_owned())
+        .context("dist-workspace.toml does not pin cargo-dist-version")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_pinned_version_is_read_from_the_configuration() {
+        let config = "[dist]\ncargo-dist-version = \"0.34.0\"\nci = \"github\"\n";
+        assert_eq!(super::pinned_version(config).unwrap(), "0.34.0");
+        assert!(super::pinned_version("[dist]\n").is_err());
+    }
+}
