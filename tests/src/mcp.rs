@@ -180,6 +180,18 @@ impl McpSession {
         .await
     }
 
+    /// The names of the tools the server lists, in its order.
+    pub async fn tool_names(&self) -> Result<Vec<String>, ServiceError> {
+        Ok(self
+            .client
+            .peer()
+            .list_all_tools()
+            .await?
+            .into_iter()
+            .map(|tool| tool.name.into_owned())
+            .collect())
+    }
+
     /// Calls the tool `name` with `arguments`.
     pub async fn call(
         &self,

@@ -195,14 +195,7 @@ async fn start_as_the_host_does(unpacked: &Path, work: &Path) -> Result<()> {
     println!("Starting the bundled server as Claude Desktop would: {command:?}");
 
     let session = McpSession::start_command(command, TestClient::default()).await;
-    let listed: Vec<String> = session
-        .client
-        .peer()
-        .list_all_tools()
-        .await?
-        .into_iter()
-        .map(|tool| tool.name.into_owned())
-        .collect();
+    let listed = session.tool_names().await?;
     let named: Vec<&str> = manifest["tools"]
         .as_array()
         .into_iter()

@@ -218,14 +218,7 @@ async fn check_over_mcp(mut command: Command, work: &Path) -> Result<()> {
         .env("AIML_API_BASE_URL", fake.base_url())
         .env("REVE_STATE_DIR", work.join("state"));
     let session = McpSession::start_command(command, TestClient::default()).await;
-    let tools: Vec<String> = session
-        .client
-        .peer()
-        .list_all_tools()
-        .await?
-        .into_iter()
-        .map(|tool| tool.name.into_owned())
-        .collect();
+    let tools = session.tool_names().await?;
     let created = session
         .call(
             "create_image",
