@@ -36,7 +36,7 @@ tasks:
                      the release workflow runs); this system's packages are checked
   release-plan       `dist plan`: the artifacts a release makes, and a check that
                      .github/workflows/release.yml is what dist-workspace.toml generates
-                     (installs cargo-dist, pinned, from crates.io)
+                     (installs cargo-dist, pinned, from crates.io; --install-only: only that)
   browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
                      Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
                      chromium; installs Node 22 and the test host's packages with npm)
@@ -73,6 +73,9 @@ fn main() -> ExitCode {
         ["package", "--debug"] => xtask::devtools::package(&root, Profile::Dev),
         ["package", "--dist", dir] => xtask::devtools::package_dist(&root, dir),
         ["release-plan"] => xtask::release::plan(&root).map(|()| ExitCode::SUCCESS),
+        ["release-plan", "--install-only"] => {
+            xtask::release::install_only(&root).map(|()| ExitCode::SUCCESS)
+        }
         ["scale-out"] => scale_out(&root),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {

@@ -14,6 +14,29 @@ use crate::cargo;
 /// Installs cargo-dist (unoptimised: `dist plan` does little work, and an optimised build of it
 /// takes several minutes more on two cores) under `target/tools`, then runs `dist plan`.
 pub fn plan(root: &Path) -> Result<()> {
+    let dist = install(root)?;
+    let status = Command::new(&dist)
+        .arg("plan")
+        .current_dir(root)
+        .status()
+        .context("running dist plan")?;
+    if !status.success() {
+        bail!(
+            "dist plan failed ({status}); if dist-workspace.toml changed, run `dist generate` (the cargo-dist of its cargo-dist-version) and commit .github/workflows/release.yml"
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask release-plan --install-only`: cargo-dist installed and nothing run, so that CI
+/// can build it in the background, at low priority, while other steps wait on the network.
+pub fn install_only(root: &Path) -> Result<()> {
+    install(root).map(|_| ())
+}
+
+/// cargo-dist at the version `dist-workspace.toml` pins, installed under `target/tools` unless
+/// it is there: the path of its `dist`.
+fn install(root: &Path) -> Result<std::path::PathBuf> {
     let config = std::fs::read_to_string(root.join("dist-workspace.toml"))
         .context("reading dist-workspace.toml")?;
     let version = pinned_version(&config)?;
@@ -44,17 +67,7 @@ pub fn plan(root: &Path) -> Result<()> {
             bail!("cargo install cargo-dist --version {version} failed: {status}");
         }
     }
-    let status = Command::new(&dist)
-        .arg("plan")
-        .current_dir(root)
-        .status()
-        .context("running dist plan")?;
-    if !status.success() {
-        bail!(
-            "dist plan failed ({status}); if dist-workspace.toml changed, run `dist generate` (cargo-dist {version}) and commit .github/workflows/release.yml"
-        );
-    }
-    Ok(())
+    Ok(dist)
 }
 
 /// `cargo-dist-version` of `dist-workspace.toml`.
