@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 /// How long a service may take to start answering.
 const START_PATIENCE: Duration = Duration::from_secs(20);
 
-/// The workspace's `deploy/` folder: the files the README's deployment section shows.
+/// The workspace's `deploy/` folder: the files docs/http.md's deployment section shows.
 pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -34,7 +34,8 @@ use crate::transport::http::{
 /// Create, edit and remix images with plain-language instructions through the
 /// AIML API's Reve models. With no subcommand, serves their tools
 /// (`create_image`, `edit_image`, `remix_images`) over MCP on stdin/stdout
-/// (what Claude Desktop, Claude Code, Cursor and VS Code launch).
+/// (what Claude Desktop, Claude Code, Cursor and VS Code launch); serve's
+/// flags (`reve-mcp serve --help`) work there without the word `serve`.
 ///
 /// The API key is read from AIML_API_KEY (or AIMLAPI_API_KEY) only, never
 /// from a flag: command lines are visible to every user of the machine.

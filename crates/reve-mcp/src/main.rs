@@ -3,12 +3,12 @@
 //! command line is read once, and the pipeline, the tool and the transport
 //! are built from it here.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use reve_mcp::{
     Cli, Command, EditImageTool, Editor, JobStore, Jobs, LocalFilesRule, ResponseMode, ReveServer,
     ServeArgs, Settings,
@@ -29,9 +29,22 @@ fn log_filter(default: &str) -> EnvFilter {
     }
 }
 
+/// Runs the command and reports a failure in clap's style, `error: ` and the causes on one
+/// line: an ordinary error (a missing key, a refused folder) is a message for a person, never a
+/// stack trace, even where `RUST_BACKTRACE` is set, as many Rust users have it.
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+async fn run() -> anyhow::Result<ExitCode> {
+    let cli = command_line();
     // The command line reports through its own output and progress bars;
     // routine log lines would only get in their way.
     let default_filter = match cli.command {
@@ -47,6 +60,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         .init();
 
     let command = cli.command.unwrap_or_else(|| {
+        if std::io::stdin().is_terminal() {
+            greet_a_person(&cli.settings);
+        }
         Command::Serve(ServeArgs::from_env().unwrap_or_else(|error| error.exit()))
     });
     match command {
@@ -166,6 +182,64 @@ async fn refuse_a_store_that_refuses_us(store: &dyn JobStore) -> anyhow::Result<
             Ok(())
         }
         Ok(()) => Ok(()),
+    }
+}
+
+/// The command line. A bare `reve-mcp` serves stdio, so serve's flags are taken without the word
+/// `serve` too (a desktop configuration's `"args": ["--max-wait-secs", "30"]`): a flag unknown to
+/// the top level, on a line that names no subcommand, is read again as serve's. A mistyped
+/// subcommand is never taken for a folder to serve, and an error stays the one for what was
+/// typed.
+fn command_line() -> Cli {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory as _, Parser as _};
+
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let error = match Cli::try_parse_from(&args) {
+        Ok(cli) => return cli,
+        Err(error) => error,
+    };
+    let names_a_subcommand = || {
+        let command = Cli::command();
+        args.iter().skip(1).any(|arg| {
+            command.get_subcommands().any(|subcommand| {
+                let arg = arg.to_str();
+                arg == Some(subcommand.get_name())
+                    || subcommand.get_all_aliases().any(|alias| arg == Some(alias))
+            })
+        })
+    };
+    if error.kind() != ErrorKind::UnknownArgument || names_a_subcommand() {
+        error.exit()
+    }
+    let mut as_serve = args.clone();
+    as_serve.insert(1.min(args.len()), "serve".into());
+    match Cli::try_parse_from(as_serve) {
+        Ok(cli) => cli,
+        // A flag neither level knows: the first error names it.
+        Err(again) if again.kind() == ErrorKind::UnknownArgument => error.exit(),
+        Err(again) => again.exit(),
+    }
+}
+
+/// What a person who typed `reve-mcp` at a terminal learns, on stderr: the server still waits
+/// for an MCP client on stdin (someone may be typing JSON-RPC by hand), but most who see this
+/// wanted a client's configuration or the command line.
+fn greet_a_person(settings: &Settings) {
+    eprintln!(
+        "reve-mcp is an MCP server: AI assistants start it and talk to it on stdin and stdout. \
+         To add it to one, see https://github.com/reve-mcp/reve#set-up-a-client; to edit \
+         pictures from this terminal, run `reve-mcp edit --help`. Waiting for an MCP client \
+         on stdin (Ctrl-C to quit)."
+    );
+    if !settings
+        .client_config()
+        .is_ok_and(|config| config.has_api_key())
+    {
+        eprintln!(
+            "warning: AIML_API_KEY is not set, so every call will be refused; get a key at \
+             https://aimlapi.com/app/keys"
+        );
     }
 }
 

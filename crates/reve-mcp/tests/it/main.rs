@@ -22,3 +22,4 @@ mod secrets;
 mod soak;
 mod store_rules;
 mod support;
+mod terminal;

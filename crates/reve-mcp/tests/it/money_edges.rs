@@ -52,7 +52,7 @@ fn results_in(dir: &Path) -> Vec<String> {
 async fn a_name_the_extension_correction_would_take_is_refused_before_paying() {
     let world = World::new().await;
     world.input_file("cat.png", &sample_png(20, 20));
-    // The README's own example, run twice: the result is a PNG, so `hat.jpg` became `hat.png`.
+    // The example of docs/command-line.md, run twice: the result is a PNG, so `hat.jpg` became `hat.png`.
     let first = edit(
         &world,
         &[],

@@ -1,9 +1,9 @@
 //! `server.json`, the MCP registry's entry for reve (and the bundle's manifest), kept in step with what it describes: the
-//! workspace's version and repository, the crate, the tools and prompts the server lists, and the
-//! variables the README documents. The registry's own rules that its schema and publisher check
-//! are checked here too, since CI cannot reach the registry: the name's form, the lengths, a
-//! pinned version, the crates.io base URL, and the `mcp-name:` line it looks for in the crate's
-//! README on crates.io (as visible text: crates.io drops HTML comments).
+//! workspace's version and repository, the npm, PyPI and cargo packages and the desktop bundles, the tools and prompts
+//! the server lists, and the variables `docs/settings.md` documents. The registry's own rules that its schema and
+//! publisher check are checked here too, since CI cannot reach the registry: the name's form, the lengths, pinned
+//! versions, each registry's base URL, the npm package's `mcpName`, and the `mcp-name:` line it looks for in the PyPI
+//! package's description and in the crate's README on crates.io (as visible text: crates.io drops HTML comments).
 
 use std::path::PathBuf;
 
@@ -120,8 +120,8 @@ async fn server_json_and_the_bundle_match_the_workspace_the_server_and_the_readm
         assert!(bundle.get("registryBaseUrl").is_none());
     }
 
-    // Every variable is one the README's settings table documents; the key alone is secret.
-    let readme = read("README.md");
+    // Every variable is one the settings reference documents; the key alone is secret.
+    let readme = read("docs/settings.md");
     let variables = cargo["environmentVariables"].as_array().unwrap();
     for variable in variables {
         let variable_name = variable["name"].as_str().unwrap();
@@ -129,7 +129,7 @@ async fn server_json_and_the_bundle_match_the_workspace_the_server_and_the_readm
             readme
                 .lines()
                 .any(|line| line.starts_with('|') && line.contains(&format!("`{variable_name}`"))),
-            "{variable_name} is not in the README's settings table"
+            "{variable_name} is not in docs/settings.md's table"
         );
         assert_eq!(
             variable["isSecret"].as_bool().unwrap_or(false),
