@@ -50,6 +50,8 @@ fn install(root: &Path) -> Result<std::path::PathBuf> {
             tools.display()
         );
         let status = cargo::command(root)
+            // No debug information either: nobody debugs it here, and it is a large part of the build.
+            .env("CARGO_PROFILE_DEV_DEBUG", "false")
             .args([
                 "install",
                 "--locked",

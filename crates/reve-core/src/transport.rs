@@ -227,11 +227,31 @@ fn send_failure(error: &reqwest::Error, phase: Phase, attempt: u32) -> Failure {
         connect = error.is_connect(),
         "request failed before a response"
     );
+    let mut message = error_chain(error);
+    // Nothing listening where the request went is most often a base URL set wrong (a fake API
+    // that is not running, a proxy's address): say which setting decides it.
+    if error.is_connect() && phase == Phase::Request {
+        // Scheme, host and port only: never a user name or password.
+        let address = error
+            .url()
+            .and_then(|url| {
+                let port = url
+                    .port()
+                    .map(|port| format!(":{port}"))
+                    .unwrap_or_default();
+                Some(format!("{}://{}{port}", url.scheme(), url.host_str()?))
+            })
+            .unwrap_or_else(|| "the API's address".to_owned());
+        message.push_str(&format!(
+            " (nothing answered at {address}; {} sets where requests go)",
+            crate::config::BASE_URL_VAR
+        ));
+    }
     Failure {
         error: Error::Transport {
             phase,
             attempts: attempt,
-            message: error_chain(error),
+            message,
         },
         retry: if retryable {
             Retry::After(None)

@@ -75,6 +75,12 @@ pub struct JobsArgs {
     /// How many jobs to list.
     #[arg(short = 'n', long, default_value_t = 20)]
     pub limit: u32,
+    /// Also list the jobs refused before anything was sent (nothing was charged for them).
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per job and line, with the whole id, prompt and paths.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How `serve` listens, and what it does with results.

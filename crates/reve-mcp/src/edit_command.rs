@@ -434,9 +434,20 @@ impl Report {
         }
         self.failures.sort_by_key(|(index, _)| *index);
         let mut stderr = std::io::stderr().lock();
+        // One picture asked for: its error alone, in clap's style, as any other error.
+        if let [(index, message)] = self.failures.as_slice()
+            && self.inputs.len() == 1
+        {
+            writeln!(
+                stderr,
+                "error: {}: {message}",
+                reve_core::workspace::shorten(&self.inputs[*index])
+            )?;
+            return Ok(ExitCode::FAILURE);
+        }
         writeln!(
             stderr,
-            "{} of {} edits failed:",
+            "error: {} of {} edits failed:",
             self.failures.len(),
             self.inputs.len()
         )?;

@@ -5,33 +5,77 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::jobs::{DAY_MS, JobRecord, JobStore};
+use crate::jobs::{DAY_MS, JobRecord, JobState, JobStore};
 
-/// Prints the newest `limit` jobs, one per line: id, state, creation time (UTC), and the saved
-/// path, the URL or the error.
-pub async fn list(store: &dyn JobStore, limit: u32) -> anyhow::Result<()> {
-    let jobs = store.recent(limit).await.context("reading the job store")?;
+/// What `reve-mcp jobs` was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing {
+    /// How many jobs, newest first.
+    pub limit: u32,
+    /// Also the jobs refused before anything was sent (a missing file, a prompt too long):
+    /// they cost nothing and made nothing, so they are left out unless asked for.
+    pub all: bool,
+    /// One JSON object per job and line, every field whole, for scripts.
+    pub json: bool,
+}
+
+/// Prints the newest jobs: for a person, a table with short ids, how long ago, the prompt and
+/// where the result went; with `--json`, one object per line.
+pub async fn list(store: &dyn JobStore, listing: Listing) -> anyhow::Result<()> {
+    // Refusals are skipped after reading, so ask for enough to fill the page most of the time.
+    let asked = if listing.all {
+        listing.limit
+    } else {
+        listing.limit.saturating_mul(4)
+    };
+    let jobs: Vec<JobRecord> = store
+        .recent(asked)
+        .await
+        .context("reading the job store")?
+        .into_iter()
+        .filter(|job| listing.all || !refused_before_sending(job))
+        .take(listing.limit as usize)
+        .collect();
+    if listing.json {
+        for job in &jobs {
+            println!("{}", json_line(job));
+        }
+        return Ok(());
+    }
     if jobs.is_empty() {
         println!("no jobs yet (in {})", store.describe());
+        return Ok(());
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    println!(
+        "{:<8}  {:<11}  {:<10}  {:<32}  RESULT",
+        "JOB", "STATE", "WHEN", "PROMPT"
+    );
     for job in &jobs {
-        println!("{}", line(job));
+        println!("{}", line(job, now));
     }
     Ok(())
 }
 
-fn line(job: &JobRecord) -> String {
-    let when =
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(job.created_ms));
-    let what = match (&job.generation().result, &job.error, &job.reused_from) {
+/// A job that ended before its request was sent: refused on its input, nothing charged.
+fn refused_before_sending(job: &JobRecord) -> bool {
+    job.state == JobState::Failed && !job.sent
+}
+
+fn line(job: &JobRecord, now_ms: u64) -> String {
+    let generation = job.generation();
+    let what = match (&generation.result, &job.error, &job.reused_from) {
         (Some(result), _, reused) => {
             let place = result
                 .path
-                .clone()
+                .as_deref()
+                .map(home_as_tilde)
                 .or_else(|| result.url.clone())
                 .unwrap_or_default();
-            match (reused, job.generation().api_seconds) {
-                (Some(other), _) => format!("{place} (reused from {other})"),
+            match (reused, generation.api_seconds) {
+                (Some(other), _) => format!("{place} (reused from {})", short_id(other)),
                 (None, Some(seconds)) => format!("{place} (the API took {seconds:.1} s)"),
                 (None, None) => place,
             }
@@ -39,7 +83,87 @@ fn line(job: &JobRecord) -> String {
         (None, Some(error), _) => error.clone(),
         (None, None, _) => String::new(),
     };
-    format!("{}  {:<11}  {when}  {what}", job.id, job.state.as_str())
+    format!(
+        "{:<8}  {:<11}  {:<10}  {:<32}  {what}",
+        short_id(&job.id),
+        job.state.as_str(),
+        ago(now_ms.saturating_sub(job.created_ms)),
+        shorten(&generation.prompt, 32),
+    )
+}
+
+/// The first characters of a job id: enough to tell the jobs of a listing apart. `--json`
+/// gives the whole id, which `get_edit` takes.
+fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// How long ago, in the largest unit that fits.
+fn ago(elapsed_ms: u64) -> String {
+    let seconds = elapsed_ms / 1000;
+    match seconds {
+        0..10 => "just now".to_owned(),
+        10..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86_400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} d ago", seconds / 86_400),
+    }
+}
+
+/// `text` on one line, cut to `width` characters with an ellipsis.
+fn shorten(text: &str, width: usize) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= width {
+        return line;
+    }
+    let kept: String = line.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// A path under the home folder written from `~`, as a person types it.
+fn home_as_tilde(path: &str) -> String {
+    match std::env::var_os("HOME").map(std::path::PathBuf::from) {
+        Some(home) if !home.as_os_str().is_empty() => {
+            match std::path::Path::new(path).strip_prefix(&home) {
+                Ok(rest) => format!("~/{}", rest.display()),
+                Err(_) => path.to_owned(),
+            }
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// A job as one JSON object: every field whole (the full id, the full prompt, absolute paths).
+fn json_line(job: &JobRecord) -> serde_json::Value {
+    let generation = job.generation();
+    let created =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(job.created_ms))
+            .to_string();
+    let picture = |picture: &crate::generation::Picture| {
+        serde_json::json!({
+            "path": picture.path,
+            "url": picture.url,
+            "mime_type": picture.mime_type,
+            "width": picture.width,
+            "height": picture.height,
+            "bytes": picture.bytes,
+        })
+    };
+    serde_json::json!({
+        "id": job.id,
+        "state": job.state.as_str(),
+        "created": created,
+        "model": generation.model,
+        "prompt": generation.prompt,
+        "inputs": generation.inputs.iter().map(picture).collect::<Vec<_>>(),
+        "result": generation.result.as_ref().map(picture),
+        "sent": job.sent,
+        "error": job.error,
+        "reused_from": job.reused_from,
+        "credits_used": job.credits_used,
+        "tokens_used": job.tokens_used,
+        "api_seconds": generation.api_seconds,
+    })
 }
 
 /// Prints the usage the API reported per UTC day, then the total.

@@ -36,7 +36,7 @@ pub use edit_command::{EditCommand, run as run_edit_command};
 pub use jobs::{
     DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, Principal,
 };
-pub use jobs_command::{list as list_jobs, usage as print_usage};
+pub use jobs_command::{Listing as JobListing, list as list_jobs, usage as print_usage};
 pub use mcp::server::ReveServer;
 pub use mcp::tool::{EditImageTool, LocalFilesRule};
 pub use transport::{http::serve as serve_http, stdio::guard as guard_stdio};

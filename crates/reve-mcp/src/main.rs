@@ -89,9 +89,16 @@ async fn run() -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs(args) => reve_mcp::list_jobs(cli.settings.job_store()?.as_ref(), args.limit)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Jobs(args) => reve_mcp::list_jobs(
+            cli.settings.job_store()?.as_ref(),
+            reve_mcp::JobListing {
+                limit: args.limit,
+                all: args.all,
+                json: args.json,
+            },
+        )
+        .await
+        .map(|()| ExitCode::SUCCESS),
         Command::Usage => reve_mcp::print_usage(cli.settings.job_store()?.as_ref())
             .await
             .map(|()| ExitCode::SUCCESS),

@@ -146,6 +146,32 @@ async fn a_base64_result_over_the_limit_is_refused() {
 }
 
 #[tokio::test]
+async fn nothing_listening_at_the_base_url_names_the_address_and_the_setting() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = Config::default()
+        .with_api_key("sk-aiml-not-sent-anywhere")
+        .with_base_url(&format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .with_max_retries(0);
+    let error = client(config).edit_image(&request()).await.unwrap_err();
+    let Error::Transport { phase, message, .. } = &error else {
+        panic!("unexpected {error:?}");
+    };
+    assert_eq!(*phase, Phase::Request);
+    assert!(
+        message.ends_with(&format!(
+            "(nothing answered at http://127.0.0.1:{port}; AIML_API_BASE_URL sets where requests go)"
+        )),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn an_unusable_config_is_refused_when_the_client_is_built() {
     let error = reve_core::Client::new(Config::default().with_max_input_bytes(0)).unwrap_err();
     assert!(matches!(error, Error::InvalidConfig { .. }), "{error:?}");

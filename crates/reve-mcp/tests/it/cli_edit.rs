@@ -229,7 +229,7 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
 
     assert!(
         run.stderr.ends_with(&format!(
-            "2 of 4 edits failed:\n  notes.png: {not_an_image}\n  missing.png: {missing}\n"
+            "error: 2 of 4 edits failed:\n  notes.png: {not_an_image}\n  missing.png: {missing}\n"
         )),
         "{}",
         run.stderr
@@ -409,4 +409,95 @@ async fn ctrl_c_cancels_the_requests_in_flight_and_saves_nothing() {
     .await
     .expect("the fake saw both requests abandoned");
     assert!(world.saved_files().is_empty(), "{:?}", world.saved_files());
+}
+
+#[tokio::test]
+async fn a_single_failed_picture_is_one_error_line_naming_it() {
+    let world = World::new().await;
+    world.input_file("notes.png", b"these are notes, not a picture");
+
+    let run = run_edit(&world, &["notes.png", "-p", "make it night"]).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with("error: notes.png: "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("not an image"), "{}", run.stderr);
+    assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("edits failed"), "{}", run.stderr);
+    assert_eq!(world.fake.requests().len(), 0);
+}
+
+/// `reve-mcp jobs` for a person (a header, short ids, how long ago, the prompt, where the
+/// result went; refusals made before sending left out) and `--json` for a script.
+#[tokio::test]
+async fn jobs_lists_what_was_made_for_a_person_and_for_a_script() {
+    let world = World::new().await;
+    world.input_file("cat.png", &sample_png(16, 16));
+    world.input_file("notes.png", b"not a picture");
+    run_edit(&world, &["cat.png", "-p", "make it night"])
+        .await
+        .assert_code(0);
+    run_edit(&world, &["notes.png", "-p", "make it day"])
+        .await
+        .assert_code(1);
+    assert_eq!(world.fake.generation_attempts(), 1);
+
+    let jobs = |args: &'static [&'static str]| {
+        let env = world.env(&[]);
+        async move {
+            let output = command(&env).arg("jobs").args(args).output().await.unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    let table = jobs(&[]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("JOB ") && lines[0].contains("PROMPT"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 2, "the refusal is left out: {table}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0].len(), 8, "{table}");
+    assert_eq!(row[1], "succeeded", "{table}");
+    assert!(
+        lines[1].contains("just now") && lines[1].contains("make it night"),
+        "{table}"
+    );
+    let saved = world.saved_files();
+    assert_eq!(saved.len(), 1);
+    assert!(
+        lines[1].contains(&saved[0].display().to_string()),
+        "{table}"
+    );
+
+    let parse = |text: String| -> Vec<Value> {
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let listed = parse(jobs(&["--json"]).await);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let job = &listed[0];
+    assert!(job["id"].as_str().unwrap().starts_with(row[0]));
+    assert!(job["id"].as_str().unwrap().len() > 8);
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["prompt"], "make it night");
+    assert_eq!(job["model"], "reve/edit-image");
+    assert_eq!(job["sent"], true);
+    assert_eq!(
+        job["result"]["path"].as_str().unwrap(),
+        saved[0].display().to_string()
+    );
+    assert!(job["created"].as_str().unwrap().ends_with('Z'));
+
+    // With --all, a refusal recorded before sending is there too, marked as never sent.
+    let everything = parse(jobs(&["--all", "--json"]).await);
+    assert!(everything.len() >= listed.len());
+    for refused in everything.iter().filter(|job| job["state"] == "failed") {
+        assert_eq!(refused["sent"], false, "{refused}");
+        assert!(refused["result"].is_null());
+    }
 }

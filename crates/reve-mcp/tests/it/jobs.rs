@@ -186,6 +186,7 @@ async fn a_cancellation_before_sending_stops_the_job_and_after_sending_does_not(
     // Both calls arrive together, so either job may be the newer one in the listing.
     let mut states: Vec<&str> = listed
         .lines()
+        .skip(1)
         .map(|line| line.split_whitespace().nth(1).unwrap())
         .collect();
     states.sort_unstable();
@@ -366,6 +367,13 @@ pub(crate) fn kill(pid: u32) {
 /// `reve-mcp jobs` against the world's store.
 pub(crate) async fn jobs_listing(world: &World) -> String {
     run(world, &["jobs"]).await
+}
+
+/// The whole id of the newest job, from `reve-mcp jobs --json`.
+pub(crate) async fn newest_job_id(world: &World) -> String {
+    let listed = run(world, &["jobs", "--all", "--json", "-n", "1"]).await;
+    let newest: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    newest["id"].as_str().unwrap().to_owned()
 }
 
 pub(crate) async fn run(world: &World, args: &[&str]) -> String {

@@ -14,7 +14,8 @@ use reve_tests::{FakeApi, Scenario};
 use serde_json::{Value, json};
 
 use crate::jobs::{
-    TOKENS_PER_EDIT, collect, env, input, job_id, jobs_listing, kill, run, serve, status,
+    TOKENS_PER_EDIT, collect, env, input, job_id, jobs_listing, kill, newest_job_id, run, serve,
+    status,
 };
 use crate::support::{World, binary, command, start};
 
@@ -698,7 +699,7 @@ async fn a_full_output_disk_names_the_paid_result_and_saves_it_once_space_return
     assert!(text.contains("get_edit"), "{text}");
     let listing = jobs_listing(&world).await;
     assert!(listing.contains(&files), "{listing}");
-    let id = listing.split_whitespace().next().unwrap().to_owned();
+    let id = newest_job_id(&world).await;
 
     // get_edit tries the save again: still full, still named.
     let again = session.get_edit(&id).await.unwrap();
@@ -722,15 +723,15 @@ async fn a_full_output_disk_names_the_paid_result_and_saves_it_once_space_return
 /// The state of job `id`, as `reve-mcp jobs` run in the namespace lists it.
 async fn state_in(disk: &Namespace, env: &BTreeMap<String, String>, id: &str) -> Option<String> {
     let listed = tokio::process::Command::from(disk.enter(env))
-        .arg("jobs")
+        .args(["jobs", "--all", "--json"])
         .output()
         .await
         .unwrap();
     String::from_utf8_lossy(&listed.stdout)
         .lines()
-        .find_map(|line| line.strip_prefix(id))
-        .and_then(|rest| rest.split_whitespace().next())
-        .map(str::to_owned)
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|job| job["id"] == id)
+        .and_then(|job| job["state"].as_str().map(str::to_owned))
 }
 
 #[tokio::test]
