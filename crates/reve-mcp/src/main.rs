@@ -239,14 +239,13 @@ fn greet_a_person(settings: &Settings) {
          pictures from this terminal, run `reve-mcp edit --help`. Waiting for an MCP client \
          on stdin (Ctrl-C to quit)."
     );
-    if !settings
-        .client_config()
-        .is_ok_and(|config| config.has_api_key())
-    {
-        eprintln!(
+    match settings.client_config() {
+        Ok(config) if config.has_api_key() => {}
+        Ok(_) => eprintln!(
             "warning: AIML_API_KEY is not set, so every call will be refused; get a key at \
              https://aimlapi.com/app/keys"
-        );
+        ),
+        Err(error) => eprintln!("warning: every call will be refused: {error:#}"),
     }
 }
 

@@ -34,7 +34,14 @@ pub fn run(root: &Path) -> Result<()> {
     let binary = std::env::var_os("REVE_MCP_BIN")
         .map(PathBuf::from)
         .context("REVE_MCP_BIN must name the reve-mcp binary: run `cargo xtask bundle`")?;
-    let archive = make(root, &binary, Target::host()?, &root.join("target/bundle"))?;
+    let version = binary_version(&binary)?;
+    let archive = make(
+        root,
+        &binary,
+        Target::host()?,
+        &version,
+        &root.join("target/bundle"),
+    )?;
     let size = std::fs::metadata(&archive)?.len();
     println!(
         "Bundle: {} ({:.1} MiB); open it with Claude Desktop to install reve.",
@@ -44,10 +51,17 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The bundle of `binary`, built for `target`, written into `out` and validated and packed by
-/// `mcpb`; when `target` is this machine, also unpacked and started as Claude Desktop would.
-pub fn make(root: &Path, binary: &Path, target: &Target, out: &Path) -> Result<PathBuf> {
-    let version = binary_version(binary)?;
+/// The bundle of `binary`, version `version`, built for `target`, written into `out` and
+/// validated and packed by `mcpb`; when `target` is this machine, also unpacked and started as
+/// Claude Desktop would. The version is given, not asked of the binary: one built for another
+/// system does not run here.
+pub fn make(
+    root: &Path,
+    binary: &Path,
+    target: &Target,
+    version: &str,
+    out: &Path,
+) -> Result<PathBuf> {
     let work = root.join("target/bundle-work").join(target.triple);
     let _ = std::fs::remove_dir_all(&work);
     let stage = work.join("stage");
@@ -99,7 +113,7 @@ pub fn make(root: &Path, binary: &Path, target: &Target, out: &Path) -> Result<P
         }
         Ok(())
     };
-    let archive = out.join(target.bundle_file(&version));
+    let archive = out.join(target.bundle_file(version));
     mcpb(&["validate".as_ref(), stage.join("manifest.json").as_os_str()])?;
     mcpb(&["pack".as_ref(), stage.as_os_str(), archive.as_os_str()])?;
     if target != Target::host()? {

@@ -150,6 +150,20 @@ mod tests {
     }
 
     #[test]
+    fn the_release_builds_a_wheel_for_every_system() {
+        let workflow = read(".github/workflows/build-packages.yml");
+        let wheels: Vec<&str> = workflow
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("- target: "))
+            .collect();
+        let mut triples: Vec<&str> = TARGETS.iter().map(|target| target.triple).collect();
+        let mut wheels = wheels;
+        triples.sort_unstable();
+        wheels.sort_unstable();
+        assert_eq!(wheels, triples);
+    }
+
+    #[test]
     fn the_npm_launcher_knows_one_package_per_system_at_the_workspace_version() {
         let launcher: Value =
             serde_json::from_str(&read("packaging/npm/reve-mcp/package.json")).unwrap();

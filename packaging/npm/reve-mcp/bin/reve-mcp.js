@@ -26,7 +26,10 @@ function fail(message) {
 // Linux packages carry binaries linked against glibc; musl systems (Alpine) need a build from source.
 function isMusl() {
   if (process.platform !== "linux") return false;
-  const report = process.report && process.report.getReport ? process.report.getReport() : null;
+  if (!process.report || !process.report.getReport) return false;
+  // The network part of the report can take long to gather, and is not needed.
+  process.report.excludeNetwork = true;
+  const report = process.report.getReport();
   return Boolean(report && report.header && !report.header.glibcVersionRuntime);
 }
 

@@ -70,17 +70,16 @@ pub fn run(root: &Path, source: Source) -> Result<()> {
     let mut bundles = BTreeMap::new();
     let mut host_package = None;
     for (target, binary) in &binaries {
-        if binary_version(binary)
-            .ok()
-            .is_some_and(|other| other != version)
-        {
-            bail!("{} is not version {version}", binary.display());
-        }
+        // The version is this system's binary's: the others, built for other systems, do not
+        // run here, and come from the same build.
         let package = npm::platform_package(root, target, binary, &version, &out)?;
         if *target == host {
             host_package = Some(package);
         }
-        bundles.insert(target.triple, bundle::make(root, binary, target, &out)?);
+        bundles.insert(
+            target.triple,
+            bundle::make(root, binary, target, &version, &out)?,
+        );
     }
     let host_package = host_package.expect("the host's binary is among them");
     let entry = registry_entry(root, &version, &bundles)?;
