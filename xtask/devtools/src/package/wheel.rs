@@ -81,12 +81,7 @@ pub async fn check(root: &Path, wheel: &Path) -> Result<()> {
         wheel.file_name().unwrap_or_default().to_string_lossy(),
         String::from_utf8_lossy(&version.stdout).trim()
     );
-    let mut server = Command::new(&installed);
-    server.env_clear();
-    for name in ["PATH", "HOME"] {
-        if let Some(value) = std::env::var_os(name) {
-            server.env(name, value);
-        }
-    }
+    // Started as the tests start the server: nothing of this shell's environment but PATH and HOME.
+    let server = reve_tests::mcp::child_command(&installed, &Default::default());
     check_over_mcp(server, &work).await
 }
