@@ -10,8 +10,9 @@ use xtask::snapshots::{self, Action};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  codegen            regenerate reve-core's generated/ (a module per document) and reve-mcp's generated.rs from spec/
-  codegen --check    fail if any generated file is stale
+  codegen            regenerate reve-core's generated/ (a module per document) and reve-mcp's generated.rs from spec/,
+                     then docs/settings.md's reference from reve-mcp's command line (by its test, so a test build)
+  codegen --check    fail if any generated file or the settings reference is stale
   snapshots          run every insta snapshot test; show each changed snapshot and fail
   snapshots --accept write the changed snapshots, then run the tests again
   snapshots --review take the changes one by one with cargo-insta (when installed)
@@ -122,5 +123,34 @@ fn codegen_task(mode: Mode) -> Result<ExitCode> {
             );
         }
     }
+    settings_reference(mode)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// docs/settings.md's reference is written from reve-mcp's clap definitions, which xtask cannot link (it must build
+/// when the generated code it fixes does not), so by reve-mcp's own test of it, after the code it may describe was
+/// generated: run as the README's test command runs it (`--workspace`), so that CI, which runs this after that
+/// command, builds nothing more.
+fn settings_reference(mode: Mode) -> Result<()> {
+    let mut command = xtask::cargo::command(&xtask::project_root());
+    command.args([
+        "test",
+        "--workspace",
+        "--lib",
+        "--locked",
+        "--quiet",
+        "--",
+        "--exact",
+        "cli::reference::tests::settings_reference_is_fresh",
+    ]);
+    if mode == Mode::Write {
+        command.env("REVE_WRITE_SETTINGS_REFERENCE", "1");
+    }
+    if !command.status()?.success() {
+        anyhow::bail!(
+            "docs/settings.md's settings reference is stale (or reve-mcp's tests do not build): run `cargo xtask codegen`"
+        );
+    }
+    eprintln!("docs/settings.md's settings reference is up to date");
+    Ok(())
 }

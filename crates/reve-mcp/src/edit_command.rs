@@ -47,8 +47,8 @@ stdout, in the order given (or one JSON object per IMAGE with --json); errors go
 Exits with 0 only when every edit succeeded, 1 otherwise, and 130 after Ctrl-C, which cancels \
 the requests in flight and leaves no partial files.
 
-Local files are read wherever they are: --allowed-dir confines only the paths a model passes \
-to the MCP tool, not the ones you type here. The API key comes from AIML_API_KEY.";
+Local files are read wherever they are: the server's allowed folders confine only the paths a \
+model passes to the MCP tool, not the ones you type here. The API key comes from AIML_API_KEY.";
 
 pub const EXAMPLES: &str = "Examples:
   reve-mcp edit photo.jpg -p \"make it night\"

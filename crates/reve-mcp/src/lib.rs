@@ -26,7 +26,7 @@ mod verbs;
 
 // The binary's wiring (`main.rs`): the command line, the parts it builds and the transports
 // and commands it runs.
-pub use cli::{Cli, Command, ServeArgs, Settings};
+pub use cli::{Cli, Command, EditSettings, ServeArgs, ServeFlags, StoreSettings};
 pub use descriptors::{connections_within, edits_within, raise_limit};
 pub use edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use reve_mcp::{
-    Cli, Command, EditImageTool, Editor, JobStore, Jobs, LocalFilesRule, ResponseMode, ReveServer,
-    ServeArgs, Settings,
+    Cli, Command, EditImageTool, EditSettings, Editor, JobStore, Jobs, LocalFilesRule,
+    ResponseMode, ReveServer, ServeArgs, StoreSettings,
 };
 use rmcp::ServiceExt as _;
 use tracing_subscriber::EnvFilter;
@@ -59,38 +59,46 @@ async fn run() -> anyhow::Result<ExitCode> {
         .with_env_filter(log_filter(default_filter))
         .init();
 
+    let store = cli.store;
     let command = cli.command.unwrap_or_else(|| {
         if std::io::stdin().is_terminal() {
-            greet_a_person(&cli.settings);
+            greet_a_person(&cli.serve.edit);
         }
-        Command::Serve(ServeArgs::from_env().unwrap_or_else(|error| error.exit()))
+        Command::Serve(ServeArgs {
+            folders: Vec::new(),
+            flags: cli.serve,
+        })
     });
     match command {
-        Command::Serve(args) => serve(&cli.settings, &args)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(&args, &store).await.map(|()| ExitCode::SUCCESS),
         Command::Edit(args) => {
+            let settings = args.settings.clone();
+            let command = reve_mcp::EditCommand::from(args);
+            let editor = settings.editor_options(true, None, command.jobs.get())?;
             reve_mcp::run_edit_command(
-                args.into(),
-                client(&cli.settings)?,
-                cli.settings.editor_options(true, false)?,
-                cli.settings.job_store()?,
-                cli.settings.job_options(None),
+                command,
+                client(&settings)?,
+                editor,
+                store.job_store()?,
+                settings.job_options(None),
             )
             .await
         }
         Command::Model(verb) => {
+            let settings = verb.settings.clone();
+            let command = reve_mcp::EditCommand::verb(verb)?;
+            let editor = settings.editor_options(true, None, command.jobs.get())?;
             reve_mcp::run_edit_command(
-                reve_mcp::EditCommand::verb(verb)?,
-                client(&cli.settings)?,
-                cli.settings.editor_options(true, false)?,
-                cli.settings.job_store()?,
-                cli.settings.job_options(None),
+                command,
+                client(&settings)?,
+                editor,
+                store.job_store()?,
+                settings.job_options(None),
             )
             .await
         }
         Command::Jobs(args) => reve_mcp::list_jobs(
-            cli.settings.job_store()?.as_ref(),
+            store.job_store()?.as_ref(),
             reve_mcp::JobListing {
                 limit: args.limit,
                 all: args.all,
@@ -99,28 +107,33 @@ async fn run() -> anyhow::Result<ExitCode> {
         )
         .await
         .map(|()| ExitCode::SUCCESS),
-        Command::Usage => reve_mcp::print_usage(cli.settings.job_store()?.as_ref())
+        Command::Usage => reve_mcp::print_usage(store.job_store()?.as_ref())
             .await
             .map(|()| ExitCode::SUCCESS),
     }
 }
 
-async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
-    if args.no_save && settings.response_mode == ResponseMode::Base64 {
+async fn serve(args: &ServeArgs, store: &StoreSettings) -> anyhow::Result<()> {
+    let (flags, settings) = (&args.flags, &args.flags.edit);
+    if flags.no_save && settings.response_mode == ResponseMode::Base64 {
         tracing::warn!(
             "with --no-save and --response-mode base64 the full-resolution result is kept \
              nowhere: clients get only the preview"
         );
     }
     let descriptors = reve_mcp::raise_limit();
-    let mut options = settings.editor_options(!args.no_save, true)?;
+    let mut options = settings.editor_options(
+        !flags.no_save,
+        Some(flags.preview_limits()),
+        flags.max_edits_in_flight,
+    )?;
     // Edits come first: they are paid for. Connections get what is left, but at least a few.
-    let few_connections = if args.http.is_some() { 16 } else { 0 };
+    let few_connections = if flags.http.is_some() { 16 } else { 0 };
     options.max_edits_in_flight =
         reve_mcp::edits_within(descriptors, options.max_edits_in_flight, few_connections);
     let max_connections = reve_mcp::connections_within(
         descriptors,
-        args.max_connections,
+        flags.max_connections,
         options.max_edits_in_flight,
     );
     tracing::info!(
@@ -130,12 +143,12 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
     );
     let editor = Editor::new(client(settings)?, options);
     sweep_stale_partials(editor.stage_dir(), settings.timeout_secs);
-    let store = settings.job_store()?;
+    let store = store.job_store()?;
     tracing::info!(store = %store.describe(), "job store");
-    if args.http.is_some() {
+    if flags.http.is_some() {
         refuse_a_store_that_refuses_us(store.as_ref()).await?;
     }
-    let jobs = Jobs::new(editor, store, settings.job_options(Some(args)));
+    let jobs = Jobs::new(editor, store, settings.job_options(Some(flags)));
     // Off the start-up path, and a moment after it so that it does not compete with the
     // client's handshake for the cores: the store is opened only if it exists.
     let looking_after = tokio::spawn({
@@ -145,18 +158,18 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
             jobs.look_after_jobs().await;
         }
     });
-    let configured: Vec<PathBuf> = (settings.allowed_dirs.iter())
+    let configured: Vec<PathBuf> = (flags.allowed_dirs.iter())
         .chain(&args.folders)
         .cloned()
         .collect();
-    let local_files_rule = match args.http {
+    let local_files_rule = match flags.http {
         None => LocalFilesRule::ThisUsers { configured },
         Some(_) => LocalFilesRule::ConfiguredOnly { configured },
     };
     let tool = EditImageTool::new(jobs.clone(), local_files_rule)
-        .allowing_hard_links(settings.allow_hard_links);
-    let server = ReveServer::new(tool, args.structured_content);
-    let (served, grace) = match args.http {
+        .allowing_hard_links(flags.allow_hard_links);
+    let server = ReveServer::new(tool, flags.structured_content);
+    let (served, grace) = match flags.http {
         // A stdio client that goes away takes nothing with it: edits already paid for finish
         // and are saved before the process exits, for the next session's get_edit.
         None => (
@@ -164,12 +177,12 @@ async fn serve(settings: &Settings, args: &ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(settings.timeout_secs),
         ),
         Some(addr) => {
-            let options = args.http_options(addr, max_connections);
+            let options = flags.http_options(addr, max_connections);
             (
                 reve_mcp::serve_http(server, options)
                     .await
                     .map_err(anyhow::Error::from),
-                Duration::from_secs(args.shutdown_grace_secs),
+                Duration::from_secs(flags.shutdown_grace_secs),
             )
         }
     };
@@ -192,47 +205,44 @@ async fn refuse_a_store_that_refuses_us(store: &dyn JobStore) -> anyhow::Result<
     }
 }
 
-/// The command line. A bare `reve-mcp` serves stdio, so serve's flags are taken without the word
-/// `serve` too (a desktop configuration's `"args": ["--max-wait-secs", "30"]`): a flag unknown to
-/// the top level, on a line that names no subcommand, is read again as serve's. A mistyped
-/// subcommand is never taken for a folder to serve, and an error stays the one for what was
-/// typed.
+/// The command line. A bare `reve-mcp` serves stdio, so the top level takes serve's flags too (a
+/// desktop configuration's `"args": ["--max-wait-secs", "30"]` names no subcommand); given before a
+/// subcommand, such a flag would be silently ignored, so it is refused there, saying where it goes.
+/// The job store's flags are global: every command takes them, before or after its name.
 fn command_line() -> Cli {
     use clap::error::ErrorKind;
-    use clap::{CommandFactory as _, Parser as _};
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory as _, FromArgMatches as _};
 
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let error = match Cli::try_parse_from(&args) {
-        Ok(cli) => return cli,
-        Err(error) => error,
-    };
-    let names_a_subcommand = || {
-        let command = Cli::command();
-        args.iter().skip(1).any(|arg| {
-            command.get_subcommands().any(|subcommand| {
-                let arg = arg.to_str();
-                arg == Some(subcommand.get_name())
-                    || subcommand.get_all_aliases().any(|alias| arg == Some(alias))
-            })
-        })
-    };
-    if error.kind() != ErrorKind::UnknownArgument || names_a_subcommand() {
-        error.exit()
+    let mut command = Cli::command();
+    let matches = command.get_matches_mut();
+    if let Some((name, _)) = matches.subcommand() {
+        let misplaced = command.get_arguments().find(|arg| {
+            !arg.is_global_set()
+                && matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+        });
+        if let Some(arg) = misplaced {
+            let flag = format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str()));
+            let takes_it = command.find_subcommand(name).is_some_and(|subcommand| {
+                subcommand
+                    .get_arguments()
+                    .any(|own| own.get_id() == arg.get_id())
+            });
+            let message = if takes_it {
+                format!("{flag} goes after the subcommand: reve-mcp {name} {flag} ...")
+            } else {
+                format!("`reve-mcp {name}` does not take {flag} (it is a flag of `reve-mcp serve`)")
+            };
+            command.error(ErrorKind::ArgumentConflict, message).exit();
+        }
     }
-    let mut as_serve = args.clone();
-    as_serve.insert(1.min(args.len()), "serve".into());
-    match Cli::try_parse_from(as_serve) {
-        Ok(cli) => cli,
-        // A flag neither level knows: the first error names it.
-        Err(again) if again.kind() == ErrorKind::UnknownArgument => error.exit(),
-        Err(again) => again.exit(),
-    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.format(&mut command).exit())
 }
 
 /// What a person who typed `reve-mcp` at a terminal learns, on stderr: the server still waits
 /// for an MCP client on stdin (someone may be typing JSON-RPC by hand), but most who see this
 /// wanted a client's configuration or the command line.
-fn greet_a_person(settings: &Settings) {
+fn greet_a_person(settings: &EditSettings) {
     eprintln!(
         "reve-mcp is an MCP server: AI assistants start it and talk to it on stdin and stdout. \
          To add it to one, see https://github.com/reve-mcp/reve#set-up-a-client; to edit \
@@ -285,6 +295,6 @@ fn sweep_stale_partials(dir: std::path::PathBuf, timeout_secs: u64) {
     });
 }
 
-fn client(settings: &Settings) -> anyhow::Result<reve_core::Client> {
+fn client(settings: &EditSettings) -> anyhow::Result<reve_core::Client> {
     reve_core::Client::new(settings.client_config()?).context("building the HTTP client")
 }

@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 use clap::builder::PossibleValuesParser;
-use clap::{Arg, ArgAction, ArgMatches, Command, FromArgMatches, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args as _, Command, FromArgMatches, Subcommand};
 use serde_json::{Map, Value};
 
+use crate::cli::EditSettings;
 use crate::generated::{ModelTool, TOOLS, ToolArguments};
 
 /// `reve-mcp edit` is its own command (one edit per image); every other model is a verb here.
@@ -26,6 +27,7 @@ pub struct ModelVerb {
     pub options: Map<String, Value>,
     pub output: Option<PathBuf>,
     pub json: bool,
+    pub settings: EditSettings,
 }
 
 impl ModelVerb {
@@ -105,12 +107,14 @@ fn flag_arguments(tool: &ModelTool) -> Vec<(String, Value)> {
 }
 
 fn verb_command(tool: &'static ModelTool) -> Command {
+    let about = format!("{}, with {} (paid)", tool.summary, tool.model.id);
     let mut command = Command::new(tool.verb)
-        .about(format!("{}, with {} (paid)", tool.summary, tool.model.id))
+        .about(&about)
         .arg(
             Arg::new("prompt")
                 .short('p')
                 .long("prompt")
+                .value_name("PROMPT")
                 .required(true)
                 .help(match tool.model.max_length("prompt") {
                     Some(max) => format!("What to make, in plain language (up to {max} characters)"),
@@ -182,7 +186,51 @@ fn verb_command(tool: &'static ModelTool) -> Command {
         }
         command = command.arg(flag.help(help));
     }
-    command
+    // The settings' struct would give the verb its own description: the verb's is set again.
+    EditSettings::augment_args(command)
+        .about(about)
+        .before_help(examples(tool))
+        .help_template(crate::cli::EXAMPLES_FIRST)
+}
+
+/// Two lines of `reve-mcp VERB --help`'s examples, made from what the model takes: its pictures, and
+/// the first allowed value of its first flag that has a list of them.
+fn examples(tool: &ModelTool) -> String {
+    let count: usize = (tool.model.pictures.iter())
+        .map(|field| {
+            if field.many {
+                field.min_items.max(2)
+            } else {
+                1
+            }
+        })
+        .sum();
+    let pictures = match count {
+        0 => String::new(),
+        1 => " photo.jpg".to_owned(),
+        count => (1..=count)
+            .map(|n| format!(" picture{n}.png"))
+            .collect::<String>(),
+    };
+    let prompt = if pictures.is_empty() {
+        "a lighthouse on a cliff at dusk, oil painting"
+    } else {
+        "the people of the first picture in the place of the last"
+    };
+    let flag = flag_arguments(tool).into_iter().find_map(|(name, schema)| {
+        let value = schema
+            .get("enum")?
+            .as_array()?
+            .first()?
+            .as_str()?
+            .to_owned();
+        Some(format!(" --{} {value}", name.replace('_', "-")))
+    });
+    format!(
+        "Examples:\n  reve-mcp {verb}{pictures} -p \"{prompt}\"\n  reve-mcp {verb}{pictures} -p \"{prompt}\"{flag} -o out/ --json",
+        verb = tool.verb,
+        flag = flag.unwrap_or_default(),
+    )
 }
 
 impl FromArgMatches for ModelVerb {
@@ -219,6 +267,7 @@ impl FromArgMatches for ModelVerb {
             options,
             output: matches.get_one::<PathBuf>("output").cloned(),
             json: matches.get_flag("json"),
+            settings: EditSettings::from_arg_matches(matches)?,
         })
     }
 

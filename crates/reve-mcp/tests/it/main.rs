@@ -6,6 +6,7 @@ mod cli_edit;
 mod edits_in_flight;
 mod family;
 mod faults;
+mod help;
 mod hostile_input;
 mod hosts;
 mod http_limits;

@@ -88,9 +88,9 @@ async fn an_ordinary_error_is_one_line_without_a_backtrace_or_the_secret() {
     let world = World::new().await;
     let output = command(&world.env(&[("RUST_BACKTRACE", "1")]))
         .args([
+            "edit",
             "--base-url",
             "https://someone:hunter2@api.example.com",
-            "edit",
             "cat.png",
             "-p",
             "make it night",
