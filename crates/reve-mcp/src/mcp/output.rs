@@ -146,6 +146,15 @@ pub fn job_result(waited: Waited, max_wait: Option<std::time::Duration>) -> Call
             job_id,
             outcome: Outcome::Succeeded(succeeded),
         } => success_result(&job_id, &succeeded),
+        // A refusal that cost nothing (a missing file, a prompt too long, the API turning the
+        // request down) is the model's to fix, and its job id would only be noise; one that may
+        // have cost something names its job, which get_edit and `reve-mcp jobs` know it by.
+        Waited::Finished {
+            outcome: Outcome::Ended { message, ending },
+            ..
+        } if ending.refused_by_api && !ending.unsaved => {
+            CallToolResult::error(vec![ContentBlock::text(message)])
+        }
         Waited::Finished {
             job_id,
             outcome: Outcome::Ended { message, .. },

@@ -175,6 +175,10 @@ async fn hostile_paths_are_refused_before_anything_is_sent_or_written() {
         if said.contains(world.fake.api_key()) {
             failures.push(format!("{name}: the key leaked: {said}"));
         }
+        // A refusal that cost nothing is the model's to fix; a job id would be noise to it.
+        if said.contains("edit job") {
+            failures.push(format!("{name}: a free refusal names its job: {said}"));
+        }
         if said.contains("\nIgnore") || said.contains('\0') {
             failures.push(format!(
                 "{name}: a raw control character reached the model: {said:?}"
