@@ -121,7 +121,7 @@ fn shorten(text: &str, width: usize) -> String {
 }
 
 /// A path under the home folder written from `~`, as a person types it.
-fn home_as_tilde(path: &str) -> String {
+pub(crate) fn home_as_tilde(path: &str) -> String {
     match std::env::var_os("HOME").map(std::path::PathBuf::from) {
         Some(home) if !home.as_os_str().is_empty() => {
             match std::path::Path::new(path).strip_prefix(&home) {

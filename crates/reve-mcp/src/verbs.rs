@@ -11,6 +11,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args as _, Command, FromArgMatches, Subco
 use serde_json::{Map, Value};
 
 use crate::cli::EditSettings;
+use crate::edit_command::Color;
 use crate::generated::{ModelTool, TOOLS, ToolArguments};
 
 /// `reve-mcp edit` is its own command (one edit per image); every other model is a verb here.
@@ -27,6 +28,7 @@ pub struct ModelVerb {
     pub options: Map<String, Value>,
     pub output: Option<PathBuf>,
     pub json: bool,
+    pub color: Color,
     pub settings: EditSettings,
 }
 
@@ -139,6 +141,14 @@ fn verb_command(tool: &'static ModelTool) -> Command {
                 .long("json")
                 .action(ArgAction::SetTrue)
                 .help("Print one JSON object on stdout: the MCP tool's structured result keys, or `error`"),
+        )
+        .arg(
+            Arg::new("color")
+                .long("color")
+                .value_name("WHEN")
+                .value_parser(clap::builder::EnumValueParser::<Color>::new())
+                .default_value("auto")
+                .help("Colour the finish line on a terminal: `auto` unless NO_COLOR is set"),
         );
     if !tool.model.pictures.is_empty() {
         let min: usize = tool
@@ -267,6 +277,10 @@ impl FromArgMatches for ModelVerb {
             options,
             output: matches.get_one::<PathBuf>("output").cloned(),
             json: matches.get_flag("json"),
+            color: matches
+                .get_one::<Color>("color")
+                .copied()
+                .unwrap_or_default(),
             settings: EditSettings::from_arg_matches(matches)?,
         })
     }

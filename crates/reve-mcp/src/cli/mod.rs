@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditorOptions, ResponseMode,
 };
-use crate::edit_command::EditCommand;
+use crate::edit_command::{Color, EditCommand};
 use crate::jobs::store::DEFAULT_LEASE;
 use crate::jobs::store::redis::RedisOptions;
 use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, JobStore};
@@ -480,14 +480,15 @@ impl EditSettings {
     }
 
     /// How jobs run for `serve` (`Some(flags)`) or the command line (`None`: it waits for every
-    /// edit, and Ctrl-C stops them all).
+    /// edit).
     pub fn job_options(&self, serve: Option<&ServeFlags>) -> JobOptions {
         JobOptions {
             max_wait: serve.map(|flags| Duration::from_secs(flags.max_wait_secs)),
             reuse_window: serve.map_or(Duration::ZERO, |flags| {
                 Duration::from_secs(flags.reuse_window_secs)
             }),
-            cancel_aborts: serve.is_none_or(|flags| flags.cancel_aborts),
+            // The command line stops what was sent only on a second Ctrl-C (see `edit_command`).
+            cancel_aborts: serve.is_some_and(|flags| flags.cancel_aborts),
             max_credits_per_day: self.max_credits_per_day,
         }
     }
@@ -571,13 +572,24 @@ pub struct EditArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Colour the finish lines on a terminal: `auto` unless NO_COLOR is set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
+    pub color: Color,
+
     #[command(flatten)]
     pub settings: EditSettings,
 }
 
 impl From<EditArgs> for EditCommand {
     fn from(args: EditArgs) -> Self {
-        EditCommand::edits(args.images, &args.prompt, args.output, args.jobs, args.json)
+        EditCommand::edits(
+            args.images,
+            &args.prompt,
+            args.output,
+            args.jobs,
+            args.json,
+            args.color,
+        )
     }
 }
 

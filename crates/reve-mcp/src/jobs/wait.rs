@@ -236,10 +236,10 @@ impl Jobs {
     /// Stops every job not yet sent and waits up to `grace` for the rest to finish and be
     /// recorded: how a process ends without losing what it paid for.
     pub async fn drain(&self, grace: Duration) {
-        for job in self.lock_live().values() {
-            if self.inner.options.cancel_aborts || !job.sent.load(Ordering::SeqCst) {
-                job.stop.cancel();
-            }
+        if self.inner.options.cancel_aborts {
+            self.stop_all();
+        } else {
+            self.stop_unsent();
         }
         self.inner.tasks.close();
         if tokio::time::timeout(grace, self.inner.tasks.wait())
@@ -250,5 +250,31 @@ impl Jobs {
                 "edit jobs were still running at exit; a restart resumes those whose result URL is known"
             );
         }
+    }
+
+    /// Stops every job of this process whose request is not sent yet, and says how many have
+    /// sent theirs: those run on, to be saved (the first Ctrl-C of `reve-mcp edit`).
+    pub fn stop_unsent(&self) -> usize {
+        let mut sent = 0;
+        for job in self.lock_live().values() {
+            if job.sent.load(Ordering::SeqCst) {
+                sent += 1;
+            } else {
+                job.stop.cancel();
+            }
+        }
+        sent
+    }
+
+    /// Stops every job of this process, sent or not, giving up results that are most likely
+    /// charged for (the second Ctrl-C of `reve-mcp edit`); says how many had been sent.
+    pub fn stop_all(&self) -> usize {
+        let live = self.lock_live();
+        for job in live.values() {
+            job.stop.cancel();
+        }
+        live.values()
+            .filter(|job| job.sent.load(Ordering::SeqCst))
+            .count()
     }
 }

@@ -362,8 +362,16 @@ async fn zero_jobs_and_a_missing_key_are_refused_before_any_request() {
     assert!(world.saved_files().is_empty());
 }
 
+fn interrupt(pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 #[tokio::test]
-async fn ctrl_c_cancels_the_requests_in_flight_and_saves_nothing() {
+async fn a_second_ctrl_c_abandons_the_requests_in_flight_and_saves_nothing() {
     let world = World::new().await;
     world
         .fake
@@ -382,16 +390,28 @@ async fn ctrl_c_cancels_the_requests_in_flight_and_saves_nothing() {
     )
     .await
     .expect("both requests reached the fake");
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let pid = child.id().unwrap();
+    interrupt(pid);
+    // The first Ctrl-C stops nothing that was sent: the requests stay open at the fake.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(world.fake.counters().cancelled_requests, 0);
+    interrupt(pid);
 
     let run = Run::from(child.wait_with_output().await.unwrap());
     run.assert_code(130);
-    assert!(run.stderr.contains("cancelled"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Ctrl-C: stopped the edits not yet sent; 2 edits were already sent"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "Ctrl-C again: abandoned 2 edits that were already sent; they may have been charged"
+        ),
+        "{}",
+        run.stderr
+    );
     // Still one line per input for a script to read.
     let lines = run.json_lines();
     assert_eq!(lines.len(), 2, "{}", run.stdout);
@@ -409,6 +429,54 @@ async fn ctrl_c_cancels_the_requests_in_flight_and_saves_nothing() {
     .await
     .expect("the fake saw both requests abandoned");
     assert!(world.saved_files().is_empty(), "{:?}", world.saved_files());
+}
+
+/// The first Ctrl-C respects money: the edit already sent is waited for and saved, the one still
+/// queued is never sent.
+#[tokio::test]
+async fn the_first_ctrl_c_sends_nothing_more_and_saves_what_was_sent() {
+    let world = World::new().await;
+    world
+        .fake
+        .set_default(Scenario::Latency(Duration::from_secs(2)));
+    world.input_file("a.png", &sample_png(16, 16));
+    world.input_file("b.png", &sample_png(16, 16));
+
+    let child = edit_command(
+        &world,
+        &["a.png", "b.png", "-p", "p", "--json", "--jobs", "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        world.fake.wait_until(|c| c.generation_attempts == 1),
+    )
+    .await
+    .expect("the first request reached the fake");
+    interrupt(child.id().unwrap());
+
+    let run = Run::from(child.wait_with_output().await.unwrap());
+    run.assert_code(130);
+    assert!(
+        run.stderr.contains(
+            "Ctrl-C: stopped the edits not yet sent; 1 edit was already sent (it may be charged) \
+             and is saved when it finishes. Ctrl-C again abandons it."
+        ),
+        "{}",
+        run.stderr
+    );
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    let saved = lines[0]["path"].as_str().expect("a.png's result is saved");
+    assert_eq!(world.saved_files(), [PathBuf::from(saved)]);
+    assert_eq!(
+        lines[1]["error"]["message"],
+        "cancelled by Ctrl-C before it was sent; nothing was charged"
+    );
+    assert_eq!(world.fake.generation_attempts(), 1, "b.png was never sent");
 }
 
 #[tokio::test]

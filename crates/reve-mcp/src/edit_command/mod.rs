@@ -16,22 +16,24 @@ use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::edit::{Editor, EditorOptions, LocalFiles, Progress, Stage};
+use crate::edit::{Editor, EditorOptions, LocalFiles};
 use crate::generated::ToolArguments;
 use crate::generated::edit_image::EditImageArguments;
 use crate::jobs::{JobOptions, JobStore, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
 use crate::report::EditOutput;
 
+mod screen;
+
+pub use screen::Color;
+use screen::{Line, Screen};
+
 /// The conventional exit status of a program stopped by Ctrl-C (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
-
-/// How often a running job's spinner and elapsed time are redrawn.
-const TICK: Duration = Duration::from_millis(120);
 
 /// How long Ctrl-C waits for the stopped edits to be recorded as cancelled.
 const CTRL_C_GRACE: Duration = Duration::from_secs(5);
@@ -44,8 +46,9 @@ same saving as the MCP tool.
 Each IMAGE is edited as --prompt says, up to --jobs at a time, and saved under a fresh unique \
 name in the output folder (or as -o says). Prints the saved path of each successful edit on \
 stdout, in the order given (or one JSON object per IMAGE with --json); errors go to stderr. \
-Exits with 0 only when every edit succeeded, 1 otherwise, and 130 after Ctrl-C, which cancels \
-the requests in flight and leaves no partial files.
+Exits with 0 only when every edit succeeded, 1 otherwise, and 130 after Ctrl-C. Ctrl-C respects \
+money: the first stops what was not sent yet and waits for the edits already sent (they may be \
+charged) to be saved; a second abandons those too. Neither leaves a partial file.
 
 Local files are read wherever they are: the server's allowed folders confine only the paths a \
 model passes to the MCP tool, not the ones you type here. The API key comes from AIML_API_KEY.";
@@ -63,6 +66,7 @@ pub struct EditCommand {
     pub output: Option<PathBuf>,
     pub jobs: NonZeroUsize,
     pub json: bool,
+    pub color: Color,
 }
 
 /// One call: what the person is shown of it (the input, or the prompt of a create), and the
@@ -81,6 +85,7 @@ impl EditCommand {
         output: Option<PathBuf>,
         jobs: NonZeroUsize,
         json: bool,
+        color: Color,
     ) -> EditCommand {
         let calls = images
             .into_iter()
@@ -94,6 +99,7 @@ impl EditCommand {
             output,
             jobs,
             json,
+            color,
         }
     }
 
@@ -107,6 +113,7 @@ impl EditCommand {
             output: verb.output,
             jobs: NonZeroUsize::MIN,
             json: verb.json,
+            color: verb.color,
         })
     }
 }
@@ -179,7 +186,12 @@ struct Job {
     target: Target,
     local_files: LocalFiles,
     slots: Semaphore,
+    /// Fired by the first Ctrl-C: what is not sent yet is not sent.
+    stopping: CancellationToken,
 }
+
+/// What an edit that was not sent says after the first Ctrl-C.
+const NOT_SENT: &str = "cancelled by Ctrl-C before it was sent; nothing was charged";
 
 /// Runs the command; the exit code says whether every edit succeeded.
 /// `options.output_dir` is where results go unless `-o` says otherwise.
@@ -214,57 +226,71 @@ pub async fn run(
         target,
         local_files: LocalFiles::Anywhere { base },
         slots: Semaphore::new(command.jobs.get()),
+        stopping: CancellationToken::new(),
     });
 
-    // Installed before any work starts: from here on Ctrl-C cancels cleanly
+    // Installed before any work starts: from here on Ctrl-C stops cleanly
     // instead of killing the process in the middle of writing a result.
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
     if let Poll::Ready(signal) = futures::poll!(&mut ctrl_c) {
         signal.context("listening for Ctrl-C")?;
         return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
 
-    let bars = MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
+    command.color.apply();
+    let screen = Screen::new(std::io::stderr().is_terminal());
     let mut tasks = JoinSet::new();
     let labels: Vec<String> = command
         .calls
         .iter()
         .map(|call| call.label.clone())
         .collect();
+    // A single picture's failure is the closing `error:` line alone.
+    let finish_failures = labels.len() > 1;
     for (index, call) in command.calls.into_iter().enumerate() {
-        let bar = bars.add(new_bar(&call.label));
-        let job = Arc::clone(&job);
+        let line = screen.add(&call.label);
+        let (job, screen) = (Arc::clone(&job), screen.clone());
         tasks.spawn(async move {
-            let outcome = edit_one(&job, call.arguments, &bar).await;
-            bar.disable_steady_tick();
+            let outcome = edit_one(&job, call.arguments, &line, &screen).await;
             match &outcome {
-                Ok(output) => bar.finish_with_message(format!("saved {}", output.path)),
-                Err(message) => bar.finish_with_message(format!("failed: {message}")),
+                Ok(output) => line.finish(&screen, &call.label, Ok(&output.path)),
+                Err(message) if finish_failures => {
+                    line.finish(&screen, &call.label, Err(message));
+                }
+                Err(_) => line.finish_quietly(),
             }
             (index, outcome)
         });
     }
 
-    let mut report = Report::new(labels, command.json, bars);
+    let mut report = Report::new(labels, command.json, screen.clone());
+    let mut stopped = false;
     loop {
         tokio::select! {
             biased;
             signal = &mut ctrl_c => {
                 signal.context("listening for Ctrl-C")?;
-                // Stopping the jobs drops their requests and closes the
-                // connections, and records each as cancelled; a result being
-                // saved is written to a temporary file and renamed, so none is
-                // left half-written.
+                ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                if !stopped {
+                    // The first Ctrl-C: nothing more is sent, and what was sent (paid for, most
+                    // likely) is waited for and saved.
+                    stopped = true;
+                    job.stopping.cancel();
+                    let sent = job.jobs.stop_unsent();
+                    let said = first_ctrl_c(sent);
+                    screen.suspend(|| eprintln!("{said}"));
+                    continue;
+                }
+                // The second: what was sent is abandoned too. Stopping the jobs drops their
+                // requests and closes the connections, and records each as cancelled; a result
+                // being saved is written to a temporary file and renamed, so none is left
+                // half-written.
+                let sent = job.jobs.stop_all();
                 job.jobs.drain(CTRL_C_GRACE).await;
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
                 report.cancel_rest()?;
-                eprintln!("cancelled by Ctrl-C; edits still in flight were abandoned");
+                screen.suspend(|| eprintln!("{}", second_ctrl_c(sent)));
                 return Ok(ExitCode::from(EXIT_INTERRUPTED));
             }
             joined = tasks.join_next() => match joined {
@@ -276,16 +302,40 @@ pub async fn run(
             },
         }
     }
-    report.finish()
+    let code = report.finish()?;
+    Ok(if stopped {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        code
+    })
 }
 
-fn new_bar(input: &str) -> ProgressBar {
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix} {wide_msg}")
-        .expect("the template is valid");
-    ProgressBar::new_spinner()
-        .with_style(style)
-        .with_prefix(reve_core::workspace::shorten(input))
-        .with_message("queued")
+/// What the first Ctrl-C says, `sent` edits having been sent.
+fn first_ctrl_c(sent: usize) -> String {
+    match sent {
+        0 => "Ctrl-C: stopping; nothing had been sent, so nothing was charged".to_owned(),
+        1 => "Ctrl-C: stopped the edits not yet sent; 1 edit was already sent (it may be \
+              charged) and is saved when it finishes. Ctrl-C again abandons it."
+            .to_owned(),
+        sent => format!(
+            "Ctrl-C: stopped the edits not yet sent; {sent} edits were already sent (they may \
+             be charged) and are saved when they finish. Ctrl-C again abandons them."
+        ),
+    }
+}
+
+/// What the second Ctrl-C says, `sent` edits having been sent and now abandoned.
+fn second_ctrl_c(sent: usize) -> String {
+    match sent {
+        0 => "Ctrl-C again: stopped".to_owned(),
+        1 => "Ctrl-C again: abandoned 1 edit that was already sent; it may have been charged, \
+              and its result is not saved (`reve-mcp jobs` lists it)"
+            .to_owned(),
+        sent => format!(
+            "Ctrl-C again: abandoned {sent} edits that were already sent; they may have been \
+             charged, and their results are not saved (`reve-mcp jobs` lists them)"
+        ),
+    }
 }
 
 /// One image through the pipeline; a failure is reported by its message,
@@ -293,24 +343,34 @@ fn new_bar(input: &str) -> ProgressBar {
 async fn edit_one(
     job: &Job,
     mut arguments: ToolArguments,
-    bar: &ProgressBar,
+    line: &Line,
+    screen: &Screen,
 ) -> Result<EditOutput, String> {
-    let _slot = job.slots.acquire().await.expect("never closed");
-    bar.reset_elapsed();
-    // Each ticking bar has a thread of its own; a hidden one needs none.
-    if !bar.is_hidden() {
-        bar.enable_steady_tick(TICK);
-    }
+    // After the first Ctrl-C, a picture still waiting for its turn never gets one.
+    let _slot = tokio::select! {
+        biased;
+        () = job.stopping.cancelled() => return Err(NOT_SENT.to_owned()),
+        slot = job.slots.acquire() => slot.expect("never closed"),
+    };
+    line.start();
     *arguments.output_path() = job.target.name().map(str::to_owned);
     let waited = async {
         let id = job
             .jobs
             .submit(arguments, job.local_files.clone(), LOCAL_PRINCIPAL)
             .await?;
-        // Ctrl-C stops the jobs instead (see `run`).
-        job.jobs
-            .wait(&id, LOCAL_PRINCIPAL, &BarProgress(bar), None)
+        // The first Ctrl-C stops the job unless it was sent; one that was is waited for again, to
+        // its end (the second Ctrl-C stops the jobs themselves, see `run`).
+        match job
+            .jobs
+            .wait(&id, LOCAL_PRINCIPAL, line, Some(&job.stopping))
             .await
+        {
+            Err(error) if error.is_cancelled() => {
+                job.jobs.wait(&id, LOCAL_PRINCIPAL, line, None).await
+            }
+            waited => waited,
+        }
     };
     match waited.await {
         Ok(Waited::Finished {
@@ -324,7 +384,7 @@ async fn edit_one(
                     .as_ref()
                     .and_then(|result| result.path.as_deref())
                     .unwrap_or_default();
-                bar.suspend(|| {
+                screen.suspend(|| {
                     eprintln!(
                         "note: {asked} was taken by another file by the time the paid result was saved; it was saved as {saved}"
                     );
@@ -341,33 +401,24 @@ async fn edit_one(
     }
 }
 
-/// Shows an edit's stage on its progress line.
-struct BarProgress<'a>(&'a ProgressBar);
-
-impl Progress for BarProgress<'_> {
-    async fn report(&self, stage: Stage) {
-        self.0.set_message(stage.describe());
-    }
-}
-
 /// Prints outcomes on stdout in the order the inputs were given, each as
 /// soon as it and every earlier one are known, and lists failures at the end.
 struct Report {
     inputs: Vec<String>,
     json: bool,
-    bars: MultiProgress,
+    screen: Screen,
     outcomes: Vec<Option<Result<EditOutput, String>>>,
     printed: usize,
     failures: Vec<(usize, String)>,
 }
 
 impl Report {
-    fn new(inputs: Vec<String>, json: bool, bars: MultiProgress) -> Self {
+    fn new(inputs: Vec<String>, json: bool, screen: Screen) -> Self {
         let outcomes = inputs.iter().map(|_| None).collect();
         Self {
             inputs,
             json,
-            bars,
+            screen,
             outcomes,
             printed: 0,
             failures: Vec::new(),
@@ -423,7 +474,7 @@ impl Report {
 
     fn print(&self, line: Option<String>) -> anyhow::Result<()> {
         let Some(line) = line else { return Ok(()) };
-        self.bars
+        self.screen
             .suspend(|| writeln!(std::io::stdout().lock(), "{line}"))
             .context("writing to stdout")
     }
@@ -445,12 +496,13 @@ impl Report {
             )?;
             return Ok(ExitCode::FAILURE);
         }
-        writeln!(
-            stderr,
-            "error: {} of {} edits failed:",
-            self.failures.len(),
-            self.inputs.len()
-        )?;
+        let (failed, of) = (self.failures.len(), self.inputs.len());
+        // On a terminal each failure has had its finish line.
+        if self.screen.shown() {
+            writeln!(stderr, "error: {failed} of {of} edits failed (✗ above)")?;
+            return Ok(ExitCode::FAILURE);
+        }
+        writeln!(stderr, "error: {failed} of {of} edits failed:")?;
         for (index, message) in &self.failures {
             writeln!(
                 stderr,
