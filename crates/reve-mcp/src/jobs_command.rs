@@ -166,34 +166,49 @@ fn json_line(job: &JobRecord) -> serde_json::Value {
     })
 }
 
-/// Prints the usage the API reported per UTC day, then the total.
+/// Prints the usage the API reported per UTC day, then the total, each in the unit the API gave
+/// it in: credits, tokens, or both.
 pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
     let days = store
         .usage_by_day()
         .await
         .context("reading the job store")?;
-    let (mut jobs, mut credits, mut uncertain) = (0, 0.0, 0);
+    let (mut jobs, mut credits, mut tokens, mut uncertain) = (0, 0.0, 0.0, 0);
     for day in &days {
         let date =
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(day.day * DAY_MS))
                 .to_string();
         println!(
-            "{}  {:>5} edits  {:>14} credits{}",
+            "{}  {:>5} edits  {:>16}{}",
             &date[..10],
             day.jobs,
-            format_credits(day.credits),
+            in_units(day.credits, day.tokens),
             uncertain_edits(day.uncertain)
         );
         jobs += day.jobs;
         credits += day.credits;
+        tokens += day.tokens;
         uncertain += day.uncertain;
     }
     println!(
-        "total       {jobs:>5} edits  {:>14} credits{}",
-        format_credits(credits),
+        "total       {jobs:>5} edits  {:>16}{}",
+        in_units(credits, tokens),
         uncertain_edits(uncertain)
     );
     Ok(())
+}
+
+/// Usage in the units the API reported: `12 credits`, `2310000 tokens`, or both.
+fn in_units(credits: f64, tokens: f64) -> String {
+    match (credits != 0.0, tokens != 0.0) {
+        (_, false) => format!("{} credits", format_number(credits)),
+        (false, true) => format!("{} tokens", format_number(tokens)),
+        (true, true) => format!(
+            "{} credits + {} tokens",
+            format_number(credits),
+            format_number(tokens)
+        ),
+    }
 }
 
 /// The edits of a day that may have been charged with no cost reported (interrupted or
@@ -207,10 +222,10 @@ fn uncertain_edits(count: u64) -> String {
     }
 }
 
-fn format_credits(credits: f64) -> String {
-    if credits.fract() == 0.0 {
-        format!("{credits:.0}")
+fn format_number(number: f64) -> String {
+    if number.fract() == 0.0 {
+        format!("{number:.0}")
     } else {
-        format!("{credits:.2}")
+        format!("{number:.2}")
     }
 }

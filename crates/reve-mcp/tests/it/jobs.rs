@@ -275,7 +275,7 @@ async fn the_spending_limit_refuses_edits_once_the_day_is_spent() {
     let total = usage.lines().last().unwrap();
     assert!(total.starts_with("total"), "{usage}");
     assert!(
-        total.contains(" 2 edits") && total.contains("420000 credits"),
+        total.contains(" 2 edits") && total.ends_with(" 420000 tokens"),
         "{usage}"
     );
 }

@@ -212,7 +212,10 @@ where
     );
     let today = store.usage_by_day().await.unwrap();
     let today = today.last().unwrap();
-    assert_eq!((today.jobs, today.credits, today.uncertain), (1, 10.0, 2));
+    assert_eq!(
+        (today.jobs, today.credits, today.tokens, today.uncertain),
+        (1, 0.0, 10.0, 2)
+    );
     assert!(store.get("b".into()).await.unwrap().unwrap().may_be_charged);
     assert!(!store.get("c".into()).await.unwrap().unwrap().may_be_charged);
 
@@ -385,7 +388,7 @@ where
     let days = store.usage_by_day().await.unwrap();
     assert_eq!(days.len(), 1);
     assert_eq!(
-        (days[0].jobs, days[0].credits),
+        (days[0].jobs, days[0].tokens),
         (1, 10.0),
         "usage counted once"
     );
@@ -397,10 +400,27 @@ where
     end(store, "b", Ending::plain(JobState::Succeeded)).await;
     claim(store, "c", "fp-c", rules()).await;
     end(store, "c", refused(JobState::Failed)).await;
+    // Usage reported in credits is summed apart from usage reported in tokens.
+    claim(store, "d", "fp-d", rules()).await;
+    let payload = next(store, "d", |_| {}).await;
+    let in_credits = reve_core::Usage {
+        credits_used: Some(0.25),
+        tokens_used: Some(99.0),
+    };
+    store
+        .answered("d".to_owned(), Some(in_credits), payload)
+        .await
+        .unwrap();
+    end(store, "d", Ending::plain(JobState::Succeeded)).await;
     let days = store.usage_by_day().await.unwrap();
     assert_eq!(
-        (days[0].jobs, days[0].credits, days[0].uncertain),
-        (2, 15.0, 0)
+        (
+            days[0].jobs,
+            days[0].credits,
+            days[0].tokens,
+            days[0].uncertain
+        ),
+        (3, 0.25, 15.0, 0)
     );
 
     // Paging: a principal's own results, newest first, each page after the last; reused

@@ -200,9 +200,12 @@ impl JobRecord {
 pub struct DayUsage {
     /// Days since 1970-01-01, UTC.
     pub day: u64,
-    /// Edits that reported what they cost, and the sum.
+    /// Edits that reported what they cost, and the sums, by the unit the API reported it in:
+    /// credits, or tokens (which real responses report; the schema says `credits_used` counts
+    /// tokens). The daily limit counts the two together.
     pub jobs: u64,
     pub credits: f64,
+    pub tokens: f64,
     /// Edits that may have been charged without a cost being reported (see
     /// [`JobRecord::may_be_charged`]).
     pub uncertain: u64,

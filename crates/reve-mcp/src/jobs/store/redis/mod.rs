@@ -520,20 +520,23 @@ impl UsageLedger for RedisStore {
             Ok(days
                 .into_iter()
                 .zip(usage)
-                .map(|(day, usage)| DayUsage {
-                    day,
-                    jobs: usage
-                        .get("jobs")
-                        .and_then(|jobs| jobs.parse().ok())
-                        .unwrap_or_default(),
-                    credits: usage
-                        .get("credits")
-                        .and_then(|credits| credits.parse().ok())
-                        .unwrap_or_default(),
-                    uncertain: usage
-                        .get("uncertain")
-                        .and_then(|uncertain| uncertain.parse().ok())
-                        .unwrap_or_default(),
+                .map(|(day, usage)| {
+                    let field = |name: &str| -> f64 {
+                        usage
+                            .get(name)
+                            .and_then(|value| value.parse().ok())
+                            .unwrap_or_default()
+                    };
+                    // `credits` holds the usage in either unit; `tokens` the part in tokens
+                    // (absent from days recorded before it was kept apart: all credits then).
+                    let (usage_in_either, tokens) = (field("credits"), field("tokens"));
+                    DayUsage {
+                        day,
+                        jobs: field("jobs") as u64,
+                        credits: usage_in_either - tokens,
+                        tokens,
+                        uncertain: field("uncertain") as u64,
+                    }
                 })
                 .collect())
         })

@@ -391,8 +391,9 @@ impl UsageLedger for SqliteStore {
         self.reading(Vec::new(), |connection| {
             let mut statement = connection.prepare(
                 "SELECT created_ms / ?1 AS day, \
-                 COUNT(COALESCE(credits_used, tokens_used)), \
-                 TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(may_be_charged) FROM jobs \
+                 COUNT(COALESCE(credits_used, tokens_used)), TOTAL(credits_used), \
+                 TOTAL(CASE WHEN credits_used IS NULL THEN tokens_used END), \
+                 TOTAL(may_be_charged) FROM jobs \
                  WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL OR may_be_charged = 1 \
                  GROUP BY day ORDER BY day",
             )?;
@@ -402,7 +403,8 @@ impl UsageLedger for SqliteStore {
                         day: row.get(0)?,
                         jobs: row.get(1)?,
                         credits: row.get(2)?,
-                        uncertain: row.get::<_, f64>(3)? as u64,
+                        tokens: row.get(3)?,
+                        uncertain: row.get::<_, f64>(4)? as u64,
                     })
                 })?
                 .collect()

@@ -28,7 +28,12 @@ local usage = ARGV[3]
 if usage == '' then usage = ARGV[4] end
 if not counted and usage ~= '' then
   local day = string.format('%d', math.floor(tonumber(redis.call('HGET', job, 'created_ms')) / 86400000))
+  -- `credits` is the day's usage in whichever unit the API reported (what the limit counts);
+  -- `tokens` the part of it reported as tokens, which `reve-mcp usage` names apart.
   redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'credits', usage)
+  if ARGV[3] == '' then
+    redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'tokens', usage)
+  end
   redis.call('HINCRBY', 'reve:usage:' .. day, 'jobs', 1)
   redis.call('ZADD', 'reve:usage:days', day, day)
   redis.call('SET', 'reve:usage:last', usage)
