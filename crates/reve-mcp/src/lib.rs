@@ -23,6 +23,7 @@ mod preview;
 mod report;
 mod transport;
 mod verbs;
+mod view_command;
 
 // The binary's wiring (`main.rs`): the command line, the parts it builds and the transports
 // and commands it runs.
@@ -40,6 +41,7 @@ pub use jobs_command::{Listing as JobListing, list as list_jobs, usage as print_
 pub use mcp::server::ReveServer;
 pub use mcp::tool::{EditImageTool, LocalFilesRule};
 pub use transport::{http::serve as serve_http, stdio::guard as guard_stdio};
+pub use view_command::{Which as ViewWhich, view};
 
 // The job store and the generation record, as the contract suite (on both engines) and the
 // bench's store costs use them.

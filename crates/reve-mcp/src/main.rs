@@ -48,7 +48,13 @@ async fn run() -> anyhow::Result<ExitCode> {
     // The command line reports through its own output and progress bars;
     // routine log lines would only get in their way.
     let default_filter = match cli.command {
-        Some(Command::Edit(_) | Command::Model(_) | Command::Jobs(_) | Command::Usage) => "warn",
+        Some(
+            Command::Edit(_)
+            | Command::Model(_)
+            | Command::Jobs(_)
+            | Command::Usage
+            | Command::View(_),
+        ) => "warn",
         // rmcp logs the whole initialize request at info: noise in a client's log.
         _ => "info,rmcp=warn",
     };
@@ -73,8 +79,14 @@ async fn run() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(&args, &store).await.map(|()| ExitCode::SUCCESS),
         Command::Edit(args) => {
             let settings = args.settings.clone();
-            let command = reve_mcp::EditCommand::from(args);
-            let editor = settings.editor_options(true, None, command.jobs.get())?;
+            let view = args.view;
+            let mut command = reve_mcp::EditCommand::from(args);
+            if view {
+                command.view_in = Some(store.state_dir()?);
+            }
+            // Previews as a tool call's, for `reve-mcp view` (see `edit_command`).
+            let previews = Some(reve_mcp::PreviewLimits::default());
+            let editor = settings.editor_options(true, previews, command.jobs.get())?;
             reve_mcp::run_edit_command(
                 command,
                 client(&settings)?,
@@ -87,7 +99,9 @@ async fn run() -> anyhow::Result<ExitCode> {
         Command::Model(verb) => {
             let settings = verb.settings.clone();
             let command = reve_mcp::EditCommand::verb(verb)?;
-            let editor = settings.editor_options(true, None, command.jobs.get())?;
+            // Previews as a tool call's, for `reve-mcp view` (see `edit_command`).
+            let previews = Some(reve_mcp::PreviewLimits::default());
+            let editor = settings.editor_options(true, previews, command.jobs.get())?;
             reve_mcp::run_edit_command(
                 command,
                 client(&settings)?,
@@ -110,6 +124,20 @@ async fn run() -> anyhow::Result<ExitCode> {
         Command::Usage => reve_mcp::print_usage(store.job_store()?.as_ref())
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::View(args) => {
+            let which = match args.job {
+                Some(id) => reve_mcp::ViewWhich::Id(id),
+                None => reve_mcp::ViewWhich::Last,
+            };
+            reve_mcp::view(
+                store.job_store()?,
+                &store.state_dir()?,
+                which,
+                !args.no_open,
+            )
+            .await
+            .map(|_| ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -96,6 +96,31 @@ pub enum Command {
     Jobs(JobsArgs),
     /// Print the usage the API reported, per UTC day and in total.
     Usage,
+    /// Show a finished job's pictures before and after in the viewer, as a page opened in
+    /// your browser.
+    View(ViewArgs),
+}
+
+/// The arguments of `reve-mcp view`.
+#[derive(Debug, Args)]
+#[command(
+    before_help = "Examples:\n  reve-mcp view --last\n  reve-mcp view 3f2a9c1e --no-open",
+    help_template = EXAMPLES_FIRST
+)]
+pub struct ViewArgs {
+    /// The job to show: its id, or the start of it that `reve-mcp jobs` prints.
+    #[arg(
+        value_name = "JOB_ID",
+        required_unless_present = "last",
+        conflicts_with = "last"
+    )]
+    pub job: Option<String>,
+    /// Show the newest job that succeeded.
+    #[arg(long)]
+    pub last: bool,
+    /// Write the page and print its path, without opening a browser.
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 /// The arguments of `reve-mcp jobs`.
@@ -460,8 +485,8 @@ impl EditSettings {
         Ok(config)
     }
 
-    /// What the edit pipeline is told: whether it saves, the previews it makes (none for the
-    /// command line) and how many edits run at once.
+    /// What the edit pipeline is told: whether it saves, the previews it makes and how many
+    /// edits run at once.
     pub fn editor_options(
         &self,
         saves: bool,
@@ -571,6 +596,11 @@ pub struct EditArgs {
     /// the MCP tool's structured result keys, or `input` and `error`.
     #[arg(long)]
     pub json: bool,
+
+    /// Once done, show each result before and after in the viewer, opened in your browser
+    /// (as `reve-mcp view` does).
+    #[arg(long)]
+    pub view: bool,
 
     /// Colour the finish lines on a terminal: `auto` unless NO_COLOR is set.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]

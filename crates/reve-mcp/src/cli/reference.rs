@@ -21,7 +21,7 @@ const END: &str = "<!-- the settings reference ends -->";
 const WRITE_VARIABLE: &str = "REVE_WRITE_SETTINGS_REFERENCE";
 
 /// The commands in the order the reference takes them: the server first, as a bare `reve-mcp` is.
-const COMMANDS: &[&str] = &["serve", "edit", "create", "remix", "jobs", "usage"];
+const COMMANDS: &[&str] = &["serve", "edit", "create", "remix", "jobs", "usage", "view"];
 
 /// One table of the reference: the flags under one heading, and the commands that take them.
 struct Table {

@@ -5,7 +5,9 @@
 //! what differs is who is trusted. The paths here are typed by the person
 //! running the command, so any file they can read may be sent: the
 //! allowed-folders guard exists for paths a model makes up, and does not
-//! apply. And a terminal shows no picture, so no preview is made.
+//! apply. Previews of the inputs and the result are made and kept as a tool
+//! call's are (beside the API's work and the download, so they add no time), so
+//! that `reve-mcp view` and `--view` show any of these jobs to the person.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::num::NonZeroUsize;
@@ -67,6 +69,9 @@ pub struct EditCommand {
     pub jobs: NonZeroUsize,
     pub json: bool,
     pub color: Color,
+    /// Once done, each result is shown in the viewer, its page written into this state folder
+    /// (`--view`).
+    pub view_in: Option<PathBuf>,
 }
 
 /// One call: what the person is shown of it (the input, or the prompt of a create), and the
@@ -100,6 +105,7 @@ impl EditCommand {
             jobs,
             json,
             color,
+            view_in: None,
         }
     }
 
@@ -114,6 +120,7 @@ impl EditCommand {
             jobs: NonZeroUsize::MIN,
             json: verb.json,
             color: verb.color,
+            view_in: None,
         })
     }
 }
@@ -211,6 +218,10 @@ pub async fn run(
         &options.output_dir,
     )?;
     let base = std::env::current_dir().context("reading the working directory")?;
+    let viewing = command
+        .view_in
+        .clone()
+        .map(|state_dir| (state_dir, Arc::clone(&store)));
     let job = Arc::new(Job {
         jobs: Jobs::new(
             Editor::new(
@@ -302,7 +313,19 @@ pub async fn run(
             },
         }
     }
+    let shown = report.succeeded();
     let code = report.finish()?;
+    if let Some((state_dir, store)) = viewing {
+        for job_id in shown {
+            crate::view_command::view(
+                Arc::clone(&store),
+                &state_dir,
+                crate::view_command::Which::Id(job_id),
+                true,
+            )
+            .await?;
+        }
+    }
     Ok(if stopped {
         ExitCode::from(EXIT_INTERRUPTED)
     } else {
@@ -423,6 +446,13 @@ impl Report {
             printed: 0,
             failures: Vec::new(),
         }
+    }
+
+    /// The jobs that succeeded, in the order of their inputs.
+    fn succeeded(&self) -> Vec<String> {
+        (self.outcomes.iter().flatten().flatten())
+            .map(|output| output.job_id.clone())
+            .collect()
     }
 
     fn record(&mut self, index: usize, outcome: Result<EditOutput, String>) -> anyhow::Result<()> {

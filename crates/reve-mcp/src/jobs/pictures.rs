@@ -116,6 +116,12 @@ impl Jobs {
         }))
     }
 
+    /// A preview of the picture in the file at `path`, as a result's is made; `None` when it
+    /// cannot be read or decoded (or previews are off).
+    pub async fn preview_of_file(&self, path: &std::path::Path) -> Option<crate::preview::Preview> {
+        self.inner.editor.preview_of_saved(path).await
+    }
+
     /// Keeps a picture of job `id` where any later caller (or another replica) finds it. A
     /// cache: a failure costs only a picture shown later, never the result.
     pub(super) async fn keep_picture(&self, picture: KeptPicture, id: &str, bytes: bytes::Bytes) {

@@ -27,6 +27,7 @@ async fn each_commands_help_lists_its_own_flags_then_the_shared_ones_snapshot() 
         ("remix", &["remix", "--help"]),
         ("jobs", &["jobs", "--help"]),
         ("usage", &["usage", "--help"]),
+        ("view", &["view", "--help"]),
     ] {
         insta::assert_snapshot!(format!("help_{name}"), help(args).await);
     }

@@ -24,3 +24,4 @@ mod soak;
 mod store_rules;
 mod support;
 mod terminal;
+mod view;
