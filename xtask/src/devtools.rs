@@ -19,10 +19,10 @@ pub fn demo(root: &Path, args: &[&str]) -> Result<ExitCode> {
 }
 
 /// `cargo xtask conformance` and `cargo xtask browser`: the devtools' tasks that drive the server itself.
-pub fn against_the_server(root: &Path, task: &str) -> Result<ExitCode> {
+pub fn against_the_server(root: &Path, task: &str, args: &[&str]) -> Result<ExitCode> {
     let [reve_mcp, devtools] = built(root, Some(("reve-mcp", "reve-mcp")))?;
     let mut command = Command::new(devtools);
-    command.current_dir(root).arg(task);
+    command.current_dir(root).arg(task).args(args);
     command.env("REVE_MCP_BIN", reve_mcp);
     hand_over(command)
 }

@@ -39,8 +39,11 @@ tasks:
                      .github/workflows/release.yml is what dist-workspace.toml generates
                      (installs cargo-dist, pinned, from crates.io; --install-only: only that)
   browser            the viewer (an MCP App) in headless Chromium, hosted by the MCP
-                     Apps SDK's app-bridge, against reve-mcp over HTTP (needs Debian's
-                     chromium; installs Node 22 and the test host's packages with npm)
+                     Apps SDK's app-bridge, against reve-mcp over HTTP, then the page
+                     `reve-mcp view` writes, opened from disk (needs Debian's chromium;
+                     installs Node 22 and the test host's packages with npm)
+  browser --photo F  the same, with the page's edit made of the picture F: the screenshots
+                     of the README (target/browser/view-*.png); its colours are not checked
   hosts              what the model sees in five real agent hosts (Claude Code, Codex,
                      Gemini CLI, Qwen Code, opencode; pinned, from npm, on Node 22), each
                      with reve-mcp over stdio against the fake API and a scripted model on
@@ -66,7 +69,10 @@ fn main() -> ExitCode {
         }
         ["fake-api", rest @ ..] => xtask::devtools::fake_api(&root, rest),
         [task @ ("conformance" | "browser" | "hosts")] => {
-            xtask::devtools::against_the_server(&root, task)
+            xtask::devtools::against_the_server(&root, task, &[])
+        }
+        ["browser", "--photo", photo] => {
+            xtask::devtools::against_the_server(&root, "browser", &["--photo", photo])
         }
         ["bundle"] => xtask::devtools::bundle(&root, Profile::Release),
         ["bundle", "--debug"] => xtask::devtools::bundle(&root, Profile::Dev),

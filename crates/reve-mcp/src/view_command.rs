@@ -166,6 +166,8 @@ async fn page(jobs: &Jobs, record: &JobRecord) -> anyhow::Result<String> {
         "arguments": arguments,
         "result": result,
         "pictures": pictures,
+        // The page shows a path in the home folder from `~`, as a person writes it.
+        "home": dirs::home_dir(),
     });
     Ok(crate::mcp::resources::standalone_viewer(&edit))
 }

@@ -44,7 +44,9 @@ const SECOND_SIZE: (u32, u32) = (120, 160);
 /// How far a rendered pixel may stray from the colour expected (scaling, colour management).
 const TOLERANCE: u8 = 12;
 
-pub fn run(root: &Path) -> Result<()> {
+/// `photo`: the picture the viewed page's edit is made of (the README's screenshots), in place of
+/// the two-coloured one whose colours are checked.
+pub fn run(root: &Path, photo: Option<&Path>) -> Result<()> {
     let binary = std::env::var_os("REVE_MCP_BIN")
         .map(PathBuf::from)
         .context("REVE_MCP_BIN must name the reve-mcp binary: run `cargo xtask browser`")?;
@@ -65,7 +67,10 @@ pub fn run(root: &Path) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(check(root, &binary, &chromium, &tools))
+        .block_on(async {
+            check(root, &binary, &chromium, &tools).await?;
+            view(root, &binary, &chromium, &tools, photo).await
+        })
 }
 
 async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -> Result<()> {
@@ -128,6 +133,127 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
          slider and the dark theme work; a created picture showed alone and a remix with its \
          pictures as a strip; every request stayed on loopback.\nScreenshots: {}",
         work.join("viewer.png").display()
+    );
+    Ok(())
+}
+
+/// The prompt of the viewed page's edit.
+const VIEW_PROMPT: &str = "Invert the colours";
+
+/// How far apart the slider's thumb and the line may be, in pixels.
+const ALIGNED: f64 = 2.0;
+
+/// `reve-mcp edit` of a picture from the command line, then `reve-mcp view --last --no-open`,
+/// and the page it wrote opened from disk in Chromium: both pictures shown, with the same labels
+/// in both modes and nothing around them; the slider's thumb on the line; the saved path copied
+/// by its button and linked as a file.
+async fn view(
+    root: &Path,
+    binary: &Path,
+    chromium: &Path,
+    tools: &NodeTools,
+    photo: Option<&Path>,
+) -> Result<()> {
+    let fake = FakeApi::start().await;
+    let work = root.join("target/browser");
+    let input = match photo {
+        Some(photo) => photo.to_owned(),
+        None => {
+            let input = work.join("view-input.png");
+            std::fs::write(&input, two_colour_png(INPUT_SIZE.0, INPUT_SIZE.1))?;
+            input
+        }
+    };
+    let size =
+        image::image_dimensions(&input).with_context(|| format!("reading {}", input.display()))?;
+    // A home folder of its own, so that the page shows the result where a person's would be,
+    // `~/Pictures/reve/...`, and no path of this machine appears in a screenshot.
+    let home = work.join("view-home");
+    let env = std::collections::BTreeMap::from([
+        ("AIML_API_KEY".to_owned(), fake.api_key().to_owned()),
+        ("AIML_API_BASE_URL".to_owned(), fake.base_url().to_owned()),
+        ("HOME".to_owned(), path_text(&home)?),
+        (
+            "REVE_OUTPUT_DIR".to_owned(),
+            path_text(&home.join("Pictures/reve"))?,
+        ),
+        (
+            "REVE_STATE_DIR".to_owned(),
+            path_text(&work.join("view-state"))?,
+        ),
+    ]);
+    let run = |args: Vec<String>| {
+        let mut command =
+            tokio::process::Command::from(reve_tests::mcp::child_command(binary, &env));
+        command.args(args).stdin(std::process::Stdio::null());
+        async move { command.output().await }
+    };
+    let edited = run(vec![
+        "edit".into(),
+        path_text(&input)?,
+        "-p".into(),
+        VIEW_PROMPT.into(),
+    ])
+    .await?;
+    if !edited.status.success() {
+        bail!(
+            "reve-mcp edit failed: {}",
+            String::from_utf8_lossy(&edited.stderr)
+        );
+    }
+    let saved = String::from_utf8(edited.stdout)?.trim().to_owned();
+    let viewed = run(vec!["view".into(), "--last".into(), "--no-open".into()]).await?;
+    if !viewed.status.success() {
+        bail!(
+            "reve-mcp view failed: {}",
+            String::from_utf8_lossy(&viewed.stderr)
+        );
+    }
+    let page = String::from_utf8(viewed.stdout)?.trim().to_owned();
+    println!(
+        "reve-mcp view wrote {page}; opening it in {}",
+        chromium.display()
+    );
+
+    let status = tokio::process::Command::new(tools.node())
+        .arg(root.join("tests/browser/view.mjs"))
+        .env("REVE_BROWSER_TOOLS", tools.dir())
+        .env("REVE_CHROMIUM", chromium)
+        .env("REVE_VIEW_PAGE", &page)
+        .env("REVE_BROWSER_OUT", &work)
+        .status()
+        .await
+        .context("running the browser driver")?;
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join("view-report.json"))
+            .context("the browser driver wrote no report")?,
+    )?;
+    if !status.success() {
+        bail!(
+            "the browser driver failed on the viewed page ({status}); its console: {}",
+            report["console"]
+        );
+    }
+    let mut failures = Checks::default();
+    failures.viewed(&report, size, &saved, &path_text(&home)?);
+    failures.thumb_on_the_line(&work, &report)?;
+    if photo.is_none() {
+        failures.viewed_pixels(&work, &report)?;
+    }
+    if !failures.0.is_empty() {
+        bail!(
+            "the viewed page failed {} check(s):\n  {}\n(screenshots and view-report.json in {})",
+            failures.0.len(),
+            failures.0.join("\n  "),
+            work.display()
+        );
+    }
+    println!(
+        "The page reve-mcp view wrote showed both pictures, the same labels in both modes, no \
+         band around either, the slider's thumb on the line, and the saved path copied and \
+         linked.\nScreenshots: {}, {}",
+        work.join("view-side.png").display(),
+        work.join("view-slider.png").display()
     );
     Ok(())
 }
@@ -331,6 +457,169 @@ impl Checks {
                         "{screenshot}: {element} at {fraction} across ({px}, {py}) is {seen:?}, expected {expected:?}"
                     ),
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// What the page `reve-mcp view` wrote showed, opened from disk.
+    fn viewed(&mut self, report: &Value, size: (u32, u32), saved: &str, home: &str) {
+        use serde_json::json;
+        self.equal("view: status", &report["status"], &"done".into());
+        self.equal("view: prompt", &report["prompt"], &VIEW_PROMPT.into());
+        // The labels say before and after the same way everywhere.
+        self.equal(
+            "view: captions",
+            &report["labels"]["side"],
+            &json!(["Before", "After"]),
+        );
+        self.equal(
+            "view: slider labels",
+            &report["labels"]["slider"],
+            &json!(["Before", "After"]),
+        );
+        self.equal(
+            "view: tags on the picture",
+            &report["labels"]["tags"],
+            &json!(["Before", "After"]),
+        );
+        for picture in ["before", "after"] {
+            // The previews of a picture within the preview's edge keep its size.
+            let natural = &report["natural"][picture];
+            let (width, height) = (
+                natural[0].as_f64().unwrap_or_default(),
+                natural[1].as_f64().unwrap_or_default(),
+            );
+            let aspect = f64::from(size.0) / f64::from(size.1);
+            self.expect(
+                width > 0.0 && (width / height - aspect).abs() < 0.02,
+                format!(
+                    "view: the {picture} picture is {natural}, not of the shape of {}x{}",
+                    size.0, size.1
+                ),
+            );
+            // No band of grey: the frame is transparent and holds just the picture.
+            self.equal(
+                &format!("view: the {picture} frame's background"),
+                &report[format!("{picture}FrameBackground")],
+                &"rgba(0, 0, 0, 0)".into(),
+            );
+            let (shown, frame) = (&report[picture], &report[format!("{picture}Frame")]);
+            let height = |area: &Value| area["height"].as_f64().unwrap_or_default();
+            self.expect(
+                (height(frame) - height(shown)).abs() <= 2.0,
+                format!(
+                    "view: the {picture} frame is {} px high around a picture of {} px",
+                    height(frame),
+                    height(shown)
+                ),
+            );
+        }
+        // Shown from `~`, copied whole.
+        let shown = match saved.strip_prefix(home) {
+            Some(rest) => format!("~{rest}"),
+            None => format!("{saved} (not in {home})"),
+        };
+        self.equal("view: saved path", &report["savedPath"], &shown.into());
+        self.equal("view: copied", &report["clipboard"], &saved.into());
+        self.equal("view: copy button", &report["copyLabel"], &"Copied".into());
+        let href = report["openHref"].as_str().unwrap_or_default();
+        self.expect(
+            href.starts_with("file:///") && href.ends_with(saved.rsplit('/').next().unwrap_or("?")),
+            format!("view: the open link is {href:?} for {saved}"),
+        );
+        self.equal("view: slider value", &report["sliderValue"], &"20".into());
+        for url in report["requests"].as_array().into_iter().flatten() {
+            let url = url.as_str().unwrap_or_default();
+            self.expect(
+                url.starts_with("file://") || url.starts_with("data:"),
+                format!("view: the page asked for {url}"),
+            );
+        }
+        for line in report["console"].as_array().into_iter().flatten() {
+            let line = line.as_str().unwrap_or_default();
+            self.expect(
+                !line.starts_with("pageerror"),
+                format!("view: the page said {line:?}"),
+            );
+        }
+    }
+
+    /// At 20 %, the slider's thumb (found by its colour in the slider's row of the screenshot)
+    /// is centred on the line between before and after.
+    fn thumb_on_the_line(&mut self, work: &Path, report: &Value) -> Result<()> {
+        let image = image::open(work.join("view-slider-20.png"))
+            .context("reading view-slider-20.png")?
+            .to_rgb8();
+        let number = |area: &Value, key: &str| area[key].as_f64().unwrap_or_default();
+        let (slider, line) = (&report["slider"], &report["line"]);
+        let row = (number(slider, "y") + number(slider, "height") / 2.0) as u32;
+        let (from, to) = (
+            number(slider, "x") as u32,
+            (number(slider, "x") + number(slider, "width")) as u32,
+        );
+        // The thumb is the accent colour (#0b57d0 in the light scheme); the track is grey.
+        let accent = [11u8, 87, 208];
+        let thumb: Vec<u32> = (from..to)
+            .filter(|&x| {
+                image.get_pixel_checked(x, row).is_some_and(|pixel| {
+                    pixel
+                        .0
+                        .iter()
+                        .zip(accent)
+                        .all(|(seen, expected)| seen.abs_diff(expected) <= 40)
+                })
+            })
+            .collect();
+        let Some((first, last)) = thumb.first().zip(thumb.last()) else {
+            self.expect(
+                false,
+                format!("view: no thumb found in row {row} of view-slider-20.png"),
+            );
+            return Ok(());
+        };
+        let thumb_centre = f64::from(first + last + 1) / 2.0;
+        let line_centre = number(line, "x") + number(line, "width") / 2.0;
+        self.expect(
+            (thumb_centre - line_centre).abs() <= ALIGNED,
+            format!("view: at 20 % the thumb's centre is at {thumb_centre} px and the line at {line_centre} px"),
+        );
+        let compare = &report["compare"];
+        let at_20 = number(compare, "x") + number(compare, "width") * 0.2;
+        self.expect(
+            (line_centre - at_20).abs() <= ALIGNED,
+            format!("view: at 20 % the line is at {line_centre} px, not a fifth across the picture ({at_20} px)"),
+        );
+        Ok(())
+    }
+
+    /// The colours of the viewed page's pictures: the input's two halves, and the fake's edit
+    /// of it, inverted.
+    fn viewed_pixels(&mut self, work: &Path, report: &Value) -> Result<()> {
+        let [left, right] = TWO_COLOURS;
+        let inverted = |colour: [u8; 3]| colour.map(|channel| 255 - channel);
+        let image = image::open(work.join("view-side.png"))
+            .context("reading view-side.png")?
+            .to_rgb8();
+        for (element, at_left, at_right) in [
+            ("before", left, right),
+            ("after", inverted(left), inverted(right)),
+        ] {
+            let area = &report[element];
+            let number = |key: &str| area[key].as_f64().unwrap_or_default();
+            for (fraction, expected) in [(0.25, at_left), (0.75, at_right)] {
+                let (px, py) = (
+                    (number("x") + number("width") * fraction) as u32,
+                    (number("y") + number("height") / 2.0) as u32,
+                );
+                let seen = image
+                    .get_pixel_checked(px, py)
+                    .map_or([0, 0, 0], |pixel| pixel.0);
+                let close = seen
+                    .iter()
+                    .zip(expected)
+                    .all(|(seen, expected)| seen.abs_diff(expected) <= TOLERANCE);
+                self.expect(close, format!("view-side.png: {element} at {fraction} across is {seen:?}, expected {expected:?}"));
             }
         }
         Ok(())

@@ -55,7 +55,10 @@ fn main() -> ExitCode {
             package::run(&project_root(), package::Source::Dist(PathBuf::from(dir)))
         }
         ["conformance"] => conformance::run(&project_root()),
-        ["browser"] => browser::run(&project_root()),
+        ["browser"] => browser::run(&project_root(), None),
+        ["browser", "--photo", photo] => {
+            browser::run(&project_root(), Some(std::path::Path::new(photo)))
+        }
         ["hosts"] => hosts::run(&project_root()),
         ["fake-api", rest @ ..] => match fake_api_options(rest) {
             Ok((port, latency)) => fake_api::run(port, latency),
