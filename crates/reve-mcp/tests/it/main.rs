@@ -3,6 +3,7 @@
 //! line, against the fake API, plus property tests of the pipeline.
 
 mod cli_edit;
+mod doc_examples;
 mod edits_in_flight;
 mod family;
 mod faults;

@@ -101,6 +101,35 @@ async fn the_edit_image_prompt_asks_for_a_picture_and_an_instruction() {
         assert!(text.contains(fragment), "{fragment:?} is not in {text:?}");
     }
 
+    // docs/tools.md shows the message the prompt makes: it is what the server sends.
+    let documented = peer
+        .get_prompt(
+            rmcp::model::GetPromptRequestParams::new("edit_image").with_arguments(
+                json!({ "image": "~/Pictures/cat.png", "instruction": "make the sky stormy" })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    let sent = documented.messages[0]
+        .content
+        .as_text()
+        .unwrap()
+        .text
+        .clone();
+    let tools = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/tools.md"),
+    )
+    .unwrap();
+    let block = tools
+        .split("```text\n")
+        .find(|block| block.starts_with("Edit this picture"))
+        .and_then(|block| block.split("\n```").next())
+        .expect("docs/tools.md shows the prompt's message");
+    assert_eq!(block, sent, "docs/tools.md's edit_image prompt");
+
     let missing = peer
         .get_prompt(
             rmcp::model::GetPromptRequestParams::new("edit_image").with_arguments(
