@@ -140,7 +140,7 @@ pub enum Error {
     },
 
     /// A local input file is larger than the configured limit; nothing was read or sent.
-    #[error("{} is {size} bytes; the limit is {limit} bytes", .path.display())]
+    #[error("{:?} is {size} bytes; the limit is {limit} bytes", .path)]
     FileTooLarge {
         /// The file.
         path: PathBuf,
@@ -151,7 +151,7 @@ pub enum Error {
     },
 
     /// A local input file is not an image of a supported type; nothing was sent.
-    #[error("{} is {saw}; expected a PNG, JPEG, WebP or GIF image", .path.display())]
+    #[error("{:?} is {saw}; expected a PNG, JPEG, WebP or GIF image", .path)]
     NotAnImage {
         /// The file.
         path: PathBuf,
@@ -160,7 +160,7 @@ pub enum Error {
     },
 
     /// A local file could not be opened, read, created or written.
-    #[error("could not {action} {}: {source}", .path.display())]
+    #[error("could not {action} {:?}: {source}", .path)]
     File {
         /// The file or directory.
         path: PathBuf,
@@ -172,7 +172,7 @@ pub enum Error {
     },
 
     /// Saving would have replaced an existing file, which this crate never does.
-    #[error("{} already exists; choose another file name (existing files are never overwritten)", .path.display())]
+    #[error("{:?} already exists; choose another file name (existing files are never overwritten)", .path)]
     FileExists {
         /// The file that is already there.
         path: PathBuf,

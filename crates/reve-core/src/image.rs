@@ -652,7 +652,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("{} is 133 bytes; the limit is 100 bytes", big.display())
+            format!("{big:?} is 133 bytes; the limit is 100 bytes")
         );
 
         let text = dir.path().join("notes.png");
@@ -662,10 +662,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!(
-                "{} is text, not an image; expected a PNG, JPEG, WebP or GIF image",
-                text.display()
-            )
+            format!("{text:?} is text, not an image; expected a PNG, JPEG, WebP or GIF image")
         );
 
         let error = ImageSource::File(dir.path().to_owned())

@@ -19,10 +19,10 @@ pub enum EditError {
         url: Option<String>,
     },
     #[error(
-        "{0} already exists; choose another output_path (existing files are never overwritten); nothing was sent to the API"
+        "{0:?} already exists; choose another output_path (existing files are never overwritten); nothing was sent to the API"
     )]
     OutputExists(String),
-    #[error("the edit succeeded and was saved to {path}, but {source}")]
+    #[error("the edit succeeded and was saved to {path:?}, but {source}")]
     Preview {
         path: String,
         #[source]
@@ -30,7 +30,7 @@ pub enum EditError {
     },
     #[error("the edit succeeded, but {0}; this server does not save results")]
     PreviewUnsaved(#[source] PreviewError),
-    #[error("the edit succeeded and was saved to {path}, but its size is unreadable: {source}")]
+    #[error("the edit succeeded and was saved to {path:?}, but its size is unreadable: {source}")]
     Dimensions {
         path: String,
         #[source]
@@ -41,7 +41,7 @@ pub enum EditError {
     #[error("the call was cancelled")]
     Cancelled,
     /// The result saved earlier, which a restart adopts, cannot be read back.
-    #[error("the result saved to {path} cannot be read back: {reason}")]
+    #[error("the result saved to {path:?} cannot be read back: {reason}")]
     SavedUnreadable { path: String, reason: String },
     /// Whoever runs the edit refused to let it go on (the job layer: the spending limit, a
     /// store that cannot be written), with its own error, carried through unchanged.

@@ -147,22 +147,22 @@ impl Target {
         }
         if inputs > 1 {
             bail!(
-                "-o {} is not a folder, so it cannot hold {inputs} results: give an existing folder, or end the path with / to have it created",
-                output.display()
+                "-o {:?} is not a folder, so it cannot hold {inputs} results: give an existing folder, or end the path with / to have it created",
+                output
             );
         }
         if absolute.symlink_metadata().is_ok() {
             bail!(
-                "{} already exists; existing files are never overwritten: choose another name, or a folder",
-                absolute.display()
+                "{:?} already exists; existing files are never overwritten: choose another name, or a folder",
+                absolute
             );
         }
         let name = absolute
             .file_name()
             .and_then(|name| name.to_str())
-            .with_context(|| format!("-o {} does not end in a file name", output.display()))?
+            .with_context(|| format!("-o {output:?} does not end in a file name"))?
             .to_owned();
-        reve_core::check_file_name(&name).with_context(|| format!("-o {}", output.display()))?;
+        reve_core::check_file_name(&name).with_context(|| format!("-o {output:?}"))?;
         let folder = absolute
             .parent()
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
@@ -184,7 +184,7 @@ impl Target {
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+    std::path::absolute(path).with_context(|| format!("cannot resolve {path:?}"))
 }
 
 /// Everything one edit needs, shared by all of them.

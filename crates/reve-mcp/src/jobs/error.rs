@@ -40,7 +40,7 @@ pub enum JobError {
     #[error("edit job {0} stopped unexpectedly; see the server's log")]
     Stopped(String),
     /// A succeeded job's saved result cannot be read now (moved, deleted, unreadable).
-    #[error("edit job {id} saved its result to {path}, which cannot be read now: {reason}")]
+    #[error("edit job {id} saved its result to {path:?}, which cannot be read now: {reason}")]
     ResultUnreadable {
         id: String,
         path: String,

@@ -4,6 +4,7 @@
 
 pub mod hosts;
 pub mod output;
+pub mod page;
 pub mod prompt;
 pub mod resources;
 pub mod server;

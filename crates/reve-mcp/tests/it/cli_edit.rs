@@ -185,13 +185,13 @@ async fn a_batch_reports_each_input_and_fails_if_one_fails() {
     assert_eq!(keys(&lines[3]), ["input", "error"]);
     let work = world.inputs.as_path().canonicalize().unwrap();
     let not_an_image = format!(
-        "{} is text, not an image; expected a PNG, JPEG, WebP or GIF image",
-        work.join("notes.png").display()
+        "{:?} is text, not an image; expected a PNG, JPEG, WebP or GIF image",
+        work.join("notes.png")
     );
     assert_eq!(lines[1]["error"]["message"], not_an_image.as_str());
     let missing = format!(
-        "could not open {}: No such file or directory (os error 2)",
-        work.join("missing.png").display()
+        "could not open {:?}: No such file or directory (os error 2)",
+        work.join("missing.png")
     );
     assert_eq!(lines[3]["error"]["message"], missing.as_str());
 

@@ -78,7 +78,7 @@ async fn a_name_the_extension_correction_would_take_is_refused_before_paying() {
     assert_eq!(second.status.code(), Some(1), "{second:?}");
     let stderr = text_of(&second.stderr);
     assert!(
-        stderr.contains(&format!("{} already exists", hat.display())),
+        stderr.contains(&format!("{hat:?} already exists")),
         "{stderr}"
     );
     assert!(stderr.contains("nothing was sent to the API"), "{stderr}");

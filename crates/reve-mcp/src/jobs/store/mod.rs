@@ -526,20 +526,20 @@ pub fn open(
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "the job store {path} is locked by another process (waited {:?}); try again",
+        "the job store {path:?} is locked by another process (waited {:?}); try again",
         sqlite::BUSY_TIMEOUT
     )]
     Locked { path: String },
     #[error(
-        "the job store {path} is damaged ({reason}); move it aside and a new one is made on the next edit"
+        "the job store {path:?} is damaged ({reason}); move it aside and a new one is made on the next edit"
     )]
     Corrupt { path: String, reason: String },
-    #[error("the disk holding the job store {path} is full")]
+    #[error("the disk holding the job store {path:?} is full")]
     Full { path: String },
     /// The shared store did not answer: retryable, and nothing depending on it went ahead.
     #[error("the job store {store} cannot be reached ({reason}); try again in a few seconds")]
     Unreachable { store: String, reason: String },
-    #[error("the job store {path} cannot be used: {reason}")]
+    #[error("the job store {path:?} cannot be used: {reason}")]
     Other { path: String, reason: String },
 }
 
