@@ -90,27 +90,19 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
         chromium.display()
     );
 
-    let status = tokio::process::Command::new(tools.node())
-        .arg(root.join("tests/browser/run.mjs"))
-        .env("REVE_BROWSER_TOOLS", tools.dir())
-        .env("REVE_CHROMIUM", chromium)
-        .env("REVE_MCP_URL", &url)
-        .env("REVE_INPUT", &input)
-        .env("REVE_SECOND_INPUT", &second)
-        .env("REVE_BROWSER_OUT", &work)
-        .status()
-        .await
-        .context("running the browser driver")?;
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(work.join("report.json"))
-            .context("the browser driver wrote no report")?,
-    )?;
-    if !status.success() {
-        bail!(
-            "the browser driver failed ({status}); the page's console: {}",
-            report["console"]
-        );
-    }
+    let report = drive(
+        root,
+        tools,
+        chromium,
+        &work,
+        ("run.mjs", "report.json"),
+        &[
+            ("REVE_MCP_URL", url.as_ref()),
+            ("REVE_INPUT", input.as_ref()),
+            ("REVE_SECOND_INPUT", second.as_ref()),
+        ],
+    )
+    .await?;
     let mut failures = Checks::default();
     failures.page(&report, &path_text(&work.join("results"))?);
     failures.pixels(&work, &report)?;
@@ -135,6 +127,38 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
         work.join("viewer.png").display()
     );
     Ok(())
+}
+
+/// Runs the browser driver `script` of `tests/browser/` with the tools, Chromium, the folder it
+/// writes into and `env`, and reads the report it wrote there, `report`.
+async fn drive(
+    root: &Path,
+    tools: &NodeTools,
+    chromium: &Path,
+    work: &Path,
+    (script, report): (&str, &str),
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Result<Value> {
+    let status = tokio::process::Command::new(tools.node())
+        .arg(root.join("tests/browser").join(script))
+        .env("REVE_BROWSER_TOOLS", tools.dir())
+        .env("REVE_CHROMIUM", chromium)
+        .env("REVE_BROWSER_OUT", work)
+        .envs(env.iter().copied())
+        .status()
+        .await
+        .with_context(|| format!("running the browser driver {script}"))?;
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(work.join(report))
+            .with_context(|| format!("the browser driver {script} wrote no report"))?,
+    )?;
+    if !status.success() {
+        bail!(
+            "the browser driver {script} failed ({status}); the page's console: {}",
+            report["console"]
+        );
+    }
+    Ok(report)
 }
 
 /// The prompt of the viewed page's edit.
@@ -215,25 +239,15 @@ async fn view(
         chromium.display()
     );
 
-    let status = tokio::process::Command::new(tools.node())
-        .arg(root.join("tests/browser/view.mjs"))
-        .env("REVE_BROWSER_TOOLS", tools.dir())
-        .env("REVE_CHROMIUM", chromium)
-        .env("REVE_VIEW_PAGE", &page)
-        .env("REVE_BROWSER_OUT", &work)
-        .status()
-        .await
-        .context("running the browser driver")?;
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(work.join("view-report.json"))
-            .context("the browser driver wrote no report")?,
-    )?;
-    if !status.success() {
-        bail!(
-            "the browser driver failed on the viewed page ({status}); its console: {}",
-            report["console"]
-        );
-    }
+    let report = drive(
+        root,
+        tools,
+        chromium,
+        &work,
+        ("view.mjs", "view-report.json"),
+        &[("REVE_VIEW_PAGE", page.as_ref())],
+    )
+    .await?;
     let mut failures = Checks::default();
     failures.viewed(&report, size, &saved, &path_text(&home)?);
     failures.thumb_on_the_line(&work, &report)?;
