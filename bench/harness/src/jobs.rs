@@ -83,6 +83,7 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
             url: Some("https://example.com/result.png".into()),
             request_id: Some("req".into()),
             content_violation: Some(false),
+            inference_id: Some("inf".into()),
         });
     });
     store.answered(id.clone(), None, payload.clone()).await?;

@@ -9,6 +9,7 @@ use std::path::Path;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::billing::ClientRequestId;
 use crate::error::{Error, Result};
 use crate::image::{Reference, append_data_uri, check_data_uri, check_data_uri_size, reference};
 use crate::model::{Model, ModelRequest, PictureField};
@@ -28,6 +29,8 @@ use crate::model::{Model, ModelRequest, PictureField};
 pub struct RequestBody {
     json: Bytes,
     model: &'static Model,
+    /// Sent as `X-Client-Request-Id`, to find the request by in the usage logs.
+    client_request_id: Option<ClientRequestId>,
     /// Each picture the body carries, in the request's order.
     pictures: Vec<SentPicture>,
     prompt_chars: usize,
@@ -123,9 +126,24 @@ impl RequestBody {
         Ok(RequestBody {
             json: Bytes::from(json.into_bytes()),
             model,
+            client_request_id: None,
             pictures,
             prompt_chars,
         })
+    }
+
+    /// This body, sent with `id` as its `X-Client-Request-Id`: the id the provider's usage
+    /// logs report the request under (`client_request_id`), and echo in the answer
+    /// ([`crate::Charge::client_request_id`]). It is not part of the JSON.
+    #[must_use]
+    pub fn with_client_request_id(mut self, id: ClientRequestId) -> RequestBody {
+        self.client_request_id = Some(id);
+        self
+    }
+
+    /// The id this body is sent with as `X-Client-Request-Id`, if any.
+    pub fn client_request_id(&self) -> Option<&ClientRequestId> {
+        self.client_request_id.as_ref()
     }
 
     /// The model this body asks.
@@ -200,6 +218,7 @@ impl fmt::Debug for RequestBody {
             .field("json", &format_args!("<{} bytes>", self.json.len()))
             .field("inline_image_bytes", &inline)
             .field("prompt_chars", &self.prompt_chars)
+            .field("client_request_id", &self.client_request_id)
             .finish()
     }
 }

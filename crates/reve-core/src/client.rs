@@ -260,10 +260,16 @@ impl Client {
             "requesting an image edit"
         );
         let response = retry::run(self.inner.config.retry_policy(), call.deadline, |attempt| {
-            transport::post(call, &endpoint, body.bytes(), attempt)
+            transport::post(
+                call,
+                &endpoint,
+                body.bytes(),
+                body.client_request_id(),
+                attempt,
+            )
         })
         .await?;
-        Generation::from_response(response)
+        Generation::from_response(response.0, response.1)
     }
 
     fn http(&self) -> Result<&reqwest::Client> {

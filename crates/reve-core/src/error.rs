@@ -21,7 +21,8 @@ pub enum Error {
     /// The request was refused locally, before anything was sent.
     #[error("{reason}")]
     InvalidInput {
-        /// The field at fault: `prompt`, `image_url`, `image` or `file_name`.
+        /// The field at fault: `prompt`, `image_url`, `image`, `file_name` or
+        /// `client_request_id`.
         field: &'static str,
         /// What is wrong, with exact counts, in a sentence that says what to change.
         reason: String,

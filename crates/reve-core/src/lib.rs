@@ -72,6 +72,7 @@
 #![deny(missing_docs)]
 
 mod arrival;
+mod billing;
 mod body;
 mod client;
 mod config;
@@ -97,6 +98,10 @@ pub use generated::*;
 struct ReadmeExample;
 
 pub use arrival::ArrivingImage;
+pub use billing::{
+    CLIENT_REQUEST_ID_HEADER, CREDITS_USED_HEADER, Charge, ClientRequestId, INFERENCE_ID_HEADER,
+    USD_SPENT_HEADER,
+};
 pub use body::{PictureSource, RequestBody};
 pub use client::Client;
 pub use config::{

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::billing::Charge;
 use crate::error::{Error, Result};
 use crate::format::ImageFormat;
 use crate::text::shorten;
@@ -26,8 +27,11 @@ pub struct ResultMetadata {
     /// The API's content-policy flag; `Some(false)` when it reported checking and finding
     /// nothing (a `true` never gets here: it is [`Error::ContentViolation`]).
     pub content_violation: Option<bool>,
-    /// What the generation cost, when the API said.
+    /// What the generation cost, when the API said in the body's `meta.usage`.
     pub usage: Option<Usage>,
+    /// What the answer's headers said: the inference's id and its charge, in credits and US
+    /// dollars.
+    pub charge: Charge,
 }
 
 impl ResultMetadata {

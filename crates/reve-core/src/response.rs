@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 
+use crate::billing::Charge;
 use crate::error::{Error, Result, scrub};
 use crate::format::ImageFormat;
 use crate::generated::EditImageResponse;
@@ -85,8 +86,10 @@ pub struct Generated {
     pub request_id: Option<String>,
     /// The API's content-policy flag, as in [`ResultMetadata::content_violation`].
     pub content_violation: Option<bool>,
-    /// What the generation cost, when the API said.
+    /// What the generation cost, when the API said in the body's `meta.usage`.
     pub usage: Option<Usage>,
+    /// What the answer's headers said: the inference's id and its charge.
+    pub charge: Charge,
 }
 
 /// What a successful response says about the image it made, before the image is fetched.
@@ -95,6 +98,7 @@ pub(crate) struct Generation {
     request_id: Option<String>,
     content_violation: Option<bool>,
     usage: Option<Usage>,
+    charge: Charge,
 }
 
 /// Where a result image is.
@@ -104,7 +108,7 @@ pub(crate) enum ResultImage {
 }
 
 impl Generation {
-    pub(crate) fn from_response(response: EditImageResponse) -> Result<Generation> {
+    pub(crate) fn from_response(response: EditImageResponse, charge: Charge) -> Result<Generation> {
         let items = response.data.unwrap_or_default();
         if items.len() > 1 {
             tracing::debug!(
@@ -147,6 +151,8 @@ impl Generation {
         };
         tracing::info!(
             request_id = item.request_id.as_deref(),
+            inference_id = charge.inference_id.as_deref(),
+            usd_spent = charge.usd_spent,
             "the API made the image"
         );
         Ok(Generation {
@@ -154,6 +160,7 @@ impl Generation {
             request_id: item.request_id,
             content_violation: item.content_violation,
             usage,
+            charge,
         })
     }
 
@@ -167,6 +174,7 @@ impl Generation {
             request_id: self.request_id.clone(),
             content_violation: self.content_violation,
             usage: self.usage,
+            charge: self.charge.clone(),
         }
     }
 
@@ -177,6 +185,7 @@ impl Generation {
             request_id: generated.request_id.clone(),
             content_violation: generated.content_violation,
             usage: generated.usage,
+            charge: generated.charge.clone(),
         }
     }
 
@@ -191,6 +200,7 @@ impl Generation {
             request_id: self.request_id,
             content_violation: self.content_violation,
             usage: self.usage,
+            charge: self.charge,
         }
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use tokio::time::{Instant, timeout_at};
 
+use crate::billing::{CLIENT_REQUEST_ID_HEADER, Charge, ClientRequestId};
 use crate::config::Config;
 use crate::error::{Error, Phase};
 use crate::generated::EditImageResponse;
@@ -44,22 +45,26 @@ impl Call<'_> {
     }
 }
 
-/// One attempt at the API call, classified for the retry loop.
+/// One attempt at the API call, classified for the retry loop: the answer, and what its
+/// headers say of the charge.
 pub(crate) async fn post(
     call: &Call<'_>,
     endpoint: &str,
     body: Bytes,
+    client_request_id: Option<&ClientRequestId>,
     attempt: u32,
-) -> Result<EditImageResponse, Failure> {
+) -> Result<(EditImageResponse, Charge), Failure> {
     tracing::debug!(attempt, "sending the edit request");
-    let send = call
+    let mut request = call
         .http
         .post(endpoint)
         .bearer_auth(call.key)
         .header(USER_AGENT, USER_AGENT_VALUE)
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send();
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(id) = client_request_id {
+        request = request.header(CLIENT_REQUEST_ID_HEADER, id.as_str());
+    }
+    let send = request.body(body).send();
     let mut response = match timeout_at(call.deadline, send).await {
         Err(_) => return Err(Failure::fatal(call.timed_out(Phase::Request))),
         Ok(Err(error)) => return Err(send_failure(&error, Phase::Request, attempt)),
@@ -68,9 +73,10 @@ pub(crate) async fn post(
     let status = response.status().as_u16();
     tracing::info!(attempt, status, "the API responded");
     if response.status().is_success() {
+        let charge = Charge::from_headers(response.headers());
         let body = read_success_body(call, &mut response, attempt).await?;
         tracing::debug!(bytes = body.len(), "read the API's response");
-        return response::success(status, &body, call.key, attempt);
+        return response::success(status, &body, call.key, attempt).map(|parsed| (parsed, charge));
     }
     let retry_after = response
         .headers()

@@ -72,6 +72,10 @@ pub struct Answer {
     /// The provider's content flag, when it reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_violation: Option<bool>,
+    /// The provider's id of the inference (its answer's `x-inference-id`): the id its usage
+    /// logs and its account's transactions know the charge by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_id: Option<String>,
 }
 
 impl From<&reve_core::Generated> for Answer {
@@ -80,6 +84,7 @@ impl From<&reve_core::Generated> for Answer {
             url: generated.url.clone(),
             request_id: generated.request_id.clone(),
             content_violation: generated.content_violation,
+            inference_id: generated.charge.inference_id.clone(),
         }
     }
 }

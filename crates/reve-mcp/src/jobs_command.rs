@@ -50,8 +50,8 @@ pub async fn list(store: &dyn JobStore, listing: Listing) -> anyhow::Result<()> 
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
     println!(
-        "{:<8}  {:<11}  {:<10}  {:<32}  RESULT",
-        "JOB", "STATE", "WHEN", "PROMPT"
+        "{:<8}  {:<11}  {:<10}  {:>8}  {:<32}  RESULT",
+        "JOB", "STATE", "WHEN", "COST", "PROMPT"
     );
     for job in &jobs {
         println!("{}", line(job, now));
@@ -84,12 +84,34 @@ fn line(job: &JobRecord, now_ms: u64) -> String {
         (None, None, _) => String::new(),
     };
     format!(
-        "{:<8}  {:<11}  {:<10}  {:<32}  {what}",
+        "{:<8}  {:<11}  {:<10}  {:>8}  {:<32}  {what}",
         short_id(&job.id),
         job.state.as_str(),
         ago(now_ms.saturating_sub(job.created_ms)),
+        cost(job),
         shorten(&generation.prompt, 32),
     )
+}
+
+/// What a job cost, as the API reported it: in dollars when it said, else in its own unit;
+/// `?` for one that may have been charged without saying, `-` for one that cost nothing or
+/// was never answered.
+fn cost(job: &JobRecord) -> String {
+    match job.cost() {
+        Some(cost) => match (cost.usd, cost.credits, cost.tokens) {
+            (Some(usd), _, _) => dollars(usd),
+            (None, Some(credits), _) => format!("{} cr", format_number(credits)),
+            (None, None, Some(tokens)) => format!("{} tok", format_number(tokens)),
+            (None, None, None) => "-".to_owned(),
+        },
+        None if job.may_be_charged => "?".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+/// US dollars to a tenth of a cent, as prices of pictures are quoted.
+fn dollars(usd: f64) -> String {
+    format!("${usd:.3}")
 }
 
 /// The first characters of a job id: enough to tell the jobs of a listing apart. `--json`
@@ -162,40 +184,52 @@ fn json_line(job: &JobRecord) -> serde_json::Value {
         "reused_from": job.reused_from,
         "credits_used": job.credits_used,
         "tokens_used": job.tokens_used,
+        "usd_spent": job.usd_spent,
+        "may_be_charged": job.may_be_charged,
+        "inference_id": generation.answer.as_ref().and_then(|answer| answer.inference_id.clone()),
         "api_seconds": generation.api_seconds,
     })
 }
 
-/// Prints the usage the API reported per UTC day, then the total, each in the unit the API gave
-/// it in: credits, tokens, or both.
+/// Prints what the API reported the edits cost per UTC day, then the total: in US dollars, and
+/// in the unit the API counted them in (credits, tokens, or both).
 pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
     let days = store
         .usage_by_day()
         .await
         .context("reading the job store")?;
-    let (mut jobs, mut credits, mut tokens, mut uncertain) = (0, 0.0, 0.0, 0);
+    let mut total = crate::jobs::store::DayUsage {
+        day: 0,
+        jobs: 0,
+        credits: 0.0,
+        tokens: 0.0,
+        usd: 0.0,
+        uncertain: 0,
+    };
     for day in &days {
         let date =
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(day.day * DAY_MS))
                 .to_string();
-        println!(
-            "{}  {:>5} edits  {:>16}{}",
-            &date[..10],
-            day.jobs,
-            in_units(day.credits, day.tokens),
-            uncertain_edits(day.uncertain)
-        );
-        jobs += day.jobs;
-        credits += day.credits;
-        tokens += day.tokens;
-        uncertain += day.uncertain;
+        println!("{}  {}", &date[..10], usage_line(day));
+        total.jobs += day.jobs;
+        total.credits += day.credits;
+        total.tokens += day.tokens;
+        total.usd += day.usd;
+        total.uncertain += day.uncertain;
     }
-    println!(
-        "total       {jobs:>5} edits  {:>16}{}",
-        in_units(credits, tokens),
-        uncertain_edits(uncertain)
-    );
+    println!("total       {}", usage_line(&total));
     Ok(())
+}
+
+/// A day's (or the total's) edits, dollars, credits or tokens, and uncertain edits.
+fn usage_line(day: &crate::jobs::store::DayUsage) -> String {
+    format!(
+        "{:>5} edits  {:>9}  {:>16}{}",
+        day.jobs,
+        dollars(day.usd),
+        in_units(day.credits, day.tokens),
+        uncertain_edits(day.uncertain)
+    )
 }
 
 /// Usage in the units the API reported: `12 credits`, `2310000 tokens`, or both.

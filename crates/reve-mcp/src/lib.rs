@@ -48,7 +48,7 @@ pub use view_command::{Which as ViewWhich, view};
 pub use generation::{Answer, Destination, Generation, Picture, Saving, Shown};
 pub use jobs::store::redis::{RedisOptions, RedisStore};
 pub use jobs::store::{
-    Claim, ClaimRules, DEFAULT_LEASE, Ending, JobLifecycle, JobRecord, JobState, JobStore,
+    Claim, ClaimRules, Cost, DEFAULT_LEASE, Ending, JobLifecycle, JobRecord, JobState, JobStore,
     KeptPicture, ModelSpending, Payload, PictureCache, Spending, SqliteStore, UsageLedger, now_ms,
 };
 

@@ -42,6 +42,9 @@ pub struct EditOutput {
     pub bytes: u64,
     /// The provider's request id, to quote when reporting a problem.
     pub request_id: Option<String>,
+    /// The provider's id of the inference, which its usage logs and billing records know the
+    /// charge by.
+    pub inference_id: Option<String>,
     /// Whether the provider flagged the content.
     pub content_violation: Option<bool>,
     /// What the API reported this edit cost; `null` when it did not say, or when the result
@@ -83,12 +86,16 @@ pub struct InputOutput {
     pub bytes: u64,
 }
 
-/// The usage the API reported, as it reported it.
+/// What the API reported the edit cost, in each unit it reported.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
 pub struct UsageOutput {
+    /// Credits charged (the answer's `x-aimlapi-credits-used`, or its `meta.usage`).
     pub credits_used: Option<f64>,
+    /// Tokens, as the answer's `meta.usage` reported them.
     pub tokens_used: Option<f64>,
+    /// US dollars charged (the answer's `x-aimlapi-usd-spent`).
+    pub usd_spent: Option<f64>,
 }
 
 /// What a call returns as `structuredContent` while its edit is still running.
@@ -146,9 +153,11 @@ impl EditOutput {
             bytes: result.bytes,
             request_id: answer.request_id,
             content_violation: answer.content_violation,
-            usage: succeeded.usage.map(|usage| UsageOutput {
-                credits_used: usage.credits_used,
-                tokens_used: usage.tokens_used,
+            inference_id: answer.inference_id,
+            usage: succeeded.cost.map(|cost| UsageOutput {
+                credits_used: cost.credits,
+                tokens_used: cost.tokens,
+                usd_spent: cost.usd,
             }),
             reused_from: succeeded.reused_from.clone(),
             input_image: None,
@@ -212,17 +221,17 @@ fn describe(job_id: &str, succeeded: &jobs::Succeeded, output: &EditOutput) -> S
     text.push_str(&format!("\nEdit job: {job_id}"));
     if let Some(usage) = &output.usage {
         let reported: Vec<String> = [
-            ("credits", usage.credits_used),
-            ("tokens", usage.tokens_used),
+            usage.usd_spent.map(|usd| format!("${usd}")),
+            usage
+                .credits_used
+                .map(|credits| format!("{credits} credits")),
+            usage.tokens_used.map(|tokens| format!("{tokens} tokens")),
         ]
         .into_iter()
-        .filter_map(|(unit, used)| Some(format!("{} {unit}", used?)))
+        .flatten()
         .collect();
         if !reported.is_empty() {
-            text.push_str(&format!(
-                "\nUsage the API reported: {}",
-                reported.join(", ")
-            ));
+            text.push_str(&format!("\nCost the API reported: {}", reported.join(", ")));
         }
     }
     if let Some(other) = &output.reused_from {

@@ -58,11 +58,9 @@ impl<'a> Asked<'a> {
     }
 
     /// `meta.usage.tokens_used` of the model's published example.
+    /// The fake charges the same in credits ([`super::ledger::credits_of`]).
     pub(crate) fn tokens_used(&self) -> u64 {
-        match self.model {
-            "reve/create-image" => 126_000,
-            _ => 210_000,
-        }
+        super::ledger::credits_of(self.model)
     }
 }
 

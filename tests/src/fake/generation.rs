@@ -16,6 +16,7 @@ use super::delivery::{self, Delivery};
 use super::edit::{edit, encode};
 use super::error_body::{JSON_CONTENT_TYPE, documented, error_field, json_response};
 use super::input;
+use super::ledger::{self, LogRow, credits_of};
 use super::samples::sample_image;
 use super::scenario::Scenario;
 use super::schema;
@@ -30,20 +31,74 @@ pub(crate) async fn generate(
     body: Bytes,
 ) -> Response {
     shared.count_in_flight(true);
+    let trace = Trace::of(&shared, &headers, &body);
     let mut guard = CancelGuard {
         shared: &shared,
+        trace: &trace,
         armed: true,
     };
     let scenario = shared.next_scenario();
-    let response = answer(&shared, &headers, &body, scenario).await;
+    let (mut response, charged) = answer(&shared, &headers, &body, scenario).await;
     guard.armed = false;
+    let credits = if charged { credits_of(&trace.model) } else { 0 };
+    trace.record(&shared, charged);
+    ledger::add_headers(
+        &mut response,
+        &trace.inference_id,
+        trace.client_request_id.as_deref(),
+        credits,
+    );
     response
 }
 
+/// What the ledger records of one generation request.
+struct Trace {
+    inference_id: String,
+    client_request_id: Option<String>,
+    model: String,
+    /// Whether the request carries the key: the logs list only the key's requests.
+    authorized: bool,
+    /// Whether it is also valid: what the provider works on.
+    accepted: bool,
+}
+
+impl Trace {
+    fn of(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Trace {
+        let request = parse(headers, body).unwrap_or_default();
+        let authorized = authorized(headers, &shared.options.api_key);
+        Trace {
+            inference_id: shared.ids.inference_id(),
+            client_request_id: ledger::client_request_id(headers),
+            model: request["model"].as_str().unwrap_or_default().to_owned(),
+            authorized,
+            accepted: authorized && schema::violations(&request).is_empty(),
+        }
+    }
+
+    /// Records the request in the logs, charged or not, if the key made it.
+    fn record(&self, shared: &Shared, charged: bool) {
+        if !self.authorized {
+            return;
+        }
+        let row = LogRow {
+            created: std::time::SystemTime::now(),
+            succeeded: charged,
+            model: self.model.clone(),
+            credits: if charged { credits_of(&self.model) } else { 0 },
+            inference_id: self.inference_id.clone(),
+            request_id: None,
+            client_request_id: self.client_request_id.clone(),
+        };
+        shared.ledger().charge(row, shared.options.log_delay);
+    }
+}
+
 /// Counts the request as cancelled if its future is dropped before it has
-/// produced a response: that is what hyper does when the client hangs up.
+/// produced a response: that is what hyper does when the client hangs up. A
+/// valid request's generation goes on at the provider, and is charged.
 struct CancelGuard<'a> {
     shared: &'a Shared,
+    trace: &'a Trace,
     armed: bool,
 }
 
@@ -52,11 +107,21 @@ impl Drop for CancelGuard<'_> {
         self.shared.count_in_flight(false);
         if self.armed {
             self.shared.count_cancelled();
+            if self.trace.accepted {
+                self.trace.record(self.shared, true);
+            }
         }
     }
 }
 
-async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Scenario) -> Response {
+/// The answer, and whether the request is charged: it is when the provider made an image,
+/// however it was then delivered.
+async fn answer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    scenario: Scenario,
+) -> (Response, bool) {
     if !shared.options.latency.is_zero() {
         tokio::time::sleep(shared.options.latency).await;
     }
@@ -64,15 +129,18 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
         tokio::time::sleep(extra).await;
     }
     if !authorized(headers, &shared.options.api_key) {
-        return fail(shared, StatusCode::UNAUTHORIZED, "Unauthorized");
+        return (
+            fail(shared, StatusCode::UNAUTHORIZED, "Unauthorized"),
+            false,
+        );
     }
     let request = match parse(headers, body) {
         Ok(request) => request,
-        Err(message) => return fail(shared, StatusCode::BAD_REQUEST, message),
+        Err(message) => return (fail(shared, StatusCode::BAD_REQUEST, message), false),
     };
     let violations = schema::violations(&request);
     if !violations.is_empty() {
-        return fail(shared, StatusCode::BAD_REQUEST, violations);
+        return (fail(shared, StatusCode::BAD_REQUEST, violations), false);
     }
     let asked = Asked::of(&request);
     let as_url = request
@@ -80,8 +148,12 @@ async fn answer(shared: &Shared, headers: &HeaderMap, body: &[u8], scenario: Sce
         .and_then(Value::as_bool)
         .unwrap_or(true);
     match deliver(shared, &scenario, &asked, as_url).await {
-        Some(response) => response,
-        None => refuse(shared, scenario, headers),
+        Some(response) => {
+            let charged =
+                response.status() == StatusCode::OK && scenario != Scenario::ContentViolation;
+            (response, charged)
+        }
+        None => (refuse(shared, scenario, headers), false),
     }
 }
 
@@ -224,7 +296,7 @@ const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\
 
 /// `Authorization: Bearer <key>`, the scheme matched case-insensitively as
 /// RFC 9110 says, the key exactly.
-fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

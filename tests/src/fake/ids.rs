@@ -26,6 +26,21 @@ impl Ids {
         format!("rsid-{:032x}", self.next_bits())
     }
 
+    /// An inference id, shaped like the documented example's (`V1StGXR8Z5jdHi6BmyT8k`: 21
+    /// URL-safe characters).
+    pub(crate) fn inference_id(&self) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+        let mut bits = self.next_bits();
+        (0..21)
+            .map(|_| {
+                let character = ALPHABET[(bits & 63) as usize] as char;
+                bits >>= 6;
+                character
+            })
+            .collect()
+    }
+
     /// `<unix millis>-<uuid>.png`, the shape of the example's CDN file name.
     pub(crate) fn file_name(&self) -> String {
         let millis = SystemTime::now()

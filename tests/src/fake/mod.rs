@@ -83,6 +83,7 @@ mod files;
 mod generation;
 mod ids;
 mod input;
+mod ledger;
 mod record;
 mod samples;
 mod scenario;
@@ -91,6 +92,7 @@ mod server;
 mod state;
 
 pub use edit::{ResultFormat, edit};
+pub use ledger::{CREDITS_PER_USD, LOGS_REQUESTS_PER_WINDOW, LOGS_WINDOW, LogRow, LogsScenario};
 pub use record::{Counters, RecordedRequest};
 pub use samples::{
     TWO_COLOURS, data_uri, gif_canvas, grey_png, interlaced_gif_canvas, interlaced_png, noise_png,

@@ -35,6 +35,7 @@ use super::error_body::documented;
 use super::files::{input_file, result_file};
 use super::generation::{ENDPOINT_PATH, generate};
 use super::input::loopback_client;
+use super::ledger::{LOGS_REQUESTS_PER_WINDOW, LogRow, LogsScenario, logs, model};
 use super::record::{Counters, RecordedRequest};
 use super::scenario::Scenario;
 use super::state::{Options, Shared, StoredFile};
@@ -66,6 +67,8 @@ impl Default for FakeApiBuilder {
                 result_format: ResultFormat::Png,
                 canned_result: None,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                log_delay: Duration::ZERO,
+                logs_requests_per_window: LOGS_REQUESTS_PER_WINDOW,
             },
             default: Scenario::Success,
             port: 0,
@@ -114,6 +117,20 @@ impl FakeApiBuilder {
     /// Reject larger request bodies with 413 (default [`DEFAULT_MAX_BODY_BYTES`]).
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.options.max_body_bytes = limit;
+        self
+    }
+
+    /// Show each charge in `/v2/logs` only this long after its request (default at once): the
+    /// provider records a charge after it answers, so a row may appear late.
+    pub fn log_delay(mut self, delay: Duration) -> Self {
+        self.options.log_delay = delay;
+        self
+    }
+
+    /// Answer 429 past this many `/v2/logs` requests in [`LOGS_WINDOW`](crate::fake::LOGS_WINDOW) (default the
+    /// documented [`LOGS_REQUESTS_PER_WINDOW`]).
+    pub fn logs_requests_per_window(mut self, requests: usize) -> Self {
+        self.options.logs_requests_per_window = requests;
         self
     }
 
@@ -266,6 +283,29 @@ impl FakeApi {
         *reached
     }
 
+    /// Every charge the fake recorded, oldest first, whether `/v2/logs` shows it yet or not:
+    /// one row per generation request made with the key, failed ones at cost 0.
+    pub fn charges(&self) -> Vec<LogRow> {
+        self.shared.ledger().rows()
+    }
+
+    /// Queue an answer for the next `/v2/logs` request (after its authentication and rate
+    /// limit); answers are consumed in the order pushed.
+    pub fn push_logs(&self, scenario: LogsScenario) {
+        self.shared.ledger().push_logs(scenario);
+    }
+
+    /// Whether `/model/{id}` answers (default) or fails with 503.
+    pub fn set_pricing_available(&self, available: bool) {
+        self.shared.set_pricing_available(available);
+    }
+
+    /// Multiplies every published price by `factor` (default 1): a price change, which
+    /// changes the ETag.
+    pub fn set_price_factor(&self, factor: f64) {
+        self.shared.set_price_factor(factor);
+    }
+
     /// A URL under `/files/` that answers 302 to `location`; chain them for
     /// several hops.
     pub fn serve_redirect(&self, location: impl Into<String>) -> String {
@@ -288,6 +328,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(ENDPOINT_PATH, post(generate).fallback(unknown_route))
         .route("/files/{name}", get(result_file))
         .route("/inputs/{name}", get(input_file))
+        .route("/v2/logs", get(logs))
+        .route("/model/{*id}", get(model))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)

@@ -2,6 +2,7 @@
 //! stored files and what has been recorded.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use super::delivery::Delivery;
 use super::edit::ResultFormat;
 use super::ids::Ids;
+use super::ledger::Ledger;
 use super::record::{Counters, RecordedRequest};
 use super::scenario::Scenario;
 
@@ -24,6 +26,10 @@ pub(crate) struct Options {
     /// Returned as the result of every success instead of an edit of the input.
     pub(crate) canned_result: Option<Bytes>,
     pub(crate) max_body_bytes: usize,
+    /// How long after its request a charge shows in `/v2/logs`.
+    pub(crate) log_delay: Duration,
+    /// Requests `/v2/logs` answers per minute before a 429.
+    pub(crate) logs_requests_per_window: usize,
 }
 
 /// A download the fake can serve under `/files/`.
@@ -55,6 +61,11 @@ pub(crate) struct Shared {
     files: Mutex<HashMap<String, StoredFile>>,
     inputs: Mutex<HashMap<String, (Bytes, String)>>,
     counters: watch::Sender<Counters>,
+    ledger: Mutex<Ledger>,
+    /// Whether `/model/{id}` answers (a 503 otherwise).
+    pricing_available: AtomicBool,
+    /// What the published price is multiplied by, in thousandths: a price change.
+    price_permille: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -91,7 +102,32 @@ impl Shared {
             files: Mutex::default(),
             inputs: Mutex::default(),
             counters: watch::Sender::new(Counters::default()),
+            ledger: Mutex::default(),
+            pricing_available: AtomicBool::new(true),
+            price_permille: AtomicU64::new(1000),
         }
+    }
+
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        lock(&self.ledger)
+    }
+
+    pub(crate) fn pricing_available(&self) -> bool {
+        self.pricing_available.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_pricing_available(&self, available: bool) {
+        self.pricing_available.store(available, Ordering::SeqCst);
+    }
+
+    /// What the published price is multiplied by.
+    pub(crate) fn price_factor(&self) -> f64 {
+        self.price_permille.load(Ordering::SeqCst) as f64 / 1000.0
+    }
+
+    pub(crate) fn set_price_factor(&self, factor: f64) {
+        self.price_permille
+            .store((factor * 1000.0).round() as u64, Ordering::SeqCst);
     }
 
     pub(crate) fn push(&self, scenario: Scenario) {

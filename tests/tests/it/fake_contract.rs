@@ -468,3 +468,185 @@ async fn each_models_limits_are_refused_with_the_documented_body() {
     }
     assert_eq!(fake.file_downloads(), 0);
 }
+
+/// `X-Client-Request-Id` is kept and echoed in the documented alphabet only (dropped silently
+/// otherwise, the request still billed); every answer names its inference and JSON answers
+/// their cost; `/v2/logs` lists every request with the key, failed ones at cost 0, newest first,
+/// paged, filtered by repeated `status`, with the documented 400s.
+#[tokio::test]
+async fn requests_are_traced_charged_and_listed_in_the_logs() {
+    let fake = FakeApi::start().await;
+    let image = fake::data_uri("image/png", &fake::sample_png(8, 8));
+    for id in ["job-1", "not kept!"] {
+        let answer = client()
+            .post(fake.endpoint_url())
+            .bearer_auth(fake.api_key())
+            .header("x-client-request-id", id)
+            .json(&body(&image))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let headers = answer.headers();
+        let echoed = headers
+            .get("x-client-request-id")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(echoed, (id == "job-1").then_some("job-1"));
+        assert_eq!(headers["x-aimlapi-credits-used"], "210000");
+        assert_eq!(headers["x-aimlapi-usd-spent"], "0.105000000");
+        assert_eq!(headers["x-inference-id"].len(), 21);
+    }
+    let refused = post(&fake, &json!({ "model": "reve/edit-image", "prompt": "p" })).await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(refused.headers()["x-aimlapi-usd-spent"], "0.000000000");
+
+    let logs = |query: &str| {
+        let url = format!("{}/v2/logs?{query}", fake.base_url());
+        let key = fake.api_key().to_owned();
+        async move {
+            let answer = client().get(url).bearer_auth(key).send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, page) = logs("period=24h").await;
+    assert_eq!(status, 200, "{page}");
+    let rows = page["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["status"], "failed", "newest first");
+    assert_eq!(rows[0]["cost"], json!({ "usd": 0.0, "credits": 0 }));
+    assert_eq!(
+        rows[1]["client_request_id"],
+        Value::Null,
+        "dropped, still billed"
+    );
+    assert_eq!(rows[1]["cost"], json!({ "usd": 0.105, "credits": 210000 }));
+    assert_eq!(rows[2]["client_request_id"], "job-1");
+    // The documented `required` list, in its order.
+    let required = [
+        "created",
+        "status",
+        "origin",
+        "model",
+        "cost",
+        "tokens",
+        "request_id",
+        "inference_id",
+        "client_request_id",
+    ];
+    assert_eq!(keys(&rows[2]), required);
+    assert_eq!(
+        page["pagination"],
+        json!({ "limit": 50, "offset": 0, "total": 3, "has_more": false })
+    );
+
+    let (_, page) = logs("period=24h&limit=1&offset=1&status=succeeded&status=failed").await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page["pagination"]["has_more"], true);
+    let (_, page) = logs("period=24h&status=succeeded&model=reve/edit-image").await;
+    assert_eq!(page["pagination"]["total"], 2);
+    let (_, page) = logs("period=24h&model=reve/edit-image,reve/create-image").await;
+    assert_eq!(
+        page["pagination"]["total"], 0,
+        "a comma is part of the name"
+    );
+    for bad in [
+        "",
+        "period=7d&start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z",
+        "start=2026-01-01T00:00:00Z&end=2026-06-01T00:00:00Z",
+        "period=24h&status=succeeded,failed",
+    ] {
+        let (status, body) = logs(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["path"], "/v2/logs");
+    }
+}
+
+/// A charge may show in the logs late; past 200 requests a minute the logs answer 429; a
+/// queued fault answers instead of the rows.
+#[tokio::test]
+async fn the_logs_show_charges_late_and_limit_their_callers() {
+    let fake = FakeApi::builder()
+        .log_delay(std::time::Duration::from_millis(300))
+        .logs_requests_per_window(3)
+        .start()
+        .await;
+    let image = fake::data_uri("image/png", &fake::sample_png(8, 8));
+    assert_eq!(post(&fake, &body(&image)).await.status(), 200);
+    let get = || async {
+        client()
+            .get(format!("{}/v2/logs?period=1h", fake.base_url()))
+            .bearer_auth(fake.api_key())
+            .send()
+            .await
+            .unwrap()
+    };
+    let early: Value = get().await.json().await.unwrap();
+    assert_eq!(early["pagination"]["total"], 0, "not recorded yet");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    fake.push_logs(fake::LogsScenario::Status(500));
+    assert_eq!(get().await.status(), 500);
+    let late: Value = get().await.json().await.unwrap();
+    assert_eq!(late["pagination"]["total"], 1);
+    assert_eq!(get().await.status(), 429);
+    assert_eq!(fake.charges().len(), 1);
+}
+
+/// `/model/{id}` (singular, not under /v1) gives the price with `include=pricing`, an ETag that
+/// earns a 304, a new ETag when the price changes, a 404 for an unknown model.
+#[tokio::test]
+async fn the_price_is_served_with_an_etag() {
+    let fake = FakeApi::start().await;
+    let url = format!("{}/model/reve/edit-image?include=pricing", fake.base_url());
+    let answer = client().get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+    let model: Value = answer.json().await.unwrap();
+    assert_eq!(model["object"], "model");
+    let unit = &model["data"]["pricing"]["units"][0];
+    assert_eq!(
+        (unit["price"].as_f64(), unit["per"].as_u64()),
+        (Some(0.105), Some(1))
+    );
+
+    let again = client()
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    fake.set_price_factor(2.0);
+    let changed = client()
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let model: Value = changed.json().await.unwrap();
+    assert_eq!(model["data"]["pricing"]["units"][0]["price"], 0.21);
+
+    let without = client()
+        .get(format!("{}/model/reve/create-image", fake.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(without["data"].get("pricing"), None);
+    let unknown = client()
+        .get(format!(
+            "{}/model/reve/nope?include=pricing",
+            fake.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    fake.set_pricing_available(false);
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 503);
+}

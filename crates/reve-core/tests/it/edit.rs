@@ -86,6 +86,63 @@ async fn url_mode_downloads_the_result_through_the_client() {
     );
 }
 
+/// A body's client request id goes out as `X-Client-Request-Id` on every attempt, outside the
+/// JSON; the answer's headers come back as the charge, under the id the provider's logs show.
+#[tokio::test]
+async fn the_client_request_id_is_sent_and_the_charge_read_from_the_headers() {
+    let fake = FakeApi::start().await;
+    fake.push(reve_tests::Scenario::ServerError(503));
+    let config = config(&fake);
+    let body = reve_core::RequestBody::new(&request(), config.max_input_bytes())
+        .unwrap()
+        .with_client_request_id(reve_core::ClientRequestId::new("job-42.a").unwrap());
+    let edited = client(config).edit(&body).await.unwrap();
+
+    let sent = fake.generation_requests();
+    assert_eq!(sent.len(), 2, "the 503, then the retry");
+    for attempt in &sent {
+        assert_eq!(
+            attempt
+                .headers
+                .get("x-client-request-id")
+                .map(String::as_str),
+            Some("job-42.a")
+        );
+        assert!(
+            !attempt
+                .json
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .contains("job-42"),
+            "the id is not part of the JSON"
+        );
+    }
+    let charges = fake.charges();
+    assert_eq!(charges.len(), 2);
+    assert_eq!((charges[0].succeeded, charges[0].credits), (false, 0));
+    assert_eq!((charges[1].succeeded, charges[1].credits), (true, 210_000));
+    assert_eq!(
+        edited.metadata.charge,
+        reve_core::Charge {
+            inference_id: Some(charges[1].inference_id.clone()),
+            client_request_id: Some("job-42.a".to_owned()),
+            credits_used: Some(210_000),
+            usd_spent: Some(0.105),
+        }
+    );
+
+    // Without one, nothing is sent and nothing echoed; the charge is still read.
+    let plain = client(crate::common::config(&fake))
+        .edit_image(&request())
+        .await
+        .unwrap();
+    let last = fake.generation_requests().pop().unwrap();
+    assert!(!last.headers.contains_key("x-client-request-id"));
+    assert_eq!(plain.metadata.charge.client_request_id, None);
+    assert_eq!(plain.metadata.charge.usd_spent, Some(0.105));
+}
+
 #[tokio::test]
 async fn base64_mode_decodes_the_result_without_downloading() {
     let fake = FakeApi::start().await;

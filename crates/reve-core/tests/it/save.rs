@@ -13,6 +13,7 @@ fn edited(bytes: Vec<u8>) -> EditedImage {
             request_id: Some("rsid-1".into()),
             content_violation: Some(false),
             usage: None,
+            charge: reve_core::Charge::default(),
         },
         bytes: Bytes::from(bytes),
     }

@@ -137,7 +137,8 @@ impl Progress for () {
 #[derive(Debug)]
 pub struct Edited {
     pub generation: Generation,
-    pub usage: Option<reve_core::Usage>,
+    /// What the API reported it cost.
+    pub cost: Option<crate::jobs::Cost>,
     /// The encoded preview of the result, when the editor makes one (base64 is made only at
     /// the MCP edge). Its size and type are the result's [`Picture::preview`].
     pub preview: Option<bytes::Bytes>,
@@ -261,6 +262,10 @@ pub trait Journal: Sync {
         destination: &Destination,
     ) -> impl Future<Output = Result<Decision, EditError>> + Send;
 
+    /// The id the request is sent under as `X-Client-Request-Id`, by which the provider's
+    /// usage logs tell afterwards whether it was charged; `None` sends none.
+    fn client_request_id(&self) -> Option<reve_core::ClientRequestId>;
+
     /// The paid result, `bytes` long and flushed to disk, is about to take the name `path`:
     /// record it first, so that a restart after a kill at any moment from here on finds the
     /// saved file instead of paying or saving again.
@@ -286,6 +291,10 @@ impl Journal for () {
             Some(taken) => Err(EditError::OutputExists(taken.display().to_string())),
             None => Ok(Decision::Send),
         }
+    }
+
+    fn client_request_id(&self) -> Option<reve_core::ClientRequestId> {
+        None
     }
 
     async fn saving(&self, _path: &Path, _bytes: u64) {}
@@ -389,6 +398,10 @@ impl Editor {
         let (body, upload) = self
             .body(arguments, inputs, &local_files, progress, cancel)
             .await?;
+        let body = match journal.client_request_id() {
+            Some(id) => body.with_client_request_id(id),
+            None => body,
+        };
         if cancel.is_cancelled() {
             return Err(EditError::Cancelled);
         }
@@ -453,6 +466,10 @@ impl Editor {
             request_id: answer.request_id,
             content_violation: answer.content_violation,
             usage: None,
+            charge: reve_core::Charge {
+                inference_id: answer.inference_id,
+                ..reve_core::Charge::default()
+            },
         };
         let folder = PathBuf::from(&generation.destination.folder);
         let staged = self

@@ -1,6 +1,7 @@
 //! The result: where it goes (checked before paying, for every name it may take), how the paid
 //! result is saved beside a clash rather than lost, and its preview made alongside.
 
+use crate::jobs::Cost;
 use std::path::{Path, PathBuf};
 
 use reve_core::StagedImage;
@@ -180,6 +181,7 @@ impl Editor {
             url: metadata.url.clone(),
             request_id: metadata.request_id.clone(),
             content_violation: metadata.content_violation,
+            inference_id: metadata.charge.inference_id.clone(),
         });
         generation.result = Some(Picture {
             mime_type: metadata.mime_type().to_owned(),
@@ -192,7 +194,7 @@ impl Editor {
         });
         Ok(Edited {
             generation,
-            usage: metadata.usage,
+            cost: Cost::of_answer(metadata.usage, &metadata.charge),
             preview: preview.map(|preview| preview.bytes),
         })
     }
@@ -254,7 +256,7 @@ impl Editor {
         });
         Ok(Edited {
             generation,
-            usage: None,
+            cost: None,
             preview: preview.map(|preview| preview.bytes),
         })
     }

@@ -25,14 +25,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::generation::Generation;
-use reve_core::Usage;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::JobError;
-pub use store::{DAY_MS, Ending, JobRecord, JobState, JobStore, KeptPicture};
+pub use store::{Cost, DAY_MS, Ending, JobRecord, JobState, JobStore, KeptPicture};
 
 use crate::edit::{Editor, Stage};
 
@@ -86,7 +85,9 @@ pub struct Succeeded {
     /// The inline preview, encoded (base64 is made only for MCP); `None` when none was made or
     /// it was not kept.
     pub preview: Option<bytes::Bytes>,
-    pub usage: Option<Usage>,
+    /// What the API reported it cost; `None` when it did not say, or when the result was
+    /// reused and cost nothing more.
+    pub cost: Option<Cost>,
     /// The job whose result this is, when this one reused it rather than paying.
     pub reused_from: Option<String>,
 }

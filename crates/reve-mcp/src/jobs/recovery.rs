@@ -202,7 +202,7 @@ impl Jobs {
             };
             let outcome = match finished {
                 Ok(mut edited) => {
-                    edited.usage = job.reported_usage();
+                    edited.cost = job.cost();
                     jobs.succeeded(&job.id, edited).await
                 }
                 Err(error) => ended(error, true),

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{
-    self, Claim, ClaimRules, DAY_MS, KeptPicture, LimitVerdict, Payload, Spending, StoreError,
-    now_ms,
+    self, Claim, ClaimRules, Cost, DAY_MS, KeptPicture, LimitVerdict, Payload, Spending,
+    StoreError, now_ms,
 };
 use super::{Ending, JobError, JobRecord, JobState, Jobs, Live, Outcome, Succeeded, Waited};
 use crate::edit::{
@@ -35,7 +35,7 @@ impl Jobs {
     ) -> Result<String, JobError> {
         let prepared = self.inner.editor.prepare(arguments, local_files)?;
         self.check_spending().await?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = new_job_id();
         let record = JobRecord::queued(
             id.clone(),
             principal.to_owned(),
@@ -120,7 +120,7 @@ impl Jobs {
         Outcome::Succeeded(Box::new(Succeeded {
             generation: edited.generation,
             preview: edited.preview,
-            usage: edited.usage,
+            cost: edited.cost,
             reused_from: None,
         }))
     }
@@ -142,7 +142,7 @@ impl Jobs {
         Ok(match outcome {
             Outcome::Succeeded(succeeded) => {
                 let mut succeeded = Succeeded {
-                    usage: None,
+                    cost: None,
                     reused_from: Some(other.to_owned()),
                     ..*succeeded
                 };
@@ -222,6 +222,12 @@ impl Jobs {
             }
         }
     }
+}
+
+/// A new job's id: 128 random bits as 32 hex digits, which `get_edit` takes, and which the
+/// provider keeps as a client request id (its usage logs then find the job's request by it).
+pub(super) fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Tries a write that failed with `error` again, less and less often, for as long as the store
@@ -413,6 +419,11 @@ impl Journal for StoreJournal<'_> {
             .map_err(JobError::into_edit_error)
     }
 
+    /// The job's id: every id this server makes is one the API keeps (a test proves it).
+    fn client_request_id(&self) -> Option<reve_core::ClientRequestId> {
+        reve_core::ClientRequestId::new(self.id).ok()
+    }
+
     async fn saving(&self, path: &std::path::Path, bytes: u64) {
         let payload = self.advance(|generation| {
             generation.saving = Some(Saving {
@@ -434,10 +445,10 @@ impl Journal for StoreJournal<'_> {
 
     async fn generated(&self, generated: reve_core::Generated) {
         let payload = self.advance(|generation| generation.answer = Some(Answer::from(&generated)));
-        let usage = generated.usage;
+        let cost = Cost::of_answer(generated.usage, &generated.charge);
         let store = &self.jobs.inner.store;
         let Err(error) = store
-            .answered(self.id.to_owned(), usage, payload.clone())
+            .answered(self.id.to_owned(), cost, payload.clone())
             .await
         else {
             return;
@@ -448,9 +459,7 @@ impl Journal for StoreJournal<'_> {
         let id = self.id.to_owned();
         self.jobs.inner.tasks.spawn(async move {
             until_stored(&id, error, || {
-                jobs.inner
-                    .store
-                    .answered(id.clone(), usage, payload.clone())
+                jobs.inner.store.answered(id.clone(), cost, payload.clone())
             })
             .await;
         });

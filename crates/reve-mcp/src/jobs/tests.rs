@@ -226,3 +226,14 @@ async fn a_reuse_whose_caller_gives_up_leaves_the_paid_edit_alone() {
         "one generation for both calls"
     );
 }
+
+/// Every job id is a client request id the provider keeps, so that every request can be found
+/// in its usage logs (it silently drops any other, and bills the request all the same).
+#[test]
+fn every_job_id_is_kept_as_a_client_request_id() {
+    for _ in 0..1000 {
+        let id = super::run::new_job_id();
+        let kept = reve_core::ClientRequestId::new(id.clone()).unwrap();
+        assert_eq!(kept.as_str(), id);
+    }
+}

@@ -127,7 +127,7 @@ impl Jobs {
 
     /// A finished job's outcome from its record, its preview read back from beside the store.
     pub(super) async fn outcome_of(&self, record: JobRecord) -> Outcome {
-        let usage = record.reported_usage();
+        let cost = record.cost();
         let JobRecord {
             id,
             state,
@@ -166,7 +166,7 @@ impl Jobs {
         let mut succeeded = Succeeded {
             preview: preview.map(bytes::Bytes::from),
             generation,
-            usage,
+            cost,
             reused_from,
         };
         self.with_preview(&owner, &mut succeeded).await;

@@ -284,7 +284,7 @@ mod tests {
                 ..Default::default()
             },
             preview: None,
-            usage: None,
+            cost: None,
             reused_from: None,
         };
         let done = serde_json::to_value(EditOutput::new("j", &succeeded)).unwrap();

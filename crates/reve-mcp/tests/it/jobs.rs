@@ -88,6 +88,17 @@ async fn an_edit_longer_than_the_wait_is_collected_with_get_edit() {
     let output = structured(&done);
     assert_eq!(output["job_id"], json!(job));
     assert_eq!(output["usage"]["tokens_used"], json!(TOKENS_PER_EDIT));
+    // What the answer's headers said: the charge in credits and dollars, under the id the
+    // provider's logs know it by; and the request carried the job's id for those logs.
+    assert_eq!(output["usage"]["credits_used"], json!(TOKENS_PER_EDIT));
+    assert_eq!(output["usage"]["usd_spent"], json!(0.105));
+    let charges = world.fake.charges();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].client_request_id.as_deref(), Some(job.as_str()));
+    assert_eq!(output["inference_id"], json!(charges[0].inference_id));
+    let sent = &world.fake.generation_requests()[0];
+    assert_eq!(sent.headers.get("x-client-request-id"), Some(&job));
+    assert!(result_text(&done).contains("Cost the API reported: $0.105, 210000 credits"));
     assert_eq!(output["reused_from"], Value::Null);
     let saved = output["path"].as_str().unwrap();
     assert!(std::path::Path::new(saved).is_file());
@@ -271,13 +282,26 @@ async fn the_spending_limit_refuses_edits_once_the_day_is_spent() {
     assert_eq!(world.fake.generation_attempts(), 2);
     session.stop().await;
 
+    // The answers' headers gave each edit's cost in credits and dollars; a refusal cost
+    // nothing.
     let usage = run(&world, &["usage"]).await;
     let total = usage.lines().last().unwrap();
     assert!(total.starts_with("total"), "{usage}");
     assert!(
-        total.contains(" 2 edits") && total.ends_with(" 420000 tokens"),
+        total.contains(" 2 edits")
+            && total.contains(" $0.210 ")
+            && total.ends_with(" 420000 credits"),
         "{usage}"
     );
+    let jobs = run(&world, &["jobs"]).await;
+    assert!(jobs.lines().next().unwrap().contains("COST"), "{jobs}");
+    assert_eq!(jobs.matches("  $0.105  ").count(), 2, "{jobs}");
+    let listed = run(&world, &["jobs", "--json"]).await;
+    for line in listed.lines() {
+        let job: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(job["usd_spent"], json!(0.105), "{line}");
+        assert!(job["inference_id"].is_string(), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reve_mcp::{Answer, Destination, Generation, Picture, Saving};
-use reve_mcp::{Claim, ClaimRules, Ending, JobRecord, JobState, JobStore, Payload, SqliteStore};
+use reve_mcp::{
+    Claim, ClaimRules, Cost, Ending, JobRecord, JobState, JobStore, Payload, SqliteStore,
+};
 
 const RUN: &str = "run-of-the-test";
 
@@ -82,14 +84,15 @@ async fn answered(store: &dyn JobStore, id: &str, usage: Option<f64>) {
             url: Some(format!("https://cdn.example/{id}.png")),
             request_id: Some(format!("req-{id}")),
             content_violation: Some(false),
+            inference_id: Some(format!("inf-{id}")),
         });
     })
     .await;
-    let usage = usage.map(|tokens| reve_core::Usage {
-        credits_used: None,
-        tokens_used: Some(tokens),
+    let cost = usage.map(|tokens| Cost {
+        tokens: Some(tokens),
+        ..Cost::default()
     });
-    store.answered(id.to_owned(), usage, payload).await.unwrap();
+    store.answered(id.to_owned(), cost, payload).await.unwrap();
 }
 
 /// Ends job `id` as `ending` says, with a result when it succeeded.
@@ -400,17 +403,21 @@ where
     end(store, "b", Ending::plain(JobState::Succeeded)).await;
     claim(store, "c", "fp-c", rules()).await;
     end(store, "c", refused(JobState::Failed)).await;
-    // Usage reported in credits is summed apart from usage reported in tokens.
+    // Usage reported in credits is summed apart from usage reported in tokens, and dollars
+    // apart from both; a second answer (a retried write) counts nothing again.
     claim(store, "d", "fp-d", rules()).await;
-    let payload = next(store, "d", |_| {}).await;
-    let in_credits = reve_core::Usage {
-        credits_used: Some(0.25),
-        tokens_used: Some(99.0),
+    let in_credits = Cost {
+        credits: Some(0.25),
+        tokens: Some(99.0),
+        usd: Some(0.125),
     };
-    store
-        .answered("d".to_owned(), Some(in_credits), payload)
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        let payload = next(store, "d", |_| {}).await;
+        store
+            .answered("d".to_owned(), Some(in_credits), payload)
+            .await
+            .unwrap();
+    }
     end(store, "d", Ending::plain(JobState::Succeeded)).await;
     let days = store.usage_by_day().await.unwrap();
     assert_eq!(
@@ -418,10 +425,13 @@ where
             days[0].jobs,
             days[0].credits,
             days[0].tokens,
-            days[0].uncertain
+            days[0].uncertain,
+            days[0].usd,
         ),
-        (3, 0.25, 15.0, 0)
+        (3, 0.25, 15.0, 0, 0.125)
     );
+    let d = store.get("d".to_owned()).await.unwrap().unwrap();
+    assert_eq!(d.cost(), Some(in_credits));
 
     // Paging: a principal's own results, newest first, each page after the last; reused
     // results and other principals' jobs are not listed; `recent` lists every job.

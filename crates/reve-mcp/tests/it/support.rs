@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 /// The keys of a successful call's structured result, in order: what the
 /// tool declares and `reve-mcp edit --json` prints after `input`.
-pub const RESULT_KEYS: [&str; 19] = [
+pub const RESULT_KEYS: [&str; 20] = [
     "status",
     "job_id",
     "model",
@@ -22,6 +22,7 @@ pub const RESULT_KEYS: [&str; 19] = [
     "height",
     "bytes",
     "request_id",
+    "inference_id",
     "content_violation",
     "usage",
     "reused_from",

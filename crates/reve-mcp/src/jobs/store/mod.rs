@@ -84,6 +84,8 @@ pub struct JobRecord {
     /// What the API reported it used: the usage ledger's figures.
     pub credits_used: Option<f64>,
     pub tokens_used: Option<f64>,
+    /// What the API reported it cost in US dollars.
+    pub usd_spent: Option<f64>,
     /// The job this one attached to instead of paying again.
     pub reused_from: Option<String>,
     /// Why it did not succeed, and what that cost, for whoever collects it.
@@ -162,6 +164,7 @@ impl JobRecord {
             updated_ms: now,
             credits_used: None,
             tokens_used: None,
+            usd_spent: None,
             reused_from: None,
             error: None,
             owner_pid: std::process::id(),
@@ -186,12 +189,52 @@ impl JobRecord {
         self.credits_used.or(self.tokens_used)
     }
 
-    /// The usage as the API reported it, when it did.
-    pub fn reported_usage(&self) -> Option<reve_core::Usage> {
-        (self.credits_used.is_some() || self.tokens_used.is_some()).then_some(reve_core::Usage {
-            credits_used: self.credits_used,
-            tokens_used: self.tokens_used,
-        })
+    /// What the API reported this job cost, when it did.
+    pub fn cost(&self) -> Option<Cost> {
+        Cost {
+            credits: self.credits_used,
+            tokens: self.tokens_used,
+            usd: self.usd_spent,
+        }
+        .reported()
+    }
+}
+
+/// What a job cost, as the API reported it, in each unit it reported it in.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Cost {
+    /// Credits: the answer's `x-aimlapi-credits-used` header, or else its body's
+    /// `meta.usage.credits_used`.
+    pub credits: Option<f64>,
+    /// Tokens: the body's `meta.usage.tokens_used`, which real answers report where the
+    /// schema promises `credits_used`.
+    pub tokens: Option<f64>,
+    /// US dollars: the answer's `x-aimlapi-usd-spent` header.
+    pub usd: Option<f64>,
+}
+
+impl Cost {
+    /// What an answer reported: its body's usage and its headers' charge.
+    pub fn of_answer(usage: Option<reve_core::Usage>, charge: &reve_core::Charge) -> Option<Cost> {
+        Cost {
+            credits: charge
+                .credits_used
+                .map(|credits| credits as f64)
+                .or(usage.and_then(|usage| usage.credits_used)),
+            tokens: usage.and_then(|usage| usage.tokens_used),
+            usd: charge.usd_spent,
+        }
+        .reported()
+    }
+
+    /// This cost, if it reports anything.
+    fn reported(self) -> Option<Cost> {
+        (self.credits.is_some() || self.tokens.is_some() || self.usd.is_some()).then_some(self)
+    }
+
+    /// The figure the daily credit limit counts: credits where reported, tokens otherwise.
+    pub fn usage(&self) -> Option<f64> {
+        self.credits.or(self.tokens)
     }
 }
 
@@ -206,6 +249,8 @@ pub struct DayUsage {
     pub jobs: u64,
     pub credits: f64,
     pub tokens: f64,
+    /// What they cost in US dollars, of the edits that reported it.
+    pub usd: f64,
     /// Edits that may have been charged without a cost being reported (see
     /// [`JobRecord::may_be_charged`]).
     pub uncertain: u64,
@@ -416,14 +461,9 @@ pub trait JobLifecycle: Send + Sync {
     /// at most one edit's worth goes over it.
     fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim>;
 
-    /// Records what the API answered, before the image is fetched: `usage` counted in the
+    /// Records what the API answered, before the image is fetched: its `cost` counted in the
     /// ledger once, and the generation with its answer.
-    fn answered(
-        &self,
-        id: String,
-        usage: Option<reve_core::Usage>,
-        payload: Payload,
-    ) -> StoreFuture<'_, ()>;
+    fn answered(&self, id: String, cost: Option<Cost>, payload: Payload) -> StoreFuture<'_, ()>;
 
     /// Records a newer revision of job `id`'s generation (one about to be saved, say); an older
     /// one than the store has is ignored.

@@ -22,7 +22,7 @@
 //! - `lease:{id}`: the run holding an unfinished job, expiring unless renewed;
 //! - `fp:{fingerprint}`: the job holding a fingerprint, expiring a reuse window after it
 //!   succeeded;
-//! - `usage:{day}` (`credits`, `jobs`, `uncertain`), `usage:{day}:uncertain` (per model),
+//! - `usage:{day}` (`credits`, `tokens`, `usd`, `jobs`, `uncertain`), `usage:{day}:uncertain` (per model),
 //!   `usage:days`, `usage:costs` (each model's latest cost), `usage:last` (the latest edit's
 //!   usage, which a release before costs per model kept alone);
 //! - `picture:preview:{id}`, `picture:input:{id}`: the pictures, bounded in size, expiring.
@@ -37,7 +37,7 @@ use ::redis::{AsyncTypedCommands as _, Script, Value};
 
 pub use self::connection::{MAX_PICTURE_BYTES, PICTURE_TTL, RedisOptions, RedisStore};
 use super::{
-    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
+    Claim, ClaimRules, Cost, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
     KeptPicture, MODEL_OF_OLDER_JOBS, ModelSpending, Payload, PictureCache, Spending, StoreError,
     StoreFuture, UsageLedger, now_ms,
 };
@@ -118,6 +118,7 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
         updated_ms: number("updated_ms").unwrap_or_default(),
         credits_used: float("credits_used"),
         tokens_used: float("tokens_used"),
+        usd_spent: float("usd_spent"),
         reused_from: text("reused_from"),
         error: text("error"),
         owner_pid: number("owner_pid").unwrap_or_default() as u32,
@@ -151,6 +152,7 @@ fn legacy_payload(hash: &HashMap<String, String>) -> Payload {
             url: text("generated_url"),
             request_id: text("request_id"),
             content_violation: None,
+            inference_id: None,
         }),
         saving: text("saving_path").map(|path| Saving {
             path,
@@ -307,12 +309,7 @@ impl JobLifecycle for RedisStore {
         })
     }
 
-    fn answered(
-        &self,
-        id: String,
-        usage: Option<reve_core::Usage>,
-        payload: Payload,
-    ) -> StoreFuture<'_, ()> {
+    fn answered(&self, id: String, cost: Option<Cost>, payload: Payload) -> StoreFuture<'_, ()> {
         let json = payload.to_json();
         self.with(move |mut connection| {
             let id = id.clone();
@@ -322,8 +319,9 @@ impl JobLifecycle for RedisStore {
                     .key(job_key(&id))
                     .arg(&id)
                     .arg(now_ms())
-                    .arg(optional(usage.and_then(|usage| usage.credits_used)))
-                    .arg(optional(usage.and_then(|usage| usage.tokens_used)))
+                    .arg(optional(cost.and_then(|cost| cost.credits)))
+                    .arg(optional(cost.and_then(|cost| cost.tokens)))
+                    .arg(optional(cost.and_then(|cost| cost.usd)))
                     .arg(payload.revision)
                     .arg(json)
                     .invoke_async::<i64>(&mut connection)
@@ -536,6 +534,7 @@ impl UsageLedger for RedisStore {
                         credits: usage_in_either - tokens,
                         tokens,
                         uncertain: field("uncertain") as u64,
+                        usd: field("usd"),
                     }
                 })
                 .collect())

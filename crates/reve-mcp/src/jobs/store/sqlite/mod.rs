@@ -34,9 +34,9 @@ use self::connection::unsynced;
 use self::files::{private_file, private_folder};
 use self::schema::{COLUMNS, record_from_row};
 use super::{
-    Claim, ClaimRules, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobStore, KeptPicture,
-    LimitVerdict, ModelSpending, Payload, PictureCache, Spending, StoreError, StoreFuture,
-    UsageLedger, now_ms,
+    Claim, ClaimRules, Cost, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobStore,
+    KeptPicture, LimitVerdict, ModelSpending, Payload, PictureCache, Spending, StoreError,
+    StoreFuture, UsageLedger, now_ms,
 };
 
 /// Today's spending, as the daily limit counts it: the usage reported today, and per model its
@@ -186,29 +186,27 @@ impl JobLifecycle for SqliteStore {
         })
     }
 
-    fn answered(
-        &self,
-        id: String,
-        usage: Option<reve_core::Usage>,
-        payload: Payload,
-    ) -> StoreFuture<'_, ()> {
+    fn answered(&self, id: String, cost: Option<Cost>, payload: Payload) -> StoreFuture<'_, ()> {
         self.with(move |connection| {
-            // Usage is counted once: a second answer (a retried write) leaves it.
+            // A cost is counted once: a second answer (a retried write) leaves it.
             connection.execute(
                 "UPDATE jobs SET \
+                 usd_spent = CASE WHEN credits_used IS NULL AND tokens_used IS NULL \
+                             AND usd_spent IS NULL THEN ?7 ELSE usd_spent END, \
                  credits_used = CASE WHEN credits_used IS NULL AND tokens_used IS NULL \
-                                THEN ?2 ELSE credits_used END, \
+                                AND usd_spent IS NULL THEN ?2 ELSE credits_used END, \
                  tokens_used = CASE WHEN credits_used IS NULL AND tokens_used IS NULL \
-                               THEN ?3 ELSE tokens_used END, \
+                               AND usd_spent IS NULL THEN ?3 ELSE tokens_used END, \
                  payload = CASE WHEN ?4 > revision THEN ?5 ELSE payload END, \
                  revision = MAX(revision, ?4), updated_ms = ?6 WHERE id = ?1",
                 params![
                     id,
-                    usage.and_then(|usage| usage.credits_used),
-                    usage.and_then(|usage| usage.tokens_used),
+                    cost.and_then(|cost| cost.credits),
+                    cost.and_then(|cost| cost.tokens),
                     payload.revision,
                     payload.to_json(),
-                    now_ms()
+                    now_ms(),
+                    cost.and_then(|cost| cost.usd),
                 ],
             )?;
             Ok(())
@@ -249,7 +247,7 @@ impl JobLifecycle for SqliteStore {
                  payload = CASE WHEN ?5 IS NOT NULL AND ?6 > revision THEN ?5 ELSE payload END, \
                  revision = MAX(revision, ?6), \
                  may_be_charged = (sent = 1 AND NOT ?7 AND credits_used IS NULL \
-                                   AND tokens_used IS NULL), \
+                                   AND tokens_used IS NULL AND usd_spent IS NULL), \
                  unsaved = ?8 \
                  WHERE id = ?1 AND state != 'succeeded'",
                 params![
@@ -393,8 +391,9 @@ impl UsageLedger for SqliteStore {
                 "SELECT created_ms / ?1 AS day, \
                  COUNT(COALESCE(credits_used, tokens_used)), TOTAL(credits_used), \
                  TOTAL(CASE WHEN credits_used IS NULL THEN tokens_used END), \
-                 TOTAL(may_be_charged) FROM jobs \
+                 TOTAL(may_be_charged), TOTAL(usd_spent) FROM jobs \
                  WHERE credits_used IS NOT NULL OR tokens_used IS NOT NULL OR may_be_charged = 1 \
+                 OR usd_spent IS NOT NULL \
                  GROUP BY day ORDER BY day",
             )?;
             statement
@@ -405,6 +404,7 @@ impl UsageLedger for SqliteStore {
                         credits: row.get(2)?,
                         tokens: row.get(3)?,
                         uncertain: row.get::<_, f64>(4)? as u64,
+                        usd: row.get(5)?,
                     })
                 })?
                 .collect()

@@ -12,7 +12,7 @@ const FROM_COLUMNS: &str = include_str!("from_columns.sql");
 
 /// The envelope's columns and the payload, in the order [`record_from_row`] reads them.
 pub(super) const COLUMNS: &str = "id, principal, model, state, sent, created_ms, updated_ms, credits_used, \
-    tokens_used, reused_from, error, owner_pid, owner_run, may_be_charged, unsaved, revision, \
+    tokens_used, usd_spent, reused_from, error, owner_pid, owner_run, may_be_charged, unsaved, revision, \
     payload";
 
 pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -26,6 +26,7 @@ pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRe
         updated_ms: row.get("updated_ms")?,
         credits_used: row.get("credits_used")?,
         tokens_used: row.get("tokens_used")?,
+        usd_spent: row.get("usd_spent")?,
         reused_from: row.get("reused_from")?,
         error: row.get("error")?,
         owner_pid: row.get("owner_pid")?,
@@ -48,7 +49,8 @@ pub(super) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     )?;
     if !in_columns {
         connection.execute_batch(SCHEMA)?;
-        return add_model(connection);
+        add_model(connection)?;
+        return add_column(connection, "usd_spent", "REAL");
     }
     let transaction = connection.transaction()?;
     // Columns a store of an even earlier release lacks, read as absent.
@@ -84,6 +86,19 @@ pub(super) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     transaction.execute_batch(SCHEMA)?;
     transaction.execute_batch(FROM_COLUMNS)?;
     transaction.commit()
+}
+
+/// Adds column `name` of `kind` to a store made before it existed.
+fn add_column(connection: &Connection, name: &str, kind: &str) -> rusqlite::Result<()> {
+    let present: bool = connection.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = ?1",
+        params![name],
+        |row| row.get(0),
+    )?;
+    if present {
+        return Ok(());
+    }
+    connection.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {kind}"))
 }
 
 /// Gives a store made before jobs named their model the column, each of its jobs an edit (the

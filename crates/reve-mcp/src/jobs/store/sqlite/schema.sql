@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_ms INTEGER,
     credits_used REAL,
     tokens_used REAL,
+    -- Older stores gain it by migration.
+    usd_spent REAL,
     reused_from TEXT,
     error TEXT,
     owner_pid INTEGER NOT NULL,

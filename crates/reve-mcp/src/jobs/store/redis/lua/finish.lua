@@ -7,7 +7,7 @@ local job = KEYS[1]
 local id, now, state, refused = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
 local current = redis.call('HMGET', job, 'state', 'principal', 'created_ms', 'reused_from',
   'fingerprint', 'reuse_window_ms', 'sent', 'credits_used', 'tokens_used', 'may_be_charged',
-  'revision')
+  'revision', 'usd_spent')
 local unsaved = ARGV[5] == '1'
 if not current[1] then return 0 end
 if current[1] == 'succeeded' then return 0 end
@@ -22,7 +22,8 @@ if ARGV[7] ~= '' and tonumber(ARGV[7]) > tonumber(current[11] or '0') then
   redis.call('HSET', job, 'revision', ARGV[7], 'payload', ARGV[8])
 end
 -- Sent, no cost reported, not refused by the API: it may have been charged.
-local uncertain = current[7] == '1' and not current[8] and not current[9] and not refused
+local uncertain = current[7] == '1' and not current[8] and not current[9] and not current[12]
+  and not refused
 local was_uncertain = current[10] == '1'
 if uncertain ~= was_uncertain then
   local day = string.format('%d', math.floor(tonumber(current[3]) / 86400000))
