@@ -272,7 +272,7 @@ impl Client {
         Generation::from_response(response.0, response.1)
     }
 
-    fn http(&self) -> Result<&reqwest::Client> {
+    pub(crate) fn http(&self) -> Result<&reqwest::Client> {
         if let Some(http) = self.inner.http.get() {
             return Ok(http);
         }

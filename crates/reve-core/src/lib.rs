@@ -81,6 +81,7 @@ mod format;
 mod image;
 mod model;
 mod output;
+mod platform;
 mod response;
 mod retry;
 mod sink;
@@ -116,6 +117,10 @@ pub use model::{Model, ModelRequest, PictureField, TextField};
 pub use output::{
     EditedImage, NotPersisted, ResultMetadata, StagedImage, Usage, check_file_name, name_beside,
     possible_file_names, sweep_stale_partials,
+};
+pub use platform::{
+    LOGS_MAX_PAGE, LOGS_MAX_WINDOW_DAYS, LOGS_RATE_LIMIT, LOGS_RATE_WINDOW, LogCost, LogRow,
+    LogStatus, LogsPage, LogsQuery, Pagination, PriceLookup,
 };
 pub use response::Generated;
 /// The workspace's own text helpers (how a message quotes input, an error with its causes on

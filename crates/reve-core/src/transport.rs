@@ -18,7 +18,7 @@ use crate::sink::Sink;
 use crate::text::error_chain;
 
 /// Sent with every request, so the API's operators can tell this client's traffic apart.
-const USER_AGENT_VALUE: &str = concat!("reve-core/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT_VALUE: &str = concat!("reve-core/", env!("CARGO_PKG_VERSION"));
 
 /// How much of an error response is read: enough for any JSON error, little enough that a
 /// misbehaving proxy cannot make us buffer a large page.

@@ -49,7 +49,8 @@ pub use generation::{Answer, Destination, Generation, Picture, Saving, Shown};
 pub use jobs::store::redis::{RedisOptions, RedisStore};
 pub use jobs::store::{
     Claim, ClaimRules, Cost, DEFAULT_LEASE, Ending, JobLifecycle, JobRecord, JobState, JobStore,
-    KeptPicture, ModelSpending, Payload, PictureCache, Spending, SqliteStore, UsageLedger, now_ms,
+    KeptPicture, ModelSpending, Payload, PictureCache, Settled, Settlement, Spending, SqliteStore,
+    UsageLedger, now_ms,
 };
 
 // What the property tests and the bench measure directly: the file rules, argument parsing and

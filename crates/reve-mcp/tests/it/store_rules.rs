@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use reve_mcp::{Answer, Destination, Generation, Picture, Saving};
 use reve_mcp::{
-    Claim, ClaimRules, Cost, Ending, JobRecord, JobState, JobStore, Payload, SqliteStore,
+    Claim, ClaimRules, Cost, Ending, JobRecord, JobState, JobStore, Payload, Settled, Settlement,
+    SqliteStore,
 };
 
 const RUN: &str = "run-of-the-test";
@@ -221,6 +222,61 @@ where
     );
     assert!(store.get("b".into()).await.unwrap().unwrap().may_be_charged);
     assert!(!store.get("c".into()).await.unwrap().unwrap().may_be_charged);
+
+    // Settled by the provider's usage logs, oldest first and each once: "b" was charged 10
+    // credits ($0.005), which count from now on at that cost, and "d" nothing; neither is
+    // uncertain any more, and a job that never was ("c") is not settled.
+    let unsettled: Vec<String> = store
+        .unsettled(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(unsettled, ["b", "d"]);
+    let charged = Settlement::Charged(Cost {
+        credits: Some(10.0),
+        tokens: None,
+        usd: Some(0.005),
+    });
+    let settle =
+        |id: &str, settlement, note: &str| store.settle(id.to_owned(), settlement, note.to_owned());
+    assert!(settle("b", charged, "charged, per the logs").await.unwrap());
+    assert!(!settle("b", Settlement::NotCharged, "again").await.unwrap());
+    assert!(
+        settle("d", Settlement::NotCharged, "not charged")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !settle("c", Settlement::NotCharged, "never uncertain")
+            .await
+            .unwrap()
+    );
+    assert!(store.unsettled(10).await.unwrap().is_empty());
+    let spending = store.spending_today().await.unwrap();
+    assert_eq!((spending.used, spending.uncertain()), (20.0, 0));
+    let today = store.usage_by_day().await.unwrap();
+    let today = today.last().unwrap();
+    assert_eq!(
+        (
+            today.jobs,
+            today.credits,
+            today.tokens,
+            today.uncertain,
+            today.usd
+        ),
+        (2, 10.0, 10.0, 0, 0.005)
+    );
+    let b = store.get("b".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (b.settled, b.may_be_charged),
+        (Some(Settled::Charged), false)
+    );
+    assert_eq!(b.cost().and_then(|cost| cost.usd), Some(0.005));
+    assert_eq!(b.error.as_deref(), Some("charged, per the logs"));
+    let d = store.get("d".into()).await.unwrap().unwrap();
+    assert_eq!((d.settled, d.cost()), (Some(Settled::NotCharged), None));
 
     // Each model at its own cost: edits cost 10, creates 4. With 14 used of 30, two creates
     // and an edit go out (14 + 4 + 4 + 10 = 32 at most); a latest-cost-of-any rule would have

@@ -98,6 +98,9 @@ pub struct JobRecord {
     /// Sent, ended without a reported cost, and not refused by the API: it may have been
     /// charged, so it counts against the daily limit at its model's latest cost.
     pub may_be_charged: bool,
+    /// What the provider's usage logs later said of a job that may have been charged: it is
+    /// then no longer uncertain ([`UsageLedger::settle`]).
+    pub settled: Option<Settled>,
     /// Failed after the API produced (and was paid for) its result, which was not saved (a
     /// full disk, say) and can still be fetched from its [published
     /// URL](Generation::published_url): `get_edit` and an identical call retry the save
@@ -170,6 +173,7 @@ impl JobRecord {
             owner_pid: std::process::id(),
             owner_run,
             may_be_charged: false,
+            settled: None,
             unsaved: false,
             payload: Payload {
                 revision: 0,
@@ -235,6 +239,48 @@ impl Cost {
     /// The figure the daily credit limit counts: credits where reported, tokens otherwise.
     pub fn usage(&self) -> Option<f64> {
         self.credits.or(self.tokens)
+    }
+}
+
+/// What the provider's usage logs said of a job that may have been charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Its request is listed as succeeded: it was charged (the cost the logs give).
+    Charged,
+    /// Every attempt it made is listed as failed: it was charged nothing.
+    NotCharged,
+}
+
+impl Settled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settled::Charged => "charged",
+            Settled::NotCharged => "not_charged",
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Option<Settled> {
+        match text {
+            "charged" => Some(Settled::Charged),
+            "not_charged" => Some(Settled::NotCharged),
+            _ => None,
+        }
+    }
+}
+
+/// What the logs said, with what a charge cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Settlement {
+    Charged(Cost),
+    NotCharged,
+}
+
+impl Settlement {
+    pub fn settled(self) -> Settled {
+        match self {
+            Settlement::Charged(_) => Settled::Charged,
+            Settlement::NotCharged => Settled::NotCharged,
+        }
     }
 }
 
@@ -518,6 +564,15 @@ pub trait UsageLedger: Send + Sync {
 
     /// Today's spending (since the start of the current UTC day).
     fn spending_today(&self) -> StoreFuture<'_, Spending>;
+
+    /// Up to `limit` finished jobs that may have been charged and that the provider's logs
+    /// have not settled yet, oldest first.
+    fn unsettled(&self, limit: u32) -> StoreFuture<'_, Vec<JobRecord>>;
+
+    /// Records what the provider's logs said of job `id`, once: it is no longer uncertain; a
+    /// charge counts in its day's usage (and so against the limit) at the cost the logs give.
+    /// `note` is added to its message. Whether it was settled now (not before, and uncertain).
+    fn settle(&self, id: String, settlement: Settlement, note: String) -> StoreFuture<'_, bool>;
 }
 
 /// The small pictures kept of a job (previews), read by whichever process or replica is asked

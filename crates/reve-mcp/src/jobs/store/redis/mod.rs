@@ -38,8 +38,8 @@ use ::redis::{AsyncTypedCommands as _, Script, Value};
 pub use self::connection::{MAX_PICTURE_BYTES, PICTURE_TTL, RedisOptions, RedisStore};
 use super::{
     Claim, ClaimRules, Cost, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
-    KeptPicture, MODEL_OF_OLDER_JOBS, ModelSpending, Payload, PictureCache, Spending, StoreError,
-    StoreFuture, UsageLedger, now_ms,
+    KeptPicture, MODEL_OF_OLDER_JOBS, ModelSpending, Payload, PictureCache, Settled, Settlement,
+    Spending, StoreError, StoreFuture, UsageLedger, now_ms,
 };
 
 impl RedisStore {
@@ -124,6 +124,9 @@ fn record_from_hash(hash: &HashMap<String, String>) -> Option<JobRecord> {
         owner_pid: number("owner_pid").unwrap_or_default() as u32,
         owner_run: text("owner_run").unwrap_or_default(),
         may_be_charged: flag("may_be_charged"),
+        settled: hash
+            .get("settled")
+            .and_then(|settled| Settled::parse(settled)),
         unsaved: flag("unsaved"),
         payload: match hash.get("payload") {
             Some(json) => Payload::from_json(number("revision").unwrap_or_default(), Some(json)),
@@ -208,6 +211,9 @@ const ORPHANS: &str = include_str!("lua/orphans.lua");
 
 /// Renews a run's leases, never one another run has taken.
 const RENEW: &str = include_str!("lua/renew.lua");
+
+/// Records what the provider's usage logs said of a job that may have been charged.
+const SETTLE: &str = include_str!("lua/settle.lua");
 
 /// `Some` as its text, `None` as absent.
 fn optional<T: ToString>(value: Option<T>) -> String {
@@ -548,6 +554,47 @@ impl UsageLedger for RedisStore {
                 .invoke_async(&mut connection)
                 .await?;
             Ok(spending_from_reply(&reply))
+        })
+    }
+
+    fn unsettled(&self, limit: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.with(move |mut connection| async move {
+            let ids: Vec<String> = ::redis::cmd("SMEMBERS")
+                .arg("reve:unsettled")
+                .query_async(&mut connection)
+                .await?;
+            let mut jobs: Vec<JobRecord> = RedisStore::records(connection, ids)
+                .await?
+                .into_iter()
+                .filter(|job| job.may_be_charged && job.settled.is_none())
+                .collect();
+            jobs.sort_by_key(|job| (job.created_ms, job.id.clone()));
+            jobs.truncate(limit as usize);
+            Ok(jobs)
+        })
+    }
+
+    fn settle(&self, id: String, settlement: Settlement, note: String) -> StoreFuture<'_, bool> {
+        self.with(move |mut connection| {
+            let id = id.clone();
+            let note = note.clone();
+            async move {
+                let cost = match settlement {
+                    Settlement::Charged(cost) => Some(cost),
+                    Settlement::NotCharged => None,
+                };
+                Script::new(SETTLE)
+                    .key(job_key(&id))
+                    .arg(&id)
+                    .arg(now_ms())
+                    .arg(settlement.settled().as_str())
+                    .arg(optional(cost.and_then(|cost| cost.credits)))
+                    .arg(optional(cost.and_then(|cost| cost.usd)))
+                    .arg(note)
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+                    .map(|settled| settled == 1)
+            }
         })
     }
 }

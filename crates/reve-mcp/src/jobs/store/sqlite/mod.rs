@@ -35,8 +35,8 @@ use self::files::{private_file, private_folder};
 use self::schema::{COLUMNS, record_from_row};
 use super::{
     Claim, ClaimRules, Cost, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobStore,
-    KeptPicture, LimitVerdict, ModelSpending, Payload, PictureCache, Spending, StoreError,
-    StoreFuture, UsageLedger, now_ms,
+    KeptPicture, LimitVerdict, ModelSpending, Payload, PictureCache, Settlement, Spending,
+    StoreError, StoreFuture, UsageLedger, now_ms,
 };
 
 /// Today's spending, as the daily limit counts it: the usage reported today, and per model its
@@ -413,6 +413,46 @@ impl UsageLedger for SqliteStore {
 
     fn spending_today(&self) -> StoreFuture<'_, Spending> {
         self.reading(Spending::default(), |connection| spending(connection))
+    }
+
+    fn unsettled(&self, limit: u32) -> StoreFuture<'_, Vec<JobRecord>> {
+        self.reading(Vec::new(), move |connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE may_be_charged = 1 AND settled IS NULL \
+                 ORDER BY created_ms, id LIMIT ?1"
+            ))?;
+            statement
+                .query_map(params![limit], record_from_row)?
+                .collect()
+        })
+    }
+
+    fn settle(&self, id: String, settlement: Settlement, note: String) -> StoreFuture<'_, bool> {
+        self.with(move |connection| {
+            let cost = match settlement {
+                Settlement::Charged(cost) => Some(cost),
+                Settlement::NotCharged => None,
+            };
+            // Usage per day and today's spending are read from these columns: a charge counts
+            // from now on at its cost, and the job is no longer uncertain.
+            let changed = connection.execute(
+                "UPDATE jobs SET settled = ?2, may_be_charged = 0, \
+                 credits_used = COALESCE(credits_used, ?3), \
+                 usd_spent = COALESCE(usd_spent, ?4), \
+                 error = CASE WHEN error IS NULL THEN ?5 ELSE error || char(10) || ?5 END, \
+                 updated_ms = ?6 \
+                 WHERE id = ?1 AND may_be_charged = 1 AND settled IS NULL",
+                params![
+                    id,
+                    settlement.settled().as_str(),
+                    cost.and_then(|cost| cost.credits),
+                    cost.and_then(|cost| cost.usd),
+                    note,
+                    now_ms(),
+                ],
+            )?;
+            Ok(changed == 1)
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::super::{JobRecord, JobState, Payload};
+use super::super::{JobRecord, JobState, Payload, Settled};
 
 pub(super) const SCHEMA: &str = include_str!("schema.sql");
 
@@ -12,7 +12,7 @@ const FROM_COLUMNS: &str = include_str!("from_columns.sql");
 
 /// The envelope's columns and the payload, in the order [`record_from_row`] reads them.
 pub(super) const COLUMNS: &str = "id, principal, model, state, sent, created_ms, updated_ms, credits_used, \
-    tokens_used, usd_spent, reused_from, error, owner_pid, owner_run, may_be_charged, unsaved, revision, \
+    tokens_used, usd_spent, reused_from, error, owner_pid, owner_run, may_be_charged, settled, unsaved, revision, \
     payload";
 
 pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -32,6 +32,10 @@ pub(super) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRe
         owner_pid: row.get("owner_pid")?,
         owner_run: row.get("owner_run")?,
         may_be_charged: row.get("may_be_charged")?,
+        settled: row
+            .get::<_, Option<String>>("settled")?
+            .as_deref()
+            .and_then(Settled::parse),
         unsaved: row.get("unsaved")?,
         payload: Payload::from_json(
             row.get("revision")?,
@@ -50,7 +54,8 @@ pub(super) fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     if !in_columns {
         connection.execute_batch(SCHEMA)?;
         add_model(connection)?;
-        return add_column(connection, "usd_spent", "REAL");
+        add_column(connection, "usd_spent", "REAL")?;
+        return add_column(connection, "settled", "TEXT");
     }
     let transaction = connection.transaction()?;
     // Columns a store of an even earlier release lacks, read as absent.

@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner_run TEXT NOT NULL,
     lease_until_ms INTEGER NOT NULL DEFAULT 0,
     may_be_charged INTEGER NOT NULL DEFAULT 0,
+    -- What the provider's usage logs said of a job that may have been charged; older stores
+    -- gain it by migration.
+    settled TEXT,
     unsaved INTEGER NOT NULL DEFAULT 0,
     revision INTEGER NOT NULL DEFAULT 0,
     payload TEXT NOT NULL

@@ -28,6 +28,11 @@ local was_uncertain = current[10] == '1'
 if uncertain ~= was_uncertain then
   local day = string.format('%d', math.floor(tonumber(current[3]) / 86400000))
   redis.call('HSET', job, 'may_be_charged', uncertain and '1' or '0')
+  if uncertain then
+    redis.call('SADD', 'reve:unsettled', id)
+  else
+    redis.call('SREM', 'reve:unsettled', id)
+  end
   redis.call('HINCRBY', 'reve:usage:' .. day, 'uncertain', uncertain and 1 or -1)
   redis.call('HINCRBY', 'reve:usage:' .. day .. ':uncertain',
     redis.call('HGET', job, 'model') or 'reve/edit-image', uncertain and 1 or -1)
