@@ -20,7 +20,7 @@ use crate::edit::{DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, EditorOptions, ResponseMod
 use crate::edit_command::{Color, EditCommand};
 use crate::jobs::store::DEFAULT_LEASE;
 use crate::jobs::store::redis::RedisOptions;
-use crate::jobs::{JobOptions, JobStore};
+use crate::jobs::{DEFAULT_SETTLE_AFTER, JobOptions, JobStore};
 use crate::preview::PreviewLimits;
 
 #[cfg(test)]
@@ -277,6 +277,9 @@ impl EditSettings {
             // The command line stops what was sent only on a second Ctrl-C (see `edit_command`).
             cancel_aborts: serve.is_some_and(|flags| flags.cancel_aborts),
             max_credits_per_day: self.max_credits_per_day,
+            settle_after: serve.map_or(DEFAULT_SETTLE_AFTER, |flags| {
+                Duration::from_secs(flags.settle_after_secs)
+            }),
         }
     }
 

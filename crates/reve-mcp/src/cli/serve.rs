@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use super::{EditSettings, parse_at_least_one};
 use crate::edit::DEFAULT_MAX_EDITS_IN_FLIGHT;
-use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW};
+use crate::jobs::{DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, DEFAULT_SETTLE_AFTER};
 use crate::mcp::hosts::StructuredContent;
 use crate::preview::PreviewLimits;
 use crate::transport::http::{
@@ -183,6 +183,14 @@ pub struct ServeFlags {
     /// always waits for it. 0 turns reuse off.
     #[arg(help_heading = "Jobs", long, env = "REVE_REUSE_WINDOW_SECS", default_value_t = DEFAULT_REUSE_WINDOW.as_secs())]
     pub reuse_window_secs: u64,
+
+    /// How many seconds after an edit that may have been charged ended
+    /// (killed, cancelled or cut off after sending) the provider's usage
+    /// logs may settle it as not charged, when every attempt they list
+    /// failed: a retried attempt's row can come after the others'. A charge
+    /// they list settles it at once.
+    #[arg(help_heading = "Jobs", long, env = "REVE_SETTLE_AFTER_SECS", default_value_t = DEFAULT_SETTLE_AFTER.as_secs())]
+    pub settle_after_secs: u64,
 
     /// Let a cancelled call stop its edit even after the request was sent,
     /// giving up a result that is most likely already charged for. Without

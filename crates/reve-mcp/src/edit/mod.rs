@@ -316,6 +316,11 @@ impl Editor {
         }
     }
 
+    /// The API client edits are sent with; also what reads the provider's usage logs.
+    pub fn client(&self) -> &reve_core::Client {
+        &self.client
+    }
+
     pub fn options(&self) -> &EditorOptions {
         &self.options
     }

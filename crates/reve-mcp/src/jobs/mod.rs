@@ -11,6 +11,7 @@
 
 mod error;
 mod pictures;
+mod reconcile;
 mod recovery;
 mod run;
 pub mod store;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::JobError;
+pub use reconcile::DEFAULT_SETTLE_AFTER;
 pub use store::{Cost, DAY_MS, Ending, JobRecord, JobState, JobStore, KeptPicture};
 
 use crate::edit::{Editor, Stage};
@@ -75,6 +77,9 @@ pub struct JobOptions {
     pub cancel_aborts: bool,
     /// The usage a UTC day may record before edits are refused.
     pub max_credits_per_day: Option<f64>,
+    /// How long after a job that may have been charged ended the usage logs may settle it as
+    /// not charged ([`DEFAULT_SETTLE_AFTER`]).
+    pub settle_after: Duration,
 }
 
 /// A job's success, as every caller gets it.
@@ -147,6 +152,8 @@ struct Inner {
     tasks: TaskTracker,
     /// Whether this run's leases are being renewed ([`Jobs::keep_leases`]).
     keeping_leases: AtomicBool,
+    /// When to ask the usage logs about each job that may have been charged.
+    reconciler: reconcile::Reconciler,
 }
 
 impl Jobs {
@@ -161,6 +168,7 @@ impl Jobs {
                 run: uuid::Uuid::new_v4().simple().to_string(),
                 tasks: TaskTracker::new(),
                 keeping_leases: AtomicBool::new(false),
+                reconciler: reconcile::Reconciler::default(),
             }),
         }
     }

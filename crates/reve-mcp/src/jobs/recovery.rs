@@ -34,13 +34,15 @@ impl Jobs {
     }
 
     /// Settles what dead processes left, then keeps looking for jobs whose owner's lease
-    /// ended, every half lease, until the process ends: what a server does beside serving.
+    /// ended, every half lease, and settles from the provider's usage logs the jobs that may
+    /// have been charged, until the process ends: what a server does beside serving.
     pub async fn look_after_jobs(&self) {
         let mut searches = tokio::time::interval(self.inner.store.lease() / 2);
         searches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             searches.tick().await;
             self.recover().await;
+            self.reconcile().await;
         }
     }
 

@@ -5,11 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use reve_tests::fake::LogsScenario;
 use reve_tests::fake::{data_uri, sample_png};
 use reve_tests::{FakeApi, Scenario};
 use tokio_util::sync::CancellationToken;
 
-use super::store::SqliteStore;
+use super::reconcile::Reconciled;
+use super::store::{Settled, SqliteStore};
 use super::{JobOptions, JobState, Jobs, LOCAL_PRINCIPAL, Outcome, Waited};
 use crate::edit::{Editor, EditorOptions, LocalFiles, ResponseMode};
 use crate::mcp::tool::parse_arguments;
@@ -42,6 +44,7 @@ fn jobs(fake: &FakeApi, folder: &Path, max_wait: Duration, in_flight: usize) -> 
         reuse_window: Duration::from_secs(600),
         cancel_aborts: false,
         max_credits_per_day: None,
+        settle_after: Duration::ZERO,
     };
     Jobs::new(
         editor,
@@ -236,4 +239,79 @@ fn every_job_id_is_kept_as_a_client_request_id() {
         let kept = reve_core::ClientRequestId::new(id.clone()).unwrap();
         assert_eq!(kept.as_str(), id);
     }
+}
+
+/// A job cut off after its request was sent, by `fake`, in `folder`: it may have been charged.
+async fn cut_off(fake: &FakeApi, folder: &Path) -> String {
+    fake.push(Scenario::DropAfterHeaders);
+    let jobs = jobs(fake, folder, Duration::from_secs(30), 1);
+    let id = submit(&jobs, "p").await;
+    assert_eq!(state(&settled(&jobs, &id, None).await), JobState::Failed);
+    let record = jobs.store().get(id.clone()).await.unwrap().unwrap();
+    assert!(record.may_be_charged && record.settled.is_none());
+    id
+}
+
+/// The usage logs settle a job only from an answer of theirs: a 500, a 429 or garbage leaves
+/// it as it was (never "not charged"); then an answer listing its request settles it charged.
+#[tokio::test]
+async fn the_usage_logs_settle_a_job_only_from_their_answer() {
+    let folder = tempfile::tempdir().unwrap();
+    let fake = FakeApi::start().await;
+    let id = cut_off(&fake, folder.path()).await;
+    for fault in [
+        LogsScenario::Status(500),
+        LogsScenario::Status(429),
+        LogsScenario::Garbage,
+    ] {
+        fake.push_logs(fault.clone());
+        // A fresh process each time: a failure pauses a process's asking.
+        let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 1);
+        assert_eq!(jobs.reconcile().await, Reconciled::default(), "{fault:?}");
+        let record = jobs.store().get(id.clone()).await.unwrap().unwrap();
+        assert!(
+            record.may_be_charged && record.settled.is_none(),
+            "{fault:?}"
+        );
+    }
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 1);
+    let settled = jobs.reconcile().await;
+    assert_eq!((settled.charged, settled.pending), (1, 0));
+    let record = jobs.store().get(id.clone()).await.unwrap().unwrap();
+    assert_eq!(record.settled, Some(Settled::Charged));
+    assert_eq!(record.cost().and_then(|cost| cost.usd), Some(0.105));
+    assert!(!record.may_be_charged);
+    // Settled once: another pass finds nothing to do.
+    assert_eq!(jobs.reconcile().await, Reconciled::default());
+}
+
+/// A request the logs do not list yet is asked about again later, not at once, and stays "may
+/// have been charged" meanwhile.
+#[tokio::test]
+async fn a_request_not_listed_yet_is_asked_about_again_later() {
+    let folder = tempfile::tempdir().unwrap();
+    let fake = FakeApi::builder()
+        .log_delay(Duration::from_secs(3600))
+        .start()
+        .await;
+    let id = cut_off(&fake, folder.path()).await;
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 1);
+    let first = jobs.reconcile().await;
+    assert_eq!((first.pending, first.charged, first.not_charged), (1, 0, 0));
+    let asked = fake
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/v2/logs")
+        .count();
+    assert_eq!(asked, 1);
+    // Not due again yet: nothing asked.
+    assert_eq!(jobs.reconcile().await, Reconciled::default());
+    let again = fake
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/v2/logs")
+        .count();
+    assert_eq!(again, 1);
+    let record = jobs.store().get(id).await.unwrap().unwrap();
+    assert!(record.may_be_charged && record.settled.is_none());
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::store::Settled;
 use super::{
     Ending, JobError, JobRecord, JobState, Jobs, KeptPicture, Outcome, POLL_INTERVAL, Succeeded,
     Waited,
@@ -133,6 +134,7 @@ impl Jobs {
             state,
             error,
             may_be_charged,
+            settled,
             unsaved,
             reused_from,
             payload,
@@ -144,7 +146,8 @@ impl Jobs {
                 message: error.unwrap_or_else(|| format!("edit job {id} ended {}", state.as_str())),
                 ending: Ending {
                     state,
-                    refused_by_api: !may_be_charged,
+                    // Nothing was charged: the API refused it, or its logs said so.
+                    refused_by_api: !may_be_charged && settled != Some(Settled::Charged),
                     unsaved,
                 },
             };

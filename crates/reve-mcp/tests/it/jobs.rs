@@ -352,8 +352,81 @@ async fn a_job_killed_while_the_api_worked_is_interrupted_with_its_cost_named() 
     let text = result_text(&result);
     assert!(text.contains("may have charged"), "{text}");
     assert!(text.contains(&job), "{text}");
+
+    // The provider went on and charged for it; its usage logs list the request under the
+    // job's id, and the restarted server settles the job from them: charged, at their cost.
+    let charges = world.fake.charges();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].client_request_id.as_deref(), Some(job.as_str()));
+    let text = settled_text(&session, &job).await;
+    assert!(
+        text.contains(
+            "usage logs show this reve/edit-image request was charged $0.105 (210000 credits"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(&charges[0].inference_id), "{text}");
+    assert!(text.contains("cannot be had from the logs"), "{text}");
     session.stop().await;
-    assert!(jobs_listing(&world).await.contains("interrupted"));
+    let listed = jobs_listing(&world).await;
+    assert!(
+        listed.contains("interrupted") && listed.contains("  $0.105  "),
+        "{listed}"
+    );
+    let usage = run(&world, &["usage"]).await;
+    let total = usage.lines().last().unwrap();
+    assert!(
+        total.contains(" 1 edits") && total.contains(" $0.105 "),
+        "{usage}"
+    );
+    assert!(!usage.contains("may have been charged"), "settled: {usage}");
+}
+
+/// A request the API never answered, cut off after it was sent, may have been charged; the
+/// usage logs list its one attempt as failed, so it is settled as not charged, and nothing
+/// counts against the day.
+#[tokio::test]
+async fn a_request_the_logs_list_as_failed_is_settled_as_not_charged() {
+    let world = World::new().await;
+    world.fake.push(Scenario::DropConnection);
+    let server_env = env(
+        &world,
+        &[("REVE_MAX_RETRIES", "0"), ("REVE_SETTLE_AFTER_SECS", "0")],
+    );
+    let session = start(&server_env, TestClient::default()).await;
+    let first = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(first.is_error, Some(true), "{first:?}");
+    let job = newest_job_id(&world).await;
+    assert!(
+        result_text(&first).contains(&job),
+        "it may have cost something: {first:?}"
+    );
+    let charges = world.fake.charges();
+    assert_eq!((charges.len(), charges[0].succeeded), (1, false));
+    let text = settled_text(&session, &job).await;
+    assert!(
+        text.contains("usage logs show the one attempt of this reve/edit-image request failed: nothing was charged"),
+        "{text}"
+    );
+    session.stop().await;
+    let usage = run(&world, &["usage"]).await;
+    assert!(!usage.contains("may have been charged"), "{usage}");
+}
+
+/// The text `get_edit` gives for job `job` once the usage logs settled it (within 20 s).
+async fn settled_text(session: &McpSession, job: &str) -> String {
+    for _ in 0..80 {
+        let result = session.get_edit(job).await.unwrap();
+        let text = result_text(&result);
+        if text.contains("usage logs") {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("job {job} was never settled from the usage logs");
 }
 
 #[tokio::test]
