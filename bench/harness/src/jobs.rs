@@ -75,6 +75,7 @@ pub async fn record_one(store: &dyn JobStore, index: usize) -> Result<Duration> 
                 may_send: true,
                 passed_over: Vec::new(),
                 daily_limit: None,
+                usd_limit: None,
             },
         )
         .await?;

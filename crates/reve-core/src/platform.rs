@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{CONNECTION, ETAG, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
 use serde::Deserialize;
 
 use crate::client::Client;
@@ -266,8 +266,11 @@ async fn read(
     request: reqwest::RequestBuilder,
     etag: Option<&str>,
 ) -> Result<(StatusCode, Option<Duration>, Body)> {
+    // These reads come minutes apart: their connection is closed after each rather than kept
+    // in the pool the generations use.
     let mut request = request
         .header(USER_AGENT, crate::transport::USER_AGENT_VALUE)
+        .header(CONNECTION, "close")
         .timeout(READ_TIMEOUT);
     if let Some(etag) = etag {
         request = request.header(IF_NONE_MATCH, etag);

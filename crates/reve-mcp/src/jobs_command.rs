@@ -192,8 +192,9 @@ fn json_line(job: &JobRecord) -> serde_json::Value {
 }
 
 /// Prints what the API reported the edits cost per UTC day, then the total: in US dollars, and
-/// in the unit the API counted them in (credits, tokens, or both).
-pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
+/// in the unit the API counted them in (credits, tokens, or both); then each model's live
+/// price, of those that could be read.
+pub async fn usage(store: &dyn JobStore, prices: &[(String, f64)]) -> anyhow::Result<()> {
     let days = store
         .usage_by_day()
         .await
@@ -218,7 +219,44 @@ pub async fn usage(store: &dyn JobStore) -> anyhow::Result<()> {
         total.uncertain += day.uncertain;
     }
     println!("total       {}", usage_line(&total));
+    if !prices.is_empty() {
+        let quoted: Vec<String> = prices
+            .iter()
+            .map(|(model, price)| format!("{model} ${price}"))
+            .collect();
+        println!("price now   {} per picture", quoted.join(", "));
+    }
     Ok(())
+}
+
+/// Each model's live price per picture, of those the provider answers for within a few
+/// seconds; none when it cannot be reached (the figure is then left out).
+pub async fn live_prices() -> Vec<(String, f64)> {
+    let Ok(client) = reve_core::Config::from_env().and_then(reve_core::Client::new) else {
+        return Vec::new();
+    };
+    let lookups = reve_core::MODELS.iter().map(|model| {
+        let client = &client;
+        async move {
+            match client.price(model.id, None).await {
+                Ok(reve_core::PriceLookup::Price {
+                    usd_per_picture: Some(price),
+                    ..
+                }) => Some((model.id.to_owned(), price)),
+                _ => None,
+            }
+        }
+    });
+    let read = async {
+        futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or_default()
 }
 
 /// A day's (or the total's) edits, dollars, credits or tokens, and uncertain edits.

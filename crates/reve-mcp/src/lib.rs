@@ -37,7 +37,9 @@ pub use edit_command::{EditCommand, run as run_edit_command};
 pub use jobs::{
     DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, Principal,
 };
-pub use jobs_command::{Listing as JobListing, list as list_jobs, usage as print_usage};
+pub use jobs_command::{
+    Listing as JobListing, list as list_jobs, live_prices, usage as print_usage,
+};
 pub use mcp::server::ReveServer;
 pub use mcp::tool::{EditImageTool, LocalFilesRule};
 pub use transport::{http::serve as serve_http, stdio::guard as guard_stdio};
@@ -50,7 +52,7 @@ pub use jobs::store::redis::{RedisOptions, RedisStore};
 pub use jobs::store::{
     Claim, ClaimRules, Cost, DEFAULT_LEASE, Ending, JobLifecycle, JobRecord, JobState, JobStore,
     KeptPicture, ModelSpending, Payload, PictureCache, Settled, Settlement, Spending, SqliteStore,
-    UsageLedger, now_ms,
+    UsageLedger, UsdLimit, now_ms,
 };
 
 // What the property tests and the bench measure directly: the file rules, argument parsing and

@@ -121,9 +121,12 @@ async fn run() -> anyhow::Result<ExitCode> {
         )
         .await
         .map(|()| ExitCode::SUCCESS),
-        Command::Usage => reve_mcp::print_usage(store.job_store()?.as_ref())
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Usage => {
+            let prices = reve_mcp::live_prices().await;
+            reve_mcp::print_usage(store.job_store()?.as_ref(), &prices)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::View(args) => {
             let which = match args.job {
                 Some(id) => reve_mcp::ViewWhich::Id(id),
@@ -186,6 +189,9 @@ async fn serve(args: &ServeArgs, store: &StoreSettings) -> anyhow::Result<()> {
             jobs.look_after_jobs().await;
         }
     });
+    // The live prices, for the tools' descriptions and --max-usd-per-day: read at once (an
+    // edit before they arrive counts at the cost edits last reported), then kept fresh.
+    let pricing = tokio::spawn(jobs.keep_prices_fresh());
     let configured: Vec<PathBuf> = (flags.allowed_dirs.iter())
         .chain(&args.folders)
         .cloned()
@@ -216,6 +222,7 @@ async fn serve(args: &ServeArgs, store: &StoreSettings) -> anyhow::Result<()> {
     };
     jobs.drain(grace).await;
     looking_after.abort();
+    pricing.abort();
     served
 }
 

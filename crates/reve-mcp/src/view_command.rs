@@ -124,6 +124,7 @@ fn viewing_options() -> JobOptions {
         reuse_window: std::time::Duration::ZERO,
         cancel_aborts: false,
         max_credits_per_day: None,
+        max_usd_per_day: None,
         settle_after: crate::jobs::DEFAULT_SETTLE_AFTER,
     }
 }

@@ -199,6 +199,16 @@ pub struct EditSettings {
     /// sharing the store. Default: no limit.
     #[arg(long, env = "REVE_MAX_CREDITS_PER_DAY")]
     pub max_credits_per_day: Option<f64>,
+
+    /// Refuse, before anything is sent, an edit that would take what today
+    /// (UTC) costs past this many US dollars: what the answers said each
+    /// edit cost, each edit that may have been charged counted at its
+    /// model's price until the provider's usage logs settle it, and this
+    /// edit at its model's live price. Held by the same step as
+    /// --max-credits-per-day, across restarts and servers sharing the store.
+    /// Default: no limit.
+    #[arg(long, env = "REVE_MAX_USD_PER_DAY", value_parser = parse_positive_dollars)]
+    pub max_usd_per_day: Option<f64>,
 }
 
 /// Where jobs are recorded: every command reads or writes the same store, so these flags are
@@ -277,6 +287,7 @@ impl EditSettings {
             // The command line stops what was sent only on a second Ctrl-C (see `edit_command`).
             cancel_aborts: serve.is_some_and(|flags| flags.cancel_aborts),
             max_credits_per_day: self.max_credits_per_day,
+            max_usd_per_day: self.max_usd_per_day,
             settle_after: serve.map_or(DEFAULT_SETTLE_AFTER, |flags| {
                 Duration::from_secs(flags.settle_after_secs)
             }),
@@ -405,4 +416,14 @@ fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {
         .map_err(|_| format!("{text:?} is not a whole number"))?;
     NonZeroUsize::new(jobs)
         .ok_or_else(|| "must be at least 1 (it is how many edits run at once)".to_owned())
+}
+
+/// A positive amount of US dollars, such as `5` or `0.50`.
+fn parse_positive_dollars(text: &str) -> Result<f64, String> {
+    match text.trim_start_matches('$').parse::<f64>() {
+        Ok(dollars) if dollars.is_finite() && dollars > 0.0 => Ok(dollars),
+        _ => Err(format!(
+            "{text:?} is not a positive amount of US dollars (such as 5 or 0.50)"
+        )),
+    }
 }

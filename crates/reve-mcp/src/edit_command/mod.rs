@@ -239,6 +239,10 @@ pub async fn run(
         slots: Semaphore::new(command.jobs.get()),
         stopping: CancellationToken::new(),
     });
+    // A limit in dollars counts each edit at its model's live price before it is sent.
+    if job.jobs.options().max_usd_per_day.is_some() {
+        job.jobs.refresh_prices().await;
+    }
 
     // Installed before any work starts: from here on Ctrl-C stops cleanly
     // instead of killing the process in the middle of writing a result.

@@ -32,6 +32,24 @@ pub enum JobError {
         resets: String,
     },
     #[error(
+        "the spending limit in US dollars {}: ${:.3} of the ${limit} a day allowed by \
+         --max-usd-per-day (REVE_MAX_USD_PER_DAY) are spent today{}{}; it resets at {resets} \
+         (midnight UTC); nothing was sent to the API",
+        if .spending.used_usd >= *.limit { "is reached" } else { "would be passed" },
+        .spending.used_usd,
+        PriceHint(*.price, .model),
+        UncertainHint(.spending)
+    )]
+    UsdLimit {
+        /// Today's spending as the limit counted it.
+        spending: Spending,
+        limit: f64,
+        /// What this edit was counted at.
+        price: Option<f64>,
+        model: String,
+        resets: String,
+    },
+    #[error(
         "no edit job {0:?} is known here; job ids come from edit_image, and a job made by \
          another user or token is not visible"
     )]
@@ -61,6 +79,18 @@ impl JobError {
     /// Whether this says the caller cancelled.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, JobError::Edit(EditError::Cancelled))
+    }
+}
+
+/// What the refused edit would have cost, when a price was known.
+struct PriceHint<'a>(Option<f64>, &'a str);
+
+impl std::fmt::Display for PriceHint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(price) => write!(f, ", and this {} picture costs about ${price}", self.1),
+            None => Ok(()),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod error;
 mod pictures;
+mod prices;
 mod reconcile;
 mod recovery;
 mod run;
@@ -77,6 +78,8 @@ pub struct JobOptions {
     pub cancel_aborts: bool,
     /// The usage a UTC day may record before edits are refused.
     pub max_credits_per_day: Option<f64>,
+    /// The US dollars a UTC day may spend before edits are refused.
+    pub max_usd_per_day: Option<f64>,
     /// How long after a job that may have been charged ended the usage logs may settle it as
     /// not charged ([`DEFAULT_SETTLE_AFTER`]).
     pub settle_after: Duration,
@@ -154,6 +157,8 @@ struct Inner {
     keeping_leases: AtomicBool,
     /// When to ask the usage logs about each job that may have been charged.
     reconciler: reconcile::Reconciler,
+    /// Each model's live price, as last read.
+    prices: prices::Prices,
 }
 
 impl Jobs {
@@ -169,6 +174,7 @@ impl Jobs {
                 tasks: TaskTracker::new(),
                 keeping_leases: AtomicBool::new(false),
                 reconciler: reconcile::Reconciler::default(),
+                prices: prices::Prices::default(),
             }),
         }
     }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::{
     self, Claim, ClaimRules, Cost, DAY_MS, KeptPicture, LimitVerdict, Payload, Spending,
-    StoreError, now_ms,
+    StoreError, UsdLimit, now_ms,
 };
 use super::{Ending, JobError, JobRecord, JobState, Jobs, Live, Outcome, Succeeded, Waited};
 use crate::edit::{
@@ -34,7 +34,7 @@ impl Jobs {
         principal: &str,
     ) -> Result<String, JobError> {
         let prepared = self.inner.editor.prepare(arguments, local_files)?;
-        self.check_spending().await?;
+        self.check_spending(&prepared.generation().model).await?;
         let id = new_job_id();
         let record = JobRecord::queued(
             id.clone(),
@@ -48,17 +48,34 @@ impl Jobs {
         Ok(id)
     }
 
-    pub(super) async fn check_spending(&self) -> Result<(), JobError> {
-        let Some(limit) = self.inner.options.max_credits_per_day else {
+    /// Refuses an edit of `model` before it is recorded when today's spending already
+    /// reaches a limit (or would pass the one in US dollars at the model's price); one that
+    /// waits for the edits in flight is held before sending instead.
+    pub(super) async fn check_spending(&self, model: &str) -> Result<(), JobError> {
+        let options = &self.inner.options;
+        if options.max_credits_per_day.is_none() && options.max_usd_per_day.is_none() {
             return Ok(());
-        };
-        let spending = self.inner.store.spending_today().await?;
-        // Only a spent day is refused here; one that waits for the edits in flight is held
-        // before sending.
-        match spending.verdict(limit) {
-            LimitVerdict::Over => Err(spending_limit(spending, limit)),
-            LimitVerdict::Fits | LimitVerdict::Hold => Ok(()),
         }
+        let spending = self.inner.store.spending_today().await?;
+        if let Some(limit) = options.max_credits_per_day
+            && spending.verdict(limit) == LimitVerdict::Over
+        {
+            return Err(spending_limit(spending, limit));
+        }
+        if let Some(limit) = self.usd_limit()
+            && spending.verdict_usd(&limit, model) == LimitVerdict::Over
+        {
+            return Err(usd_limit(spending, &limit, model));
+        }
+        Ok(())
+    }
+
+    /// The limit in US dollars, with the prices as last read.
+    pub(super) fn usd_limit(&self) -> Option<UsdLimit> {
+        Some(UsdLimit {
+            per_day: self.inner.options.max_usd_per_day?,
+            prices: self.prices(),
+        })
     }
 
     pub(super) fn start(
@@ -260,6 +277,18 @@ pub(super) fn spending_limit(spending: Spending, limit: f64) -> JobError {
     JobError::SpendingLimit {
         spending,
         limit,
+        resets: humantime::format_rfc3339_seconds(resets).to_string(),
+    }
+}
+
+/// The refusal of an edit of `model` at the limit in US dollars.
+pub(super) fn usd_limit(spending: Spending, limit: &UsdLimit, model: &str) -> JobError {
+    let resets = std::time::UNIX_EPOCH + Duration::from_millis((now_ms() / DAY_MS + 1) * DAY_MS);
+    JobError::UsdLimit {
+        price: spending.usd_cost_of(model, limit),
+        model: model.to_owned(),
+        spending,
+        limit: limit.per_day,
         resets: humantime::format_rfc3339_seconds(resets).to_string(),
     }
 }
@@ -500,6 +529,7 @@ impl StoreJournal<'_> {
             may_send: destination.taken.is_none(),
             passed_over: Vec::new(),
             daily_limit: options.max_credits_per_day,
+            usd_limit: self.jobs.usd_limit(),
         };
         loop {
             let claim = self
@@ -535,6 +565,11 @@ impl StoreJournal<'_> {
                         spending,
                         rules.daily_limit.unwrap_or_default(),
                     ));
+                }
+                Claim::OverUsdLimit(spending) => {
+                    let limit = rules.usd_limit.as_ref().expect("refused at a limit it has");
+                    let model = body.model().id;
+                    return Err(usd_limit(spending, limit, model));
                 }
             }
         }

@@ -44,6 +44,7 @@ fn jobs(fake: &FakeApi, folder: &Path, max_wait: Duration, in_flight: usize) -> 
         reuse_window: Duration::from_secs(600),
         cancel_aborts: false,
         max_credits_per_day: None,
+        max_usd_per_day: None,
         settle_after: Duration::ZERO,
     };
     Jobs::new(

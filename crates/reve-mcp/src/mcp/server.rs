@@ -44,6 +44,10 @@ pub fn version_text() -> String {
     )
 }
 
+/// How long the first listing of the tools waits for the prices being read as the server
+/// starts; past it, the tools are listed without them.
+const PRICES_PATIENCE: Duration = Duration::from_secs(2);
+
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -230,6 +234,19 @@ impl ServerHandler for ReveServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let mut tools = self.tools().to_vec();
+        self.jobs().first_prices(PRICES_PATIENCE).await;
+        for (tool, model_tool) in tools.iter_mut().zip(crate::generated::TOOLS) {
+            if let Some(price) = self.jobs().price_of(model_tool.model.id) {
+                let description = tool.description.as_deref().unwrap_or_default();
+                tool.description = Some(
+                    format!(
+                        "{description}\n\nCost: about ${price} per picture (the provider's \
+                         price now)."
+                    )
+                    .into(),
+                );
+            }
+        }
         tools.push(self.tool.get_edit_definition().clone());
         if resources::client_renders_apps(&context) {
             for tool in &mut tools {

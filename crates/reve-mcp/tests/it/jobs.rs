@@ -285,7 +285,10 @@ async fn the_spending_limit_refuses_edits_once_the_day_is_spent() {
     // The answers' headers gave each edit's cost in credits and dollars; a refusal cost
     // nothing.
     let usage = run(&world, &["usage"]).await;
-    let total = usage.lines().last().unwrap();
+    let total = usage
+        .lines()
+        .find(|line| line.starts_with("total"))
+        .unwrap();
     assert!(total.starts_with("total"), "{usage}");
     assert!(
         total.contains(" 2 edits")
@@ -374,7 +377,10 @@ async fn a_job_killed_while_the_api_worked_is_interrupted_with_its_cost_named() 
         "{listed}"
     );
     let usage = run(&world, &["usage"]).await;
-    let total = usage.lines().last().unwrap();
+    let total = usage
+        .lines()
+        .find(|line| line.starts_with("total"))
+        .unwrap();
     assert!(
         total.contains(" 1 edits") && total.contains(" $0.105 "),
         "{usage}"

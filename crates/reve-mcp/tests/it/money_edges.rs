@@ -439,7 +439,10 @@ async fn kills_while_the_api_works_count_against_the_limit_as_may_have_been_char
 
     // The restart that refused settled the last one; `usage` shows them apart.
     let usage = run(&world, &["usage"]).await;
-    let total = usage.lines().last().unwrap();
+    let total = usage
+        .lines()
+        .find(|line| line.starts_with("total"))
+        .unwrap();
     assert!(total.contains(" 1 edits"), "{usage}");
     assert!(
         total.contains("+ 2 edits that may have been charged"),
@@ -939,4 +942,88 @@ async fn a_stateless_call_without_a_progress_token_gets_its_headers_before_the_e
     );
     assert_eq!(world.fake.file_downloads(), 1);
     server.stop().await;
+}
+
+/// Each model tool's description, by tool name, as the server lists them.
+async fn descriptions(session: &McpSession) -> BTreeMap<String, String> {
+    session
+        .client
+        .peer()
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|tool| {
+            let description = tool.description.unwrap_or_default().into_owned();
+            (tool.name.into_owned(), description)
+        })
+        .collect()
+}
+
+/// `--max-usd-per-day` refuses, before anything is sent, an edit that would take the day past
+/// it at its model's live price, which the tools' descriptions and `reve-mcp usage` quote; a
+/// pricing endpoint that is down fails nothing, and the price is then left out.
+#[tokio::test]
+async fn a_limit_in_dollars_refuses_before_sending_at_the_live_price() {
+    let world = World::new().await;
+    let session = start(
+        &env(&world, &[("REVE_MAX_USD_PER_DAY", "0.2")]),
+        TestClient::default(),
+    )
+    .await;
+    let listed = descriptions(&session).await;
+    assert!(
+        listed["edit_image"]
+            .ends_with("Cost: about $0.105 per picture (the provider's price now)."),
+        "{listed:?}"
+    );
+    assert!(
+        listed["create_image"].contains("about $0.063 per picture"),
+        "{listed:?}"
+    );
+    assert!(!listed["get_edit"].contains("Cost:"));
+
+    let first = session
+        .edit_image(json!({ "prompt": "one", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(status(&first), "succeeded", "{first:?}");
+    // $0.105 spent; another $0.105 would make $0.21, past $0.20.
+    let refused = session
+        .edit_image(json!({ "prompt": "two", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    let text = result_text(&refused);
+    for part in [
+        "spending limit in US dollars would be passed: $0.105 of the $0.2",
+        "this reve/edit-image picture costs about $0.105",
+        "--max-usd-per-day",
+        "nothing was sent",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text}");
+    }
+    assert_eq!(world.fake.generation_attempts(), 1);
+    session.stop().await;
+    let usage = run(&world, &["usage"]).await;
+    let price = usage.lines().last().unwrap();
+    assert!(
+        price.starts_with("price now") && price.contains("reve/edit-image $0.105"),
+        "{usage}"
+    );
+
+    // The pricing endpoint down: a server still starts, lists its tools (without a price) and
+    // edits; `usage` leaves the price out.
+    world.fake.set_pricing_available(false);
+    let session = start(&env(&world, &[]), TestClient::default()).await;
+    let listed = descriptions(&session).await;
+    assert!(!listed["edit_image"].contains("Cost:"), "{listed:?}");
+    let edited = session
+        .edit_image(json!({ "prompt": "three", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(status(&edited), "succeeded", "{edited:?}");
+    session.stop().await;
+    let usage = run(&world, &["usage"]).await;
+    assert!(!usage.contains("price now"), "{usage}");
 }

@@ -173,6 +173,7 @@ fn tool(inputs: &Path, outputs: &Path) -> EditImageTool {
         reuse_window: DEFAULT_REUSE_WINDOW,
         cancel_aborts: false,
         max_credits_per_day: None,
+        max_usd_per_day: None,
         settle_after: std::time::Duration::from_secs(600),
     };
     let store = Arc::new(SqliteStore::in_folder(&outputs.with_extension("state")));

@@ -212,6 +212,10 @@ async fn thousands_of_mixed_calls_leave_no_descriptors_memory_or_files_behind() 
     let env = world.env(&[("RUST_LOG", "warn"), ("REVE_CANCEL_ABORTS", "1")]);
     let session = crate::support::start(&env, TestClient::default()).await;
     let pid = session.pid;
+    // The tools' listing waits for the prices the server reads as it starts, whose connections
+    // close once read: the baseline is taken after them.
+    session.tool_names().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = descriptors(pid);
     let mut saved = Vec::new();
 

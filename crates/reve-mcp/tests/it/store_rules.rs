@@ -13,7 +13,7 @@ use std::time::Duration;
 use reve_mcp::{Answer, Destination, Generation, Picture, Saving};
 use reve_mcp::{
     Claim, ClaimRules, Cost, Ending, JobRecord, JobState, JobStore, Payload, Settled, Settlement,
-    SqliteStore,
+    SqliteStore, UsdLimit,
 };
 
 const RUN: &str = "run-of-the-test";
@@ -25,6 +25,7 @@ fn rules() -> ClaimRules {
         may_send: true,
         passed_over: Vec::new(),
         daily_limit: None,
+        usd_limit: None,
     }
 }
 
@@ -332,6 +333,54 @@ where
         claim_of(store, "c5", create, limited()).await,
         Claim::OverLimit(spending)
     );
+
+    // A limit in US dollars: each edit counted at its model's live price, this one included,
+    // so that none is sent that would take the day past it; an edit that may have been
+    // charged counts at its price until the usage logs settle it.
+    let store = fresh("usd").await;
+    let store = store.as_ref();
+    claim_of(store, "u1", edit, rules()).await;
+    let payload = next(store, "u1", |_| {}).await;
+    let paid = Cost {
+        credits: Some(210_000.0),
+        tokens: None,
+        usd: Some(0.105),
+    };
+    store
+        .answered("u1".into(), Some(paid), payload)
+        .await
+        .unwrap();
+    end(store, "u1", Ending::plain(JobState::Succeeded)).await;
+    let in_dollars = || ClaimRules {
+        usd_limit: Some(UsdLimit {
+            per_day: 0.3,
+            prices: vec![(edit.to_owned(), 0.105)],
+        }),
+        ..rules()
+    };
+    // 0.105 spent + 0.105: sent. Then 0.105 + 0.105 in flight + 0.105: held.
+    assert_eq!(claim_of(store, "u2", edit, in_dollars()).await, Claim::Send);
+    assert_eq!(claim_of(store, "u3", edit, in_dollars()).await, Claim::Hold);
+    // Killed after sending: it may have been charged, and counts at its price.
+    end(store, "u2", Ending::plain(JobState::Interrupted)).await;
+    let refused = claim_of(store, "u4", edit, in_dollars()).await;
+    let Claim::OverUsdLimit(spending) = refused else {
+        panic!("not refused: {refused:?}");
+    };
+    assert_eq!((spending.used_usd, spending.uncertain()), (0.105, 1));
+    // A create, never priced nor reported, counts at the costliest known price.
+    assert!(matches!(
+        claim_of(store, "u5", create, in_dollars()).await,
+        Claim::OverUsdLimit(_)
+    ));
+    // The logs settle the killed one as not charged: the day has room again.
+    assert!(
+        store
+            .settle("u2".into(), Settlement::NotCharged, "not charged".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(claim_of(store, "u6", edit, in_dollars()).await, Claim::Send);
 
     // A paid result left unsaved: reused by an identical call, taken up again once.
     let store = fresh("unsaved").await;

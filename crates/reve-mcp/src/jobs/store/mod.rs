@@ -307,6 +307,8 @@ pub struct DayUsage {
 pub struct Spending {
     /// The usage edits reported today.
     pub used: f64,
+    /// What edits of today cost in US dollars, as their answers (or the usage logs) said.
+    pub used_usd: f64,
     /// Per model, what is not reported yet and what a report of it would likely say; a model
     /// with nothing in flight, nothing uncertain and no cost ever reported is not listed.
     pub models: Vec<ModelSpending>,
@@ -323,6 +325,27 @@ pub struct ModelSpending {
     pub uncertain: u64,
     /// What its latest edit that reported its usage used: the cost assumed of its others.
     pub cost: Option<f64>,
+    /// What its latest edit that reported a cost in US dollars cost.
+    pub usd_cost: Option<f64>,
+}
+
+/// A spending limit in US dollars per UTC day, with the live prices that count what is not
+/// reported yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsdLimit {
+    /// The US dollars a UTC day may spend.
+    pub per_day: f64,
+    /// Each model's live price per picture (`GET /model/{id}?include=pricing`), as last read.
+    pub prices: Vec<(String, f64)>,
+}
+
+impl UsdLimit {
+    fn price_of(&self, model: &str) -> Option<f64> {
+        self.prices
+            .iter()
+            .find(|(priced, _)| priced == model)
+            .map(|(_, price)| *price)
+    }
 }
 
 /// The default model of a job recorded before jobs named theirs: every one was an edit.
@@ -376,6 +399,55 @@ impl Spending {
             counted += model.uncertain as f64 * self.cost_of(&model.model)?;
         }
         Some(counted)
+    }
+
+    /// The US dollars assumed of an edit of `model` whose cost is not reported: its live price,
+    /// else its model's latest reported cost, else the highest any model is priced or reported
+    /// at; `None` when nothing at all is known.
+    pub fn usd_cost_of(&self, model: &str, limit: &UsdLimit) -> Option<f64> {
+        let own = self
+            .models
+            .iter()
+            .find(|known| known.model == model)
+            .and_then(|known| known.usd_cost);
+        limit.price_of(model).or(own).or_else(|| {
+            self.models
+                .iter()
+                .filter_map(|known| known.usd_cost)
+                .chain(limit.prices.iter().map(|(_, price)| *price))
+                .reduce(f64::max)
+        })
+    }
+
+    /// Whether an edit of `model` sent now fits under `limit`: refused when it would take the
+    /// day past the limit at its price (each edit that may have been charged counted at its
+    /// model's price until the usage logs settle it), held while the edits in flight could.
+    /// An edit whose price nothing tells counts as free, so that before anything is known the
+    /// day goes over by at most one edit, as with credits.
+    pub fn verdict_usd(&self, limit: &UsdLimit, model: &str) -> LimitVerdict {
+        let mut counted = self.used_usd;
+        for known in self.models.iter().filter(|known| known.uncertain > 0) {
+            match self.usd_cost_of(&known.model, limit) {
+                Some(cost) => counted += known.uncertain as f64 * cost,
+                None => return LimitVerdict::Over,
+            }
+        }
+        let own = self.usd_cost_of(model, limit).unwrap_or(0.0);
+        if counted >= limit.per_day || counted + own > limit.per_day {
+            return LimitVerdict::Over;
+        }
+        let mut coming = counted + own;
+        for known in self.models.iter().filter(|known| known.in_flight > 0) {
+            match self.usd_cost_of(&known.model, limit) {
+                Some(cost) => coming += known.in_flight as f64 * cost,
+                None => return LimitVerdict::Hold,
+            }
+        }
+        if coming > limit.per_day {
+            LimitVerdict::Hold
+        } else {
+            LimitVerdict::Fits
+        }
     }
 
     /// Whether an edit sent now fits under `limit`, going over by at most one edit: each edit
@@ -470,6 +542,8 @@ pub enum Claim {
     Hold,
     /// Do not send: today's spending reaches the limit.
     OverLimit(Spending),
+    /// Do not send: this edit would take today's spending past the limit in US dollars.
+    OverUsdLimit(Spending),
 }
 
 /// What [`JobStore::claim`] checks a job against.
@@ -487,6 +561,8 @@ pub struct ClaimRules {
     pub passed_over: Vec<String>,
     /// The usage a UTC day may record, if limited.
     pub daily_limit: Option<f64>,
+    /// The US dollars a UTC day may spend, if limited.
+    pub usd_limit: Option<UsdLimit>,
 }
 
 /// A job's life: recorded, claimed (sent, reused or refused against the spending limit), its

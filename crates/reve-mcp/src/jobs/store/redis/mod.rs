@@ -76,28 +76,34 @@ fn result_member(created_ms: u64, id: &str) -> String {
     format!("{created_ms:016}.{id}")
 }
 
-/// The spending `spending.lua` replies with, after its first element: the usage, then four
-/// elements per model (its name, in flight, uncertain, cost or '').
+/// The spending `spending.lua` replies with, after its first element: the usage and the usage
+/// in US dollars, then five elements per model (its name, in flight, uncertain, cost or '',
+/// cost in US dollars or '').
 fn spending_from_reply(reply: &[Value]) -> Spending {
     let text = |value: &Value| ::redis::from_redis_value_ref::<String>(value).unwrap_or_default();
     let mut models: Vec<ModelSpending> = reply
-        .get(2..)
+        .get(3..)
         .unwrap_or_default()
-        .chunks_exact(4)
+        .chunks_exact(5)
         .map(|part| ModelSpending {
             model: text(&part[0]),
             in_flight: text(&part[1]).parse().unwrap_or_default(),
             uncertain: text(&part[2]).parse().unwrap_or_default(),
             cost: text(&part[3]).parse().ok(),
+            usd_cost: text(&part[4]).parse().ok(),
         })
         .collect();
     models.sort_by(|a, b| a.model.cmp(&b.model));
-    Spending {
-        used: reply
-            .get(1)
+    let figure = |index: usize| {
+        reply
+            .get(index)
             .map(text)
-            .and_then(|used| used.parse().ok())
-            .unwrap_or_default(),
+            .and_then(|figure| figure.parse().ok())
+            .unwrap_or_default()
+    };
+    Spending {
+        used: figure(1),
+        used_usd: figure(2),
         models,
     }
 }
@@ -189,8 +195,8 @@ const CLAIM: &str = concat!(
 /// Today's spending ([`RedisStore::spending_today`]): `spending.lua`'s reply, alone.
 const SPENDING: &str = concat!(
     include_str!("lua/spending.lua"),
-    "local used, models, order = spending(ARGV[1])\n",
-    "return spending_reply('spending', used, models, order)\n"
+    "local used, models, order, used_usd = spending(ARGV[1])\n",
+    "return spending_reply('spending', used, models, order, used_usd)\n"
 );
 
 /// Records the API's answer and, the first time only, counts its usage on the job's day.
@@ -277,6 +283,11 @@ impl JobLifecycle for RedisStore {
             let rules = rules.clone();
             async move {
                 let now = now_ms();
+                let prices = rules
+                    .usd_limit
+                    .as_ref()
+                    .map(|limit| limit.prices.clone())
+                    .unwrap_or_default();
                 let reply: Vec<Value> = Script::new(CLAIM)
                     .key(job_key(&id))
                     .key(format!("reve:fp:{fingerprint}"))
@@ -288,6 +299,16 @@ impl JobLifecycle for RedisStore {
                     .arg(now / DAY_MS)
                     .arg(flag(rules.reuse_finished))
                     .arg(flag(rules.may_send))
+                    .arg(optional(
+                        rules.usd_limit.as_ref().map(|limit| limit.per_day),
+                    ))
+                    .arg(prices.len())
+                    .arg(
+                        prices
+                            .iter()
+                            .flat_map(|(model, price)| [model.clone(), price.to_string()])
+                            .collect::<Vec<_>>(),
+                    )
                     .arg(rules.passed_over.clone())
                     .invoke_async(&mut connection)
                     .await?;
@@ -303,6 +324,7 @@ impl JobLifecycle for RedisStore {
                     "not_sent" => Claim::NotSent,
                     "hold" => Claim::Hold,
                     "limit" => Claim::OverLimit(spending_from_reply(&reply)),
+                    "usd_limit" => Claim::OverUsdLimit(spending_from_reply(&reply)),
                     _ => {
                         return Err(::redis::RedisError::from((
                             ::redis::ErrorKind::Client,

@@ -43,10 +43,11 @@ use super::{
 /// edits in flight, its uncertain ones of today and its latest reported cost.
 fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
     let day_start = now_ms() / DAY_MS * DAY_MS;
-    let used = connection.query_row(
-        "SELECT TOTAL(COALESCE(credits_used, tokens_used)) FROM jobs WHERE created_ms >= ?1",
+    let (used, used_usd) = connection.query_row(
+        "SELECT TOTAL(COALESCE(credits_used, tokens_used)), TOTAL(usd_spent) FROM jobs \
+         WHERE created_ms >= ?1",
         params![day_start],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     let mut models: Vec<ModelSpending> = Vec::new();
     fn part(models: &mut Vec<ModelSpending>, model: String) -> &mut ModelSpending {
@@ -72,7 +73,7 @@ fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
     }
     let mut statement = connection.prepare_cached(
         "SELECT model, COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
-         AND credits_used IS NULL AND tokens_used IS NULL GROUP BY model",
+         AND credits_used IS NULL AND tokens_used IS NULL AND usd_spent IS NULL GROUP BY model",
     )?;
     for row in statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
         let (model, in_flight): (String, u64) = row?;
@@ -87,8 +88,20 @@ fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
         let (model, cost): (String, f64) = row?;
         part(&mut models, model).cost = Some(cost);
     }
+    let mut statement = connection.prepare_cached(
+        "SELECT model, usd_spent, MAX(updated_ms) FROM jobs WHERE usd_spent IS NOT NULL \
+         GROUP BY model",
+    )?;
+    for row in statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (model, usd): (String, f64) = row?;
+        part(&mut models, model).usd_cost = Some(usd);
+    }
     models.sort_by(|a, b| a.model.cmp(&b.model));
-    Ok(Spending { used, models })
+    Ok(Spending {
+        used,
+        used_usd,
+        models,
+    })
 }
 
 impl JobLifecycle for SqliteStore {
@@ -168,12 +181,26 @@ impl JobLifecycle for SqliteStore {
             if !rules.may_send {
                 return Ok(Claim::NotSent);
             }
-            if let Some(limit) = rules.daily_limit {
+            if rules.daily_limit.is_some() || rules.usd_limit.is_some() {
                 let spending = spending(&transaction)?;
-                match spending.verdict(limit) {
-                    LimitVerdict::Fits => {}
-                    LimitVerdict::Hold => return Ok(Claim::Hold),
-                    LimitVerdict::Over => return Ok(Claim::OverLimit(spending)),
+                if let Some(limit) = rules.daily_limit {
+                    match spending.verdict(limit) {
+                        LimitVerdict::Fits => {}
+                        LimitVerdict::Hold => return Ok(Claim::Hold),
+                        LimitVerdict::Over => return Ok(Claim::OverLimit(spending)),
+                    }
+                }
+                if let Some(limit) = &rules.usd_limit {
+                    let model: String = transaction.query_row(
+                        "SELECT model FROM jobs WHERE id = ?1",
+                        params![id],
+                        |row| row.get(0),
+                    )?;
+                    match spending.verdict_usd(limit, &model) {
+                        LimitVerdict::Fits => {}
+                        LimitVerdict::Hold => return Ok(Claim::Hold),
+                        LimitVerdict::Over => return Ok(Claim::OverUsdLimit(spending)),
+                    }
                 }
             }
             transaction.execute(

@@ -49,11 +49,13 @@ async fn only_the_insert_itself_goes_unsynced() {
 fn spending(used: f64, in_flight: u64, uncertain: u64, per_edit: Option<f64>) -> Spending {
     Spending {
         used,
+        used_usd: 0.0,
         models: vec![ModelSpending {
             model: "reve/edit-image".into(),
             in_flight,
             uncertain,
             cost: per_edit,
+            usd_cost: None,
         }],
     }
 }
@@ -211,10 +213,12 @@ fn each_model_counts_at_its_own_cost() {
         in_flight,
         uncertain,
         cost,
+        usd_cost: None,
     };
     // Creates cost 1, edits 3: two creates in flight fit where two edits would not.
     let creates = Spending {
         used: 1.0,
+        used_usd: 0.0,
         models: vec![
             part("reve/create-image", 2, 0, Some(1.0)),
             part("reve/edit-image", 0, 0, Some(3.0)),
@@ -223,6 +227,7 @@ fn each_model_counts_at_its_own_cost() {
     assert_eq!(creates.verdict(4.5), Fits);
     let edits = Spending {
         used: 1.0,
+        used_usd: 0.0,
         models: vec![
             part("reve/create-image", 0, 0, Some(1.0)),
             part("reve/edit-image", 2, 0, Some(3.0)),
@@ -232,6 +237,7 @@ fn each_model_counts_at_its_own_cost() {
     // An uncertain remix, whose model never reported a cost, counts at the costliest (3).
     let remix = Spending {
         used: 1.0,
+        used_usd: 0.0,
         models: vec![
             part("reve/create-image", 0, 0, Some(1.0)),
             part("reve/edit-image", 0, 0, Some(3.0)),

@@ -35,6 +35,7 @@ if usage == '' then usage = ARGV[4] end
 local day = string.format('%d', math.floor(tonumber(redis.call('HGET', job, 'created_ms')) / 86400000))
 if not counted and ARGV[5] ~= '' then
   redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'usd', ARGV[5])
+  redis.call('HSET', 'reve:usage:usd_costs', redis.call('HGET', job, 'model') or 'reve/edit-image', ARGV[5])
   redis.call('ZADD', 'reve:usage:days', day, day)
 end
 if not counted and usage ~= '' then

@@ -26,6 +26,7 @@ if settled == 'charged' then
   if usd ~= '' and not current[7] then
     redis.call('HSET', job, 'usd_spent', usd)
     redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'usd', usd)
+    redis.call('HSET', 'reve:usage:usd_costs', model, usd)
   end
 end
 return 1

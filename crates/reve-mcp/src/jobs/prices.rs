@@ -1,0 +1,160 @@
+//! Each model's live price, read from the provider (`GET /model/{id}?include=pricing`) when a
+//! server starts and again every so often with the ETag of the last answer: what the tool
+//! descriptions and `reve-mcp usage` quote, and what `--max-usd-per-day` counts an edit at
+//! before it is sent. A price that cannot be read is left out; nothing fails for it.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use reve_core::PriceLookup;
+
+use super::Jobs;
+
+/// How often a server reads the prices again (an unchanged one costs an empty answer).
+const REFRESH_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// The prices known, per model, and whether the first read is done.
+#[derive(Debug)]
+pub(super) struct Prices {
+    known: RwLock<HashMap<String, Known>>,
+    first_read: tokio::sync::watch::Sender<FirstRead>,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            known: RwLock::default(),
+            first_read: tokio::sync::watch::Sender::new(FirstRead::NotStarted),
+        }
+    }
+}
+
+impl Prices {
+    /// Marks the first read under way, unless one was already.
+    fn begin_first_read(&self) {
+        self.first_read.send_if_modified(|state| {
+            let starting = *state == FirstRead::NotStarted;
+            if starting {
+                *state = FirstRead::Reading;
+            }
+            starting
+        });
+    }
+}
+
+/// Where the first read of the prices is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstRead {
+    NotStarted,
+    Reading,
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    usd_per_picture: Option<f64>,
+    etag: Option<String>,
+}
+
+impl Jobs {
+    /// Reads every model's price, sending the ETag of the last answer. A model whose price
+    /// cannot be read now keeps the one read before, if any.
+    pub async fn refresh_prices(&self) {
+        self.inner.prices.begin_first_read();
+        let client = self.inner.editor.client();
+        // All at once: the first read delays the first listing of the tools.
+        let lookups = reve_core::MODELS.iter().map(|model| async move {
+            let etag = self.known_price(model.id).and_then(|known| known.etag);
+            (model, client.price(model.id, etag.as_deref()).await)
+        });
+        for (model, lookup) in futures::future::join_all(lookups).await {
+            match lookup {
+                Ok(PriceLookup::Unchanged) => {}
+                Ok(PriceLookup::Price {
+                    usd_per_picture,
+                    etag,
+                }) => {
+                    tracing::debug!(model = model.id, usd_per_picture, "read the model's price");
+                    self.inner
+                        .prices
+                        .known
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(
+                            model.id.to_owned(),
+                            Known {
+                                usd_per_picture,
+                                etag,
+                            },
+                        );
+                }
+                Err(error) => {
+                    tracing::info!(model = model.id, %error, "could not read the model's price; it is left out until it can be");
+                }
+            }
+        }
+        self.inner.prices.first_read.send_replace(FirstRead::Done);
+    }
+
+    /// Waits, up to `patience`, for the first read of the prices when it is under way (a
+    /// server reads them as it starts, beside the client's handshake), so that the first
+    /// listing of the tools can quote them. Returns at once when no read was started.
+    pub async fn first_prices(&self, patience: Duration) {
+        let mut state = self.inner.prices.first_read.subscribe();
+        let _ = tokio::time::timeout(
+            patience,
+            state.wait_for(|state| *state != FirstRead::Reading),
+        )
+        .await;
+    }
+
+    /// Reads the prices now and then every [`REFRESH_EVERY`], until the process ends. The
+    /// first read counts as under way from this call on, before the returned future first
+    /// runs: [`Jobs::first_prices`] waits for it.
+    pub fn keep_prices_fresh(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.prices.begin_first_read();
+        let jobs = self.clone();
+        async move { jobs.refresh_forever().await }
+    }
+
+    async fn refresh_forever(&self) {
+        let mut reads = tokio::time::interval(REFRESH_EVERY);
+        reads.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            reads.tick().await;
+            self.refresh_prices().await;
+        }
+    }
+
+    /// The live price of one picture of `model` in US dollars, when it was read.
+    pub fn price_of(&self, model: &str) -> Option<f64> {
+        self.known_price(model)?.usd_per_picture
+    }
+
+    /// Every live price read, per model.
+    pub fn prices(&self) -> Vec<(String, f64)> {
+        let known = self
+            .inner
+            .prices
+            .known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut prices: Vec<(String, f64)> = known
+            .iter()
+            .filter_map(|(model, known)| Some((model.clone(), known.usd_per_picture?)))
+            .collect();
+        prices.sort_by(|a, b| a.0.cmp(&b.0));
+        prices
+    }
+
+    fn known_price(&self, model: &str) -> Option<Known> {
+        self.inner
+            .prices
+            .known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(model)
+            .cloned()
+    }
+}
