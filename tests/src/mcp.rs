@@ -42,6 +42,8 @@ pub fn child_command(binary: &Path, env: &BTreeMap<String, String>) -> std::proc
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    /// How many `notifications/tools/list_changed` arrived.
+    pub tool_list_changes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A minimal MCP client: records progress, declares roots when given some, and the tasks
@@ -107,6 +109,12 @@ impl ClientHandler for TestClient {
         _context: NotificationContext<RoleClient>,
     ) {
         self.observed.progress.lock().unwrap().push(params);
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.observed
+            .tool_list_changes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -189,9 +189,10 @@ async fn serve(args: &ServeArgs, store: &StoreSettings) -> anyhow::Result<()> {
             jobs.look_after_jobs().await;
         }
     });
-    // The live prices, for the tools' descriptions and --max-usd-per-day: read at once (an
-    // edit before they arrive counts at the cost edits last reported), then kept fresh.
-    let pricing = tokio::spawn(jobs.keep_prices_fresh());
+    // The live prices, for the tools' descriptions and --max-usd-per-day: read off the
+    // start-up path too (a client that listed the tools before is told when they quote them;
+    // an edit before then counts at the cost edits last reported), then kept fresh.
+    let pricing = tokio::spawn(jobs.keep_prices_fresh(RECOVERY_DELAY));
     let configured: Vec<PathBuf> = (flags.allowed_dirs.iter())
         .chain(&args.folders)
         .cloned()

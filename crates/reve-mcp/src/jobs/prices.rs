@@ -97,25 +97,28 @@ impl Jobs {
         self.inner.prices.first_read.send_replace(FirstRead::Done);
     }
 
-    /// Waits, up to `patience`, for the first read of the prices when it is under way (a
-    /// server reads them as it starts, beside the client's handshake), so that the first
-    /// listing of the tools can quote them. Returns at once when no read was started.
-    pub async fn first_prices(&self, patience: Duration) {
+    /// Waits for the first read of the prices when one is under way or about to be (a server
+    /// reads them shortly after it starts); returns at once when none was started.
+    pub async fn first_prices(&self) {
         let mut state = self.inner.prices.first_read.subscribe();
-        let _ = tokio::time::timeout(
-            patience,
-            state.wait_for(|state| *state != FirstRead::Reading),
-        )
-        .await;
+        let _ = state.wait_for(|state| *state != FirstRead::Reading).await;
     }
 
-    /// Reads the prices now and then every [`REFRESH_EVERY`], until the process ends. The
-    /// first read counts as under way from this call on, before the returned future first
-    /// runs: [`Jobs::first_prices`] waits for it.
-    pub fn keep_prices_fresh(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// Whether the first read of the prices is done (or none is coming).
+    pub fn prices_read(&self) -> bool {
+        *self.inner.prices.first_read.borrow() != FirstRead::Reading
+    }
+
+    /// Reads the prices after `delay` and then every [`REFRESH_EVERY`], until the process
+    /// ends. The first read counts as under way from this call on, before the returned future
+    /// first runs: [`Jobs::first_prices`] waits for it.
+    pub fn keep_prices_fresh(&self, delay: Duration) -> impl Future<Output = ()> + Send + 'static {
         self.inner.prices.begin_first_read();
         let jobs = self.clone();
-        async move { jobs.refresh_forever().await }
+        async move {
+            tokio::time::sleep(delay).await;
+            jobs.refresh_forever().await;
+        }
     }
 
     async fn refresh_forever(&self) {

@@ -44,10 +44,6 @@ pub fn version_text() -> String {
     )
 }
 
-/// How long the first listing of the tools waits for the prices being read as the server
-/// starts; past it, the tools are listed without them.
-const PRICES_PATIENCE: Duration = Duration::from_secs(2);
-
 /// How long to wait for a client to answer `roots/list`.
 const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -210,6 +206,7 @@ impl ServerHandler for ReveServer {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .enable_prompts()
                 .enable_resources()
                 .enable_tasks()
@@ -234,7 +231,6 @@ impl ServerHandler for ReveServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let mut tools = self.tools().to_vec();
-        self.jobs().first_prices(PRICES_PATIENCE).await;
         for (tool, model_tool) in tools.iter_mut().zip(crate::generated::TOOLS) {
             if let Some(price) = self.jobs().price_of(model_tool.model.id) {
                 let description = tool.description.as_deref().unwrap_or_default();
@@ -387,6 +383,24 @@ impl ServerHandler for ReveServer {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         task::cancel(&self.tool, &request.task_id, &principal(&context)).await
+    }
+
+    /// A client that listed the tools before the prices were read is told the listing changed
+    /// once they are: their descriptions then quote them.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        tracing::info!("client initialized");
+        let jobs = self.jobs().clone();
+        if jobs.prices_read() {
+            return;
+        }
+        tokio::spawn(async move {
+            jobs.first_prices().await;
+            if !jobs.prices().is_empty()
+                && let Err(error) = context.peer.notify_tool_list_changed().await
+            {
+                tracing::debug!(%error, "could not tell the client the tools now quote prices");
+            }
+        });
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {

@@ -971,7 +971,15 @@ async fn a_limit_in_dollars_refuses_before_sending_at_the_live_price() {
         TestClient::default(),
     )
     .await;
-    let listed = descriptions(&session).await;
+    // The prices are read shortly after the server starts; the listing quotes them from then.
+    let mut listed = descriptions(&session).await;
+    for _ in 0..100 {
+        if listed["edit_image"].contains("Cost:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed = descriptions(&session).await;
+    }
     assert!(
         listed["edit_image"]
             .ends_with("Cost: about $0.105 per picture (the provider's price now)."),
@@ -982,6 +990,15 @@ async fn a_limit_in_dollars_refuses_before_sending_at_the_live_price() {
         "{listed:?}"
     );
     assert!(!listed["get_edit"].contains("Cost:"));
+    // The client, which listed the tools before the prices were read, was told they changed.
+    let changes = &session.observed.tool_list_changes;
+    for _ in 0..100 {
+        if changes.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(changes.load(std::sync::atomic::Ordering::SeqCst), 1);
 
     let first = session
         .edit_image(json!({ "prompt": "one", "image_url": input() }))
@@ -1016,6 +1033,7 @@ async fn a_limit_in_dollars_refuses_before_sending_at_the_live_price() {
     // edits; `usage` leaves the price out.
     world.fake.set_pricing_available(false);
     let session = start(&env(&world, &[]), TestClient::default()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let listed = descriptions(&session).await;
     assert!(!listed["edit_image"].contains("Cost:"), "{listed:?}");
     let edited = session
