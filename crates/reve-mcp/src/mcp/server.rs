@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
     GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation,
@@ -12,7 +13,7 @@ use rmcp::model::{
     PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
     ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio::sync::RwLock;
 
@@ -385,8 +386,8 @@ impl ServerHandler for ReveServer {
         task::cancel(&self.tool, &request.task_id, &principal(&context)).await
     }
 
-    /// A client that listed the tools before the prices were read is told the listing changed
-    /// once they are: their descriptions then quote them.
+    /// A client (of a 2025 revision) that listed the tools before the prices were read is told
+    /// the listing changed once they are: their descriptions then quote them.
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         tracing::info!("client initialized");
         let jobs = self.jobs().clone();
@@ -401,6 +402,35 @@ impl ServerHandler for ReveServer {
                 tracing::debug!(%error, "could not tell the client the tools now quote prices");
             }
         });
+    }
+
+    /// The one change a 2026-07-28 client can listen for: the tools' listing, which changes
+    /// when the prices are first read.
+    fn accepted_subscription_filter(
+        &self,
+        _requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    /// A subscription hears of the tools' listing changing when the prices are first read,
+    /// then stays open until the client closes it.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let jobs = self.jobs().clone();
+        if !jobs.prices_read() {
+            tokio::select! {
+                () = jobs.first_prices() => {
+                    if !jobs.prices().is_empty()
+                        && let Err(error) = context.sink().notify_tool_list_changed().await
+                    {
+                        tracing::debug!(%error, "could not tell a subscriber the tools now quote prices");
+                    }
+                }
+                () = context.cancelled() => return Ok(()),
+            }
+        }
+        context.cancelled().await;
+        Ok(())
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
