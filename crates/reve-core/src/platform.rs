@@ -103,8 +103,9 @@ pub enum LogStatus {
 pub struct LogCost {
     /// In US dollars.
     pub usd: f64,
-    /// In credits.
-    pub credits: u64,
+    /// In credits (whole numbers in the document; read as a number of any kind, so that one
+    /// written with a fraction does not make a page unreadable).
+    pub credits: f64,
 }
 
 /// What a price lookup found.
@@ -384,7 +385,7 @@ mod tests {
             read.cost,
             LogCost {
                 usd: 0.25,
-                credits: 500_000
+                credits: 500_000.0
             }
         );
         assert_eq!(read.client_request_id.as_deref(), Some("customer-42"));

@@ -80,7 +80,8 @@ fn line(job: &JobRecord, now_ms: u64) -> String {
                 (None, None) => place,
             }
         }
-        (None, Some(error), _) => error.clone(),
+        // On one line: a settled job's message gains what the usage logs said.
+        (None, Some(error), _) => error.replace('\n', " "),
         (None, None, _) => String::new(),
     };
     format!(
@@ -94,9 +95,12 @@ fn line(job: &JobRecord, now_ms: u64) -> String {
 }
 
 /// What a job cost, as the API reported it: in dollars when it said, else in its own unit;
-/// `?` for one that may have been charged without saying, `-` for one that cost nothing or
-/// was never answered.
+/// `?` for one that may have been charged without saying, `$0.000` for one the usage logs
+/// say was not charged, `-` for one that cost nothing or was never answered.
 fn cost(job: &JobRecord) -> String {
+    if job.settled == Some(crate::jobs::store::Settled::NotCharged) {
+        return dollars(0.0);
+    }
     match job.cost() {
         Some(cost) => match (cost.usd, cost.credits, cost.tokens) {
             (Some(usd), _, _) => dollars(usd),

@@ -53,6 +53,8 @@ pub(crate) async fn generate(
 
 /// What the ledger records of one generation request.
 struct Trace {
+    /// When the request was made: a row's `created`.
+    created: std::time::SystemTime,
     inference_id: String,
     client_request_id: Option<String>,
     model: String,
@@ -67,6 +69,7 @@ impl Trace {
         let request = parse(headers, body).unwrap_or_default();
         let authorized = authorized(headers, &shared.options.api_key);
         Trace {
+            created: std::time::SystemTime::now(),
             inference_id: shared.ids.inference_id(),
             client_request_id: ledger::client_request_id(headers),
             model: request["model"].as_str().unwrap_or_default().to_owned(),
@@ -81,7 +84,7 @@ impl Trace {
             return;
         }
         let row = LogRow {
-            created: std::time::SystemTime::now(),
+            created: self.created,
             succeeded: charged,
             model: self.model.clone(),
             credits: if charged { credits_of(&self.model) } else { 0 },

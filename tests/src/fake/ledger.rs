@@ -329,9 +329,17 @@ impl LogsQuery {
     fn matches(&self, row: &LogRow) -> bool {
         row.created >= self.start
             && row.created <= self.end
-            && (self.models.is_empty() || self.models.contains(&row.model))
+            && (self.models.is_empty() || self.models.iter().any(|model| names(model, &row.model)))
             && (self.statuses.is_empty() || self.statuses.contains(&row.succeeded))
     }
+}
+
+/// Whether `asked` names `model` (`source/alias`): the id itself, or its bare alias.
+fn names(asked: &str, model: &str) -> bool {
+    asked == model
+        || model
+            .split_once('/')
+            .is_some_and(|(_, alias)| alias == asked)
 }
 
 /// `24h` or `7d`.
@@ -351,14 +359,29 @@ fn parse_period(period: &str) -> Result<Duration, String> {
     }
 }
 
-/// An ISO-8601 time; one without an offset is UTC.
+/// An ISO-8601 time: with `Z`, with an offset such as `+02:00`, or without one (UTC).
 fn parse_time(text: &str) -> Result<SystemTime, String> {
-    let utc = if text.ends_with('Z') || text.contains('+') {
-        text.to_owned()
-    } else {
-        format!("{text}Z")
+    let malformed = || format!("{text:?} is not an ISO-8601 date");
+    let (local, offset_secs) = match text.len().checked_sub(6).map(|at| text.split_at(at)) {
+        Some((local, offset))
+            if local.contains('T') && matches!(offset.as_bytes()[0], b'+' | b'-') =>
+        {
+            let (hours, minutes) = offset[1..].split_once(':').ok_or_else(malformed)?;
+            let hours: i64 = hours.parse().map_err(|_| malformed())?;
+            let minutes: i64 = minutes.parse().map_err(|_| malformed())?;
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            (local, sign * (hours * 3600 + minutes * 60))
+        }
+        _ => (text.strip_suffix('Z').unwrap_or(text), 0),
     };
-    humantime::parse_rfc3339_weak(&utc).map_err(|_| format!("{text:?} is not an ISO-8601 date"))
+    let utc = humantime::parse_rfc3339_weak(&format!("{local}Z")).map_err(|_| malformed())?;
+    // A local time ahead of UTC by the offset.
+    let shift = Duration::from_secs(offset_secs.unsigned_abs());
+    Ok(if offset_secs >= 0 {
+        utc - shift
+    } else {
+        utc + shift
+    })
 }
 
 /// `GET /model/{id}`: one model of the catalogue, its price with `include=pricing`.
@@ -376,15 +399,18 @@ pub(crate) async fn model(
             "Service Unavailable",
         );
     }
-    let id = id.to_ascii_lowercase();
-    if !super::schema::models().any(|model| model == id) {
+    let asked = id.to_ascii_lowercase();
+    let Some(id) = super::schema::models()
+        .find(|model| names(&asked, model))
+        .map(str::to_owned)
+    else {
         return documented(
             StatusCode::NOT_FOUND,
             &format!("/model/{id}"),
             shared.ids.uuid(),
-            format!("Model {id} not found"),
+            format!("Model {asked} not found"),
         );
-    }
+    };
     let includes: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(name, _)| name == "include")
         .flat_map(|(_, value)| value.split(',').map(str::to_owned).collect::<Vec<_>>())
@@ -467,5 +493,16 @@ mod tests {
         assert!(parse("period=7d&status=succeeded,failed").is_err());
         assert!(parse("period=7d&limit=0").is_err());
         assert!(parse("period=7d&limit=101").is_err());
+        // An offset is read as such: 02:00+02:00 is midnight UTC.
+        assert_eq!(
+            parse_time("2026-01-01T02:00:00+02:00"),
+            parse_time("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("2025-12-31T19:00:00-05:00"),
+            parse_time("2026-01-01T00:00:00")
+        );
+        assert!(names("edit-image", "reve/edit-image"));
+        assert!(!names("reve/edit", "reve/edit-image"));
     }
 }

@@ -20,9 +20,11 @@ use super::store::{Cost, JobRecord, Settlement};
 
 /// The jobs looked at per pass, oldest first.
 const JOBS_PER_PASS: u32 = 50;
-/// Pages of logs read per model and pass: at most this many requests of the logs' 200 a
-/// minute, which every replica of a shared store spends from.
+/// Pages of logs read per model and pass, at most: with a pass every [`EVERY`], a few of the
+/// logs' 200 requests a minute, which every replica of a shared store spends from.
 const PAGES_PER_PASS: u64 = 5;
+/// How often a server settles from the logs.
+pub(super) const EVERY: Duration = Duration::from_secs(15);
 /// How long before a job's creation its window of logs starts: room for the clocks of this
 /// machine and of the provider to disagree.
 const CLOCK_MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -73,7 +75,13 @@ impl Jobs {
         if lock(&reconciler.paused_until).is_some_and(|until| Instant::now() < until) {
             return done;
         }
-        let jobs = match self.inner.store.unsettled(JOBS_PER_PASS).await {
+        // Jobs this process stopped asking about are skipped, not allowed to fill the pass.
+        let exhausted = lock(&reconciler.asked)
+            .values()
+            .filter(|asked| asked.times >= MAX_ASKS)
+            .count();
+        let wanted = JOBS_PER_PASS.saturating_add(u32::try_from(exhausted).unwrap_or(u32::MAX));
+        let jobs = match self.inner.store.unsettled(wanted).await {
             Ok(jobs) => jobs,
             Err(error) => {
                 tracing::warn!(%error, "could not look for jobs to settle from the usage logs");
@@ -89,6 +97,7 @@ impl Jobs {
                         .get(&job.id)
                         .is_none_or(|asked| asked.times < MAX_ASKS && asked.next <= now)
                 })
+                .take(JOBS_PER_PASS as usize)
                 .collect()
         };
         let mut models: Vec<&str> = due.iter().map(|job| job.model.as_str()).collect();
@@ -96,8 +105,8 @@ impl Jobs {
         models.dedup();
         for model in models {
             let of_model: Vec<&JobRecord> = due.iter().filter(|job| job.model == model).collect();
-            let rows = match self.rows_of(model, &of_model).await {
-                Ok(rows) => rows,
+            let (rows, covered) = match self.rows_of(model, &of_model).await {
+                Ok(read) => read,
                 Err(error) => {
                     let pause = match &error {
                         reve_core::Error::RateLimited { retry_after, .. } => {
@@ -115,7 +124,10 @@ impl Jobs {
                     .iter()
                     .filter(|row| row.client_request_id.as_deref() == Some(job.id.as_str()))
                     .collect();
-                match self.settlement(job, &mine) {
+                // Rows read only in part (the pages of a pass ran out) settle nothing: an attempt
+                // not read may be the charged one.
+                let settlement = covered.then(|| self.settlement(job, &mine)).flatten();
+                match settlement {
                     Some(settlement) => {
                         let note = note(job, settlement, &mine);
                         match self
@@ -124,7 +136,11 @@ impl Jobs {
                             .settle(job.id.clone(), settlement, note)
                             .await
                         {
-                            Ok(_) => {
+                            Ok(false) => {
+                                // Settled meanwhile, by another replica.
+                                lock(&reconciler.asked).remove(&job.id);
+                            }
+                            Ok(true) => {
                                 lock(&reconciler.asked).remove(&job.id);
                                 match settlement {
                                     Settlement::Charged(_) => done.charged += 1,
@@ -157,8 +173,13 @@ impl Jobs {
     }
 
     /// The rows of `model`'s requests in a window holding every one of `jobs`, newest first,
-    /// read until each job's rows are found or the pages of a pass are spent.
-    async fn rows_of(&self, model: &str, jobs: &[&JobRecord]) -> reve_core::Result<Vec<LogRow>> {
+    /// read back to the window's start (every attempt of every job, however many) or until
+    /// the pages of a pass are spent; and whether the whole window was read.
+    async fn rows_of(
+        &self,
+        model: &str,
+        jobs: &[&JobRecord],
+    ) -> reve_core::Result<(Vec<LogRow>, bool)> {
         let now = SystemTime::now();
         let oldest = jobs
             .iter()
@@ -170,13 +191,22 @@ impl Jobs {
             .checked_sub(CLOCK_MARGIN)
             .unwrap_or(SystemTime::UNIX_EPOCH)
             .max(now.checked_sub(longest).unwrap_or(SystemTime::UNIX_EPOCH));
+        // Every attempt of a job was made between its creation and its end.
+        let newest_end = jobs
+            .iter()
+            .map(|job| job.updated_ms)
+            .max()
+            .unwrap_or_default();
+        let end = (SystemTime::UNIX_EPOCH + Duration::from_millis(newest_end) + CLOCK_MARGIN)
+            .min(now + CLOCK_MARGIN);
         let client = self.inner.editor.client();
         let mut rows: Vec<LogRow> = Vec::new();
+        let mut covered = false;
         for page in 0..PAGES_PER_PASS {
             let answer = client
                 .usage_logs(&LogsQuery {
                     start,
-                    end: now + CLOCK_MARGIN,
+                    end,
                     model: Some(model.to_owned()),
                     limit: LOGS_MAX_PAGE,
                     offset: page * u64::from(LOGS_MAX_PAGE),
@@ -184,22 +214,16 @@ impl Jobs {
                 .await?;
             for row in answer.data {
                 // Rows move down as new ones arrive: one may be read twice.
-                if !rows
-                    .iter()
-                    .any(|seen| seen.inference_id == row.inference_id)
-                {
+                if !rows.contains(&row) {
                     rows.push(row);
                 }
             }
-            let all_found = jobs.iter().all(|job| {
-                rows.iter()
-                    .any(|row| row.client_request_id.as_deref() == Some(job.id.as_str()))
-            });
-            if all_found || !answer.pagination.has_more {
+            if !answer.pagination.has_more {
+                covered = true;
                 break;
             }
         }
-        Ok(rows)
+        Ok((rows, covered))
     }
 
     /// What `rows` (all the logs list of `job`'s requests) settle, if anything: charged if any
@@ -215,14 +239,20 @@ impl Jobs {
             .collect();
         if !charged.is_empty() {
             return Some(Settlement::Charged(Cost {
-                credits: Some(charged.iter().map(|row| row.cost.credits as f64).sum()),
+                credits: Some(charged.iter().map(|row| row.cost.credits).sum()),
                 tokens: None,
                 usd: Some(charged.iter().map(|row| row.cost.usd).sum()),
             }));
         }
+        // The API answered (or the job even succeeded): the generation happened and was
+        // charged, whatever rows are listed so far.
+        let answered = job.generation().answer.is_some()
+            || job.state == super::JobState::Succeeded
+            || job.unsaved;
         let ended_ago =
             Duration::from_millis(super::store::now_ms().saturating_sub(job.updated_ms));
-        (ended_ago >= self.inner.options.settle_after).then_some(Settlement::NotCharged)
+        (!answered && ended_ago >= self.inner.options.settle_after)
+            .then_some(Settlement::NotCharged)
     }
 }
 

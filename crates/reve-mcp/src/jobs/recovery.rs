@@ -37,13 +37,24 @@ impl Jobs {
     /// ended, every half lease, and settles from the provider's usage logs the jobs that may
     /// have been charged, until the process ends: what a server does beside serving.
     pub async fn look_after_jobs(&self) {
-        let mut searches = tokio::time::interval(self.inner.store.lease() / 2);
-        searches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            searches.tick().await;
-            self.recover().await;
-            self.reconcile().await;
-        }
+        let recovering = async {
+            let mut searches = tokio::time::interval(self.inner.store.lease() / 2);
+            searches.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                searches.tick().await;
+                self.recover().await;
+            }
+        };
+        // Apart, so that slow logs never delay taking over a dead process's jobs.
+        let settling = async {
+            let mut passes = tokio::time::interval(super::reconcile::EVERY);
+            passes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                passes.tick().await;
+                self.reconcile().await;
+            }
+        };
+        tokio::join!(recovering, settling);
     }
 
     /// Renews this run's leases on the jobs it runs every third of a lease, from the first job

@@ -316,3 +316,120 @@ async fn a_request_not_listed_yet_is_asked_about_again_later() {
     let record = jobs.store().get(id).await.unwrap().unwrap();
     assert!(record.may_be_charged && record.settled.is_none());
 }
+
+/// The prices are read with the ETag of the last answer: an unchanged price costs a 304 and is
+/// kept; a changed one replaces it; one that cannot be read leaves the last one known.
+#[tokio::test]
+async fn prices_are_read_again_with_their_etag() {
+    let folder = tempfile::tempdir().unwrap();
+    let fake = FakeApi::start().await;
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 1);
+    assert_eq!(jobs.price_of("reve/edit-image"), None);
+    jobs.refresh_prices().await;
+    assert_eq!(jobs.price_of("reve/edit-image"), Some(0.105));
+    assert_eq!(jobs.price_of("reve/create-image"), Some(0.063));
+    let lookups = |fake: &FakeApi| -> Vec<reve_tests::RecordedRequest> {
+        fake.requests()
+            .into_iter()
+            .filter(|request| request.path == "/model/reve/edit-image")
+            .collect()
+    };
+    assert!(!lookups(&fake)[0].headers.contains_key("if-none-match"));
+
+    jobs.refresh_prices().await;
+    let second = lookups(&fake);
+    assert!(
+        second[1].headers.contains_key("if-none-match"),
+        "{:?}",
+        second[1]
+    );
+    assert_eq!(jobs.price_of("reve/edit-image"), Some(0.105));
+
+    fake.set_price_factor(2.0);
+    jobs.refresh_prices().await;
+    assert_eq!(jobs.price_of("reve/edit-image"), Some(0.21));
+
+    fake.set_pricing_available(false);
+    jobs.refresh_prices().await;
+    assert_eq!(
+        jobs.price_of("reve/edit-image"),
+        Some(0.21),
+        "the last price known"
+    );
+}
+
+/// A job the API answered was charged, whatever rows the logs list so far: rows that all
+/// failed (an earlier attempt's) never settle it as not charged.
+#[tokio::test]
+async fn a_job_the_api_answered_is_never_settled_as_not_charged() {
+    use super::store::{Ending, JobRecord, JobState};
+    use crate::generation::{Answer, Destination, Generation};
+    let folder = tempfile::tempdir().unwrap();
+    let fake = FakeApi::start().await;
+    let jobs = jobs(&fake, folder.path(), SHORT_WAIT, 1);
+    let store = jobs.store();
+    let id = super::run::new_job_id();
+    let generation = Generation::new(
+        "reve/edit-image",
+        "p",
+        Destination {
+            folder: folder.path().display().to_string(),
+            name: None,
+            saves: true,
+        },
+    );
+    store
+        .insert(JobRecord::queued(
+            id.clone(),
+            LOCAL_PRINCIPAL.into(),
+            generation,
+            "run".into(),
+        ))
+        .await
+        .unwrap();
+    let rules = super::store::ClaimRules {
+        reuse_window: Duration::ZERO,
+        reuse_finished: false,
+        may_send: true,
+        passed_over: Vec::new(),
+        daily_limit: None,
+        usd_limit: None,
+    };
+    store.claim(id.clone(), "fp".into(), rules).await.unwrap();
+    let record = store.get(id.clone()).await.unwrap().unwrap();
+    let payload = record.payload.next(|generation| {
+        generation.answer = Some(Answer {
+            url: Some("https://cdn.example/x.png".into()),
+            ..Answer::default()
+        });
+    });
+    store.answered(id.clone(), None, payload).await.unwrap();
+    store
+        .finish(
+            id.clone(),
+            Ending::plain(JobState::Failed),
+            Some("lost".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    // The logs list one failed attempt under the job's id (a 500), and nothing else yet.
+    fake.push(Scenario::ServerError(500));
+    let answer = reqwest::Client::new()
+        .post(fake.endpoint_url())
+        .bearer_auth(fake.api_key())
+        .header("x-client-request-id", &id)
+        .json(&serde_json::json!({
+            "model": "reve/edit-image",
+            "prompt": "p",
+            "image_url": data_uri("image/png", &sample_png(8, 8)),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 500);
+    let pass = jobs.reconcile().await;
+    assert_eq!((pass.not_charged, pass.pending), (0, 1));
+    let record = store.get(id).await.unwrap().unwrap();
+    assert!(record.may_be_charged && record.settled.is_none());
+}

@@ -146,8 +146,11 @@ impl Jobs {
                 message: error.unwrap_or_else(|| format!("edit job {id} ended {}", state.as_str())),
                 ending: Ending {
                     state,
-                    // Nothing was charged: the API refused it, or its logs said so.
-                    refused_by_api: !may_be_charged && settled != Some(Settled::Charged),
+                    // Nothing was charged: the API refused it, or its logs said so; never one
+                    // whose cost was reported.
+                    refused_by_api: !may_be_charged
+                        && settled != Some(Settled::Charged)
+                        && cost.is_none(),
                     unsaved,
                 },
             };

@@ -4,7 +4,7 @@
 -- ARGV: id, now (ms), 'charged' or 'not_charged', credits, US dollars ('' when unknown), note.
 local job = KEYS[1]
 local current = redis.call('HMGET', job, 'may_be_charged', 'settled', 'created_ms', 'model',
-  'error', 'credits_used', 'usd_spent')
+  'error', 'credits_used', 'usd_spent', 'tokens_used')
 if current[1] ~= '1' or current[2] then return 0 end
 local id, now, settled, credits, usd, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local day = string.format('%d', math.floor(tonumber(current[3]) / 86400000))
@@ -17,7 +17,8 @@ redis.call('HINCRBY', 'reve:usage:' .. day, 'uncertain', -1)
 redis.call('HINCRBY', 'reve:usage:' .. day .. ':uncertain', model, -1)
 redis.call('SREM', 'reve:unsettled', id)
 if settled == 'charged' then
-  if credits ~= '' and not current[6] then
+  -- Counted once, as SQLite counts COALESCE(credits_used, tokens_used).
+  if credits ~= '' and not current[6] and not current[8] then
     redis.call('HSET', job, 'credits_used', credits)
     redis.call('HINCRBYFLOAT', 'reve:usage:' .. day, 'credits', credits)
     redis.call('HINCRBY', 'reve:usage:' .. day, 'jobs', 1)
