@@ -239,23 +239,17 @@ pub async fn live_prices() -> Vec<(String, f64)> {
     let Ok(client) = reve_core::Config::from_env().and_then(reve_core::Client::new) else {
         return Vec::new();
     };
-    let lookups = reve_core::MODELS.iter().map(|model| {
-        let client = &client;
-        async move {
-            match client.price(model.id, None).await {
+    let read = async {
+        crate::jobs::look_up_prices(&client, |_| None)
+            .await
+            .into_iter()
+            .filter_map(|(model, lookup)| match lookup {
                 Ok(reve_core::PriceLookup::Price {
                     usd_per_picture: Some(price),
                     ..
                 }) => Some((model.id.to_owned(), price)),
                 _ => None,
-            }
-        }
-    });
-    let read = async {
-        futures::future::join_all(lookups)
-            .await
-            .into_iter()
-            .flatten()
+            })
             .collect()
     };
     tokio::time::timeout(Duration::from_secs(5), read)

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::JobError;
+pub(crate) use prices::look_up_prices;
 pub use reconcile::DEFAULT_SETTLE_AFTER;
 pub use store::{Cost, DAY_MS, Ending, JobRecord, JobState, JobStore, KeptPicture};
 

@@ -31,6 +31,18 @@ impl Default for Prices {
 }
 
 impl Prices {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Known>> {
+        self.known
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Known>> {
+        self.known
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Marks the first read under way, unless one was already.
     fn begin_first_read(&self) {
         self.first_read.send_if_modified(|state| {
@@ -62,13 +74,10 @@ impl Jobs {
     /// cannot be read now keeps the one read before, if any.
     pub async fn refresh_prices(&self) {
         self.inner.prices.begin_first_read();
-        let client = self.inner.editor.client();
-        // All at once: the first read delays the first listing of the tools.
-        let lookups = reve_core::MODELS.iter().map(|model| async move {
-            let etag = self.known_price(model.id).and_then(|known| known.etag);
-            (model, client.price(model.id, etag.as_deref()).await)
+        let lookups = look_up_prices(self.inner.editor.client(), |model| {
+            self.known_price(model).and_then(|known| known.etag)
         });
-        for (model, lookup) in futures::future::join_all(lookups).await {
+        for (model, lookup) in lookups.await {
             match lookup {
                 Ok(PriceLookup::Unchanged) => {}
                 Ok(PriceLookup::Price {
@@ -76,18 +85,13 @@ impl Jobs {
                     etag,
                 }) => {
                     tracing::debug!(model = model.id, usd_per_picture, "read the model's price");
-                    self.inner
-                        .prices
-                        .known
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(
-                            model.id.to_owned(),
-                            Known {
-                                usd_per_picture,
-                                etag,
-                            },
-                        );
+                    self.inner.prices.write().insert(
+                        model.id.to_owned(),
+                        Known {
+                            usd_per_picture,
+                            etag,
+                        },
+                    );
                 }
                 Err(error) => {
                     tracing::info!(model = model.id, %error, "could not read the model's price; it is left out until it can be");
@@ -137,12 +141,7 @@ impl Jobs {
 
     /// Every live price read, per model.
     pub fn prices(&self) -> Vec<(String, f64)> {
-        let known = self
-            .inner
-            .prices
-            .known
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = self.inner.prices.read();
         let mut prices: Vec<(String, f64)> = known
             .iter()
             .filter_map(|(model, known)| Some((model.clone(), known.usd_per_picture?)))
@@ -152,12 +151,18 @@ impl Jobs {
     }
 
     fn known_price(&self, model: &str) -> Option<Known> {
-        self.inner
-            .prices
-            .known
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(model)
-            .cloned()
+        self.inner.prices.read().get(model).cloned()
     }
+}
+
+/// Every model's price, looked up at once (each sent with the ETag `etag_of` gives it).
+pub(crate) async fn look_up_prices(
+    client: &reve_core::Client,
+    etag_of: impl Fn(&str) -> Option<String>,
+) -> Vec<(&'static reve_core::Model, reve_core::Result<PriceLookup>)> {
+    let lookups = reve_core::MODELS.iter().map(|model| {
+        let etag = etag_of(model.id);
+        async move { (*model, client.price(model.id, etag.as_deref()).await) }
+    });
+    futures::future::join_all(lookups).await
 }
