@@ -802,6 +802,12 @@ async fn a_result_the_store_cannot_take_is_still_returned_and_kept_for_get_edit(
         log.contains("could not record how the job ended; its result is kept in memory"),
         "{log}"
     );
+    // After one whole wait for the lock, the job's next records wait briefly: they do not
+    // queue behind one another five seconds each past the tool's wait.
+    assert!(
+        log.contains("(waited 5s)") && log.contains("(waited 250ms)"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

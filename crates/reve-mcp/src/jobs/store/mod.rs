@@ -696,11 +696,8 @@ pub fn open(
 /// Why the store could not be used. Every message names the store; none carries a password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "the job store {path:?} is locked by another process (waited {:?}); try again",
-        sqlite::BUSY_TIMEOUT
-    )]
-    Locked { path: String },
+    #[error("the job store {path:?} is locked by another process (waited {waited:?}); try again")]
+    Locked { path: String, waited: Duration },
     #[error(
         "the job store {path:?} is damaged ({reason}); move it aside and a new one is made on the next edit"
     )]

@@ -2,6 +2,7 @@
 //! its user, and used on a blocking thread, one connection per process.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,17 +15,27 @@ use super::schema::migrate;
 /// How long a write waits for another process's transaction before it reports the store locked.
 pub(in crate::jobs::store) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a write waits while another process is known to hold the store past a whole
+/// [`BUSY_TIMEOUT`]: a job's records (kept in memory until the store takes them) and the
+/// server's upkeep would otherwise queue behind one another on the one connection, five
+/// seconds each, and keep a paid result from its caller past the tools' wait.
+const STILL_LOCKED_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// The store's file name inside the state folder.
 pub const STORE_FILE: &str = "jobs.sqlite3";
 
 impl StoreError {
-    pub(in crate::jobs::store) fn from_sqlite(path: &Path, error: &rusqlite::Error) -> StoreError {
+    pub(in crate::jobs::store) fn from_sqlite(
+        path: &Path,
+        error: &rusqlite::Error,
+        waited: Duration,
+    ) -> StoreError {
         use rusqlite::ErrorCode;
         let path = path.display().to_string();
         let reason = error.to_string();
         match error.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                StoreError::Locked { path }
+                StoreError::Locked { path, waited }
             }
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
                 StoreError::Corrupt { path, reason }
@@ -47,6 +58,9 @@ pub struct SqliteStore {
     /// The folder holding [`KeptPicture`]s, one file per job, beside the store file.
     folder: Arc<PathBuf>,
     connection: Arc<Mutex<Option<Connection>>>,
+    /// Whether the last call found the store locked for a whole [`BUSY_TIMEOUT`]: until a
+    /// call goes through, calls wait [`STILL_LOCKED_TIMEOUT`] only.
+    held_elsewhere: Arc<AtomicBool>,
     pub(super) runs: Arc<RunLocks>,
     pub(super) lease: Duration,
 }
@@ -71,6 +85,7 @@ impl SqliteStore {
             path: Arc::new(state_dir.join(STORE_FILE)),
             folder: Arc::new(state_dir.to_owned()),
             connection: Arc::default(),
+            held_elsewhere: Arc::default(),
             runs: Arc::new(RunLocks::in_folder(state_dir)),
             lease,
         }
@@ -152,7 +167,23 @@ impl SqliteStore {
             *guard = Some(self.open()?);
         }
         let connection = guard.as_mut().expect("opened above");
-        work(connection).map_err(|error| StoreError::from_sqlite(&self.path, &error))
+        let held_elsewhere = self.held_elsewhere.load(Ordering::Relaxed);
+        let waits = if held_elsewhere {
+            STILL_LOCKED_TIMEOUT
+        } else {
+            BUSY_TIMEOUT
+        };
+        let fail = |error: rusqlite::Error| StoreError::from_sqlite(&self.path, &error, waits);
+        if held_elsewhere {
+            connection.busy_timeout(waits).map_err(fail)?;
+        }
+        let done = work(connection).map_err(fail);
+        let locked = matches!(done, Err(StoreError::Locked { .. }));
+        if held_elsewhere && !locked {
+            connection.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+        }
+        self.held_elsewhere.store(locked, Ordering::Relaxed);
+        done
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
@@ -180,7 +211,7 @@ impl SqliteStore {
                 reason: format!("{} cannot be made private: {error}", file.display()),
             })?;
         }
-        let fail = |error: rusqlite::Error| StoreError::from_sqlite(path, &error);
+        let fail = |error: rusqlite::Error| StoreError::from_sqlite(path, &error, BUSY_TIMEOUT);
         let mut connection = Connection::open(path).map_err(fail)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
         // WAL lets other processes read while one writes; FULL syncs each commit (the insert

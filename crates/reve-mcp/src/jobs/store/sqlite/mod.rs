@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-pub(super) use self::connection::BUSY_TIMEOUT;
 #[cfg(test)]
 use self::connection::STORE_FILE;
 pub use self::connection::SqliteStore;
