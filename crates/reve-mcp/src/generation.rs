@@ -29,6 +29,10 @@ pub struct Generation {
     /// `None` in a record made before models took other than one picture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pictures_given: Option<usize>,
+    /// The jobs whose results it was given as pictures by reference (`job:ID` or
+    /// `reve://jobs/ID/result`), in the order given: its place in a line of versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
     /// Where the result goes.
     pub destination: Destination,
     /// What the API answered, recorded before the picture is fetched: what a restart needs to

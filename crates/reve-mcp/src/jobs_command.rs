@@ -1,6 +1,10 @@
 //! `reve-mcp jobs` and `reve-mcp usage`: what the job store holds, for a person or a script.
-//! Both only read; a store that does not exist yet lists nothing.
+//! With an API key set, both first look after what dead processes left, as a server would
+//! ([`look_after_jobs_once`]); otherwise they only read, and a store that does not exist yet
+//! lists nothing.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -17,6 +21,8 @@ pub struct Listing {
     pub all: bool,
     /// One JSON object per job and line, every field whole, for scripts.
     pub json: bool,
+    /// Each job under the one whose result it was made from.
+    pub tree: bool,
 }
 
 /// Prints the newest jobs: for a person, a table with short ids, how long ago, the prompt and
@@ -53,10 +59,64 @@ pub async fn list(store: &dyn JobStore, listing: Listing) -> anyhow::Result<()> 
         "{:<8}  {:<11}  {:<10}  {:>8}  {:<32}  RESULT",
         "JOB", "STATE", "WHEN", "COST", "PROMPT"
     );
-    for job in &jobs {
-        println!("{}", line(job, now));
+    if listing.tree {
+        for (prefix, job) in as_tree(&jobs) {
+            println!("{prefix}{}", line(job, now));
+        }
+    } else {
+        for job in &jobs {
+            println!("{}", line(job, now));
+        }
     }
     Ok(())
+}
+
+/// `jobs` (newest first) as lines of versions, oldest root first: each job under its first
+/// parent listed, with the branch drawn before it. A job whose parents are not listed is a root.
+fn as_tree(jobs: &[JobRecord]) -> Vec<(String, &JobRecord)> {
+    let listed = |id: &str| jobs.iter().any(|job| job.id == id);
+    let parent_of = |job: &JobRecord| {
+        job.generation()
+            .parents
+            .iter()
+            .find(|parent| listed(parent))
+            .cloned()
+    };
+    let children = |id: &str| -> Vec<&JobRecord> {
+        let mut children: Vec<&JobRecord> = jobs
+            .iter()
+            .filter(|job| parent_of(job).as_deref() == Some(id))
+            .collect();
+        children.sort_by_key(|job| job.created_ms);
+        children
+    };
+    let mut roots: Vec<&JobRecord> = jobs.iter().filter(|job| parent_of(job).is_none()).collect();
+    roots.sort_by_key(|job| job.created_ms);
+    let mut lines = Vec::new();
+    // Depth first, by hand: (the job, the prefix of its children, the drawn branch).
+    let mut stack: Vec<(&JobRecord, String, String)> = roots
+        .into_iter()
+        .rev()
+        .map(|root| (root, String::new(), String::new()))
+        .collect();
+    while let Some((job, indent, branch)) = stack.pop() {
+        lines.push((branch, job));
+        let under = children(&job.id);
+        let last = under.len().saturating_sub(1);
+        for (index, child) in under.into_iter().enumerate().rev() {
+            let (branch, more) = if index == last {
+                ("└─ ", "   ")
+            } else {
+                ("├─ ", "│  ")
+            };
+            stack.push((
+                child,
+                format!("{indent}{more}"),
+                format!("{indent}{branch}"),
+            ));
+        }
+    }
+    lines
 }
 
 /// A job that ended before its request was sent: refused on its input, nothing charged.
@@ -186,10 +246,12 @@ fn json_line(job: &JobRecord) -> serde_json::Value {
         "sent": job.sent,
         "error": job.error,
         "reused_from": job.reused_from,
+        "parents": generation.parents,
         "credits_used": job.credits_used,
         "tokens_used": job.tokens_used,
         "usd_spent": job.usd_spent,
         "may_be_charged": job.may_be_charged,
+        "settled": job.settled.map(|settled| settled.as_str()),
         "inference_id": generation.answer.as_ref().and_then(|answer| answer.inference_id.clone()),
         "api_seconds": generation.api_seconds,
     })
@@ -231,6 +293,37 @@ pub async fn usage(store: &dyn JobStore, prices: &[(String, f64)]) -> anyhow::Re
         println!("price now   {} per picture", quoted.join(", "));
     }
     Ok(())
+}
+
+/// How long `jobs` and `usage` look after what dead processes left before listing.
+const LOOK_AFTER_WAIT: Duration = Duration::from_secs(20);
+
+/// Does once what a running server does beside serving, so that `jobs` and `usage` tell the
+/// truth with no server running: the jobs of processes that died are taken over (a paid result
+/// whose answer was recorded is fetched and saved, the rest marked interrupted), and the edits
+/// that may have been charged are settled from the provider's usage logs. Skipped without an
+/// API key; bounded in time, after which the listing shows what is known.
+pub async fn look_after_jobs_once(store: Arc<dyn JobStore>, state_dir: &Path) {
+    let Ok(client) = reve_core::Config::from_env().and_then(reve_core::Client::new) else {
+        return;
+    };
+    let jobs = crate::jobs::Jobs::new(
+        crate::view_command::bookkeeping_editor(client, state_dir),
+        store,
+        crate::view_command::viewing_options(),
+    );
+    let Ok(done) = tokio::time::timeout(LOOK_AFTER_WAIT, jobs.look_after_once()).await else {
+        tracing::warn!(
+            "looking after the jobs of processes that died took too long; the listing shows what is known so far"
+        );
+        return;
+    };
+    if done.charged + done.not_charged > 0 {
+        eprintln!(
+            "settled from the provider's usage logs: {} charged, {} not charged",
+            done.charged, done.not_charged
+        );
+    }
 }
 
 /// Each model's live price per picture, of those the provider answers for within a few

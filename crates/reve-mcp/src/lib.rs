@@ -38,7 +38,8 @@ pub use jobs::{
     DEFAULT_MAX_WAIT, DEFAULT_REUSE_WINDOW, JobOptions, Jobs, LOCAL_PRINCIPAL, Principal,
 };
 pub use jobs_command::{
-    Listing as JobListing, list as list_jobs, live_prices, usage as print_usage,
+    Listing as JobListing, list as list_jobs, live_prices, look_after_jobs_once,
+    usage as print_usage,
 };
 pub use mcp::server::ReveServer;
 pub use mcp::tool::{EditImageTool, LocalFilesRule};

@@ -6,6 +6,7 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -111,19 +112,28 @@ async fn run() -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs(args) => reve_mcp::list_jobs(
-            store.job_store()?.as_ref(),
-            reve_mcp::JobListing {
-                limit: args.limit,
-                all: args.all,
-                json: args.json,
-            },
-        )
-        .await
-        .map(|()| ExitCode::SUCCESS),
+        Command::Jobs(args) => {
+            let (state_dir, store) = (store.state_dir()?, store.job_store()?);
+            reve_mcp::look_after_jobs_once(Arc::clone(&store), &state_dir).await;
+            reve_mcp::list_jobs(
+                store.as_ref(),
+                reve_mcp::JobListing {
+                    limit: args.limit,
+                    all: args.all,
+                    json: args.json,
+                    tree: args.tree,
+                },
+            )
+            .await
+            .map(|()| ExitCode::SUCCESS)
+        }
         Command::Usage => {
-            let prices = reve_mcp::live_prices().await;
-            reve_mcp::print_usage(store.job_store()?.as_ref(), &prices)
+            let (state_dir, store) = (store.state_dir()?, store.job_store()?);
+            let (prices, ()) = tokio::join!(
+                reve_mcp::live_prices(),
+                reve_mcp::look_after_jobs_once(Arc::clone(&store), &state_dir)
+            );
+            reve_mcp::print_usage(store.as_ref(), &prices)
                 .await
                 .map(|()| ExitCode::SUCCESS)
         }

@@ -53,6 +53,10 @@ pub struct EditOutput {
     /// The id of the identical edit job whose result this is, when this call reused it instead
     /// of paying again; otherwise `null`.
     pub reused_from: Option<String>,
+    /// The jobs whose results this picture was made from, given by reference
+    /// (`reve://jobs/JOB_ID/result` or `job:JOB_ID`), in order: its parents in a line of
+    /// versions. Empty when it was made from other pictures or from words alone.
+    pub parents: Vec<String>,
     /// The MCP resource of the saved result (`resources/read` returns the file); `null` when
     /// this server does not save results.
     pub result_uri: Option<String>,
@@ -160,6 +164,7 @@ impl EditOutput {
                 usd_spent: cost.usd,
             }),
             reused_from: succeeded.reused_from.clone(),
+            parents: generation.parents.clone(),
             input_image: None,
             input_images: generation
                 .inputs
@@ -239,5 +244,14 @@ fn describe(job_id: &str, succeeded: &jobs::Succeeded, output: &EditOutput) -> S
             "\nThis is the result of the identical edit job {other}, reused: nothing more was charged."
         ));
     }
+    if !output.parents.is_empty() {
+        text.push_str(&format!(
+            "\nMade from the result of edit job {}.",
+            output.parents.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "\nTo edit this result again, give job:{job_id} as the picture."
+    ));
     text
 }

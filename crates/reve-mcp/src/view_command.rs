@@ -104,7 +104,13 @@ fn short(id: &str) -> &str {
 fn viewing_editor(state_dir: &Path) -> anyhow::Result<Editor> {
     let client =
         reve_core::Client::new(reve_core::Config::default()).context("building the HTTP client")?;
-    Ok(Editor::new(
+    Ok(bookkeeping_editor(client, state_dir))
+}
+
+/// An editor for a command that makes no edit of its own (`view`, `jobs`, `usage`): it shows
+/// pictures as a tool call would, and finishes with `client` what dead processes paid for.
+pub(crate) fn bookkeeping_editor(client: reve_core::Client, state_dir: &Path) -> Editor {
+    Editor::new(
         client,
         EditorOptions {
             output_dir: state_dir.to_owned(),
@@ -115,10 +121,10 @@ fn viewing_editor(state_dir: &Path) -> anyhow::Result<Editor> {
             max_edits_in_flight: 1,
             max_upload_bytes_in_flight: 0,
         },
-    ))
+    )
 }
 
-fn viewing_options() -> JobOptions {
+pub(crate) fn viewing_options() -> JobOptions {
     JobOptions {
         max_wait: Some(std::time::Duration::ZERO),
         reuse_window: std::time::Duration::ZERO,

@@ -130,9 +130,10 @@ impl Names {
 pub(crate) const SERVER_CHOSEN: &[&str] = &["convert_base64_to_url"];
 
 /// What a picture field takes as a tool argument, after its description: local files too.
-const PICTURE_FORMS: &str = "an http(s) URL; a data: URI (data:image/png;base64,...); or a local file as an \
-absolute path or file:// URI inside a folder this server may read (a previous result's saved path works). PNG, \
-JPEG, WebP or GIF.";
+const PICTURE_FORMS: &str = "an http(s) URL; a data: URI (data:image/png;base64,...); a local file as an \
+absolute path or file:// URI inside a folder this server may read; or a previous result of yours by reference, \
+its result_uri (reve://jobs/JOB_ID/result) or job:JOB_ID, which works over HTTP too and records where the picture \
+came from. PNG, JPEG, WebP or GIF.";
 
 /// The argument that is ours, not the vendor's: where to save the result.
 const OUTPUT_PATH: &str = "output_path";
@@ -178,6 +179,7 @@ pub(crate) fn file(
         .context("the request schema has properties")?;
     let mut arguments = Vec::new();
     let mut pictures = Vec::new();
+    let mut pictures_mut = Vec::new();
     let mut prompt = quote!("");
     let mut options = Vec::new();
     for field in request.fields.iter().filter(|field| is_argument(field)) {
@@ -222,6 +224,12 @@ pub(crate) fn file(
                 (true, true) => {
                     quote!(pictures.extend(self.#name.iter().flatten().map(String::as_str));)
                 }
+            });
+            pictures_mut.push(match (picture.many, optional) {
+                (false, false) => quote!(pictures.push(&mut self.#name);),
+                (false, true) => quote!(pictures.extend(self.#name.as_mut());),
+                (true, false) => quote!(pictures.extend(self.#name.iter_mut());),
+                (true, true) => quote!(pictures.extend(self.#name.iter_mut().flatten());),
             });
         }
         let is_picture = description
@@ -328,6 +336,15 @@ pub(crate) fn file(
                 #(#pictures)*
                 pictures
             }
+            /// Its pictures, in the request's order, to be replaced (a reference to an earlier
+            /// result by the picture itself).
+            #[allow(clippy::vec_init_then_push)]
+            pub fn pictures_mut(&mut self) -> Vec<&mut String> {
+                #[allow(unused_mut)]
+                let mut pictures = Vec::new();
+                #(#pictures_mut)*
+                pictures
+            }
             /// What it asks for in words.
             pub fn prompt(&self) -> &str {
                 #prompt
@@ -378,6 +395,7 @@ pub(crate) fn modules_file(tools: &[ToolFacts]) -> Result<String> {
     let mut parses = Vec::new();
     let mut matches_tool = Vec::new();
     let mut matches_pictures = Vec::new();
+    let mut matches_pictures_mut = Vec::new();
     let mut matches_prompt = Vec::new();
     let mut matches_options = Vec::new();
     let mut matches_output = Vec::new();
@@ -395,6 +413,8 @@ pub(crate) fn modules_file(tools: &[ToolFacts]) -> Result<String> {
         });
         matches_tool.push(quote!(ToolArguments::#variant(_) => &#module::TOOL));
         matches_pictures.push(quote!(ToolArguments::#variant(arguments) => arguments.pictures()));
+        matches_pictures_mut
+            .push(quote!(ToolArguments::#variant(arguments) => arguments.pictures_mut()));
         matches_prompt.push(quote!(ToolArguments::#variant(arguments) => arguments.prompt()));
         matches_options.push(quote!(ToolArguments::#variant(arguments) => arguments.options()));
         matches_output
@@ -459,6 +479,10 @@ pub(crate) fn modules_file(tools: &[ToolFacts]) -> Result<String> {
             /// Their pictures, in the request's order.
             pub fn pictures(&self) -> Vec<&str> {
                 match self { #(#matches_pictures,)* }
+            }
+            /// Their pictures, in the request's order, to be replaced.
+            pub fn pictures_mut(&mut self) -> Vec<&mut String> {
+                match self { #(#matches_pictures_mut,)* }
             }
             /// What they ask for in words.
             pub fn prompt(&self) -> &str {

@@ -130,6 +130,10 @@ pub struct JobsArgs {
     /// One JSON object per job and line, with the whole id, prompt and paths.
     #[arg(long)]
     pub json: bool,
+    /// The jobs as lines of versions: each picture made from an earlier result (given as
+    /// job:JOB_ID or reve://jobs/JOB_ID/result) under the job it came from.
+    #[arg(long, conflicts_with = "json")]
+    pub tree: bool,
 }
 
 /// A store URL, checked for its scheme only: the rest is the Redis client's to read, and the
@@ -348,10 +352,21 @@ impl StoreSettings {
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// Images to edit: file paths (relative ones are taken from the working
-    /// directory), file:// URIs, http(s) URLs or data: URIs. PNG, JPEG, WebP
+    /// directory), file:// URIs, http(s) URLs, data: URIs, or an earlier
+    /// result as job:JOB_ID or reve://jobs/JOB_ID/result. PNG, JPEG, WebP
     /// or GIF.
-    #[arg(value_name = "IMAGE", required = true)]
+    #[arg(
+        value_name = "IMAGE",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
     pub images: Vec<String>,
+
+    /// Edit the result of an earlier job again (its id, or the start of it
+    /// that `reve-mcp jobs` shows): the new job records that it came from it
+    /// (`reve-mcp jobs --tree`).
+    #[arg(long, value_name = "JOB_ID")]
+    pub from: Option<String>,
 
     #[arg(short, long, help = prompt_help())]
     pub prompt: String,
@@ -388,8 +403,12 @@ pub struct EditArgs {
 
 impl From<EditArgs> for EditCommand {
     fn from(args: EditArgs) -> Self {
+        let images = match args.from {
+            Some(job) => vec![format!("{}{job}", crate::jobs::JOB_REFERENCE_PREFIX)],
+            None => args.images,
+        };
         EditCommand::edits(
-            args.images,
+            images,
             &args.prompt,
             args.output,
             args.jobs,

@@ -229,6 +229,12 @@ impl Prepared {
     pub fn generation(&self) -> &Generation {
         &self.generation
     }
+
+    /// The same, recording that its pictures came from the results of `parents`.
+    pub fn with_parents(mut self, parents: Vec<String>) -> Prepared {
+        self.generation.parents = parents;
+        self
+    }
 }
 
 /// How a run ended well.

@@ -192,7 +192,8 @@ struct Job {
     jobs: Jobs,
     target: Target,
     local_files: LocalFiles,
-    slots: Semaphore,
+    /// Room for `--jobs` edits at once, handed out in the order the pictures were given.
+    slots: Arc<Semaphore>,
     /// Fired by the first Ctrl-C: what is not sent yet is not sent.
     stopping: CancellationToken,
 }
@@ -236,7 +237,7 @@ pub async fn run(
         ),
         target,
         local_files: LocalFiles::Anywhere { base },
-        slots: Semaphore::new(command.jobs.get()),
+        slots: Arc::new(Semaphore::new(command.jobs.get())),
         stopping: CancellationToken::new(),
     });
     // A limit in dollars counts each edit at its model's live price before it is sent.
@@ -262,11 +263,35 @@ pub async fn run(
         .collect();
     // A single picture's failure is the closing `error:` line alone.
     let finish_failures = labels.len() > 1;
-    for (index, call) in command.calls.into_iter().enumerate() {
+    // The edits take their turns in the order given, whichever task the runtime starts first:
+    // with --jobs 1, the first picture is the first sent. After the first Ctrl-C no more turns
+    // are given, and a picture without one is not sent.
+    let mut turns = Vec::with_capacity(labels.len());
+    let mut waiting = Vec::with_capacity(labels.len());
+    for _ in 0..labels.len() {
+        let (give, take) = tokio::sync::oneshot::channel();
+        turns.push(give);
+        waiting.push(take);
+    }
+    tokio::spawn({
+        let (slots, stopping) = (Arc::clone(&job.slots), job.stopping.clone());
+        async move {
+            for turn in turns {
+                let slot = tokio::select! {
+                    biased;
+                    () = stopping.cancelled() => return,
+                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("never closed"),
+                };
+                // A task already gone gives its slot straight back.
+                let _ = turn.send(slot);
+            }
+        }
+    });
+    for ((index, call), turn) in command.calls.into_iter().enumerate().zip(waiting) {
         let line = screen.add(&call.label);
         let (job, screen) = (Arc::clone(&job), screen.clone());
         tasks.spawn(async move {
-            let outcome = edit_one(&job, call.arguments, &line, &screen).await;
+            let outcome = edit_one(&job, call.arguments, turn, &line, &screen).await;
             match &outcome {
                 Ok(output) => line.finish(&screen, &call.label, Ok(&output.path)),
                 Err(message) if finish_failures => {
@@ -370,6 +395,7 @@ fn second_ctrl_c(sent: usize) -> String {
 async fn edit_one(
     job: &Job,
     mut arguments: ToolArguments,
+    turn: tokio::sync::oneshot::Receiver<tokio::sync::OwnedSemaphorePermit>,
     line: &Line,
     screen: &Screen,
 ) -> Result<EditOutput, String> {
@@ -377,7 +403,7 @@ async fn edit_one(
     let _slot = tokio::select! {
         biased;
         () = job.stopping.cancelled() => return Err(NOT_SENT.to_owned()),
-        slot = job.slots.acquire() => slot.expect("never closed"),
+        slot = turn => slot.map_err(|_| NOT_SENT.to_owned())?,
     };
     line.start();
     *arguments.output_path() = job.target.name().map(str::to_owned);

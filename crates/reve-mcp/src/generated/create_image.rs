@@ -62,6 +62,14 @@ impl CreateImageArguments {
         let mut pictures = Vec::new();
         pictures
     }
+    /// Its pictures, in the request's order, to be replaced (a reference to an earlier
+    /// result by the picture itself).
+    #[allow(clippy::vec_init_then_push)]
+    pub fn pictures_mut(&mut self) -> Vec<&mut String> {
+        #[allow(unused_mut)]
+        let mut pictures = Vec::new();
+        pictures
+    }
     /// What it asks for in words.
     pub fn prompt(&self) -> &str {
         &self.prompt

@@ -20,7 +20,7 @@ pub const TOOL: super::ModelTool = super::ModelTool {
 #[serde(deny_unknown_fields)]
 #[schemars(crate = "rmcp::schemars")]
 pub struct EditImageArguments {
-    /// The image to edit. One of: an http(s) URL; a data: URI (data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder this server may read (a previous result's saved path works). PNG, JPEG, WebP or GIF.
+    /// The image to edit. One of: an http(s) URL; a data: URI (data:image/png;base64,...); a local file as an absolute path or file:// URI inside a folder this server may read; or a previous result of yours by reference, its result_uri (reve://jobs/JOB_ID/result) or job:JOB_ID, which works over HTTP too and records where the picture came from. PNG, JPEG, WebP or GIF.
     #[schemars(schema_with = "field_schema::image_url")]
     pub image_url: String,
     /// The text prompt describing the content, style, or composition of the image to be generated.
@@ -62,6 +62,15 @@ impl EditImageArguments {
         pictures.push(self.image_url.as_str());
         pictures
     }
+    /// Its pictures, in the request's order, to be replaced (a reference to an earlier
+    /// result by the picture itself).
+    #[allow(clippy::vec_init_then_push)]
+    pub fn pictures_mut(&mut self) -> Vec<&mut String> {
+        #[allow(unused_mut)]
+        let mut pictures = Vec::new();
+        pictures.push(&mut self.image_url);
+        pictures
+    }
     /// What it asks for in words.
     pub fn prompt(&self) -> &str {
         &self.prompt
@@ -79,7 +88,7 @@ mod field_schema {
     pub fn image_url(_: &mut SchemaGenerator) -> Schema {
         json_schema!(
             { "type" : "string", "description" :
-            "The image to edit. One of: an http(s) URL; a data: URI (data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder this server may read (a previous result's saved path works). PNG, JPEG, WebP or GIF."
+            "The image to edit. One of: an http(s) URL; a data: URI (data:image/png;base64,...); a local file as an absolute path or file:// URI inside a folder this server may read; or a previous result of yours by reference, its result_uri (reve://jobs/JOB_ID/result) or job:JOB_ID, which works over HTTP too and records where the picture came from. PNG, JPEG, WebP or GIF."
             }
         )
     }

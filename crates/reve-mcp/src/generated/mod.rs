@@ -85,6 +85,14 @@ impl ToolArguments {
             ToolArguments::RemixImages(arguments) => arguments.pictures(),
         }
     }
+    /// Their pictures, in the request's order, to be replaced.
+    pub fn pictures_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            ToolArguments::EditImage(arguments) => arguments.pictures_mut(),
+            ToolArguments::CreateImage(arguments) => arguments.pictures_mut(),
+            ToolArguments::RemixImages(arguments) => arguments.pictures_mut(),
+        }
+    }
     /// What they ask for in words.
     pub fn prompt(&self) -> &str {
         match self {

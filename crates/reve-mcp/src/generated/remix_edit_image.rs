@@ -20,7 +20,7 @@ pub const TOOL: super::ModelTool = super::ModelTool {
 #[serde(deny_unknown_fields)]
 #[schemars(crate = "rmcp::schemars")]
 pub struct RemixImagesArguments {
-    /// The pictures to combine, in order. Each one of: an http(s) URL; a data: URI (data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder this server may read (a previous result's saved path works). PNG, JPEG, WebP or GIF.
+    /// The pictures to combine, in order. Each one of: an http(s) URL; a data: URI (data:image/png;base64,...); a local file as an absolute path or file:// URI inside a folder this server may read; or a previous result of yours by reference, its result_uri (reve://jobs/JOB_ID/result) or job:JOB_ID, which works over HTTP too and records where the picture came from. PNG, JPEG, WebP or GIF.
     #[schemars(schema_with = "field_schema::image_urls")]
     pub image_urls: Vec<String>,
     /// The aspect ratio of the generated image.
@@ -68,6 +68,15 @@ impl RemixImagesArguments {
         pictures.extend(self.image_urls.iter().map(String::as_str));
         pictures
     }
+    /// Its pictures, in the request's order, to be replaced (a reference to an earlier
+    /// result by the picture itself).
+    #[allow(clippy::vec_init_then_push)]
+    pub fn pictures_mut(&mut self) -> Vec<&mut String> {
+        #[allow(unused_mut)]
+        let mut pictures = Vec::new();
+        pictures.extend(self.image_urls.iter_mut());
+        pictures
+    }
     /// What it asks for in words.
     pub fn prompt(&self) -> &str {
         &self.prompt
@@ -93,7 +102,7 @@ mod field_schema {
         json_schema!(
             { "type" : "array", "items" : { "type" : "string" }, "minItems" : 1,
             "maxItems" : 4, "description" :
-            "The pictures to combine, in order. Each one of: an http(s) URL; a data: URI (data:image/png;base64,...); or a local file as an absolute path or file:// URI inside a folder this server may read (a previous result's saved path works). PNG, JPEG, WebP or GIF."
+            "The pictures to combine, in order. Each one of: an http(s) URL; a data: URI (data:image/png;base64,...); a local file as an absolute path or file:// URI inside a folder this server may read; or a previous result of yours by reference, its result_uri (reve://jobs/JOB_ID/result) or job:JOB_ID, which works over HTTP too and records where the picture came from. PNG, JPEG, WebP or GIF."
             }
         )
     }

@@ -54,6 +54,24 @@ pub enum JobError {
          another user or token is not visible"
     )]
     UnknownJob(String),
+    /// A `reve://` URI given as a picture that names something other than a job's result.
+    #[error(
+        "{0:?} cannot be given as a picture: a previous result is named by its result_uri \
+         (reve://jobs/JOB_ID/result) or by job:JOB_ID; nothing was sent to the API"
+    )]
+    NotAResultReference(String),
+    /// A job given as a picture that has no result (yet, or ever).
+    #[error(
+        "edit job {id} is {state}, not succeeded: only a finished result can be given as a \
+         picture (get_edit waits for one still running); nothing was sent to the API"
+    )]
+    NotFinished { id: String, state: &'static str },
+    /// A job given as a picture whose result was neither saved nor published at a URL.
+    #[error(
+        "edit job {0} kept neither a saved file nor the provider's URL of its result, so it \
+         cannot be given as a picture; nothing was sent to the API"
+    )]
+    NothingToGive(String),
     /// The job's task ended without a word: it panicked.
     #[error("edit job {0} stopped unexpectedly; see the server's log")]
     Stopped(String),

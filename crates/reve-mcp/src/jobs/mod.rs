@@ -14,6 +14,7 @@ mod pictures;
 mod prices;
 mod reconcile;
 mod recovery;
+mod references;
 mod run;
 pub mod store;
 mod wait;
@@ -34,7 +35,8 @@ use tokio_util::task::TaskTracker;
 
 pub use error::JobError;
 pub(crate) use prices::look_up_prices;
-pub use reconcile::DEFAULT_SETTLE_AFTER;
+pub use reconcile::{DEFAULT_SETTLE_AFTER, Reconciled};
+pub use references::JOB_REFERENCE_PREFIX;
 pub use store::{Cost, DAY_MS, Ending, JobRecord, JobState, JobStore, KeptPicture};
 
 use crate::edit::{Editor, Stage};

@@ -35,6 +35,9 @@ const LONGEST_RETRY: Duration = Duration::from_secs(60 * 60);
 /// How many times a job not listed is asked about before this process stops asking (about
 /// six hours of asking): it stays "may have been charged".
 const MAX_ASKS: u32 = 14;
+/// How long after the oldest job of a pass's window another job of the same model may have been
+/// made to be settled in that window (half an hour).
+const WINDOW_SPAN_MS: u64 = 30 * 60 * 1000;
 /// The pause after the logs failed to answer (a 429 says its own).
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
@@ -104,7 +107,19 @@ impl Jobs {
         models.sort_unstable();
         models.dedup();
         for model in models {
+            // One window of logs per model and pass, from its oldest job due: the jobs made
+            // more than a span after it wait for a later pass, so that the window stays short
+            // enough for a pass's pages to cover a busy account's rows.
             let of_model: Vec<&JobRecord> = due.iter().filter(|job| job.model == model).collect();
+            let oldest = of_model
+                .iter()
+                .map(|job| job.created_ms)
+                .min()
+                .unwrap_or_default();
+            let of_model: Vec<&JobRecord> = of_model
+                .into_iter()
+                .filter(|job| job.created_ms <= oldest.saturating_add(WINDOW_SPAN_MS))
+                .collect();
             let (rows, covered) = match self.rows_of(model, &of_model).await {
                 Ok(read) => read,
                 Err(error) => {

@@ -57,6 +57,13 @@ impl Jobs {
         tokio::join!(recovering, settling);
     }
 
+    /// What [`Jobs::look_after_jobs`] does, once: for a command that lists jobs with no server
+    /// running. What the usage logs settled.
+    pub async fn look_after_once(&self) -> super::Reconciled {
+        self.recover().await;
+        self.reconcile().await
+    }
+
     /// Renews this run's leases on the jobs it runs every third of a lease, from the first job
     /// it starts until `Jobs` is dropped: every process that runs jobs (a server, the command
     /// line) holds them this way, so no survivor takes over a job that is alive.

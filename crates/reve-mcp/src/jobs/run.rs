@@ -29,11 +29,16 @@ impl Jobs {
     /// comes before anything is sent.
     pub async fn submit(
         &self,
-        arguments: ToolArguments,
+        mut arguments: ToolArguments,
         local_files: LocalFiles,
         principal: &str,
     ) -> Result<String, JobError> {
-        let prepared = self.inner.editor.prepare(arguments, local_files)?;
+        let parents = self.resolve_references(&mut arguments, principal).await?;
+        let prepared = self
+            .inner
+            .editor
+            .prepare(arguments, local_files)?
+            .with_parents(parents);
         self.check_spending(&prepared.generation().model).await?;
         let id = new_job_id();
         let record = JobRecord::queued(

@@ -157,18 +157,31 @@ fn result_resource(record: &JobRecord) -> Option<Resource> {
     let resource = Resource::new(uri(&record.id, picture), name)
         .with_title(reve_core::workspace::shorten(&generation.prompt))
         .with_description(format!(
-            "{}x{} {}, edited by {}: {}",
+            "{}x{} {}, edited by {}: {}{}",
             result.width,
             result.height,
             result.mime_type,
             generation.model,
-            reve_core::workspace::shorten(&generation.prompt)
+            reve_core::workspace::shorten(&generation.prompt),
+            made_from(&generation.parents)
         ))
         .with_mime_type(mime_type);
     Some(match size {
         Some(size) => resource.with_size(size),
         None => resource,
     })
+}
+
+/// Where a result came from, for its description: its place in a line of versions.
+fn made_from(parents: &[String]) -> String {
+    if parents.is_empty() {
+        return String::new();
+    }
+    let uris: Vec<String> = parents
+        .iter()
+        .map(|parent| uri(parent, Picture::Result))
+        .collect();
+    format!(" (made from {})", uris.join(", "))
 }
 
 fn viewer_resource() -> Resource {

@@ -470,7 +470,15 @@ async fn the_first_ctrl_c_sends_nothing_more_and_saves_what_was_sent() {
     );
     let lines = run.json_lines();
     assert_eq!(lines.len(), 2, "{}", run.stdout);
-    let saved = lines[0]["path"].as_str().expect("a.png's result is saved");
+    let saved = lines[0]
+        .get("path")
+        .and_then(|path| path.as_str())
+        .unwrap_or_else(|| {
+            panic!(
+                "a.png's result is not saved: {:?}\n{}",
+                lines[0], run.stderr
+            )
+        });
     assert_eq!(world.saved_files(), [PathBuf::from(saved)]);
     assert_eq!(
         lines[1]["error"]["message"],

@@ -338,16 +338,8 @@ async fn a_result_whose_url_was_known_is_saved_after_sigkill_and_restart() {
 #[tokio::test]
 async fn a_job_killed_while_the_api_worked_is_interrupted_with_its_cost_named() {
     let world = World::new().await;
-    world.fake.push(Scenario::Latency(Duration::from_secs(30)));
     let server_env = env(&world, &[("REVE_MAX_WAIT_SECS", "1")]);
-    let session = start(&server_env, TestClient::default()).await;
-    let first = session
-        .edit_image(json!({ "prompt": "p", "image_url": input() }))
-        .await
-        .unwrap();
-    let job = job_id(&first);
-    kill(session.pid);
-    drop(session);
+    let job = killed_while_the_api_works(&server_env, &world).await;
 
     let session = start(&server_env, TestClient::default()).await;
     let result = collect(&session, &job, 5).await;
@@ -386,6 +378,58 @@ async fn a_job_killed_while_the_api_worked_is_interrupted_with_its_cost_named() 
         "{usage}"
     );
     assert!(!usage.contains("may have been charged"), "settled: {usage}");
+}
+
+/// With no server running, `reve-mcp jobs` does once what a server would: the job of a server
+/// killed while the API worked is taken over, marked interrupted, and settled from the usage
+/// logs as charged, at their cost.
+#[tokio::test]
+async fn jobs_settles_what_a_killed_server_left_with_no_server_running() {
+    let world = World::new().await;
+    let job =
+        killed_while_the_api_works(&env(&world, &[("REVE_MAX_WAIT_SECS", "1")]), &world).await;
+
+    // The provider charges once it sees the connection go: its row may come a moment later.
+    let mut listed = Value::Null;
+    for _ in 0..40 {
+        let line = run(&world, &["jobs", "--all", "--json", "-n", "1"]).await;
+        listed = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        if listed["settled"] == "charged" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(listed["id"], json!(job), "{listed}");
+    assert_eq!(listed["state"], "interrupted", "{listed}");
+    assert_eq!(listed["settled"], "charged", "{listed}");
+    assert_eq!(listed["usd_spent"], json!(0.105), "{listed}");
+    assert_eq!(listed["may_be_charged"], json!(false), "{listed}");
+    let charges = world.fake.charges();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].client_request_id.as_deref(), Some(job.as_str()));
+    assert!(
+        listed["error"]
+            .as_str()
+            .unwrap()
+            .contains(&charges[0].inference_id),
+        "{listed}"
+    );
+}
+
+/// The id of an edit whose server, started with `server_env`, was killed with `SIGKILL` while
+/// the API worked on it (for 30 s).
+async fn killed_while_the_api_works(
+    server_env: &BTreeMap<String, String>,
+    world: &World,
+) -> String {
+    world.fake.push(Scenario::Latency(Duration::from_secs(30)));
+    let session = start(server_env, TestClient::default()).await;
+    let first = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    kill(session.pid);
+    job_id(&first)
 }
 
 /// A request the API never answered, cut off after it was sent, may have been charged; the

@@ -11,6 +11,7 @@ mod help;
 mod hostile_input;
 mod hosts;
 mod http_limits;
+mod iterate;
 mod jobs;
 mod mcp_http;
 mod mcp_stdio;

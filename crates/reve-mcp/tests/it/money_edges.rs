@@ -778,8 +778,8 @@ async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_ag
     assert_eq!(recorded.as_deref(), Some("succeeded"));
     session.stop().await;
 
-    // A job whose record could not be written while its process lived is settled by the
-    // next start, once the process is gone.
+    // A job whose record could not be written while its process lived is settled once the
+    // process is gone: by `reve-mcp jobs` itself, with no server running, as by the next start.
     world.fake.push(Scenario::Latency(Duration::from_secs(30)));
     let session = McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
     let running = session
@@ -792,7 +792,7 @@ async fn a_state_disk_that_fills_after_the_claim_is_recorded_once_it_has_room_ag
     std::fs::remove_file(disk.path(&filler)).unwrap();
     assert_eq!(
         state_in(&disk, &server_env, &id).await.as_deref(),
-        Some("running")
+        Some("interrupted")
     );
     let session = McpSession::start_command(disk.enter(&server_env), TestClient::default()).await;
     let settled = collect(&session, &id, 5).await;

@@ -580,8 +580,9 @@ fn redis_stores(
     url: &str,
     lease: Duration,
 ) -> impl Fn(&'static str) -> std::future::Ready<std::sync::Arc<dyn reve_mcp::JobStore>> {
-    const PARTS: [&str; 9] = [
-        "reuse", "limit", "models", "usd", "unsaved", "states", "paging", "leases", "takeover",
+    const PARTS: [&str; 10] = [
+        "reuse", "limit", "models", "usd", "one-unit", "unsaved", "states", "paging", "leases",
+        "takeover",
     ];
     let url = url.strip_suffix("/0").unwrap().to_owned();
     move |name| {

@@ -382,6 +382,42 @@ where
     );
     assert_eq!(claim_of(store, "u6", edit, in_dollars()).await, Claim::Send);
 
+    // An answer reporting its cost in one unit only (a proxy dropped the cost headers, or the
+    // body carried no usage): each limit counts it at its model's cost in the unit it lacks,
+    // never as free.
+    let store = fresh("one-unit").await;
+    let store = store.as_ref();
+    claim_of(store, "t1", edit, rules()).await;
+    answered(store, "t1", Some(210_000.0)).await;
+    end(store, "t1", Ending::plain(JobState::Succeeded)).await;
+    claim_of(store, "d1", edit, rules()).await;
+    let payload = next(store, "d1", |_| {}).await;
+    let dollars_only = Cost {
+        usd: Some(0.105),
+        ..Cost::default()
+    };
+    store
+        .answered("d1".into(), Some(dollars_only), payload)
+        .await
+        .unwrap();
+    end(store, "d1", Ending::plain(JobState::Succeeded)).await;
+    let spending = store.spending_today().await.unwrap();
+    assert_eq!((spending.used, spending.used_usd), (210_000.0, 0.105));
+    assert_eq!(spending.counted(), Some(420_000.0));
+    // 0.105 reported, 0.105 for the answer without dollars, 0.105 for this one: past 0.3.
+    assert!(matches!(
+        claim_of(store, "t2", edit, in_dollars()).await,
+        Claim::OverUsdLimit(_)
+    ));
+    let in_credits = || ClaimRules {
+        daily_limit: Some(400_000.0),
+        ..rules()
+    };
+    assert!(matches!(
+        claim_of(store, "t3", edit, in_credits()).await,
+        Claim::OverLimit(_)
+    ));
+
     // A paid result left unsaved: reused by an identical call, taken up again once.
     let store = fresh("unsaved").await;
     let store = store.as_ref();

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 /// The keys of a successful call's structured result, in order: what the
 /// tool declares and `reve-mcp edit --json` prints after `input`.
-pub const RESULT_KEYS: [&str; 20] = [
+pub const RESULT_KEYS: [&str; 21] = [
     "status",
     "job_id",
     "model",
@@ -26,6 +26,7 @@ pub const RESULT_KEYS: [&str; 20] = [
     "content_violation",
     "usage",
     "reused_from",
+    "parents",
     "result_uri",
     "preview_uri",
     "input_image",

@@ -323,6 +323,13 @@ pub struct ModelSpending {
     pub in_flight: u64,
     /// Its edits of today that ended without a reported cost but may have been charged.
     pub uncertain: u64,
+    /// Its edits of today whose answer reported a cost in credits or tokens but none in US
+    /// dollars (a proxy may drop the cost headers): the limit in money counts them at the
+    /// model's price, never as free.
+    pub usd_missing: u64,
+    /// Its edits of today whose answer reported a cost in US dollars only: the limit in credits
+    /// counts them at the model's cost.
+    pub units_missing: u64,
     /// What its latest edit that reported its usage used: the cost assumed of its others.
     pub cost: Option<f64>,
     /// What its latest edit that reported a cost in US dollars cost.
@@ -395,8 +402,11 @@ impl Spending {
     /// can be assumed.
     pub fn counted(&self) -> Option<f64> {
         let mut counted = self.used;
-        for model in self.models.iter().filter(|model| model.uncertain > 0) {
-            counted += model.uncertain as f64 * self.cost_of(&model.model)?;
+        for model in &self.models {
+            let unknown = model.uncertain + model.units_missing;
+            if unknown > 0 {
+                counted += unknown as f64 * self.cost_of(&model.model)?;
+            }
         }
         Some(counted)
     }
@@ -426,9 +436,13 @@ impl Spending {
     /// day goes over by at most one edit, as with credits.
     pub fn verdict_usd(&self, limit: &UsdLimit, model: &str) -> LimitVerdict {
         let mut counted = self.used_usd;
-        for known in self.models.iter().filter(|known| known.uncertain > 0) {
+        for known in &self.models {
+            let unknown = known.uncertain + known.usd_missing;
+            if unknown == 0 {
+                continue;
+            }
             match self.usd_cost_of(&known.model, limit) {
-                Some(cost) => counted += known.uncertain as f64 * cost,
+                Some(cost) => counted += unknown as f64 * cost,
                 None => return LimitVerdict::Over,
             }
         }

@@ -22,7 +22,9 @@
 //! - `lease:{id}`: the run holding an unfinished job, expiring unless renewed;
 //! - `fp:{fingerprint}`: the job holding a fingerprint, expiring a reuse window after it
 //!   succeeded;
-//! - `usage:{day}` (`credits`, `tokens`, `usd`, `jobs`, `uncertain`), `usage:{day}:uncertain` (per model),
+//! - `usage:{day}` (`credits`, `tokens`, `usd`, `jobs`, `uncertain`); per model on that day,
+//!   `usage:{day}:uncertain`, `usage:{day}:usd_missing` and `usage:{day}:units_missing`
+//!   (answers reporting a cost in one unit only);
 //!   `usage:days`, `usage:costs` (each model's latest cost), `usage:last` (the latest edit's
 //!   usage, which a release before costs per model kept alone);
 //! - `picture:preview:{id}`, `picture:input:{id}`: the pictures, bounded in size, expiring.
@@ -77,20 +79,22 @@ fn result_member(created_ms: u64, id: &str) -> String {
 }
 
 /// The spending `spending.lua` replies with, after its first element: the usage and the usage
-/// in US dollars, then five elements per model (its name, in flight, uncertain, cost or '',
-/// cost in US dollars or '').
+/// in US dollars, then seven elements per model (its name, in flight, uncertain, cost or '',
+/// cost in US dollars or '', answers lacking US dollars, answers lacking credits or tokens).
 fn spending_from_reply(reply: &[Value]) -> Spending {
     let text = |value: &Value| ::redis::from_redis_value_ref::<String>(value).unwrap_or_default();
     let mut models: Vec<ModelSpending> = reply
         .get(3..)
         .unwrap_or_default()
-        .chunks_exact(5)
+        .chunks_exact(7)
         .map(|part| ModelSpending {
             model: text(&part[0]),
             in_flight: text(&part[1]).parse().unwrap_or_default(),
             uncertain: text(&part[2]).parse().unwrap_or_default(),
             cost: text(&part[3]).parse().ok(),
             usd_cost: text(&part[4]).parse().ok(),
+            usd_missing: text(&part[5]).parse().unwrap_or_default(),
+            units_missing: text(&part[6]).parse().unwrap_or_default(),
         })
         .collect();
     models.sort_by(|a, b| a.model.cmp(&b.model));

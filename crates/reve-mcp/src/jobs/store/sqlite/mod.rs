@@ -70,6 +70,23 @@ fn spending(connection: &Connection) -> rusqlite::Result<Spending> {
         let (model, uncertain): (String, u64) = row?;
         part(&mut models, model).uncertain = uncertain;
     }
+    // Answers that reported their cost in one unit only: each limit counts those lacking its
+    // unit at the model's price.
+    let mut statement = connection.prepare_cached(
+        "SELECT model, \
+         TOTAL(usd_spent IS NULL AND (credits_used IS NOT NULL OR tokens_used IS NOT NULL)), \
+         TOTAL(usd_spent IS NOT NULL AND credits_used IS NULL AND tokens_used IS NULL) \
+         FROM jobs WHERE created_ms >= ?1 AND may_be_charged = 0 \
+         AND (usd_spent IS NULL) != (credits_used IS NULL AND tokens_used IS NULL) GROUP BY model",
+    )?;
+    for row in statement.query_map(params![day_start], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })? {
+        let (model, usd_missing, units_missing): (String, f64, f64) = row?;
+        let part = part(&mut models, model);
+        part.usd_missing = usd_missing as u64;
+        part.units_missing = units_missing as u64;
+    }
     let mut statement = connection.prepare_cached(
         "SELECT model, COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND sent = 1 \
          AND credits_used IS NULL AND tokens_used IS NULL AND usd_spent IS NULL GROUP BY model",

@@ -55,7 +55,7 @@ fn spending(used: f64, in_flight: u64, uncertain: u64, per_edit: Option<f64>) ->
             in_flight,
             uncertain,
             cost: per_edit,
-            usd_cost: None,
+            ..ModelSpending::default()
         }],
     }
 }
@@ -213,7 +213,7 @@ fn each_model_counts_at_its_own_cost() {
         in_flight,
         uncertain,
         cost,
-        usd_cost: None,
+        ..ModelSpending::default()
     };
     // Creates cost 1, edits 3: two creates in flight fit where two edits would not.
     let creates = Spending {

@@ -50,5 +50,13 @@ if not counted and usage ~= '' then
   redis.call('SET', 'reve:usage:last', usage)
   redis.call('HSET', 'reve:usage:costs', redis.call('HGET', job, 'model') or 'reve/edit-image', usage)
 end
+-- An answer with its cost in one unit only: each limit counts it at the model's price in the
+-- unit it lacks (`usd_missing`, `units_missing` per model on its day).
+if not counted and (usage == '') ~= (ARGV[5] == '') then
+  local missing = 'usd_missing'
+  if usage == '' then missing = 'units_missing' end
+  redis.call('HINCRBY', 'reve:usage:' .. day .. ':' .. missing,
+    redis.call('HGET', job, 'model') or 'reve/edit-image', 1)
+end
 redis.call('SREM', 'reve:in_flight', ARGV[1])
 return 1

@@ -1,8 +1,8 @@
 -- Today's spending as the daily limit counts it, per model: the rule of `Spending` (mod.rs),
 -- written again here because the claim must run it in the same atomic step. Put before the
 -- scripts that use it (the claim, and `spending_today`'s own script).
--- Keys read: reve:usage:{day} (`credits`, `usd`, `uncertain`), reve:usage:{day}:uncertain
--- (per model), reve:usage:costs and reve:usage:usd_costs (each model's latest cost, in its
+-- Keys read: reve:usage:{day} (`credits`, `usd`, `uncertain`), reve:usage:{day}:uncertain,
+-- reve:usage:{day}:usd_missing and reve:usage:{day}:units_missing (per model), reve:usage:costs and reve:usage:usd_costs (each model's latest cost, in its
 -- unit and in US dollars), reve:usage:last, reve:in_flight and each job's `model`.
 
 -- Every job recorded before jobs named their model was an edit.
@@ -17,7 +17,8 @@ local function spending(day)
   local models, order = {}, {}
   local function part(model)
     if not models[model] then
-      models[model] = {in_flight = 0, uncertain = 0, cost = false, usd_cost = false}
+      models[model] = {in_flight = 0, uncertain = 0, usd_missing = 0, units_missing = 0,
+        cost = false, usd_cost = false}
       table.insert(order, model)
     end
     return models[model]
@@ -46,6 +47,10 @@ local function spending(day)
     local older = part(OLDER_MODEL)
     older.uncertain = older.uncertain + total - counted
   end
+  for _, missing in ipairs({'usd_missing', 'units_missing'}) do
+    local counts = redis.call('HGETALL', 'reve:usage:' .. day .. ':' .. missing)
+    for i = 1, #counts, 2 do part(counts[i])[missing] = tonumber(counts[i + 1]) end
+  end
   for _, id in ipairs(redis.call('SMEMBERS', 'reve:in_flight')) do
     local flying = part(redis.call('HGET', 'reve:job:' .. id, 'model') or OLDER_MODEL)
     flying.in_flight = flying.in_flight + 1
@@ -68,10 +73,11 @@ end
 local function verdict(limit, used, models)
   local counted = used
   for model, known in pairs(models) do
-    if known.uncertain > 0 then
+    local unknown = known.uncertain + known.units_missing
+    if unknown > 0 then
       local cost = cost_of(models, model)
       if not cost then return 'over' end
-      counted = counted + known.uncertain * cost
+      counted = counted + unknown * cost
     end
   end
   if counted >= limit then return 'over' end
@@ -108,10 +114,11 @@ end
 local function verdict_usd(limit, prices, model, used_usd, models)
   local counted = used_usd
   for name, known in pairs(models) do
-    if known.uncertain > 0 then
+    local unknown = known.uncertain + known.usd_missing
+    if unknown > 0 then
       local cost = usd_cost_of(models, prices, name)
       if not cost then return 'over' end
-      counted = counted + known.uncertain * cost
+      counted = counted + unknown * cost
     end
   end
   local own = usd_cost_of(models, prices, model) or 0
@@ -129,8 +136,8 @@ local function verdict_usd(limit, prices, model, used_usd, models)
 end
 
 -- A reply of `head`, the usage and the usage in US dollars, then per model: its name, in
--- flight, uncertain, cost and cost in US dollars ('' for none), as `spending_from_reply`
--- reads it.
+-- flight, uncertain, cost, cost in US dollars ('' for none), answers lacking US dollars and
+-- answers lacking credits or tokens, as `spending_from_reply` reads it.
 local function spending_reply(head, used, models, order, used_usd)
   local reply = {head, tostring(used), tostring(used_usd)}
   for _, model in ipairs(order) do
@@ -140,6 +147,8 @@ local function spending_reply(head, used, models, order, used_usd)
     table.insert(reply, tostring(known.uncertain))
     table.insert(reply, known.cost and tostring(known.cost) or '')
     table.insert(reply, known.usd_cost and tostring(known.usd_cost) or '')
+    table.insert(reply, tostring(known.usd_missing))
+    table.insert(reply, tostring(known.units_missing))
   end
   return reply
 end
