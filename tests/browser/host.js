@@ -10,7 +10,7 @@ import { AppBridge, PostMessageTransport, getToolUiResourceUri, RESOURCE_MIME_TY
 const DEFAULT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
   "img-src 'self' data:; media-src 'self' data:; connect-src 'none'; font-src 'none'; frame-src 'none'";
 
-const host = (window.__reveHost = { sizes: [] });
+const host = (window.__reveHost = { sizes: [], received: [] });
 
 async function main() {
   const config = window.__reveConfig;
@@ -34,12 +34,30 @@ async function main() {
   iframe.title = "reve viewer";
   iframe.sandbox = "allow-scripts";
   document.body.append(iframe);
+  // `config.host` adds capabilities beyond proxying the server (updateModelContext,
+  // downloadFile, message) and display modes; what the view asks of them is recorded.
+  const extra = config.host || {};
   const bridge = new AppBridge(
     client,
     { name: "reve-test-host", version: "1.0.0" },
-    { serverTools: {}, serverResources: {} },
-    { hostContext: { theme: "light", displayMode: "inline", containerDimensions: { width: 760, maxHeight: 900 } } },
+    { serverTools: {}, serverResources: {}, ...(extra.capabilities || {}) },
+    {
+      hostContext: {
+        theme: "light",
+        displayMode: "inline",
+        ...(extra.displayModes ? { availableDisplayModes: extra.displayModes } : {}),
+        containerDimensions: { width: 760, maxHeight: 900 },
+      },
+    },
   );
+  const record = (method, result) => async (params) => {
+    host.received.push({ method, params });
+    return result(params);
+  };
+  if (extra.capabilities?.updateModelContext) bridge.onupdatemodelcontext = record("ui/update-model-context", () => ({}));
+  if (extra.capabilities?.downloadFile) bridge.ondownloadfile = record("ui/download-file", () => ({}));
+  if (extra.capabilities?.message) bridge.onmessage = record("ui/message", () => ({}));
+  if (extra.displayModes) bridge.onrequestdisplaymode = record("ui/request-display-mode", (params) => ({ mode: params.mode }));
   bridge.onsizechange = ({ height }) => {
     host.sizes.push(height);
     if (height) iframe.style.height = height + "px";
@@ -53,6 +71,7 @@ async function main() {
   await bridge.sendToolInput({ arguments: args });
   const result = await client.callTool({ name: config.tool, arguments: args });
   host.firstStatus = result.structuredContent?.status;
+  host.jobId = result.structuredContent?.job_id;
   await bridge.sendToolResult(result);
   host.setTheme = (theme) => bridge.sendHostContextChange({ theme });
 }

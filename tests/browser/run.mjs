@@ -121,6 +121,81 @@ try {
   report.darkBackground = await viewer.locator("body").evaluate((body) => getComputedStyle(body).backgroundColor);
   await page.locator("iframe#viewer").screenshot({ path: out + "/viewer-dark.png" });
   report.hostError = await failed();
+  // This host declared none of what the view's controls need: it shows none of them.
+  report.controlsShown = await viewer.locator("#use-this, #download, #fullscreen, #again-form").evaluateAll(
+    (controls) => controls.filter((control) => !control.hidden).map((control) => control.id));
+  const firstJob = await page.evaluate(() => window.__reveHost.jobId);
+  report.firstJob = firstJob;
+
+  // The first result edited again by reference, in a host that lets the view put a picture in
+  // the model's context, download, send a message and go fullscreen.
+  {
+    const versions = await context.newPage();
+    versions.on("pageerror", (error) => report.console.push(`pageerror: ${error.message}`));
+    versions.on("console", (message) => report.console.push(`versions ${message.type()}: ${message.text()}`));
+    await versions.addInitScript((config) => (window.__reveConfig = config), {
+      mcpUrl: env.REVE_MCP_URL,
+      tool: "edit_image",
+      arguments: { prompt: "Invert them back", image_url: "job:" + firstJob },
+      host: {
+        capabilities: { updateModelContext: { text: {}, image: {} }, downloadFile: {}, message: { text: {} } },
+        displayModes: ["inline", "fullscreen"],
+      },
+    });
+    await versions.goto(origin + "/");
+    const view = versions.frameLocator("iframe#viewer");
+    const hostError = () => versions.evaluate(() => window.__reveHost.error || null);
+    await view.locator("#versions-strip button").nth(1).waitFor({ timeout: PATIENCE }).catch(async (error) => {
+      throw new Error(`the versions never showed (${(await hostError()) || error.message})`);
+    });
+    const shown = async (name) => {
+      for (const picture of ["#before-img", "#after-img"]) await view.locator(picture).evaluate((image) => image.decode());
+      await versions.screenshot({ path: out + `/${name}.png` });
+      const boxes = {};
+      for (const picture of ["before", "after"]) {
+        const { x, y, width, height } = await view.locator(`#${picture}-img`).boundingBox();
+        boxes[picture] = { x, y, width, height };
+      }
+      return boxes;
+    };
+    const strip = () => view.locator("#versions-strip button").evaluateAll((buttons) => buttons.map((button) => ({
+      job: button.dataset.job, current: button.getAttribute("aria-current"), label: button.textContent,
+      thumbnail: (button.querySelector("img") || {}).naturalWidth || 0 })));
+    await view.locator("#versions-strip img").nth(1).evaluate((image) => image.decode());
+    const jobId = await versions.evaluate(() => window.__reveHost.jobId);
+    const latest = await shown("versions");
+    const line = await strip();
+    // The first version, against what it was given.
+    await view.locator("#versions-strip button").nth(0).click();
+    await view.locator(`#versions-strip button[aria-current="true"][data-job="${firstJob}"]`).waitFor({ timeout: PATIENCE });
+    await view.locator("#after-img").evaluate((image) => image.decode());
+    const first = await shown("versions-first");
+    const afterFirst = await view.locator("#job-id").textContent();
+    // Back to the latest; then each control.
+    await view.locator("#versions-strip button").nth(1).click();
+    await view.locator(`#versions-strip button[aria-current="true"][data-job="${jobId}"]`).waitFor({ timeout: PATIENCE });
+    const controls = await view.locator("#use-this, #download, #fullscreen, #again-form").evaluateAll(
+      (controls) => controls.filter((control) => !control.hidden).map((control) => control.id));
+    const received = (count) => versions.waitForFunction((count) => window.__reveHost.received.length >= count, count, { timeout: PATIENCE });
+    await view.locator("#use-this").click();
+    await received(1);
+    await view.locator("#download").click();
+    await received(2);
+    await view.locator("#again-prompt").fill("Now add a hat");
+    await view.locator("#again").click();
+    await received(3);
+    await view.locator("#fullscreen").click();
+    await received(4);
+    await view.locator("#fullscreen", { hasText: "Exit fullscreen" }).waitFor({ timeout: PATIENCE });
+    report.versions = {
+      jobId, line, latest, first, afterFirst, controls,
+      said: await view.locator("#action-said").textContent(),
+      received: await versions.evaluate(() => window.__reveHost.received),
+      hostError: await hostError(),
+    };
+    await versions.locator("iframe#viewer").screenshot({ path: out + "/viewer-versions.png" });
+    await versions.close();
+  }
 
   // A picture made from words shows alone; a remix shows the pictures it was given as a strip,
   // then the result. Each in a page of its own, as a host shows each call.

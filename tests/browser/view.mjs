@@ -90,6 +90,21 @@ try {
   for (let step = 0; step < 50; step++) await page.keyboard.press("ArrowLeft");
   await page.locator("#slider").blur();
   await page.locator("main").screenshot({ path: out + "/view-slider.png" });
+
+  // A page of a result made from an earlier one shows the line of versions, as a host does.
+  if (env.REVE_VIEW_HISTORY_PAGE) {
+    const history = await context.newPage();
+    history.on("pageerror", (error) => report.console.push(`pageerror: ${error.message}`));
+    await history.goto(pathToFileURL(env.REVE_VIEW_HISTORY_PAGE).href);
+    await history.locator("#versions-strip button").nth(1).waitFor({ timeout: PATIENCE });
+    await history.locator("#versions-strip img").nth(0).evaluate((image) => image.decode());
+    report.history = await history.locator("#versions-strip button").evaluateAll((buttons) => buttons.map((button) => ({
+      job: button.dataset.job, current: button.getAttribute("aria-current"),
+      thumbnail: (button.querySelector("img") || {}).naturalWidth || 0 })));
+    // No host: nothing to send a picture or a message to.
+    report.historyControls = await history.locator("#actions").isVisible();
+    await history.locator("main").screenshot({ path: out + "/view-history.png" });
+  }
 } finally {
   await writeFile(out + "/view-report.json", JSON.stringify(report, null, 2));
   await browser.close();

@@ -7,7 +7,12 @@
 //! The edit outlasts the server's wait, so the viewer first shows the running job and then
 //! collects it through the host. What the page showed is checked here: both pictures with their
 //! real pixels (the fake inverts colours), the slider moved by keyboard, the host's dark theme,
-//! the size the view asked for, and no request to anything but loopback. The screenshots stay
+//! the size the view asked for, and no request to anything but loopback. Its result is then
+//! edited again by reference in a host that declares what the view's controls need: the line
+//! of versions, each version against the one it came from, and what the host receives from
+//! "use this one" (`ui/update-model-context`, with the picture), "download"
+//! (`ui/download-file`), "edit again from here" (`ui/message`) and fullscreen; the first host,
+//! which declares none of that, shows none of those controls. The screenshots stay
 //! in `target/browser/`. The driver (`tests/browser/run.mjs`) and the host page are test
 //! tooling, as are their npm packages, installed pinned under `target/tools/browser`.
 
@@ -107,10 +112,11 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
     failures.page(&report, &path_text(&work.join("results"))?);
     failures.pixels(&work, &report)?;
     failures.kinds(&report);
-    // The edit, the create and the remix: one generation each.
+    failures.versions(&work, &report)?;
+    // The edit, the edit of its result, the create and the remix: one generation each.
     failures.expect(
-        fake.generation_attempts() == 3,
-        format!("{} generations, not 3", fake.generation_attempts()),
+        fake.generation_attempts() == 4,
+        format!("{} generations, not 4", fake.generation_attempts()),
     );
     if !failures.0.is_empty() {
         bail!(
@@ -122,8 +128,10 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
     }
     println!(
         "The viewer showed the running edit, then both pictures with their real pixels; the \
-         slider and the dark theme work; a created picture showed alone and a remix with its \
-         pictures as a strip; every request stayed on loopback.\nScreenshots: {}",
+         slider and the dark theme work; its result edited again by reference showed the line \
+         of versions, each against the one it came from, and each control reached the host that \
+         declared it (none showed in the host that did not); a created picture showed alone and \
+         a remix with its pictures as a strip; every request stayed on loopback.\nScreenshots: {}",
         work.join("viewer.png").display()
     );
     Ok(())
@@ -238,6 +246,38 @@ async fn view(
         "reve-mcp view wrote {page}; opening it in {}",
         chromium.display()
     );
+    // That result edited again (`--from` its job), and the page of the new one.
+    let newest_job = || async {
+        let listed = run(vec![
+            "jobs".into(),
+            "--json".into(),
+            "-n".into(),
+            "1".into(),
+        ])
+        .await?;
+        serde_json::from_slice::<Value>(&listed.stdout).context("reve-mcp jobs --json")
+    };
+    let first = newest_job().await?["id"]
+        .as_str()
+        .context("the first job's id")?
+        .to_owned();
+    let again = run(vec![
+        "edit".into(),
+        "--from".into(),
+        first[..8].to_owned(),
+        "-p".into(),
+        "Invert them back".into(),
+    ])
+    .await?;
+    if !again.status.success() {
+        bail!(
+            "reve-mcp edit --from failed: {}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+    }
+    let history = run(vec!["view".into(), "--last".into(), "--no-open".into()]).await?;
+    let history_page = String::from_utf8(history.stdout)?.trim().to_owned();
+    let latest = newest_job().await?;
 
     let report = drive(
         root,
@@ -245,11 +285,37 @@ async fn view(
         chromium,
         &work,
         ("view.mjs", "view-report.json"),
-        &[("REVE_VIEW_PAGE", page.as_ref())],
+        &[
+            ("REVE_VIEW_PAGE", page.as_ref()),
+            ("REVE_VIEW_HISTORY_PAGE", history_page.as_ref()),
+        ],
     )
     .await?;
     let mut failures = Checks::default();
     failures.viewed(&report, size, &saved, &path_text(&home)?);
+    failures.equal(
+        "view: the line of versions (job, chosen)",
+        &serde_json::json!(
+            (report["history"].as_array().into_iter().flatten())
+                .map(|version| serde_json::json!([
+                    version["job"],
+                    version["current"],
+                    version["thumbnail"].as_u64().is_some_and(|width| width > 0)
+                ]))
+                .collect::<Vec<_>>()
+        ),
+        &serde_json::json!([[first, "false", true], [latest["id"], "true", true]]),
+    );
+    failures.equal(
+        "view: the page's controls for a host",
+        &report["historyControls"],
+        &false.into(),
+    );
+    failures.equal(
+        "view: the new job's parents",
+        &latest["parents"],
+        &serde_json::json!([first]),
+    );
     failures.thumb_on_the_line(&work, &report)?;
     if photo.is_none() {
         failures.viewed_pixels(&work, &report)?;
@@ -265,7 +331,7 @@ async fn view(
     println!(
         "The page reve-mcp view wrote showed both pictures, the same labels in both modes, no \
          band around either, the slider's thumb on the line, and the saved path copied and \
-         linked.\nScreenshots: {}, {}",
+         linked; the page of its result edited again showed the line of versions.\nScreenshots: {}, {}",
         work.join("view-side.png").display(),
         work.join("view-slider.png").display()
     );
@@ -446,33 +512,175 @@ impl Checks {
             ("slider-end.png", "compare", left, right),
         ];
         for (screenshot, element, at_left, at_right) in samples {
-            let image = image::open(work.join(screenshot))
-                .with_context(|| format!("reading {screenshot}"))?
-                .to_rgb8();
-            let area = &report[element];
-            let (x, y, width, height) = (
-                area["x"].as_f64().unwrap_or_default(),
-                area["y"].as_f64().unwrap_or_default(),
-                area["width"].as_f64().unwrap_or_default(),
-                area["height"].as_f64().unwrap_or_default(),
-            );
-            for (fraction, expected) in [(0.25, at_left), (0.75, at_right)] {
-                let (px, py) = ((x + width * fraction) as u32, (y + height / 2.0) as u32);
-                let seen = image
-                    .get_pixel_checked(px, py)
-                    .map_or([0, 0, 0], |pixel| pixel.0);
-                let close = seen
-                    .iter()
-                    .zip(expected)
-                    .all(|(seen, expected)| seen.abs_diff(expected) <= TOLERANCE);
-                self.expect(
-                    close,
-                    format!(
-                        "{screenshot}: {element} at {fraction} across ({px}, {py}) is {seen:?}, expected {expected:?}"
-                    ),
-                );
-            }
+            self.colours(
+                work,
+                screenshot,
+                element,
+                &report[element],
+                [at_left, at_right],
+            )?;
         }
+        Ok(())
+    }
+
+    /// The colours the screenshot `screenshot` shows in `area` (a box the page reported) a
+    /// quarter and three quarters across: `expected`, left then right.
+    fn colours(
+        &mut self,
+        work: &Path,
+        screenshot: &str,
+        element: &str,
+        area: &Value,
+        expected: [[u8; 3]; 2],
+    ) -> Result<()> {
+        let image = image::open(work.join(screenshot))
+            .with_context(|| format!("reading {screenshot}"))?
+            .to_rgb8();
+        let (x, y, width, height) = (
+            area["x"].as_f64().unwrap_or_default(),
+            area["y"].as_f64().unwrap_or_default(),
+            area["width"].as_f64().unwrap_or_default(),
+            area["height"].as_f64().unwrap_or_default(),
+        );
+        for (fraction, expected) in [0.25, 0.75].into_iter().zip(expected) {
+            let (px, py) = ((x + width * fraction) as u32, (y + height / 2.0) as u32);
+            let seen = image
+                .get_pixel_checked(px, py)
+                .map_or([0, 0, 0], |pixel| pixel.0);
+            let close = seen
+                .iter()
+                .zip(expected)
+                .all(|(seen, expected)| seen.abs_diff(expected) <= TOLERANCE);
+            self.expect(
+                close,
+                format!(
+                    "{screenshot}: {element} at {fraction} across ({px}, {py}) is {seen:?}, expected {expected:?}"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The first result edited again by reference, in a host with every capability the view's
+    /// controls need: the line of versions, each version against the one it came from (the
+    /// fake inverts colours, so they alternate), and what the host received from each control;
+    /// and, in the first host, which declared none of them, no control at all.
+    fn versions(&mut self, work: &Path, report: &Value) -> Result<()> {
+        use serde_json::json;
+        let versions = &report["versions"];
+        let first = report["firstJob"].as_str().unwrap_or_default();
+        let latest = versions["jobId"].as_str().unwrap_or_default();
+        self.equal(
+            "the first host's controls (it declared no capability for them)",
+            &report["controlsShown"],
+            &json!([]),
+        );
+        self.equal("versions: host error", &versions["hostError"], &Value::Null);
+        let line: Vec<Value> = (versions["line"].as_array().cloned().unwrap_or_default())
+            .iter()
+            .map(|version| json!([version["job"], version["current"]]))
+            .collect();
+        self.equal(
+            "versions: the line (job, chosen)",
+            &json!(line),
+            &json!([[first, "false"], [latest, "true"]]),
+        );
+        self.expect(
+            (versions["line"].as_array().into_iter().flatten())
+                .all(|version| version["thumbnail"].as_u64().unwrap_or_default() > 0),
+            format!("versions: a thumbnail did not show: {}", versions["line"]),
+        );
+        self.equal(
+            "versions: the job shown once the first is chosen",
+            &versions["afterFirst"],
+            &first.into(),
+        );
+        self.equal(
+            "versions: the controls shown",
+            &versions["controls"],
+            &json!(["use-this", "download", "fullscreen", "again-form"]),
+        );
+        let [left, right] = TWO_COLOURS;
+        let inverted = |colour: [u8; 3]| colour.map(|channel| 255 - channel);
+        for (screenshot, shown, before, after) in [
+            // The latest against the first version, whose colours it inverted back.
+            (
+                "versions.png",
+                "latest",
+                [inverted(left), inverted(right)],
+                [left, right],
+            ),
+            // The first version against the picture it was given.
+            (
+                "versions-first.png",
+                "first",
+                [left, right],
+                [inverted(left), inverted(right)],
+            ),
+        ] {
+            self.colours(
+                work,
+                screenshot,
+                "before",
+                &versions[shown]["before"],
+                before,
+            )?;
+            self.colours(work, screenshot, "after", &versions[shown]["after"], after)?;
+        }
+        let received = versions["received"].as_array().cloned().unwrap_or_default();
+        let methods: Vec<&str> = received
+            .iter()
+            .filter_map(|message| message["method"].as_str())
+            .collect();
+        self.equal(
+            "versions: what the host received, in order",
+            &json!(methods),
+            &json!([
+                "ui/update-model-context",
+                "ui/download-file",
+                "ui/message",
+                "ui/request-display-mode"
+            ]),
+        );
+        let reference = format!("job:{latest}");
+        let context = &received.first().cloned().unwrap_or_default()["params"];
+        self.expect(
+            (context["content"][0]["text"].as_str().unwrap_or_default()).contains(&reference)
+                && context["content"][1]["type"] == "image"
+                && (context["content"][1]["mimeType"]
+                    .as_str()
+                    .unwrap_or_default())
+                .starts_with("image/")
+                && context["content"][1]["data"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .len()
+                    > 100
+                && context["structuredContent"]["job_id"] == latest,
+            format!("versions: ui/update-model-context carried {context}"),
+        );
+        let download = &received.get(1).cloned().unwrap_or_default()["params"];
+        self.equal(
+            "versions: the file downloaded",
+            &json!([
+                download["contents"][0]["type"],
+                download["contents"][0]["uri"]
+            ]),
+            &json!(["resource_link", format!("reve://jobs/{latest}/result")]),
+        );
+        let message = &received.get(2).cloned().unwrap_or_default()["params"];
+        let text = message["content"][0]["text"].as_str().unwrap_or_default();
+        self.expect(
+            message["role"] == "user"
+                && text.contains("Now add a hat")
+                && text.contains(&reference),
+            format!("versions: ui/message carried {message}"),
+        );
+        self.equal(
+            "versions: the display mode asked for",
+            &received.get(3).cloned().unwrap_or_default()["params"]["mode"],
+            &"fullscreen".into(),
+        );
         Ok(())
     }
 
@@ -612,29 +820,17 @@ impl Checks {
     fn viewed_pixels(&mut self, work: &Path, report: &Value) -> Result<()> {
         let [left, right] = TWO_COLOURS;
         let inverted = |colour: [u8; 3]| colour.map(|channel| 255 - channel);
-        let image = image::open(work.join("view-side.png"))
-            .context("reading view-side.png")?
-            .to_rgb8();
         for (element, at_left, at_right) in [
             ("before", left, right),
             ("after", inverted(left), inverted(right)),
         ] {
-            let area = &report[element];
-            let number = |key: &str| area[key].as_f64().unwrap_or_default();
-            for (fraction, expected) in [(0.25, at_left), (0.75, at_right)] {
-                let (px, py) = (
-                    (number("x") + number("width") * fraction) as u32,
-                    (number("y") + number("height") / 2.0) as u32,
-                );
-                let seen = image
-                    .get_pixel_checked(px, py)
-                    .map_or([0, 0, 0], |pixel| pixel.0);
-                let close = seen
-                    .iter()
-                    .zip(expected)
-                    .all(|(seen, expected)| seen.abs_diff(expected) <= TOLERANCE);
-                self.expect(close, format!("view-side.png: {element} at {fraction} across is {seen:?}, expected {expected:?}"));
-            }
+            self.colours(
+                work,
+                "view-side.png",
+                element,
+                &report[element],
+                [at_left, at_right],
+            )?;
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The viewer as a page of its own for one finished job, what `reve-mcp view` writes: the job's
 //! result as the tool answers it, and its pictures as the resources serve them (its preview, and
 //! the input a server kept; for an input not kept, a preview of its file if it is still there),
-//! each as a `data:` URL inside the page, which then needs no host and fetches nothing.
+//! each as a `data:` URL inside the page, which then needs no host and fetches nothing; and the
+//! line of versions it came from, each with its preview.
 
 use std::path::Path;
 
@@ -14,31 +15,30 @@ use crate::jobs::{JobRecord, Jobs, Outcome, Picture, Waited};
 /// The viewer filled with the job: its call's arguments, its result as the tool answers it, and
 /// each picture the result names as a `data:` URL.
 pub async fn job_page(jobs: &Jobs, record: &JobRecord) -> anyhow::Result<String> {
-    let waited = jobs
-        .status(&record.id, &record.principal)
-        .await
-        .context("reading the job")?;
-    // The result's preview, as the tool showed it (made again from the saved file when none
-    // was kept, as for a job of the command line).
-    let preview = match &waited {
-        Waited::Finished {
-            outcome: Outcome::Succeeded(succeeded),
-            ..
-        } => (succeeded.preview.as_ref())
-            .map(|bytes| data_url(crate::preview::mime_type_of(bytes), bytes)),
-        _ => None,
-    };
-    let result = super::output::job_result(waited, None);
-    let result = serde_json::to_value(&result).context("the job's result as JSON")?;
+    let mut pictures = serde_json::Map::new();
+    let result = shown(jobs, record, &mut pictures).await?;
     let structured = result
         .get("structuredContent")
         .cloned()
         .unwrap_or(Value::Null);
     let generation = record.generation();
-
-    let mut pictures = serde_json::Map::new();
-    if let (Some(uri), Some(url)) = (structured["preview_uri"].as_str(), preview) {
-        pictures.insert(uri.to_owned(), url.into());
+    // The line of versions it came from, oldest first, each with its preview: the page shows
+    // the same history as the viewer in a host.
+    let mut history = Vec::new();
+    let mut parent = generation.parents.first().cloned();
+    while let Some(id) = parent.take() {
+        if history.len() >= MAX_VERSIONS {
+            break;
+        }
+        let Ok(Some(ancestor)) = jobs.store().get(id).await else {
+            break;
+        };
+        if ancestor.principal != record.principal {
+            break;
+        }
+        let shown = shown(jobs, &ancestor, &mut pictures).await?;
+        history.insert(0, shown["structuredContent"].clone());
+        parent = ancestor.generation().parents.first().cloned();
     }
     let inputs = structured["input_images"]
         .as_array()
@@ -73,10 +73,41 @@ pub async fn job_page(jobs: &Jobs, record: &JobRecord) -> anyhow::Result<String>
         "arguments": arguments,
         "result": result,
         "pictures": pictures,
+        "history": history,
         // The page shows a path in the home folder from `~`, as a person writes it.
         "home": dirs::home_dir(),
     });
     Ok(super::resources::standalone_viewer(&edit))
+}
+
+/// How many versions back a page shows, as the viewer in a host does.
+const MAX_VERSIONS: usize = 20;
+
+/// The job's result as the tool answers it, its preview (as the tool showed it, made again from
+/// the saved file when none was kept, as for a job of the command line) put in `pictures`.
+async fn shown(
+    jobs: &Jobs,
+    record: &JobRecord,
+    pictures: &mut serde_json::Map<String, Value>,
+) -> anyhow::Result<Value> {
+    let waited = jobs
+        .status(&record.id, &record.principal)
+        .await
+        .context("reading the job")?;
+    let preview = match &waited {
+        Waited::Finished {
+            outcome: Outcome::Succeeded(succeeded),
+            ..
+        } => (succeeded.preview.as_ref())
+            .map(|bytes| data_url(crate::preview::mime_type_of(bytes), bytes)),
+        _ => None,
+    };
+    let result = super::output::job_result(waited, None);
+    let result = serde_json::to_value(&result).context("the job's result as JSON")?;
+    if let (Some(uri), Some(url)) = (result["structuredContent"]["preview_uri"].as_str(), preview) {
+        pictures.insert(uri.to_owned(), url.into());
+    }
+    Ok(result)
 }
 
 /// One of the job's pictures as the resources serve it, as a `data:` URL.

@@ -35,6 +35,12 @@ fn last_sent(world: &World, field: &str) -> String {
     body[field].as_str().unwrap().to_owned()
 }
 
+/// The newest job, as `reve-mcp jobs --json` gives it.
+async fn newest(world: &World) -> Value {
+    let listed = run(world, &["jobs", "--json", "-n", "1"]).await;
+    serde_json::from_str(listed.lines().next().unwrap()).unwrap()
+}
+
 /// `path`'s bytes as the `data:` URI a reference to it is sent as.
 fn data_uri_of(path: &str) -> String {
     let bytes = std::fs::read(path).unwrap();
@@ -149,12 +155,73 @@ async fn rounds_over_http_reuse_each_result_by_reference_and_keep_the_line_of_ve
         rows[3].starts_with(&format!("└─ {}", short(&branch_id))),
         "{tree}"
     );
-    let listed = run(&world, &["jobs", "--json", "-n", "1"]).await;
-    let newest: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
-    assert_eq!(newest["parents"], json!([first_id]));
+    assert_eq!(newest(&world).await["parents"], json!([first_id]));
 
     session.cancel().await.unwrap();
     server.stop().await;
+}
+
+/// With `--no-save` nothing is on this machine to send: a result given by reference goes to
+/// the API as the URL it published the picture at, and the new job records where it came from.
+#[tokio::test]
+async fn without_saving_a_reference_sends_the_providers_url() {
+    let world = World::new().await;
+    let server = HttpServer::start(&crate::mcp_http::env(&world), &["--no-save"]).await;
+    let session = server.client(None, TestClient::default()).await;
+    let first = call(&session, "create_image", json!({ "prompt": "a red kite" })).await;
+    let first = structured(&first);
+    assert_eq!(first["status"], "succeeded", "{first:?}");
+    assert_eq!(first["result_uri"], Value::Null, "nothing saved");
+    let first_id = first["job_id"].as_str().unwrap().to_owned();
+    let published = first["url"].as_str().unwrap().to_owned();
+
+    let second = call(
+        &session,
+        "edit_image",
+        json!({ "prompt": "a darker sky", "image_url": format!("job:{first_id}") }),
+    )
+    .await;
+    let second = structured(&second);
+    assert_eq!(second["status"], "succeeded", "{second:?}");
+    assert_eq!(second["parents"], json!([first_id]));
+    assert_eq!(last_sent(&world, "image_url"), published);
+    assert_eq!(world.fake.generation_attempts(), 2);
+    assert!(world.saved_files().is_empty(), "{:?}", world.saved_files());
+    session.cancel().await.unwrap();
+    server.stop().await;
+}
+
+/// From the command line: `--from` the start of a job's id, as `reve-mcp jobs` shows it, and a
+/// result's URI among the pictures of a verb.
+#[tokio::test]
+async fn the_command_line_edits_a_result_again_from_its_id() {
+    let world = World::new().await;
+    std::fs::write(world.path("cat.png"), reve_tests::fake::sample_png(32, 24)).unwrap();
+    let edit = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let world = &world;
+        async move {
+            let output = crate::support::command(&world.env(&[]))
+                .args(&args)
+                .current_dir(world.path(""))
+                .output()
+                .await
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    let saved = edit(&["edit", "cat.png", "-p", "make it night"]).await;
+    let first_id = newest(&world).await["id"].as_str().unwrap().to_owned();
+
+    edit(&["edit", "--from", &first_id[..8], "-p", "add a moon"]).await;
+    assert_eq!(last_sent(&world, "image_url"), data_uri_of(saved.trim()));
+    assert_eq!(newest(&world).await["parents"], json!([first_id]));
+
+    let result_uri = format!("reve://jobs/{first_id}/result");
+    edit(&["remix", &result_uri, "cat.png", "-p", "side by side"]).await;
+    assert_eq!(newest(&world).await["parents"], json!([first_id]));
+    assert_eq!(world.fake.generation_attempts(), 3);
 }
 
 /// A reference to another user's result is refused exactly as one to no job at all, before
