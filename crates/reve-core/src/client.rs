@@ -158,7 +158,9 @@ impl Client {
     /// the body was built with a higher limit.
     pub async fn edit(&self, body: &RequestBody) -> Result<EditedImage> {
         let call = self.start(body)?;
-        let generation = self.generate(&call, body).await?;
+        let generation = self
+            .generate(&call, body, |_| std::future::ready(true))
+            .await?;
         let mut sink = Sink::Memory(Vec::new());
         let format = fetch(&call, &generation.image, &mut sink).await?;
         let Sink::Memory(bytes) = sink else {
@@ -196,9 +198,32 @@ impl Client {
         dir: &Path,
         on_generated: impl FnOnce(Generated, ArrivingImage) -> Recorded,
     ) -> Result<StagedImage> {
+        self.edit_into_dir_announcing(body, dir, |_| std::future::ready(true), on_generated)
+            .await
+    }
+
+    /// [`Client::edit_into_dir_reporting`], awaiting `before_retry` with each retry's number
+    /// (2, 3, ...) before that request is sent again: the answer `false` sends no more, and
+    /// the call fails with the last attempt's error.
+    ///
+    /// Every attempt carries the body's [`ClientRequestId`](crate::ClientRequestId), and the provider's usage logs list
+    /// each one. A caller that settles an interrupted request from them (charged, or not) must
+    /// know how many attempts to find there: recording each retry before it is sent, and
+    /// sending none it could not record, keeps that count from ever being too low.
+    pub async fn edit_into_dir_announcing<Recorded, Announced>(
+        &self,
+        body: &RequestBody,
+        dir: &Path,
+        before_retry: impl FnMut(u32) -> Announced,
+        on_generated: impl FnOnce(Generated, ArrivingImage) -> Recorded,
+    ) -> Result<StagedImage>
+    where
+        Recorded: Future<Output = ()>,
+        Announced: Future<Output = bool>,
+    {
         let call = self.start(body)?;
         let (staging, arriving) = stage_in(dir).await?;
-        let generation = self.generate(&call, body).await?;
+        let generation = self.generate(&call, body, before_retry).await?;
         on_generated(generation.summary(), arriving).await;
         fetch_staged(&call, generation, staging, dir).await
     }
@@ -251,7 +276,12 @@ impl Client {
     }
 
     /// Posts the body, with retries, and reads what the API says about the image it made.
-    async fn generate(&self, call: &Call<'_>, body: &RequestBody) -> Result<Generation> {
+    async fn generate<Announced: Future<Output = bool>>(
+        &self,
+        call: &Call<'_>,
+        body: &RequestBody,
+        before_retry: impl FnMut(u32) -> Announced,
+    ) -> Result<Generation> {
         let endpoint = self.inner.config.endpoint_url();
         tracing::info!(
             %endpoint,
@@ -259,15 +289,20 @@ impl Client {
             body_bytes = body.as_json().len(),
             "requesting an image edit"
         );
-        let response = retry::run(self.inner.config.retry_policy(), call.deadline, |attempt| {
-            transport::post(
-                call,
-                &endpoint,
-                body.bytes(),
-                body.client_request_id(),
-                attempt,
-            )
-        })
+        let response = retry::run_announcing(
+            self.inner.config.retry_policy(),
+            call.deadline,
+            |attempt| {
+                transport::post(
+                    call,
+                    &endpoint,
+                    body.bytes(),
+                    body.client_request_id(),
+                    attempt,
+                )
+            },
+            before_retry,
+        )
         .await?;
         Generation::from_response(response.0, response.1)
     }

@@ -102,11 +102,28 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 pub(crate) async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     deadline: Instant,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, Error>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, Failure>>,
+{
+    run_announcing(policy, deadline, attempt, |_| std::future::ready(true)).await
+}
+
+/// [`run`], awaiting `announce` with each retry's number (2, 3, ...) before it is made: when
+/// it answers `false`, the retry is not made and the last failure's error is returned.
+pub(crate) async fn run_announcing<T, F, Fut, A, Announced>(
+    policy: &RetryPolicy,
+    deadline: Instant,
+    mut attempt: F,
+    mut announce: A,
+) -> Result<T, Error>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+    A: FnMut(u32) -> Announced,
+    Announced: Future<Output = bool>,
 {
     let mut number = 1;
     loop {
@@ -142,6 +159,13 @@ where
             "attempt failed; retrying"
         );
         tokio::time::sleep(wait).await;
+        if !announce(number + 1).await {
+            tracing::info!(
+                attempt = number + 1,
+                "the retry could not be recorded; not retrying"
+            );
+            return Err(failure.error);
+        }
         number += 1;
     }
 }
@@ -242,6 +266,35 @@ mod tests {
         .await;
         assert_eq!(calls.get(), 3);
         assert!(matches!(result, Err(Error::Api { status: 503, .. })));
+    }
+
+    /// Each retry is announced, with its number, before it is made; one that cannot be
+    /// recorded is not made, and the attempt before it gives the error.
+    #[tokio::test]
+    async fn a_retry_is_announced_first_and_not_made_when_refused() {
+        let (calls, announced) = (Cell::new(0), std::cell::RefCell::new(Vec::new()));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let result: Result<(), Error> = run_announcing(
+            &quick_policy(),
+            deadline,
+            |number| {
+                calls.set(number);
+                async move {
+                    Err(Failure {
+                        error: api_error(500 + number as u16),
+                        retry: Retry::After(None),
+                    })
+                }
+            },
+            |number| {
+                announced.borrow_mut().push(number);
+                std::future::ready(number < 3)
+            },
+        )
+        .await;
+        assert_eq!(calls.get(), 2);
+        assert_eq!(*announced.borrow(), [2, 3]);
+        assert!(matches!(result, Err(Error::Api { status: 502, .. })));
     }
 
     #[tokio::test]

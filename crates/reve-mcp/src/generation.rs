@@ -35,6 +35,11 @@ pub struct Generation {
     pub parents: Vec<String>,
     /// Where the result goes.
     pub destination: Destination,
+    /// How many times the request was sent, when it was retried (recorded before each retry is
+    /// sent); `None` for once. The provider's usage logs list each attempt: "not charged" is
+    /// concluded only once they list this many, all failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     /// What the API answered, recorded before the picture is fetched: what a restart needs to
     /// fetch a result that was paid for.
     #[serde(default, skip_serializing_if = "Option::is_none")]

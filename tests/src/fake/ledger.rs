@@ -100,11 +100,18 @@ pub(crate) struct Ledger {
     rows: Vec<(Instant, LogRow)>,
     logs_calls: VecDeque<Instant>,
     logs_scenarios: VecDeque<LogsScenario>,
+    /// How late the next requests' rows appear, each taken by one, before the builder's delay.
+    row_delays: VecDeque<Duration>,
 }
 
 impl Ledger {
     pub(crate) fn charge(&mut self, row: LogRow, visible_after: Duration) {
+        let visible_after = self.row_delays.pop_front().unwrap_or(visible_after);
         self.rows.push((Instant::now() + visible_after, row));
+    }
+
+    pub(crate) fn push_row_delay(&mut self, delay: Duration) {
+        self.row_delays.push_back(delay);
     }
 
     /// Every row, visible or not yet, oldest first.

@@ -289,6 +289,13 @@ impl FakeApi {
         self.shared.ledger().rows()
     }
 
+    /// Queue how late the row of the next generation request appears in `/v2/logs` (one
+    /// request per call, in order; the builder's `log_delay` for the rest): a provider that
+    /// records one attempt's charge long after another's.
+    pub fn push_log_delay(&self, delay: Duration) {
+        self.shared.ledger().push_row_delay(delay);
+    }
+
     /// Queue an answer for the next `/v2/logs` request (after its authentication and rate
     /// limit); answers are consumed in the order pushed.
     pub fn push_logs(&self, scenario: LogsScenario) {

@@ -186,9 +186,9 @@ pub struct ServeFlags {
 
     /// How many seconds after an edit that may have been charged ended
     /// (killed, cancelled or cut off after sending) the provider's usage
-    /// logs may settle it as not charged, when every attempt they list
-    /// failed: a retried attempt's row can come after the others'. A charge
-    /// they list settles it at once.
+    /// logs may settle it as not charged, once they list every attempt it
+    /// sent (each retry is recorded before it is sent), all failed: a margin
+    /// for a row recorded late. A charge they list settles it at once.
     #[arg(help_heading = "Jobs", long, env = "REVE_SETTLE_AFTER_SECS", default_value_t = DEFAULT_SETTLE_AFTER.as_secs())]
     pub settle_after_secs: u64,
 

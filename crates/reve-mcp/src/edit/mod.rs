@@ -284,6 +284,10 @@ pub trait Journal: Sync {
     /// The preview of input picture `index` (counted as [`Generation::inputs`] lists them) is
     /// made, while the API works: keep it where a viewer of the running edit finds it.
     fn input_seen(&self, index: usize, input: &InputPicture) -> impl Future<Output = ()> + Send;
+
+    /// The request is about to be sent again, as its `attempt`th (2, 3, ...): record it, so
+    /// that the usage logs are known to list that many; `false` (not recorded) sends no more.
+    fn retrying(&self, attempt: u32) -> impl Future<Output = bool> + Send;
 }
 
 /// Nothing recorded; every request is sent, unless its name is taken.
@@ -308,6 +312,10 @@ impl Journal for () {
     async fn generated(&self, _generated: reve_core::Generated) {}
 
     async fn input_seen(&self, _index: usize, _input: &InputPicture) {}
+
+    async fn retrying(&self, _attempt: u32) -> bool {
+        true
+    }
 }
 
 impl Editor {
@@ -515,20 +523,23 @@ impl Editor {
         let url = OnceLock::new();
         let staged = {
             // Recorded before the download starts: a restart can then fetch what was paid for.
-            let call =
-                self.client
-                    .edit_into_dir_reporting(body, stage_dir, |generated, arriving| {
-                        let _ = answered_after.set(started.elapsed());
-                        if let Some(budget) = self.options.preview
-                            && let Some(preview) = self.previews.follow(arriving, budget)
-                        {
-                            let _ = early.set(preview);
-                        }
-                        if let Some(published) = &generated.url {
-                            let _ = url.set(published.clone());
-                        }
-                        journal.generated(generated)
-                    });
+            let call = self.client.edit_into_dir_announcing(
+                body,
+                stage_dir,
+                |attempt| journal.retrying(attempt),
+                |generated, arriving| {
+                    let _ = answered_after.set(started.elapsed());
+                    if let Some(budget) = self.options.preview
+                        && let Some(preview) = self.previews.follow(arriving, budget)
+                    {
+                        let _ = early.set(preview);
+                    }
+                    if let Some(published) = &generated.url {
+                        let _ = url.set(published.clone());
+                    }
+                    journal.generated(generated)
+                },
+            );
             tokio::pin!(call);
             let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
             loop {

@@ -4,8 +4,8 @@
 //! broken connection, a cancellation after sending) may or may not have been charged. Every
 //! request carries its job's id as `X-Client-Request-Id`, and the usage logs (`GET /v2/logs`)
 //! list every request with that id, failed ones at cost 0. So a job is settled from them:
-//! charged (at the cost they give), or not charged once every attempt it made is listed as
-//! failed and some time has passed (a retried attempt's row may come late). A job not listed
+//! charged (at the cost they give), or not charged once every attempt it made (each retry is
+//! recorded before it is sent) is listed as failed and some time has passed. A job not listed
 //! yet is asked about again later, less and less often and a bounded number of times: no
 //! answer is ever taken as "not charged". What a charged job made cannot be had from the logs.
 
@@ -264,9 +264,11 @@ impl Jobs {
         let answered = job.generation().answer.is_some()
             || job.state == super::JobState::Succeeded
             || job.unsaved;
+        // Every attempt sent must be listed, failed: one not listed yet may be the charged one.
+        let attempts = job.generation().attempts.unwrap_or(1) as usize;
         let ended_ago =
             Duration::from_millis(super::store::now_ms().saturating_sub(job.updated_ms));
-        (!answered && ended_ago >= self.inner.options.settle_after)
+        (!answered && rows.len() >= attempts && ended_ago >= self.inner.options.settle_after)
             .then_some(Settlement::NotCharged)
     }
 }

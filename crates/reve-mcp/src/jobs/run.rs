@@ -499,6 +499,24 @@ impl Journal for StoreJournal<'_> {
         });
     }
 
+    async fn retrying(&self, attempt: u32) -> bool {
+        let payload = self.advance(|generation| generation.attempts = Some(attempt));
+        match self
+            .jobs
+            .inner
+            .store
+            .update(self.id.to_owned(), payload)
+            .await
+        {
+            Ok(()) => true,
+            Err(error) => {
+                // Unrecorded, a retry charged but never listed could be settled "not charged".
+                tracing::warn!(%error, job = self.id, attempt, "could not record a retry of the request; not sending it");
+                false
+            }
+        }
+    }
+
     async fn input_seen(&self, index: usize, input: &InputPicture) {
         self.jobs
             .keep_picture(

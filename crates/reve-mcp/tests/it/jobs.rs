@@ -466,6 +466,36 @@ async fn a_request_the_logs_list_as_failed_is_settled_as_not_charged() {
     assert!(!usage.contains("may have been charged"), "{usage}");
 }
 
+/// A request retried once, then cut off: two attempts were sent (the retry recorded before it
+/// went), so the usage logs settle it only once they list both, failed; the second attempt's
+/// row comes seconds after the first's, and until then the job stays "may have been charged".
+#[tokio::test]
+async fn a_retried_request_is_not_charged_only_once_every_attempt_is_listed() {
+    let world = World::new().await;
+    world.fake.push(Scenario::ServerError(500));
+    world.fake.push(Scenario::DropConnection);
+    world.fake.push_log_delay(Duration::ZERO);
+    world.fake.push_log_delay(Duration::from_secs(4));
+    let server_env = env(
+        &world,
+        &[("REVE_MAX_RETRIES", "1"), ("REVE_SETTLE_AFTER_SECS", "0")],
+    );
+    let session = start(&server_env, TestClient::default()).await;
+    let first = session
+        .edit_image(json!({ "prompt": "p", "image_url": input() }))
+        .await
+        .unwrap();
+    assert_eq!(first.is_error, Some(true), "{first:?}");
+    assert_eq!(world.fake.generation_attempts(), 2);
+    let job = newest_job_id(&world).await;
+    let text = settled_text(&session, &job).await;
+    assert!(
+        text.contains("usage logs show all 2 attempts of this reve/edit-image request failed: nothing was charged"),
+        "settled before the second attempt was listed: {text}"
+    );
+    session.stop().await;
+}
+
 /// The text `get_edit` gives for job `job` once the usage logs settled it (within 20 s).
 async fn settled_text(session: &McpSession, job: &str) -> String {
     for _ in 0..80 {
