@@ -307,6 +307,10 @@ pub async fn look_after_jobs_once(store: Arc<dyn JobStore>, state_dir: &Path) {
     let Ok(client) = reve_core::Config::from_env().and_then(reve_core::Client::new) else {
         return;
     };
+    // No job yet, nothing to look after: and no state folder made by a listing.
+    if store.recent(1).await.is_ok_and(|jobs| jobs.is_empty()) {
+        return;
+    }
     let jobs = crate::jobs::Jobs::new(
         crate::view_command::bookkeeping_editor(client, state_dir),
         store,

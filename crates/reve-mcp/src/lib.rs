@@ -21,13 +21,14 @@ mod jobs_command;
 mod mcp;
 mod preview;
 mod report;
+mod skill_command;
 mod transport;
 mod verbs;
 mod view_command;
 
 // The binary's wiring (`main.rs`): the command line, the parts it builds and the transports
 // and commands it runs.
-pub use cli::{Cli, Command, EditSettings, ServeArgs, ServeFlags, StoreSettings};
+pub use cli::{Cli, Command, EditSettings, ServeArgs, ServeFlags, SkillCommand, StoreSettings};
 pub use descriptors::{connections_within, edits_within, raise_limit};
 pub use edit::{
     DEFAULT_MAX_EDITS_IN_FLIGHT, DEFAULT_MAX_UPLOAD_BYTES_IN_FLIGHT, Editor, EditorOptions,
@@ -43,6 +44,7 @@ pub use jobs_command::{
 };
 pub use mcp::server::ReveServer;
 pub use mcp::tool::{EditImageTool, LocalFilesRule};
+pub use skill_command::{install as install_skill, show as show_skill};
 pub use transport::{http::serve as serve_http, stdio::guard as guard_stdio};
 pub use view_command::{Which as ViewWhich, view};
 

@@ -54,7 +54,8 @@ async fn run() -> anyhow::Result<ExitCode> {
             | Command::Model(_)
             | Command::Jobs(_)
             | Command::Usage
-            | Command::View(_),
+            | Command::View(_)
+            | Command::Skill(_),
         ) => "warn",
         // rmcp logs the whole initialize request at info: noise in a client's log.
         _ => "info,rmcp=warn",
@@ -136,6 +137,13 @@ async fn run() -> anyhow::Result<ExitCode> {
             reve_mcp::print_usage(store.as_ref(), &prices)
                 .await
                 .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Skill(reve_mcp::SkillCommand::Show) => {
+            reve_mcp::show_skill();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Skill(reve_mcp::SkillCommand::Install(args)) => {
+            reve_mcp::install_skill(args.dir.as_deref(), args.force).map(|_| ExitCode::SUCCESS)
         }
         Command::View(args) => {
             let which = match args.job {

@@ -94,6 +94,32 @@ pub enum Command {
     /// Show a finished job's pictures before and after in the viewer, as a page opened in
     /// your browser.
     View(ViewArgs),
+    /// The skill on getting good pictures through this server (SKILL.md), which the server
+    /// also serves to clients of the Skills extension: print it, or install it where agents
+    /// that read skills from disk look.
+    #[command(subcommand)]
+    Skill(SkillCommand),
+}
+
+/// What `reve-mcp skill` does.
+#[derive(Debug, Subcommand)]
+pub enum SkillCommand {
+    /// Print SKILL.md.
+    Show,
+    /// Write SKILL.md as DIR/reve-pictures/SKILL.md and print its path.
+    Install(SkillInstallArgs),
+}
+
+/// The arguments of `reve-mcp skill install`.
+#[derive(Debug, Args)]
+pub struct SkillInstallArgs {
+    /// The folder of skills to install it into. Default: ~/.claude/skills, where Claude Code
+    /// looks for your own skills; give another agent's skills folder here.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Replace a SKILL.md there that differs from this version's (one changed by hand).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The arguments of `reve-mcp view`.

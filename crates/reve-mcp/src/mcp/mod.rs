@@ -1,6 +1,6 @@
 //! The MCP face of the pipeline: the server handler, the tools, what a call returns, the prompt
-//! that asks a person for an edit, the tasks extension over the same jobs, and what the agent
-//! hosts we know pass on to their model.
+//! that asks a person for an edit, the tasks extension over the same jobs, the skill it serves,
+//! and what the agent hosts we know pass on to their model.
 
 pub mod hosts;
 pub mod output;
@@ -8,5 +8,6 @@ pub mod page;
 pub mod prompt;
 pub mod resources;
 pub mod server;
+pub mod skill;
 pub mod task;
 pub mod tool;

@@ -40,6 +40,9 @@ pub fn standalone_viewer(edit: &serde_json::Value) -> String {
     VIEWER_HTML.replacen(STANDALONE_SLOT, &filled, 1)
 }
 
+/// The longest URI a resource-not-found error gives back in its `data.uri`.
+const MAX_ECHOED_URI: usize = 2048;
+
 /// Results per page of `resources/list`.
 const PAGE_SIZE: u32 = 50;
 use crate::jobs::PICTURES_PREFIX as JOBS_PREFIX;
@@ -240,7 +243,9 @@ pub async fn read(jobs: &Jobs, principal: &str, uri: &str) -> Result<ReadResourc
                  {JOBS_PREFIX}{{job_id}}/result, /preview and /input for your own edit jobs",
                 reve_core::workspace::shorten(uri)
             ),
-            None,
+            // The URI not found, as the specification asks (SEP-2164), unless it is too long
+            // to be worth echoing.
+            (uri.len() <= MAX_ECHOED_URI).then(|| json!({ "uri": uri })),
         )
     };
     let (job_id, picture) = parse(uri).ok_or_else(unknown)?;

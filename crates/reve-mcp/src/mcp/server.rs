@@ -8,10 +8,11 @@ use std::time::Duration;
 use rmcp::model::SubscriptionFilter;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
-    GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig, Tool,
+    GetPromptRequestParams, GetPromptResponse, GetSkillRequestParams, GetSkillResult,
+    GetTaskParams, GetTaskResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListSkillsResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -22,7 +23,7 @@ use crate::generated::ToolArguments;
 use crate::jobs::{JobError, Jobs, LOCAL_PRINCIPAL, Principal};
 use crate::mcp::hosts::StructuredContent;
 use crate::mcp::tool::{self, EditImageTool, GET_EDIT_TOOL_NAME};
-use crate::mcp::{prompt, resources, task};
+use crate::mcp::{prompt, resources, skill, task};
 
 /// The MCP revisions this server speaks, oldest first: every one rmcp knows, since the server
 /// serves both the stateless 2026-07-28 revision and the `initialize` handshake of the older ones.
@@ -211,6 +212,7 @@ impl ServerHandler for ReveServer {
                 .enable_prompts()
                 .enable_resources()
                 .enable_tasks()
+                .enable_skills()
                 .build(),
         )
         .with_server_info(
@@ -305,8 +307,28 @@ impl ServerHandler for ReveServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        if let Some(read) = skill::read(&request.uri) {
+            return Ok(read.into());
+        }
         let read = resources::read(self.tool.jobs(), &principal(&context), &request.uri).await?;
         Ok(read.into())
+    }
+
+    /// The Skills extension: the one skill, on getting good pictures through this server.
+    async fn list_skills(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListSkillsResult, McpError> {
+        Ok(skill::list())
+    }
+
+    async fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetSkillResult, McpError> {
+        skill::get(&request.uri)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

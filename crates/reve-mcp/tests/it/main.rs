@@ -22,6 +22,7 @@ mod registry;
 mod resources;
 mod scale_out;
 mod secrets;
+mod skill;
 mod soak;
 mod store_rules;
 mod support;

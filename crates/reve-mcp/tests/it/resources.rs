@@ -448,6 +448,17 @@ async fn over_http_a_token_reads_only_its_own_results() {
     )
     .await;
     assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    // Each error names the URI it did not find (SEP-2164), and nothing more.
+    assert_eq!(
+        refused["error"]["data"],
+        json!({ "uri": result_uri }),
+        "{refused}"
+    );
+    assert_eq!(
+        unknown["error"]["data"],
+        json!({ "uri": unknown_uri }),
+        "{unknown}"
+    );
     assert_eq!(
         refused["error"]["message"]
             .as_str()

@@ -1,9 +1,10 @@
 -- Today's spending as the daily limit counts it, per model: the rule of `Spending` (mod.rs),
 -- written again here because the claim must run it in the same atomic step. Put before the
 -- scripts that use it (the claim, and `spending_today`'s own script).
--- Keys read: reve:usage:{day} (`credits`, `usd`, `uncertain`), reve:usage:{day}:uncertain,
--- reve:usage:{day}:usd_missing and reve:usage:{day}:units_missing (per model), reve:usage:costs and reve:usage:usd_costs (each model's latest cost, in its
--- unit and in US dollars), reve:usage:last, reve:in_flight and each job's `model`.
+-- Keys read: reve:usage:{day} (`credits`, `usd`, `uncertain`); per model on that day,
+-- reve:usage:{day}:uncertain, reve:usage:{day}:usd_missing and reve:usage:{day}:units_missing;
+-- reve:usage:costs and reve:usage:usd_costs (each model's latest cost, in its unit and in US
+-- dollars), reve:usage:last, reve:in_flight and each job's `model`.
 
 -- Every job recorded before jobs named their model was an edit.
 local OLDER_MODEL = 'reve/edit-image'
