@@ -108,6 +108,9 @@ pub async fn list(
         resources.push(viewer_resource());
     }
     resources.extend(page.iter().filter_map(result_resource));
+    if after.is_none() {
+        resources.push(super::skill::resource());
+    }
     let mut result = ListResourcesResult::with_all_items(resources);
     result.next_cursor = page
         .last()

@@ -4,7 +4,7 @@
 
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
-    GetSkillResult, ListSkillsResult, ReadResourceResult, ResourceContents, Skill,
+    GetSkillResult, ListSkillsResult, ReadResourceResult, Resource, ResourceContents, Skill,
     SkillFrontmatter, SkillResource, SkillResources,
 };
 
@@ -56,6 +56,15 @@ pub fn get(uri: &str) -> Result<GetSkillResult, McpError> {
         format!("no skill {uri:?} is served here; this server's skill is {SKILL_URI}"),
         None,
     ))
+}
+
+/// The skill's file as `resources/list` lists it (on its first page, after the results).
+pub fn resource() -> Resource {
+    Resource::new(SKILL_URI, SKILL_NAME)
+        .with_title("Pictures with Reve, through reve-mcp (a skill)")
+        .with_description(front_matter("description"))
+        .with_mime_type(MARKDOWN)
+        .with_size(SKILL_MD.len() as u64)
 }
 
 /// `resources/read` of the skill's file, if `uri` is it.

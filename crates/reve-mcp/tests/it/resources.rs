@@ -16,6 +16,16 @@ use crate::mcp_http::{HttpServer, sse_messages};
 use crate::support::{World, path_string, start};
 
 const VIEWER: &str = "ui://reve/viewer";
+/// The skill's file, listed on every client's first page, after the results.
+const SKILL: &str = "skill://reve-pictures/SKILL.md";
+
+/// The URIs of `resources`, in order.
+fn uris(resources: &[rmcp::model::Resource]) -> Vec<&str> {
+    resources
+        .iter()
+        .map(|resource| resource.uri.as_str())
+        .collect()
+}
 const APP_MIME: &str = "text/html;profile=mcp-app";
 
 async fn serve(world: &World, apps: bool) -> McpSession {
@@ -87,7 +97,7 @@ async fn a_client_that_renders_apps_gets_the_viewer_and_one_that_does_not_sees_n
         async move { peer.list_all_resources().await.unwrap() }
     };
     assert_eq!(listed(&apps).await[0].uri, VIEWER);
-    assert!(listed(&plain).await.is_empty());
+    assert_eq!(uris(&listed(&plain).await), [SKILL]);
     let viewer = read(&apps, VIEWER).await.unwrap();
     let ResourceContents::TextResourceContents {
         text, mime_type, ..
@@ -176,8 +186,9 @@ async fn an_edit_is_listed_and_read_as_resources_with_its_input_as_sent() {
     );
 
     let listed = session.client.peer().list_all_resources().await.unwrap();
-    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.len(), 3, "{listed:?}");
     assert_eq!(listed[0].uri, VIEWER);
+    assert_eq!(listed[2].uri, SKILL);
     assert_eq!(listed[1].uri, link.uri);
     assert_eq!(listed[1].mime_type.as_deref(), Some("image/png"));
     assert_eq!(listed[1].size, output["bytes"].as_u64());
@@ -281,15 +292,8 @@ async fn a_running_edit_shows_its_input_and_its_result_once_done() {
         "{}",
         early.message
     );
-    assert!(
-        session
-            .client
-            .peer()
-            .list_all_resources()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let listed = session.client.peer().list_all_resources().await.unwrap();
+    assert_eq!(uris(&listed), [SKILL], "no result while it runs");
 
     let mut done = session.get_edit(job).await.unwrap();
     for _ in 0..5 {
@@ -330,7 +334,8 @@ async fn results_are_listed_newest_first_in_pages() {
 
     let peer = session.client.peer();
     let first = peer.list_resources(None).await.unwrap();
-    assert_eq!(first.resources.len(), 50);
+    assert_eq!(first.resources.len(), 51, "50 results and the skill");
+    assert_eq!(first.resources[50].uri, SKILL);
     let cursor = first.next_cursor.clone().expect("a second page");
     let second = peer
         .list_resources(Some(
@@ -340,8 +345,7 @@ async fn results_are_listed_newest_first_in_pages() {
         .unwrap();
     assert_eq!(second.resources.len(), 3);
     assert_eq!(second.next_cursor, None);
-    let listed: Vec<String> = first
-        .resources
+    let listed: Vec<String> = first.resources[..50]
         .iter()
         .chain(&second.resources)
         .map(|resource| resource.uri.clone())
@@ -475,7 +479,16 @@ async fn over_http_a_token_reads_only_its_own_results() {
         assert_eq!(refused["error"]["code"], -32602, "{refused}");
     }
     let listed = request(&for_bob, bob, "resources/list", json!({})).await;
-    assert_eq!(listed["result"]["resources"], json!([]), "{listed}");
+    assert_eq!(
+        listed["result"]["resources"]
+            .as_array()
+            .map(|resources| resources
+                .iter()
+                .map(|resource| resource["uri"].clone())
+                .collect::<Vec<_>>()),
+        Some(vec![json!(SKILL)]),
+        "{listed}"
+    );
     for server in [for_alice, for_bob] {
         server.stop().await;
     }
