@@ -172,7 +172,13 @@ impl Jobs {
                 Outcome::Succeeded(Box::new(succeeded))
             }
             Outcome::Ended { ending, message } => Outcome::Ended {
-                message: format!("{message} (this call reused edit job {other})"),
+                message: match ending.state {
+                    JobState::Cancelled => format!(
+                        "{message} (this call joined the identical edit job {other}, which its \
+                         caller gave up; nothing was sent for this call: call again to send it)"
+                    ),
+                    _ => format!("{message} (this call reused edit job {other})"),
+                },
                 // Nothing was sent for this job.
                 ending: Ending {
                     state: ending.state,
@@ -568,6 +574,13 @@ impl StoreJournal<'_> {
                 }
                 Claim::Reuse(other) => {
                     // Bounded: each pass leaves out one more job.
+                    if rules.passed_over.len() < 8 && self.jobs.is_stopping(&other) {
+                        // Its caller gave it up (and its request with it) a moment ago: joining
+                        // it would end this call as cancelled too, which no one asked for.
+                        tracing::info!(job = self.id, stopping = %other, "not reusing an identical job that is being stopped");
+                        rules.passed_over.push(other);
+                        continue;
+                    }
                     if rules.passed_over.len() < 8 && self.jobs.result_is_gone(&other).await? {
                         tracing::info!(job = self.id, gone = %other, "not reusing an identical job whose saved result is gone");
                         rules.passed_over.push(other);

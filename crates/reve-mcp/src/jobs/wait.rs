@@ -239,6 +239,14 @@ impl Jobs {
         }
     }
 
+    /// Whether job `id` runs in this process and is being stopped: its caller gave it up, and
+    /// its end is not recorded yet.
+    pub(super) fn is_stopping(&self, id: &str) -> bool {
+        self.lock_live()
+            .get(id)
+            .is_some_and(|job| job.stop.is_cancelled())
+    }
+
     /// Stops every job not yet sent and waits up to `grace` for the rest to finish and be
     /// recorded: how a process ends without losing what it paid for.
     pub async fn drain(&self, grace: Duration) {
