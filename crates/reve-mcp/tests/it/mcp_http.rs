@@ -942,3 +942,121 @@ async fn custom_headers_reach_the_server_through_rmcps_client() {
     accepted.cancel().await.unwrap();
     server.stop().await;
 }
+
+/// Reads an SSE body until `done` holds for an event, or the stream ends; returns each event
+/// as its id (if any) and its JSON-RPC message (if any).
+async fn read_events(
+    response: &mut reqwest::Response,
+    done: impl Fn(Option<&str>, Option<&Value>) -> bool,
+) -> Vec<(Option<String>, Option<Value>)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    while let Some(chunk) = tokio::time::timeout(PATIENCE, response.chunk())
+        .await
+        .expect("an event within the patience")
+        .unwrap()
+    {
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let id = event
+                .lines()
+                .find_map(|line| line.strip_prefix("id:"))
+                .map(|id| id.trim().to_owned());
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            let message = serde_json::from_str::<Value>(&data.join("\n")).ok();
+            let finished = done(id.as_deref(), message.as_ref());
+            events.push((id, message));
+            if finished {
+                return events;
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn a_stream_dropped_mid_edit_is_resumed_with_last_event_id_and_gets_the_answer() {
+    let world = World::new().await;
+    world.fake.push(Scenario::Latency(Duration::from_secs(3)));
+    let server = HttpServer::start(&env(&world), &[]).await;
+    let response = server.post(&initialize_request()).send().await.unwrap();
+    let session_id = response.headers()["mcp-session-id"].clone();
+    response.text().await.unwrap();
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let response = server
+        .post(&initialized)
+        .header("mcp-session-id", session_id.clone())
+        .header("mcp-protocol-version", PROTOCOL_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    // The call's stream drops after its first progress report, while the API works.
+    let input = data_uri("image/png", &sample_png(16, 16));
+    let call = tools_call(7, json!({ "prompt": "p", "image_url": input }), Some("t"));
+    let mut response = server
+        .post(&call)
+        .header("mcp-session-id", session_id.clone())
+        .header("mcp-protocol-version", PROTOCOL_VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = read_events(&mut response, |_, message| {
+        message.is_some_and(|message| message["method"] == "notifications/progress")
+    })
+    .await;
+    let last_id = seen
+        .iter()
+        .rev()
+        .find_map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no event id before the drop: {seen:?}"));
+    drop(response);
+
+    // The answer comes while no stream is open (rmcp's own cache forgets a request's stream
+    // once it is answered); a reconnect with the last id seen gets it.
+    tokio::time::timeout(PATIENCE, async {
+        while world.saved_files().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the edit is saved with no stream open");
+    let mut resumed = reqwest::Client::new()
+        .get(server.url())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session_id)
+        .header("mcp-protocol-version", PROTOCOL_VERSION)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let replayed = read_events(&mut resumed, |_, message| {
+        message.is_some_and(|message| message["id"] == 7)
+    })
+    .await;
+    let (_, answer) = replayed.last().unwrap();
+    let answer = answer.as_ref().unwrap_or_else(|| panic!("{replayed:?}"));
+    assert_eq!(answer["id"], 7, "{replayed:?}");
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    let path = answer["result"]["structuredContent"]["path"]
+        .as_str()
+        .unwrap();
+    assert!(Path::new(path).is_file(), "{answer}");
+    // Nothing before the id given is sent again.
+    assert!(
+        replayed
+            .iter()
+            .all(|(id, _)| id.as_deref() != Some(last_id.as_str())),
+        "{replayed:?}"
+    );
+    assert_eq!(world.fake.generation_attempts(), 1);
+    server.stop().await;
+}

@@ -43,6 +43,10 @@
 //! token cannot keep connections open between requests, so however many of
 //! them poll, the connection slots stay free for those who hold it.
 //!
+//! A session's event streams can be resumed: every event carries an id, and a client that
+//! reconnects with `Last-Event-ID` gets what it missed, the call's answer included
+//! ([`resume`]).
+//!
 //! Without sessions, rmcp sends a response's headers with its first message,
 //! which for a tool call without a progress token is its result: a proxy or
 //! client that waits 30 s for headers would fail a longer edit. A POST not
@@ -56,6 +60,7 @@ mod auth;
 mod early;
 mod origins;
 mod refusal;
+mod resume;
 
 use std::io;
 use std::net::SocketAddr;
@@ -278,7 +283,8 @@ fn router(
         let sessions = Arc::new(NeverSessionManager::default());
         (mcp_route(server, sessions, config), None)
     } else {
-        let sessions = Arc::new(LocalSessionManager::default());
+        let events = resume::SharedEvents(Arc::new(resume::ResumableEvents::new()));
+        let sessions = Arc::new(LocalSessionManager::default().with_event_store(Arc::new(events)));
         (mcp_route(server, sessions.clone(), config), Some(sessions))
     };
     let admission = Arc::new(Admission::new(options, sessions));
