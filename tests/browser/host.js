@@ -16,9 +16,18 @@ async function main() {
   const config = window.__reveConfig;
   const client = new Client(
     { name: "reve-test-host", version: "1.0.0" },
-    { capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: [RESOURCE_MIME_TYPE] } } } },
+    {
+      capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: [RESOURCE_MIME_TYPE] } } },
+      // `config.protocol` pins a revision (2026-07-28: `server/discover`, no `initialize`);
+      // without it the client speaks the 2025 era, as most hosts do.
+      ...(config.protocol ? { versionNegotiation: { mode: { pin: config.protocol } } } : {}),
+    },
   );
   await client.connect(new StreamableHTTPClientTransport(new URL(config.mcpUrl)));
+  host.protocol = client.getNegotiatedProtocolVersion();
+  // What a host that pings the server before it shows a view learns: 2026-07-28 has no ping
+  // (this client refuses to send it; the server would answer -32601).
+  host.ping = await client.ping().then(() => ({ ok: true }), (error) => ({ ok: false, code: error.code, message: String(error.message) }));
 
   const { tools } = await client.listTools();
   const tool = tools.find((tool) => tool.name === config.tool);

@@ -197,6 +197,40 @@ try {
     await versions.close();
   }
 
+  // The same viewer in a host whose client speaks the 2026-07-28 wire, where the server answers
+  // no ping: the view pings its host, which answers it itself, and renders as before.
+  {
+    const modern = await context.newPage();
+    modern.on("pageerror", (error) => report.console.push(`pageerror: ${error.message}`));
+    modern.on("console", (message) => report.console.push(`2026-07-28 ${message.type()}: ${message.text()}`));
+    await modern.addInitScript((config) => (window.__reveConfig = config), {
+      mcpUrl: env.REVE_MCP_URL,
+      protocol: "2026-07-28",
+      tool: "edit_image",
+      arguments: { prompt: "Invert the colours on the 2026 wire", image_url: input },
+    });
+    await modern.goto(origin + "/");
+    const view = modern.frameLocator("iframe#viewer");
+    const hostError = () => modern.evaluate(() => window.__reveHost.error || null);
+    await view.locator('#status[data-state="succeeded"]').waitFor({ timeout: PATIENCE }).catch(async (error) => {
+      throw new Error(`the 2026-07-28 edit never finished (${(await hostError()) || error.message})`);
+    });
+    for (const picture of ["#before-img", "#after-img"]) {
+      await view.locator(picture + ":not([hidden])").waitFor({ timeout: PATIENCE });
+      await view.locator(picture).evaluate((image) => image.decode());
+    }
+    report.modern = {
+      protocol: await modern.evaluate(() => window.__reveHost.protocol),
+      ping: await modern.evaluate(() => window.__reveHost.ping),
+      status: await view.locator("#status").textContent(),
+      pictures: await view.locator("#before-img, #after-img").evaluateAll(
+        (images) => images.map((image) => [image.naturalWidth, image.naturalHeight])),
+      hostError: await hostError(),
+    };
+    await modern.locator("iframe#viewer").screenshot({ path: out + "/viewer-2026.png" });
+    await modern.close();
+  }
+
   // A picture made from words shows alone; a remix shows the pictures it was given as a strip,
   // then the result. Each in a page of its own, as a host shows each call.
   const kinds = {

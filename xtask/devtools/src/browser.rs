@@ -113,10 +113,12 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
     failures.pixels(&work, &report)?;
     failures.kinds(&report);
     failures.versions(&work, &report)?;
-    // The edit, the edit of its result, the create and the remix: one generation each.
+    failures.modern(&report);
+    // The edit, the edit of its result, the edit on the 2026 wire, the create and the remix:
+    // one generation each.
     failures.expect(
-        fake.generation_attempts() == 4,
-        format!("{} generations, not 4", fake.generation_attempts()),
+        fake.generation_attempts() == 5,
+        format!("{} generations, not 5", fake.generation_attempts()),
     );
     if !failures.0.is_empty() {
         bail!(
@@ -130,8 +132,10 @@ async fn check(root: &Path, binary: &Path, chromium: &Path, tools: &NodeTools) -
         "The viewer showed the running edit, then both pictures with their real pixels; the \
          slider and the dark theme work; its result edited again by reference showed the line \
          of versions, each against the one it came from, and each control reached the host that \
-         declared it (none showed in the host that did not); a created picture showed alone and \
-         a remix with its pictures as a strip; every request stayed on loopback.\nScreenshots: {}",
+         declared it (none showed in the host that did not); a host on the 2026-07-28 wire, \
+         where ping is gone, showed the edit the same; a \
+         created picture showed alone and a remix with its pictures as a strip; every request \
+         stayed on loopback.\nScreenshots: {}",
         work.join("viewer.png").display()
     );
     Ok(())
@@ -430,6 +434,30 @@ impl Checks {
                 format!("the page said {line:?}"),
             );
         }
+    }
+
+    /// The edit in a host whose client speaks 2026-07-28, where `ping` is gone (the MCP client
+    /// refuses to send it; rmcp would answer -32601): the view, which never pings and answers
+    /// its host's pings itself, renders both pictures all the same.
+    fn modern(&mut self, report: &Value) {
+        let modern = &report["modern"];
+        self.equal("2026-07-28: host error", &modern["hostError"], &Value::Null);
+        self.equal(
+            "2026-07-28: the protocol spoken",
+            &modern["protocol"],
+            &"2026-07-28".into(),
+        );
+        self.equal(
+            "2026-07-28: ping works",
+            &modern["ping"]["ok"],
+            &false.into(),
+        );
+        self.equal("2026-07-28: status", &modern["status"], &"done".into());
+        self.equal(
+            "2026-07-28: both pictures, at their size",
+            &modern["pictures"],
+            &serde_json::json!([[INPUT_SIZE.0, INPUT_SIZE.1], [INPUT_SIZE.0, INPUT_SIZE.1]]),
+        );
     }
 
     /// A created picture alone (no "before", no comparing), and a remix's given pictures as a

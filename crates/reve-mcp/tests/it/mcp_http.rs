@@ -502,7 +502,17 @@ async fn origins_and_hosts_outside_the_allow_lists_get_403() {
             let headers = answer.headers()["access-control-allow-headers"]
                 .to_str()
                 .unwrap();
-            assert!(headers.contains("authorization"), "{headers}");
+            // Those of both eras: 2026-07-28 clients send the method and name as headers.
+            for header in [
+                "authorization",
+                "mcp-protocol-version",
+                "mcp-session-id",
+                "last-event-id",
+                "mcp-method",
+                "mcp-name",
+            ] {
+                assert!(headers.contains(header), "{header} missing from {headers}");
+            }
         } else {
             assert_eq!(allow_origin, None, "{origin}");
         }

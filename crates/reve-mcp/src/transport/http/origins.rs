@@ -53,6 +53,11 @@ pub(super) fn cors(origins: Vec<String>) -> CorsLayer {
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static("mcp-protocol-version"),
             HeaderName::from_static("mcp-session-id"),
+            // 2026-07-28 (SEP-2243): every request names its method, and a call its tool or
+            // resource, in headers too. (`Mcp-Param-*` headers come only from tool parameters
+            // that ask for them; these tools have none.)
+            HeaderName::from_static("mcp-method"),
+            HeaderName::from_static("mcp-name"),
         ])
         .expose_headers([HeaderName::from_static("mcp-session-id")])
         .max_age(Duration::from_secs(600))
