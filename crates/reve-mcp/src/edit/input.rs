@@ -47,6 +47,19 @@ impl LocalFiles {
     }
 }
 
+/// Opens a result this server saved (blocking). It was checked to be a file when the call
+/// named it; a symlink swapped in since must not redirect the read.
+fn open_saved_result(path: PathBuf) -> Result<(std::fs::File, PathBuf), EditError> {
+    let file = reve_core::open_nonblocking(&path, FinalSymlink::Refuse).map_err(|source| {
+        reve_core::Error::File {
+            path: path.clone(),
+            action: "open",
+            source,
+        }
+    })?;
+    Ok((file, path))
+}
+
 /// The local file a picture argument names, or `None` for a URL or a `data:` URI, which the request
 /// body checks. Whether the file may be read is [`LocalFiles::open`]'s to say.
 pub fn input_file(image_url: &str, local_files: &LocalFiles) -> Result<Option<PathBuf>, EditError> {
@@ -59,14 +72,15 @@ pub fn input_file(image_url: &str, local_files: &LocalFiles) -> Result<Option<Pa
 
 impl Editor {
     /// Builds the request body off the async threads, once there is room for it among the
-    /// bodies in flight: each local file is opened (as `local_files` allows), checked and its
-    /// base64 written straight into the body; a `data:` URI from the caller is checked and
-    /// copied into it. The returned permit is the body's room; drop it with the body.
+    /// bodies in flight: each local file is opened (as `local_files` allows, or as one of
+    /// `saved_results`, this server's own), checked and its base64 written straight into the
+    /// body; a `data:` URI from the caller is checked and copied into it. The returned permit
+    /// is the body's room; drop it with the body.
     pub(super) async fn body(
         &self,
         arguments: ToolArguments,
         inputs: Vec<Option<PathBuf>>,
-        local_files: &LocalFiles,
+        (local_files, saved_results): (&LocalFiles, Vec<PathBuf>),
         progress: &impl Progress,
         cancel: &CancellationToken,
     ) -> Result<(RequestBody, OwnedSemaphorePermit), EditError> {
@@ -74,9 +88,13 @@ impl Editor {
         let opened = {
             let local_files = local_files.clone();
             tokio::task::spawn_blocking(move || {
+                let open = |path: PathBuf| match saved_results.contains(&path) {
+                    true => open_saved_result(path),
+                    false => local_files.open(&path),
+                };
                 inputs
                     .into_iter()
-                    .map(|input| input.map(|path| local_files.open(&path)).transpose())
+                    .map(|input| input.map(open).transpose())
                     .collect::<Result<Vec<_>, EditError>>()
             })
             .await

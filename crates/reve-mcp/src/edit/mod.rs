@@ -221,6 +221,8 @@ pub struct Prepared {
     /// `data:` URI.
     inputs: Vec<Option<PathBuf>>,
     local_files: LocalFiles,
+    /// Results this server saved, named by reference: read whatever `local_files` says.
+    saved_results: Vec<PathBuf>,
     generation: Generation,
 }
 
@@ -233,6 +235,14 @@ impl Prepared {
     /// The same, recording that its pictures came from the results of `parents`.
     pub fn with_parents(mut self, parents: Vec<String>) -> Prepared {
         self.generation.parents = parents;
+        self
+    }
+
+    /// The same, allowed to read `files` wherever the caller may read files: results this
+    /// server saved, which a caller names by reference (`job:ID`) to edit again, even a client
+    /// on another machine that may name no file of this one.
+    pub fn reading_results(mut self, files: Vec<PathBuf>) -> Prepared {
+        self.saved_results = files;
         self
     }
 }
@@ -388,6 +398,7 @@ impl Editor {
             destination,
             inputs,
             local_files,
+            saved_results: Vec::new(),
             generation,
         })
     }
@@ -407,6 +418,7 @@ impl Editor {
             destination,
             inputs,
             local_files,
+            saved_results,
             generation,
         } = prepared;
         if self.options.saves && !self.told_output_dir.swap(true, Ordering::Relaxed) {
@@ -415,7 +427,13 @@ impl Editor {
         let _slot = queued(self.edit_slots.acquire_many(1), progress, cancel).await?;
         progress.report(Stage::Preparing).await;
         let (body, upload) = self
-            .body(arguments, inputs, &local_files, progress, cancel)
+            .body(
+                arguments,
+                inputs,
+                (&local_files, saved_results),
+                progress,
+                cancel,
+            )
             .await?;
         let body = match journal.client_request_id() {
             Some(id) => body.with_client_request_id(id),

@@ -10,7 +10,6 @@
 use std::path::PathBuf;
 
 use super::{JobError, JobRecord, JobState, Jobs, PICTURES_PREFIX, Picture};
-use crate::edit::EditError;
 use crate::generated::ToolArguments;
 
 /// The short form of a reference to a previous result: `job:` and its id.
@@ -40,15 +39,19 @@ fn referenced_job(picture: &str) -> Result<Option<&str>, JobError> {
 
 impl Jobs {
     /// Replaces each picture of `arguments` given by reference with that result of
-    /// `principal`'s: its saved file as a `data:` URI, or, when nothing is saved, the URL the
-    /// provider published it at. The jobs referred to, in the order given. Another principal's
-    /// job is refused exactly as an unknown one; nothing is sent or paid for on any refusal.
+    /// `principal`'s: the path of its saved file, or, when nothing is saved, the URL the
+    /// provider published it at. Returns the jobs referred to, in the order given, and the saved
+    /// files named: the pipeline reads those wherever the caller may read files, since they are
+    /// this server's own results, and reads them as it reads any file, within the bytes that
+    /// request bodies may hold at once (never whole into memory here). Another principal's job
+    /// is refused exactly as an unknown one; nothing is sent or paid for on any refusal.
     pub(super) async fn resolve_references(
         &self,
         arguments: &mut ToolArguments,
         principal: &str,
-    ) -> Result<Vec<String>, JobError> {
+    ) -> Result<(Vec<String>, Vec<PathBuf>), JobError> {
         let mut parents = Vec::new();
+        let mut saved_files = Vec::new();
         for picture in arguments.pictures_mut() {
             let Some(id) = referenced_job(picture)? else {
                 continue;
@@ -80,8 +83,11 @@ impl Jobs {
                 .or_else(|| generation.published_url().map(str::to_owned));
             *picture = match (result.path, url) {
                 // The saved file is what the person saw, and it does not expire.
-                (Some(path), url) => match self.saved_as_data_uri(PathBuf::from(&path)).await {
-                    Ok(uri) => uri,
+                (Some(path), url) => match saved_file(PathBuf::from(&path)).await {
+                    Ok(file) => {
+                        saved_files.push(file);
+                        path
+                    }
                     Err(error) => match url {
                         Some(url) => {
                             tracing::info!(job = %id, %error, "the saved result cannot be read; giving the provider's URL instead");
@@ -102,7 +108,7 @@ impl Jobs {
             };
             parents.push(record.id);
         }
-        Ok(parents)
+        Ok((parents, saved_files))
     }
 
     /// The job of `principal`'s that `id` names: its whole id, or (for a person who read it
@@ -130,21 +136,17 @@ impl Jobs {
             _ => Err(unknown()),
         }
     }
+}
 
-    /// A saved result as a `data:` URI, within the input size limit.
-    async fn saved_as_data_uri(&self, path: PathBuf) -> Result<String, EditError> {
-        let max_bytes = self.inner.editor.options().max_input_bytes;
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&path).map_err(|source| reve_core::Error::File {
-                path: path.clone(),
-                action: "open",
-                source,
-            })?;
-            Ok(reve_core::data_uri_from_file(&file, &path, max_bytes)?)
-        })
-        .await
-        .expect("reading a file does not panic")
+/// `path`, if it is still a file: a saved result that was moved or deleted is said so before
+/// the job is recorded, and its URL given instead while the provider keeps it. (Its size is
+/// checked against the input limit as the request is built, as any file's is.)
+async fn saved_file(path: PathBuf) -> Result<PathBuf, std::io::Error> {
+    let metadata = tokio::fs::symlink_metadata(&path).await?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("it is no longer a file"));
     }
+    Ok(path)
 }
 
 #[cfg(test)]

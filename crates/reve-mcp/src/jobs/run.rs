@@ -33,12 +33,13 @@ impl Jobs {
         local_files: LocalFiles,
         principal: &str,
     ) -> Result<String, JobError> {
-        let parents = self.resolve_references(&mut arguments, principal).await?;
+        let (parents, saved_files) = self.resolve_references(&mut arguments, principal).await?;
         let prepared = self
             .inner
             .editor
             .prepare(arguments, local_files)?
-            .with_parents(parents);
+            .with_parents(parents)
+            .reading_results(saved_files);
         self.check_spending(&prepared.generation().model).await?;
         let id = new_job_id();
         let record = JobRecord::queued(

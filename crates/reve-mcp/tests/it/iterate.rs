@@ -191,6 +191,45 @@ async fn without_saving_a_reference_sends_the_providers_url() {
     server.stop().await;
 }
 
+/// A saved result that is no longer a plain file (moved away, or swapped for a symlink to
+/// something else) is not read: the provider's URL goes instead, while it keeps the picture.
+#[tokio::test]
+async fn a_saved_result_swapped_or_gone_is_sent_as_the_providers_url() {
+    let world = World::new().await;
+    let server = HttpServer::start(&crate::mcp_http::env(&world), &[]).await;
+    let session = server.client(None, TestClient::default()).await;
+    let secret = world.path("secret.png");
+    std::fs::write(&secret, reve_tests::fake::sample_png(8, 8)).unwrap();
+    for (round, swap) in ["symlink", "gone"].into_iter().enumerate() {
+        let made = call(
+            &session,
+            "create_image",
+            json!({ "prompt": format!("a kite, round {round}") }),
+        )
+        .await;
+        let made = structured(&made);
+        let path = made["path"].as_str().unwrap().to_owned();
+        std::fs::remove_file(&path).unwrap();
+        if swap == "symlink" {
+            std::os::unix::fs::symlink(&secret, &path).unwrap();
+        }
+        let again = call(
+            &session,
+            "edit_image",
+            json!({ "prompt": "darker", "image_url": made["result_uri"] }),
+        )
+        .await;
+        assert_eq!(status(&again), "succeeded", "{swap}: {again:?}");
+        assert_eq!(
+            last_sent(&world, "image_url"),
+            made["url"].as_str().unwrap(),
+            "{swap}"
+        );
+    }
+    session.cancel().await.unwrap();
+    server.stop().await;
+}
+
 /// From the command line: `--from` the start of a job's id, as `reve-mcp jobs` shows it, and a
 /// result's URI among the pictures of a verb.
 #[tokio::test]
