@@ -151,6 +151,24 @@ impl HttpServer {
     pub(crate) fn post(&self, body: &Value) -> reqwest::RequestBuilder {
         post_to(&self.url(), body)
     }
+
+    /// A JSON-RPC POST in session `session_id`, as a 2025-era client sends it.
+    pub(crate) fn post_in(
+        &self,
+        session_id: &HeaderValue,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        self.post(body)
+            .header("mcp-session-id", session_id.clone())
+            .header("mcp-protocol-version", PROTOCOL_VERSION)
+    }
+
+    /// Tells session `session_id` that its client is initialized, as the handshake ends.
+    pub(crate) async fn initialized(&self, session_id: &HeaderValue) {
+        let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+        let response = self.post_in(session_id, &initialized).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
 }
 
 fn spawn(env: &BTreeMap<String, String>, flags: &[&str]) -> Child {
@@ -373,15 +391,7 @@ async fn plain_http_initialize_then_a_call_with_progress_on_its_sse_stream() {
     assert_eq!(result["serverInfo"]["name"], "reve-mcp");
     assert!(result["capabilities"]["tools"].is_object(), "{result}");
 
-    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let response = server
-        .post(&initialized)
-        .header("mcp-session-id", session_id.clone())
-        .header("mcp-protocol-version", PROTOCOL_VERSION)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    server.initialized(&session_id).await;
 
     let input = data_uri("image/png", &sample_png(16, 16));
     let call = tools_call(
@@ -389,13 +399,7 @@ async fn plain_http_initialize_then_a_call_with_progress_on_its_sse_stream() {
         json!({ "prompt": "p", "image_url": input }),
         Some("edit-1"),
     );
-    let response = server
-        .post(&call)
-        .header("mcp-session-id", session_id)
-        .header("mcp-protocol-version", PROTOCOL_VERSION)
-        .send()
-        .await
-        .unwrap();
+    let response = server.post_in(&session_id, &call).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let messages = sse_messages(&response.text().await.unwrap());
     let (last, before) = messages.split_last().unwrap();
@@ -997,26 +1001,12 @@ async fn a_stream_dropped_mid_edit_is_resumed_with_last_event_id_and_gets_the_an
     let response = server.post(&initialize_request()).send().await.unwrap();
     let session_id = response.headers()["mcp-session-id"].clone();
     response.text().await.unwrap();
-    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
-    let response = server
-        .post(&initialized)
-        .header("mcp-session-id", session_id.clone())
-        .header("mcp-protocol-version", PROTOCOL_VERSION)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    server.initialized(&session_id).await;
 
     // The call's stream drops after its first progress report, while the API works.
     let input = data_uri("image/png", &sample_png(16, 16));
     let call = tools_call(7, json!({ "prompt": "p", "image_url": input }), Some("t"));
-    let mut response = server
-        .post(&call)
-        .header("mcp-session-id", session_id.clone())
-        .header("mcp-protocol-version", PROTOCOL_VERSION)
-        .send()
-        .await
-        .unwrap();
+    let mut response = server.post_in(&session_id, &call).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = read_events(&mut response, |_, message| {
         message.is_some_and(|message| message["method"] == "notifications/progress")

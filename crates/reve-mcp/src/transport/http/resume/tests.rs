@@ -110,10 +110,9 @@ async fn a_replay_sends_what_came_after_the_id_then_follows_the_stream_to_its_an
 
 #[tokio::test]
 async fn ids_from_another_process_or_made_up_name_nothing() {
-    let events = events(limits());
-    let id = events.store_event("call", &progress(1)).await.unwrap();
-    let elsewhere =
-        super::super::resume::SharedEvents(Arc::new(ResumableEvents::with_limits(limits())));
+    let here = events(limits());
+    let elsewhere = events(limits());
+    let id = here.store_event("call", &progress(1)).await.unwrap();
     for unknown in [
         "",
         "0",
@@ -121,7 +120,7 @@ async fn ids_from_another_process_or_made_up_name_nothing() {
         &id.replace("-0-", "-5-"),
         &format!("{id}-1"),
     ] {
-        let error = events
+        let error = here
             .replay_events_after(unknown)
             .await
             .err()
