@@ -41,9 +41,12 @@ const MAX_EVENTS_PER_STREAM: usize = 512;
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// The resumable events of this process's sessions (see the module's documentation).
+///
+/// rmcp hands a replay only the `Last-Event-ID`, not the session asking, and every session's
+/// streams are kept here together; so each stream is known by a random token that only its
+/// events' ids carry: an id is a capability, which no client can guess for a stream it was not
+/// sent (another token holder's results above all). An id from before a restart names nothing.
 pub(super) struct ResumableEvents {
-    /// Different for each process, so an id from before a restart names nothing here.
-    run: String,
     streams: Mutex<Streams>,
     limits: Limits,
 }
@@ -60,13 +63,15 @@ struct Limits {
 
 #[derive(Default)]
 struct Streams {
-    /// rmcp's name of each stream kept, to its number here.
-    numbers: HashMap<String, u64>,
-    kept: HashMap<u64, Kept>,
-    next_number: u64,
+    /// rmcp's name of each stream kept, to its token here.
+    tokens: HashMap<String, Token>,
+    kept: HashMap<Token, Kept>,
     bytes: usize,
     swept: Option<Instant>,
 }
+
+/// A stream's name in its events' ids: 128 random bits.
+type Token = u128;
 
 struct Kept {
     name: String,
@@ -98,9 +103,7 @@ impl ResumableEvents {
     }
 
     fn with_limits(limits: Limits) -> Self {
-        let run = uuid::Uuid::new_v4().simple().to_string();
         Self {
-            run: run[..8].to_owned(),
             streams: Mutex::new(Streams::default()),
             limits,
         }
@@ -113,19 +116,17 @@ impl ResumableEvents {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn event_id(&self, stream: u64, index: u64) -> EventId {
-        format!("{}-{stream}-{index}", self.run)
+    fn event_id(token: Token, index: u64) -> EventId {
+        format!("{token:032x}-{index}")
     }
 
-    /// The stream and index an id of this process names.
-    fn parse(&self, id: &str) -> Option<(u64, u64)> {
-        let mut parts = id.split('-');
-        if parts.next()? != self.run {
+    /// The stream token and index an id names.
+    fn parse(id: &str) -> Option<(Token, u64)> {
+        let (token, index) = id.split_once('-')?;
+        if token.len() != 32 {
             return None;
         }
-        let stream = parts.next()?.parse().ok()?;
-        let index = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some((stream, index))
+        Some((Token::from_str_radix(token, 16).ok()?, index.parse().ok()?))
     }
 
     fn store(&self, stream_name: &str, event: &ServerSseMessage) -> EventId {
@@ -141,14 +142,13 @@ impl ResumableEvents {
             streams.swept = Some(now);
             self.sweep(streams, now);
         }
-        let number = match streams.numbers.get(stream_name) {
-            Some(&number) => number,
+        let token = match streams.tokens.get(stream_name) {
+            Some(&token) => token,
             None => {
-                let number = streams.next_number;
-                streams.next_number += 1;
-                streams.numbers.insert(stream_name.to_owned(), number);
+                let token = uuid::Uuid::new_v4().as_u128();
+                streams.tokens.insert(stream_name.to_owned(), token);
                 streams.kept.insert(
-                    number,
+                    token,
                     Kept {
                         name: stream_name.to_owned(),
                         first_index: 0,
@@ -158,15 +158,15 @@ impl ResumableEvents {
                         appended: watch::Sender::new(0),
                     },
                 );
-                number
+                token
             }
         };
         let kept = streams
             .kept
-            .get_mut(&number)
-            .expect("numbered streams are kept");
+            .get_mut(&token)
+            .expect("streams with a token are kept");
         let index = kept.next_index();
-        let id = self.event_id(number, index);
+        let id = Self::event_id(token, index);
         let mut event = event.clone();
         event.event_id = Some(id.clone());
         kept.events.push_back((event, size));
@@ -184,50 +184,50 @@ impl ResumableEvents {
             streams.bytes -= dropped;
         }
         kept.appended.send_replace(kept.next_index());
-        self.keep_within_bytes(streams, number);
+        self.keep_within_bytes(streams, token);
         id
     }
 
     /// Forgets streams answered longer ago than the limit, or silent longer than theirs.
     fn sweep(&self, streams: &mut Streams, now: Instant) {
-        let expired: Vec<u64> = streams
+        let expired: Vec<Token> = streams
             .kept
             .iter()
             .filter(|(_, kept)| match kept.answered {
                 Some((at, _)) => now.duration_since(at) >= self.limits.after_answer,
                 None => now.duration_since(kept.touched) >= self.limits.while_silent,
             })
-            .map(|(&number, _)| number)
+            .map(|(&token, _)| token)
             .collect();
-        for number in expired {
-            forget(streams, number);
+        for token in expired {
+            forget(streams, token);
         }
     }
 
     /// Forgets whole streams, touched longest ago first and answered ones before running ones,
     /// until the events kept fit the byte limit; never `current`, which just grew.
-    fn keep_within_bytes(&self, streams: &mut Streams, current: u64) {
+    fn keep_within_bytes(&self, streams: &mut Streams, current: Token) {
         if streams.bytes <= self.limits.bytes {
             return;
         }
-        let mut candidates: Vec<(bool, Instant, u64)> = streams
+        let mut candidates: Vec<(bool, Instant, Token)> = streams
             .kept
             .iter()
-            .filter(|&(&number, _)| number != current)
-            .map(|(&number, kept)| (kept.answered.is_none(), kept.touched, number))
+            .filter(|&(&token, _)| token != current)
+            .map(|(&token, kept)| (kept.answered.is_none(), kept.touched, token))
             .collect();
         candidates.sort_unstable();
-        for (_, _, number) in candidates {
+        for (_, _, token) in candidates {
             if streams.bytes <= self.limits.bytes {
                 break;
             }
-            forget(streams, number);
+            forget(streams, token);
         }
     }
 
     /// The events of a stream after `index`, then those stored later, until its answer; `None`
     /// when the stream is not (or no longer) kept.
-    fn replay(self: &Arc<Self>, stream: u64, index: u64) -> Option<EventStream> {
+    fn replay(self: &Arc<Self>, stream: Token, index: u64) -> Option<EventStream> {
         let appended = self.lock().kept.get(&stream)?.appended.subscribe();
         let state = Replay {
             events: Arc::clone(self),
@@ -243,7 +243,7 @@ impl ResumableEvents {
 /// Where one replay stands.
 struct Replay {
     events: Arc<ResumableEvents>,
-    stream: u64,
+    stream: Token,
     next: u64,
     appended: watch::Receiver<u64>,
     done: bool,
@@ -284,9 +284,9 @@ impl Replay {
     }
 }
 
-fn forget(streams: &mut Streams, number: u64) {
-    if let Some(kept) = streams.kept.remove(&number) {
-        streams.numbers.remove(&kept.name);
+fn forget(streams: &mut Streams, token: Token) {
+    if let Some(kept) = streams.kept.remove(&token) {
+        streams.tokens.remove(&kept.name);
         streams.bytes -= kept.events.iter().map(|(_, size)| size).sum::<usize>();
     }
 }
@@ -342,7 +342,7 @@ impl EventStore for SharedEvents {
         &self,
         last_event_id: &str,
     ) -> Result<EventStream, EventStoreError> {
-        let (stream, index) = self.0.parse(last_event_id).ok_or(UnknownEvent)?;
+        let (stream, index) = ResumableEvents::parse(last_event_id).ok_or(UnknownEvent)?;
         let replay = self.0.replay(stream, index).ok_or(UnknownEvent)?;
         Ok(replay)
     }

@@ -109,16 +109,22 @@ async fn a_replay_sends_what_came_after_the_id_then_follows_the_stream_to_its_an
 }
 
 #[tokio::test]
-async fn ids_from_another_process_or_made_up_name_nothing() {
+async fn ids_made_up_or_from_another_process_name_nothing() {
     let here = events(limits());
     let elsewhere = events(limits());
     let id = here.store_event("call", &progress(1)).await.unwrap();
+    let (token, index) = id.split_once('-').unwrap();
+    assert_eq!((token.len(), index), (32, "0"), "{id}");
+    // A token one off: tokens are random, so no stream's is near another's.
+    let neighbour = format!("{:032x}-0", u128::from_str_radix(token, 16).unwrap() ^ 1);
     for unknown in [
         "",
         "0",
-        "x-0-0",
-        &id.replace("-0-", "-5-"),
+        "x-0",
+        "0-0",
+        &neighbour,
         &format!("{id}-1"),
+        &format!("{id}x"),
     ] {
         let error = here
             .replay_events_after(unknown)
