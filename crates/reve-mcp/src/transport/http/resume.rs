@@ -45,7 +45,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// rmcp hands a replay only the `Last-Event-ID`, not the session asking, and every session's
 /// streams are kept here together; so each stream is known by a random token that only its
 /// events' ids carry: an id is a capability, which no client can guess for a stream it was not
-/// sent (another token holder's results above all). An id from before a restart names nothing.
+/// sent (another session's results). An id from before a restart names nothing.
 pub(super) struct ResumableEvents {
     streams: Mutex<Streams>,
     limits: Limits,
