@@ -738,6 +738,28 @@ async fn stateless_replicas_serve_calls_without_a_session() {
     assert!(Path::new(saved).starts_with(world.outputs.as_path()));
     assert_eq!(world.fake.generation_attempts(), 1);
 
+    // On the 2026-07-28 wire there is no ping: the server says so, as that revision does, and
+    // goes on serving (a host must not need it; the viewer never sends it).
+    let ping = json!({ "jsonrpc": "2.0", "id": 4, "method": "ping", "params": { "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": { "name": "reve-tests", "version": "0" },
+        "io.modelcontextprotocol/clientCapabilities": {},
+    } } });
+    let response = second
+        .post(&ping)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "ping")
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    let answer = sse_messages(&text)
+        .pop()
+        .or_else(|| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| panic!("no answer to ping in {text}"));
+    assert_eq!(answer["id"], 4, "{answer}");
+    assert_eq!(answer["error"]["code"], -32601, "{answer}");
+
     // rmcp's own client works against a stateless server too.
     let session = first.client(None, TestClient::default()).await;
     let result = call_edit_image(&session, json!({ "prompt": "p", "image_url": input }))
