@@ -80,7 +80,8 @@ impl Editor {
         &self,
         arguments: ToolArguments,
         inputs: Vec<Option<PathBuf>>,
-        (local_files, saved_results): (&LocalFiles, Vec<PathBuf>),
+        local_files: &LocalFiles,
+        saved_results: Vec<PathBuf>,
         progress: &impl Progress,
         cancel: &CancellationToken,
     ) -> Result<(RequestBody, OwnedSemaphorePermit), EditError> {

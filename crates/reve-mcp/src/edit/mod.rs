@@ -232,17 +232,13 @@ impl Prepared {
         &self.generation
     }
 
-    /// The same, recording that its pictures came from the results of `parents`.
-    pub fn with_parents(mut self, parents: Vec<String>) -> Prepared {
+    /// The same, recording that its pictures came from the results of `parents`, and allowed
+    /// to read `saved_results` wherever the caller may read files: the files of those results
+    /// this server saved, which a caller names by reference (`job:ID`) to edit again, even a
+    /// client on another machine that may name no file of this one.
+    pub fn with_parents(mut self, parents: Vec<String>, saved_results: Vec<PathBuf>) -> Prepared {
         self.generation.parents = parents;
-        self
-    }
-
-    /// The same, allowed to read `files` wherever the caller may read files: results this
-    /// server saved, which a caller names by reference (`job:ID`) to edit again, even a client
-    /// on another machine that may name no file of this one.
-    pub fn reading_results(mut self, files: Vec<PathBuf>) -> Prepared {
-        self.saved_results = files;
+        self.saved_results = saved_results;
         self
     }
 }
@@ -430,7 +426,8 @@ impl Editor {
             .body(
                 arguments,
                 inputs,
-                (&local_files, saved_results),
+                &local_files,
+                saved_results,
                 progress,
                 cancel,
             )

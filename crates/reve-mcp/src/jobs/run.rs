@@ -38,8 +38,7 @@ impl Jobs {
             .inner
             .editor
             .prepare(arguments, local_files)?
-            .with_parents(parents)
-            .reading_results(saved_files);
+            .with_parents(parents, saved_files);
         self.check_spending(&prepared.generation().model).await?;
         let id = new_job_id();
         let record = JobRecord::queued(

@@ -439,17 +439,7 @@ async fn killed_while_the_api_works(
 async fn a_request_the_logs_list_as_failed_is_settled_as_not_charged() {
     let world = World::new().await;
     world.fake.push(Scenario::DropConnection);
-    let server_env = env(
-        &world,
-        &[("REVE_MAX_RETRIES", "0"), ("REVE_SETTLE_AFTER_SECS", "0")],
-    );
-    let session = start(&server_env, TestClient::default()).await;
-    let first = session
-        .edit_image(json!({ "prompt": "p", "image_url": input() }))
-        .await
-        .unwrap();
-    assert_eq!(first.is_error, Some(true), "{first:?}");
-    let job = newest_job_id(&world).await;
+    let (session, first, job) = edit_settled_at_once(&world, "0").await;
     assert!(
         result_text(&first).contains(&job),
         "it may have cost something: {first:?}"
@@ -476,9 +466,28 @@ async fn a_retried_request_is_not_charged_only_once_every_attempt_is_listed() {
     world.fake.push(Scenario::DropConnection);
     world.fake.push_log_delay(Duration::ZERO);
     world.fake.push_log_delay(Duration::from_secs(4));
+    let (session, _, job) = edit_settled_at_once(&world, "1").await;
+    assert_eq!(world.fake.generation_attempts(), 2);
+    let text = settled_text(&session, &job).await;
+    assert!(
+        text.contains("usage logs show all 2 attempts of this reve/edit-image request failed: nothing was charged"),
+        "settled before the second attempt was listed: {text}"
+    );
+    session.stop().await;
+}
+
+/// One edit, through a server that retries `retries` times and settles with the usage logs at
+/// once, which fails as the fake's scenarios say: the server, the call's result and its job.
+async fn edit_settled_at_once(
+    world: &World,
+    retries: &str,
+) -> (McpSession, CallToolResult, String) {
     let server_env = env(
-        &world,
-        &[("REVE_MAX_RETRIES", "1"), ("REVE_SETTLE_AFTER_SECS", "0")],
+        world,
+        &[
+            ("REVE_MAX_RETRIES", retries),
+            ("REVE_SETTLE_AFTER_SECS", "0"),
+        ],
     );
     let session = start(&server_env, TestClient::default()).await;
     let first = session
@@ -486,14 +495,8 @@ async fn a_retried_request_is_not_charged_only_once_every_attempt_is_listed() {
         .await
         .unwrap();
     assert_eq!(first.is_error, Some(true), "{first:?}");
-    assert_eq!(world.fake.generation_attempts(), 2);
-    let job = newest_job_id(&world).await;
-    let text = settled_text(&session, &job).await;
-    assert!(
-        text.contains("usage logs show all 2 attempts of this reve/edit-image request failed: nothing was charged"),
-        "settled before the second attempt was listed: {text}"
-    );
-    session.stop().await;
+    let job = newest_job_id(world).await;
+    (session, first, job)
 }
 
 /// The text `get_edit` gives for job `job` once the usage logs settled it (within 20 s).
