@@ -256,7 +256,7 @@ fn preview_of<R: BufRead + Seek>(
 
 /// `reader`'s picture, `size` pixels, scaled to fit the budget's edge on its longer side, decoded as rows into the
 /// scaler once its memory is reserved, and its JPEG at the first of [`JPEG_QUALITIES`], encoded on a second thread
-/// from the rows the scaler has made while it makes the rest ([`encode`]). `held_bytes` of the encoded picture are
+/// from the rows the scaler has made while it makes the rest, and on this one once it is done ([`encode`]). `held_bytes` of the encoded picture are
 /// in memory meanwhile.
 fn scaled_and_encoded<R: BufRead + Seek>(
     mut reader: R,
@@ -270,29 +270,28 @@ fn scaled_and_encoded<R: BufRead + Seek>(
     // Called on preview threads, never on an async one, so blocking here is what is meant.
     let _share = futures::executor::block_on(PIXEL_MEMORY.reserve(needed))
         .expect("the semaphore is never closed");
-    let (sink, bands) = std::sync::mpsc::channel();
     // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
-    let rows = encode::ArrivingRows::new(
-        bands,
+    let strips = encode::Strips::new(
         (plan.target.0 as u16, plan.target.1 as u16),
         scale::channels(plan.pixel_type),
+        JPEG_QUALITIES[0],
     );
-    let scaler = RowScaler::new(plan.rows_size, plan.target, plan.pixel_type).sending_to(sink);
+    let scaler =
+        RowScaler::new(plan.rows_size, plan.target, plan.pixel_type).sending_to(strips.sink());
     std::thread::scope(|scope| {
         let encoder = std::thread::Builder::new()
             .name("reve-preview-encode".to_owned())
-            .spawn_scoped(scope, move || {
-                let mut jpeg = Vec::new();
-                jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITIES[0])
-                    .encode_image(rows)
-                    .map(|()| jpeg)
-            })
+            .spawn_scoped(scope, || strips.encode_untaken())
             .map_err(|error| PreviewError::Workers(error.to_string()))?;
-        // The scaler (and so the rows' sender) is gone once decoding ends, well or not, so the
-        // encoder always finishes.
-        let scaled = decoded(reader, &plan, scaler)?;
-        let jpeg = encoder.join().expect("encoding does not panic")?;
-        Ok((scaled, jpeg))
+        // The scaler (and so the strips' sink) is gone once decoding ends, well or not, so the
+        // encoder always finishes; this thread then encodes the strips it has not reached.
+        let decoded = decoded(reader, &plan, scaler);
+        let mine = decoded.as_ref().ok().map(|_| strips.encode_untaken());
+        let theirs = encoder.join().expect("encoding does not panic");
+        let scaled = decoded?;
+        let mut encoded = theirs?;
+        encoded.extend(mine.expect("encoded once decoded")?);
+        Ok((scaled, strips.joined(encoded)?))
     })
 }
 

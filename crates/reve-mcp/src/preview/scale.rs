@@ -9,6 +9,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, MulDiv, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::PreviewError;
+use super::encode::StripSink;
 
 /// Output rows made per call to the resizer: enough that a call's fixed cost (its coefficients) is spread thin,
 /// few enough that the band stays small (16 rows of a 16384-pixel picture scaled to 1568 are 168 source rows).
@@ -90,7 +91,7 @@ pub(super) struct RowScaler {
     resizer: Resizer,
     /// Where each band of target rows goes as soon as it is made, besides the target picture:
     /// the preview's encoder, working on the rows already made while later ones are decoded.
-    sink: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    sink: Option<StripSink>,
 }
 
 impl RowScaler {
@@ -123,7 +124,7 @@ impl RowScaler {
     }
 
     /// This scaler, also sending each band of target rows to `sink` as it is made.
-    pub(super) fn sending_to(mut self, sink: std::sync::mpsc::Sender<Vec<u8>>) -> RowScaler {
+    pub(super) fn sending_to(mut self, sink: StripSink) -> RowScaler {
         self.sink = Some(sink);
         self
     }
@@ -199,10 +200,7 @@ impl RowScaler {
         self.target.extend_from_slice(&self.band);
         self.target_rows = self.rows_received;
         match &self.sink {
-            // An encoder that stopped wants no more rows.
-            Some(sink) => {
-                let _ = sink.send(std::mem::take(&mut self.band));
-            }
+            Some(sink) => sink.send(std::mem::take(&mut self.band)),
             None => self.band.clear(),
         }
     }
@@ -227,8 +225,7 @@ impl RowScaler {
         self.resizer.resize(&source, &mut scaled, &options)?;
         self.target.extend_from_slice(scaled.buffer());
         if let Some(sink) = &self.sink {
-            // An encoder that stopped wants no more rows.
-            let _ = sink.send(scaled.into_vec());
+            sink.send(scaled.into_vec());
         }
         self.target_rows = band_end;
 
