@@ -20,6 +20,8 @@ struct State {
     /// How many times the download started over after writing something: a reader that began
     /// on an earlier attempt has read bytes that are gone.
     attempt: u64,
+    /// The size the server announced for this attempt (its `Content-Length`), if it did.
+    announced: Option<u64>,
     end: End,
 }
 
@@ -78,7 +80,14 @@ impl Publisher {
                 state.attempt += 1;
             }
             state.on_disk = 0;
+            state.announced = None;
         });
+    }
+
+    /// The server announced this attempt's size (or none): a reader may seek to its end before
+    /// the bytes are there.
+    pub(crate) fn announced(&self, size: Option<u64>) {
+        self.0.update(|state| state.announced = size);
     }
 
     /// Every byte is on disk.
@@ -104,7 +113,10 @@ impl Drop for Publisher {
 /// Blocking: use it on a thread that may wait for the network. A read fails if the download
 /// fails, is cancelled, or starts over (a retried download rewrites the file, so what was read
 /// no longer holds); the finished [`crate::StagedImage`] is then the one to read. Seeking from
-/// the end waits for the whole image.
+/// the end goes by the size the server announced (`Content-Length`), so that a reader can learn
+/// the image's size from its first bytes; without one, it waits for the whole image. A server
+/// that announced a wrong size fails the download, but a reader that sought by it may already
+/// have been told that size: check what is read against it when it matters.
 #[derive(Debug)]
 pub struct ArrivingImage {
     progress: Arc<Progress>,
@@ -173,8 +185,13 @@ impl Seek for ArrivingImage {
             SeekFrom::Start(offset) => Some(offset),
             SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
             SeekFrom::End(delta) => {
-                let state = self.wait_until(|state| state.end == End::Complete)?;
-                state.on_disk.checked_add_signed(delta)
+                let state = self
+                    .wait_until(|state| state.end == End::Complete || state.announced.is_some())?;
+                let end = match state.end {
+                    End::Complete => state.on_disk,
+                    _ => state.announced.unwrap_or(state.on_disk),
+                };
+                end.checked_add_signed(delta)
             }
         };
         let target = target.ok_or_else(|| {
@@ -239,6 +256,34 @@ mod tests {
         publisher.wrote(5);
         publisher.complete();
         assert_eq!(seeking.join().unwrap(), (4, b"5".to_vec()));
+    }
+
+    #[test]
+    fn seeking_from_the_end_goes_by_the_announced_size_without_waiting() {
+        let (mut temp, publisher, mut reader) = staged();
+        temp.write_all(b"12").unwrap();
+        publisher.wrote(2);
+        publisher.announced(Some(5));
+        assert_eq!(reader.seek(SeekFrom::End(0)).unwrap(), 5);
+        reader.rewind().unwrap();
+        let reading = thread::spawn(move || {
+            let mut all = Vec::new();
+            reader.read_to_end(&mut all).unwrap();
+            all
+        });
+        temp.write_all(b"345").unwrap();
+        publisher.wrote(5);
+        publisher.complete();
+        assert_eq!(reading.join().unwrap(), b"12345");
+
+        // Another attempt announces its own size, or none.
+        let (_temp, publisher, mut reader) = staged();
+        publisher.announced(Some(9));
+        publisher.started_over();
+        let seeking = thread::spawn(move || reader.seek(SeekFrom::End(0)).unwrap());
+        publisher.wrote(3);
+        publisher.complete();
+        assert_eq!(seeking.join().unwrap(), 3);
     }
 
     #[test]

@@ -118,9 +118,14 @@ impl Sink {
         Ok(())
     }
 
-    pub(crate) fn reserve(&mut self, expected: u64) {
-        if let Sink::Memory(bytes) = self {
-            bytes.reserve(usize::try_from(expected).unwrap_or(0));
+    /// The size the server announced for this attempt (its `Content-Length`), if any: memory is
+    /// set aside for it, up to `limit`, and readers of a file learn it before the bytes arrive.
+    pub(crate) fn expect(&mut self, announced: Option<u64>, limit: u64) {
+        match self {
+            Sink::Memory(bytes) => {
+                bytes.reserve(usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0));
+            }
+            Sink::File { publisher, .. } => publisher.announced(announced),
         }
     }
 

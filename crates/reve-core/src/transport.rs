@@ -212,7 +212,7 @@ async fn stream_limited(
     sink: &mut Sink,
 ) -> Result<(), StreamError> {
     sink.restart().await.map_err(StreamError::Disk)?;
-    sink.reserve(response.content_length().unwrap_or(0).min(limit));
+    sink.expect(response.content_length(), limit);
     while let Some(chunk) = response.chunk().await.map_err(StreamError::Network)? {
         if sink.size() + chunk.len() as u64 > limit {
             return Err(StreamError::TooLarge);

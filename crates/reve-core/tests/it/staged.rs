@@ -2,7 +2,7 @@
 //! straight into the request body (`RequestBody::with_image_file`): what is sent, what lands on
 //! disk, and what is left behind when something fails.
 
-use std::io::Read as _;
+use std::io::{Read as _, Seek as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -243,6 +243,43 @@ async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_fil
     let read = reading.unwrap().join().unwrap();
     assert!(read.len() > 3 << 20, "{} bytes", read.len());
     assert_eq!(read, read_all(staged.open().unwrap()));
+}
+
+/// A reader of the arriving image learns its size from the server's `Content-Length`, before
+/// the bytes are there: a preview decides from it whether to decode what is arriving.
+#[tokio::test]
+async fn the_arriving_image_tells_its_announced_size_before_the_download_ends() {
+    let fake = FakeApi::builder()
+        .default_scenario(Scenario::SlowBody {
+            chunk_delay: Duration::from_millis(100),
+        })
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let downloaded = Arc::new(AtomicBool::new(false));
+    let (told, size_told) = tokio::sync::oneshot::channel();
+    let staged = client(config(&fake))
+        .edit_into_dir_reporting(&noisy_body(), dir.path(), |_, mut arriving| {
+            let downloaded = downloaded.clone();
+            std::thread::spawn(move || {
+                let mut first = [0; 8];
+                arriving.read_exact(&mut first).unwrap();
+                let size = arriving.seek(std::io::SeekFrom::End(0)).unwrap();
+                told.send((size, downloaded.load(Ordering::SeqCst)))
+                    .unwrap();
+            });
+            async {}
+        })
+        .await
+        .unwrap();
+    downloaded.store(true, Ordering::SeqCst);
+
+    let (size, after_the_download) = size_told.await.unwrap();
+    assert!(
+        !after_the_download,
+        "the size was told only after the download"
+    );
+    assert_eq!(size, staged.size);
 }
 
 #[tokio::test]

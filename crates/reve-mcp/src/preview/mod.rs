@@ -157,7 +157,9 @@ pub fn make_preview(bytes: &[u8], budget: PreviewLimits) -> Result<Preview, Prev
 /// [`make_preview`] for a result read from a file as it is decoded, on a
 /// preview thread: a PNG is never in memory whole, encoded or decoded. The
 /// file may still be arriving ([`reve_core::ArrivingImage`]): its length is
-/// asked for only when a picture small enough to pass through needs it.
+/// asked for only when a picture small enough to pass through needs it, and
+/// it tells that from the size the server announced, without waiting for the
+/// rest.
 pub fn make_preview_from(
     file: impl Read + Seek,
     budget: PreviewLimits,
@@ -183,20 +185,30 @@ fn preview_of<R: BufRead + Seek>(
         .map_err(io)?
         .into_dimensions()?;
 
+    // A result still downloading tells its size from the server's announcement, so that a
+    // picture too big to pass through is decoded as it arrives; what is read is held to the
+    // budget all the same, in case the announcement was wrong.
     if let Some(format) = format
         && width.max(height) <= budget.max_edge_px
         && base64_len(reader.seek(SeekFrom::End(0)).map_err(io)?) <= budget.max_base64_bytes
     {
         reader.rewind().map_err(io)?;
+        let most = (budget.max_base64_bytes / 4 * 3) as u64;
         let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes).map_err(io)?;
-        return Ok(Preview {
-            bytes: bytes.into(),
-            mime_type: format.mime_type(),
-            width,
-            height,
-            full_size: (width, height),
-        });
+        reader
+            .by_ref()
+            .take(most + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if base64_len(bytes.len() as u64) <= budget.max_base64_bytes {
+            return Ok(Preview {
+                bytes: bytes.into(),
+                mime_type: format.mime_type(),
+                width,
+                height,
+                full_size: (width, height),
+            });
+        }
     }
     reader.rewind().map_err(io)?;
     if width > MAX_DECODE_EDGE_PX || height > MAX_DECODE_EDGE_PX {

@@ -432,3 +432,47 @@ fn the_jpeg_encoded_as_rows_arrive_shows_the_scaled_picture() {
         );
     }
 }
+
+/// A file that tells a wrong size when asked for its end, as a result still downloading does
+/// when its server announced a wrong `Content-Length`.
+struct WrongLength(Cursor<Vec<u8>>);
+
+impl Read for WrongLength {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Seek for WrongLength {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        match to {
+            SeekFrom::End(_) => Ok(100),
+            to => self.0.seek(to),
+        }
+    }
+}
+
+/// A picture announced small enough to pass through but bigger than the budget is previewed as
+/// a JPEG within it: what is passed through is what was read, not what was announced.
+#[test]
+fn a_result_bigger_than_its_announced_size_is_not_passed_through() {
+    let bytes = png(600, 400);
+    let budget = PreviewLimits {
+        max_base64_bytes: base64_len(bytes.len() as u64) - 4,
+        max_edge_px: 1568,
+    };
+    let preview = make_preview_from(WrongLength(Cursor::new(bytes.clone())), budget).unwrap();
+    assert_eq!(preview.mime_type, "image/jpeg");
+    assert!(base64_len(preview.bytes.len() as u64) <= budget.max_base64_bytes);
+
+    // Told the truth, the same picture within the budget passes through.
+    let budget = PreviewLimits {
+        max_base64_bytes: base64_len(bytes.len() as u64),
+        ..budget
+    };
+    let preview = make_preview_from(WrongLength(Cursor::new(bytes.clone())), budget).unwrap();
+    assert_eq!(
+        (preview.mime_type, preview.bytes),
+        ("image/png", bytes.into())
+    );
+}
