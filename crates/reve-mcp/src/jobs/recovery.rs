@@ -223,7 +223,7 @@ impl Jobs {
             let outcome = match finished {
                 Ok(mut edited) => {
                     edited.cost = job.cost();
-                    jobs.succeeded(&job.id, edited).await
+                    Jobs::succeeded(edited)
                 }
                 Err(error) => ended(error, true),
             };

@@ -116,7 +116,7 @@ impl Jobs {
                 .run(prepared, &progress, &journal, &stop)
                 .await;
             let outcome = match ran {
-                Ok(Ran::Edited(edited)) => Ok(jobs.succeeded(&id, *edited).await),
+                Ok(Ran::Edited(edited)) => Ok(Jobs::succeeded(*edited)),
                 Ok(Ran::Reused(other)) => tokio::select! {
                     reused = jobs.reuse(&principal, &other, &progress) => {
                         reused.map_err(JobError::into_edit_error)
@@ -133,12 +133,9 @@ impl Jobs {
         });
     }
 
-    /// A finished edit as a job's success: its preview kept beside the store.
-    pub(super) async fn succeeded(&self, id: &str, edited: Edited) -> Outcome {
-        if let Some(preview) = &edited.preview {
-            self.keep_picture(KeptPicture::Preview, id, preview.clone())
-                .await;
-        }
+    /// A finished edit as a job's success (its preview is kept beside the store as the end is
+    /// recorded, by [`Self::finish`]).
+    pub(super) fn succeeded(edited: Edited) -> Outcome {
         Outcome::Succeeded(Box::new(Succeeded {
             generation: edited.generation,
             preview: edited.preview,
@@ -214,11 +211,22 @@ impl Jobs {
                 (ending, Some(message.clone()), latest.next(|_| {}))
             }
         };
-        let recorded = self
-            .inner
-            .store
-            .finish(id.to_owned(), ending, error.clone(), Some(payload.clone()))
-            .await;
+        // A success's preview is kept as its end is recorded, and both are done before anyone
+        // hears of the end, so that whoever asks for the job then finds its preview too.
+        let preview = match &outcome {
+            Outcome::Succeeded(succeeded) => succeeded.preview.clone(),
+            Outcome::Ended { .. } => None,
+        };
+        let keep = async {
+            if let Some(preview) = preview {
+                self.keep_picture(KeptPicture::Preview, id, preview).await;
+            }
+        };
+        let record =
+            self.inner
+                .store
+                .finish(id.to_owned(), ending, error.clone(), Some(payload.clone()));
+        let (recorded, ()) = tokio::join!(record, keep);
         status.send_replace(Waited::Finished {
             job_id: id.to_owned(),
             outcome,
