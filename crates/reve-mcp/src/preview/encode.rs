@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use jpeg_encoder::{Encoder, ImageBuffer, JpegColorType, SamplingFactor};
+use jpeg_encoder::{ChromaSubsamplingMethod, Encoder, ImageBuffer, JpegColorType, SamplingFactor};
 
 use super::{PreviewError, rgb_on_white};
 
@@ -25,6 +25,9 @@ const STRIP_ROWS: usize = 32;
 /// Chroma at half resolution both ways (what `jpeg-encoder` chooses itself below quality 90), stated here
 /// because a strip must be a whole number of MCU rows: 16 pixel rows each.
 const SAMPLING: SamplingFactor = SamplingFactor::F_2_2;
+/// Each block's chroma is its top-left pixel's (`jpeg-encoder`'s default, stated because the rows are converted
+/// for it: see [`StripRows::fill_buffers`]).
+const SUBSAMPLING: ChromaSubsamplingMethod = ChromaSubsamplingMethod::Nearest;
 const MCU_SIDE: usize = 16;
 
 /// A picture's rows as the scaler makes them, cut into strips for the threads that encode them.
@@ -181,6 +184,7 @@ impl Strips {
 fn encoder(jpeg: &mut Vec<u8>, quality: u8) -> Encoder<&mut Vec<u8>> {
     let mut encoder = Encoder::new(jpeg, quality);
     encoder.set_sampling_factor(SAMPLING);
+    encoder.set_chroma_subsampling_method(SUBSAMPLING);
     encoder
 }
 
@@ -297,12 +301,12 @@ impl ImageBuffer for StripRows {
         }
         let start = (y - *top) * row_bytes;
         let [luma, blue, red, _] = buffers;
-        to_ycbcr(
-            &self.pieces[*piece][start..start + row_bytes],
-            luma,
-            blue,
-            red,
-        );
+        // The encoder takes a 4:2:0 block's chroma from its top-left pixel ([`SUBSAMPLING`]): from
+        // even rows only, and from the last row, which it repeats to pad the bottom. The other
+        // rows' chroma is never read, so it is not worked out.
+        let chroma = y % 2 == 0 || y + 1 == usize::from(self.height);
+        let row = &self.pieces[*piece][start..start + row_bytes];
+        to_ycbcr(row, chroma, luma, blue, red);
     }
 }
 
@@ -311,8 +315,15 @@ const LANES: usize = 16;
 
 /// An RGB row as YCbCr, appended to the three planes: `jpeg_encoder::rgb_to_ycbcr`'s
 /// arithmetic (JFIF's coefficients scaled by 2^16), written on fixed-size blocks of pixels so
-/// that it compiles to vector instructions as the encoder's own conversion does.
-fn to_ycbcr(row: &[u8], luma: &mut Vec<u8>, blue: &mut Vec<u8>, red: &mut Vec<u8>) {
+/// that it compiles to vector instructions as the encoder's own conversion does. Without
+/// `chroma`, only luma is worked out, and the chroma planes get zeros where the row's would be.
+fn to_ycbcr(row: &[u8], chroma: bool, luma: &mut Vec<u8>, blue: &mut Vec<u8>, red: &mut Vec<u8>) {
+    if !chroma {
+        to_luma(row, luma);
+        blue.resize(luma.len(), 0);
+        red.resize(luma.len(), 0);
+        return;
+    }
     let mut blocks = row.chunks_exact(3 * LANES);
     for block in &mut blocks {
         let (mut r, mut g, mut b) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
@@ -338,6 +349,26 @@ fn to_ycbcr(row: &[u8], luma: &mut Vec<u8>, blue: &mut Vec<u8>, red: &mut Vec<u8
         luma.push(y);
         blue.push(cb);
         red.push(cr);
+    }
+}
+
+/// An RGB row's luma, appended to its plane: [`to_ycbcr`]'s, for rows whose chroma is not read.
+fn to_luma(row: &[u8], luma: &mut Vec<u8>) {
+    let mut blocks = row.chunks_exact(3 * LANES);
+    for block in &mut blocks {
+        let mut ys = [0u8; LANES];
+        for (y, pixel) in ys.iter_mut().zip(block.chunks_exact(3)) {
+            let (r, g, b) = (
+                i32::from(pixel[0]),
+                i32::from(pixel[1]),
+                i32::from(pixel[2]),
+            );
+            *y = ((19595 * r + 38470 * g + 7471 * b + 0x7FFF) >> 16) as u8;
+        }
+        luma.extend_from_slice(&ys);
+    }
+    for pixel in blocks.remainder().chunks_exact(3) {
+        luma.push(jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]).0);
     }
 }
 
@@ -492,7 +523,10 @@ mod tests {
             .chain([1, 2, 3])
             .collect();
         let (mut luma, mut blue, mut red) = (Vec::new(), Vec::new(), Vec::new());
-        super::to_ycbcr(&row, &mut luma, &mut blue, &mut red);
+        super::to_ycbcr(&row, true, &mut luma, &mut blue, &mut red);
+        let mut luma_alone = Vec::new();
+        super::to_luma(&row, &mut luma_alone);
+        assert_eq!(luma_alone, luma);
         assert_eq!(luma.len(), row.len() / 3);
         for (i, pixel) in row.chunks_exact(3).enumerate() {
             let expected = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
