@@ -14,12 +14,16 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cargo::{self, Profile};
 
-/// `cargo xtask bench [--quick]`.
+const USAGE: &str = "usage: cargo xtask bench [--quick]\n   or: cargo xtask bench --compare <another reve-mcp binary>";
+
+/// `cargo xtask bench [--quick]`, or `cargo xtask bench --compare <reve-mcp>`: measurement 3 for
+/// this tree's build and another (a copy of an earlier build, say), their calls in turn.
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     let quick = match args {
         [] => false,
         ["--quick"] => true,
-        _ => bail!("usage: cargo xtask bench [--quick]"),
+        ["--compare", other] => return compare(root, Path::new(other)),
+        _ => bail!(USAGE),
     };
     let reve_mcp = build_release(root, "reve-mcp", "reve-mcp")?;
     let baseline = build_release(root, "minimal-mcp-server", "minimal-mcp-server")?;
@@ -36,6 +40,25 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     let status = command.status().context("starting the release harness")?;
     if !status.success() {
         bail!("the benchmark failed ({status})");
+    }
+    Ok(())
+}
+
+fn compare(root: &Path, other: &Path) -> Result<()> {
+    if !other.is_file() {
+        bail!("{} is not a reve-mcp binary\n{USAGE}", other.display());
+    }
+    let reve_mcp = build_release(root, "reve-mcp", "reve-mcp")?;
+    let harness = build_release(root, "reve-bench", "reve-bench")?;
+    let status = Command::new(harness)
+        .current_dir(root)
+        .arg("--compare")
+        .arg(reve_mcp)
+        .arg(other)
+        .status()
+        .context("starting the release harness")?;
+    if !status.success() {
+        bail!("the comparison failed ({status})");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! writes: a spec change that breaks reve-core must not stop the generator
 //! that fixes it from building.
 
+mod compare;
 mod hardening;
 mod jobs;
 mod local;
@@ -49,11 +50,17 @@ fn main() -> Result<()> {
                 quick,
             )
         }
+        ["--compare", ours, theirs] => compare::run(
+            &std::env::current_dir()?,
+            Path::new(ours),
+            Path::new(theirs),
+        ),
         ["--probe-local-input", file] => local::probe(Path::new(file)),
         ["--probe-preview", file] => preview::probe(Path::new(file), false),
         ["--probe-preview", file, "--whole-picture"] => preview::probe(Path::new(file), true),
         _ => bail!(
             "usage: reve-bench --measure <reve-mcp> <baseline> [--quick]\n\
+             or: reve-bench --compare <reve-mcp> <other reve-mcp>\n\
              (run it through `cargo xtask bench`, which builds both in release)"
         ),
     }

@@ -230,7 +230,7 @@ async fn run_async(root: &Path, binaries: &Binaries, quick: bool) -> Result<()> 
     Ok(())
 }
 
-fn server_env(fake: &FakeApi, output_dir: &Path, log: &str) -> Vec<(String, String)> {
+pub(crate) fn server_env(fake: &FakeApi, output_dir: &Path, log: &str) -> Vec<(String, String)> {
     vec![
         ("AIML_API_KEY".into(), fake.api_key().into()),
         ("AIML_API_BASE_URL".into(), fake.base_url().into()),
@@ -247,7 +247,7 @@ fn server_env(fake: &FakeApi, output_dir: &Path, log: &str) -> Vec<(String, Stri
 
 /// An `http` input URL the fake serves; with a canned result it is never
 /// fetched, but the call is a URL-input call as the issue describes.
-fn input_url(fake: &FakeApi) -> String {
+pub(crate) fn input_url(fake: &FakeApi) -> String {
     fake.serve_input(sample_png(64, 48), "image/png")
 }
 
@@ -259,7 +259,7 @@ async fn cold_start(binary: &Path, env: &[(String, String)]) -> Result<(Duration
 }
 
 /// Deletes what a call saved, so that thousands of calls do not fill the disk.
-fn remove_saved(answer: &Answer) {
+pub(crate) fn remove_saved(answer: &Answer) {
     if let Some(path) = answer.result["structuredContent"]["path"].as_str() {
         let _ = std::fs::remove_file(path);
     }
@@ -267,7 +267,7 @@ fn remove_saved(answer: &Answer) {
 
 /// The same POST and download as reve-mcp makes, by a plain HTTP client:
 /// returns the time to the API's answer and the time of the download.
-async fn plain_call(
+pub(crate) async fn plain_call(
     http: &reqwest::Client,
     fake: &FakeApi,
     image_url: &str,
