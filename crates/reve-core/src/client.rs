@@ -395,6 +395,7 @@ async fn stage_in(dir: &Path) -> Result<((tempfile::NamedTempFile, Sink), Arrivi
         dir: dir.to_owned(),
         head: Vec::new(),
         size: 0,
+        handed: 0,
     };
     Ok(((temp, sink), arriving))
 }

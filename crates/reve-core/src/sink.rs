@@ -33,6 +33,10 @@ pub(crate) enum Sink {
         dir: PathBuf,
         head: Vec<u8>,
         size: u64,
+        /// Bytes handed to the file: the last batch may still be being written while the next
+        /// one arrives (a tokio file writes in the background, and waits for one write to end
+        /// before it starts the next).
+        handed: u64,
     },
 }
 
@@ -63,22 +67,38 @@ impl Sink {
         Ok(())
     }
 
-    /// Writes the gathered bytes to the file and, once they are there, tells its readers.
+    /// Hands the gathered bytes to the file, which writes them while the next ones arrive, and
+    /// tells its readers of the batch before, which is in the file once this one is handed.
     async fn write_pending(&mut self) -> std::io::Result<()> {
         if let Sink::File {
             file,
             pending,
             publisher,
             size,
+            handed,
             ..
         } = self
         {
+            let before = *handed;
             file.write_all(pending).await?;
-            // A tokio file finishes a write in the background; only after a flush is it in
-            // the file for other handles to read.
-            file.flush().await?;
             pending.clear();
-            publisher.wrote(*size);
+            *handed = *size;
+            publisher.wrote(before);
+        }
+        Ok(())
+    }
+
+    /// Waits for the last batch handed to the file to be in it, and tells its readers.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if let Sink::File {
+            file,
+            publisher,
+            handed,
+            ..
+        } = self
+        {
+            file.flush().await?;
+            publisher.wrote(*handed);
         }
         Ok(())
     }
@@ -93,6 +113,7 @@ impl Sink {
                 publisher,
                 head,
                 size,
+                handed,
                 ..
             } => {
                 // Readers hear of it first, so that none takes bytes of the next attempt
@@ -104,6 +125,7 @@ impl Sink {
                 file.rewind().await?;
                 head.clear();
                 *size = 0;
+                *handed = 0;
             }
         }
         Ok(())
@@ -112,6 +134,7 @@ impl Sink {
     /// Writes what is left; readers of the file then read to its end.
     pub(crate) async fn finish(&mut self) -> std::io::Result<()> {
         self.write_pending().await?;
+        self.flush().await?;
         if let Sink::File { publisher, .. } = self {
             publisher.complete();
         }
