@@ -206,8 +206,9 @@ fn noisy_body() -> RequestBody {
     RequestBody::new(&request, u64::MAX).unwrap()
 }
 
-#[tokio::test]
-async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_file() {
+/// A fake whose result trickles in, a folder to stage it in, and a flag to set once the download
+/// is over.
+async fn slow_download() -> (FakeApi, tempfile::TempDir, Arc<AtomicBool>) {
     let fake = FakeApi::builder()
         .default_scenario(Scenario::SlowBody {
             chunk_delay: Duration::from_millis(100),
@@ -215,7 +216,12 @@ async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_fil
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let downloaded = Arc::new(AtomicBool::new(false));
+    (fake, dir, Arc::new(AtomicBool::new(false)))
+}
+
+#[tokio::test]
+async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_file() {
+    let (fake, dir, downloaded) = slow_download().await;
     let (first_read, first_read_done) = tokio::sync::oneshot::channel();
     let mut reading = None;
     let staged = client(config(&fake))
@@ -249,14 +255,7 @@ async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_fil
 /// the bytes are there: a preview decides from it whether to decode what is arriving.
 #[tokio::test]
 async fn the_arriving_image_tells_its_announced_size_before_the_download_ends() {
-    let fake = FakeApi::builder()
-        .default_scenario(Scenario::SlowBody {
-            chunk_delay: Duration::from_millis(100),
-        })
-        .start()
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let downloaded = Arc::new(AtomicBool::new(false));
+    let (fake, dir, downloaded) = slow_download().await;
     let (told, size_told) = tokio::sync::oneshot::channel();
     let staged = client(config(&fake))
         .edit_into_dir_reporting(&noisy_body(), dir.path(), |_, mut arriving| {
