@@ -267,9 +267,9 @@ fn preview_of<R: BufRead + Seek>(
 }
 
 /// `reader`'s picture, `size` pixels, scaled to fit the budget's edge on its longer side, decoded as rows into the
-/// scaler once its memory is reserved, and its JPEG at the first of [`JPEG_QUALITIES`], encoded on a second thread
-/// from the rows the scaler has made while it makes the rest, and on this one once it is done ([`encode`]). `held_bytes` of the encoded picture are
-/// in memory meanwhile.
+/// scaler once its memory is reserved, and its JPEG at the first of [`JPEG_QUALITIES`], encoded in strips on a
+/// second thread from the rows the scaler has made while it makes the rest, and on this one once it is done
+/// ([`encode`]). `held_bytes` of the encoded picture are in memory meanwhile.
 fn scaled_and_encoded<R: BufRead + Seek>(
     mut reader: R,
     size: (u32, u32),
