@@ -4,7 +4,7 @@
 //!
 //! The whole-picture path is rebuilt here as it was before issue 17 (the result read into
 //! memory, decoded whole by `image`, scaled by `fast_image_resize`'s box filter in one call,
-//! encoded by `jpeg-encoder` at the first of reve-mcp's qualities whose base64 fits), so that
+//! encoded by `rusty_jpeg` at the first of reve-mcp's qualities whose base64 fits), so that
 //! "before" is measured in the same run as "after", on the same bytes.
 
 use std::fs::File;
@@ -81,11 +81,11 @@ pub fn whole_picture_preview(
     let mut fitting = None;
     for quality in JPEG_QUALITIES {
         let mut jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut jpeg, quality).encode(
+        rusty_jpeg::Encoder::new(&mut jpeg, quality).encode(
             scaled.buffer(),
             u16::try_from(size.0)?,
             u16::try_from(size.1)?,
-            jpeg_encoder::ColorType::Rgb,
+            rusty_jpeg::ColorType::Rgb,
         )?;
         if jpeg.len().div_ceil(3) * 4 <= budget.max_base64_bytes {
             fitting = Some(jpeg);

@@ -6,15 +6,15 @@
 //! as soon as its rows are made, and the decoding thread, once the picture is decoded, encodes the strips the
 //! other has not reached. Each strip is a JPEG of its own, with the same tables; their entropy-coded data are
 //! joined with restart markers between them (a restart resets what a strip's coding carries over from the one
-//! before), which gives byte for byte the JPEG `jpeg-encoder` makes of the whole picture with a restart interval
+//! before), which gives byte for byte the JPEG `rusty_jpeg` makes of the whole picture with a restart interval
 //! of one strip. On two cores a preview then takes about the decoder's time plus a strip or two, rather than the
 //! slower of decoder and encoder, or their sum.
 
-use std::cell::RefCell;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use jpeg_encoder::{ChromaSubsamplingMethod, Encoder, ImageBuffer, JpegColorType, SamplingFactor};
+use rusty_jpeg::encode::{ColorType, Encoder, SamplingFactor};
 
 use super::{PreviewError, rgb_on_white};
 
@@ -22,12 +22,9 @@ use super::{PreviewError, rgb_on_white};
 /// shares the strips left when it is done, so the shorter they are, the less is left for one thread alone;
 /// each costs a few dozen bytes of markers and padding, and a header that is made and dropped.
 const STRIP_ROWS: usize = 32;
-/// Chroma at half resolution both ways (what `jpeg-encoder` chooses itself below quality 90), stated here
-/// because a strip must be a whole number of MCU rows: 16 pixel rows each.
+/// Chroma at half resolution both ways, each sample the average of its 2x2 pixels; stated here because a
+/// strip must be a whole number of MCU rows: 16 pixel rows each.
 const SAMPLING: SamplingFactor = SamplingFactor::F_2_2;
-/// Each block's chroma is its top-left pixel's (`jpeg-encoder`'s default, stated because the rows are converted
-/// for it: see [`StripRows::fill_buffers`]).
-const SUBSAMPLING: ChromaSubsamplingMethod = ChromaSubsamplingMethod::Nearest;
 const MCU_SIDE: usize = 16;
 
 /// A picture's rows as the scaler makes them, cut into strips for the threads that encode them.
@@ -115,21 +112,21 @@ impl Strips {
                 }
                 std::mem::take(&mut made.strips[index])
             };
-            let rows = StripRows {
-                width: self.width,
-                // A strip is at most STRIP_ROWS high.
-                height: (bottom - top) as u16,
-                pieces: pieces
-                    .into_iter()
-                    .map(|piece| match self.channels {
-                        3 => piece,
-                        channels => rgb_on_white(&piece, channels).into_owned(),
-                    })
-                    .collect(),
-                cursor: RefCell::new((0, 0)),
+            // The strip's rows in one piece, as RGB on white: the encoder's own RGB input, which it
+            // converts with its vector instructions when the processor has them.
+            let rgb = match (self.channels, pieces.as_slice()) {
+                (3, [piece]) => Cow::Borrowed(piece.as_slice()),
+                (3, _) => Cow::Owned(pieces.concat()),
+                (channels, _) => Cow::Owned(rgb_on_white(&pieces.concat(), channels).into_owned()),
             };
             let mut jpeg = Vec::new();
-            encoder(&mut jpeg, self.quality).encode_image(rows)?;
+            // A strip is at most STRIP_ROWS high.
+            encoder(&mut jpeg, self.quality).encode(
+                &rgb,
+                self.width,
+                (bottom - top) as u16,
+                ColorType::Rgb,
+            )?;
             encoded.push(EncodedStrip { index, jpeg });
         }
     }
@@ -184,7 +181,6 @@ impl Strips {
 fn encoder(jpeg: &mut Vec<u8>, quality: u8) -> Encoder<&mut Vec<u8>> {
     let mut encoder = Encoder::new(jpeg, quality);
     encoder.set_sampling_factor(SAMPLING);
-    encoder.set_chroma_subsampling_method(SUBSAMPLING);
     encoder
 }
 
@@ -267,111 +263,6 @@ impl Drop for StripSink {
     }
 }
 
-/// A strip's rows, as RGB on white, for `jpeg-encoder`.
-struct StripRows {
-    width: u16,
-    height: u16,
-    pieces: Vec<Vec<u8>>,
-    /// The piece holding the rows asked for now, and the strip's row at its top.
-    cursor: RefCell<(usize, usize)>,
-}
-
-impl ImageBuffer for StripRows {
-    fn get_jpeg_color_type(&self) -> JpegColorType {
-        JpegColorType::Ycbcr
-    }
-
-    fn width(&self) -> u16 {
-        self.width
-    }
-
-    fn height(&self) -> u16 {
-        self.height
-    }
-
-    /// Row `y` of the strip. The encoder asks for rows in order (the last one again to pad the bottom).
-    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
-        let row_bytes = usize::from(self.width) * 3;
-        let y = usize::from(y);
-        let mut cursor = self.cursor.borrow_mut();
-        let (piece, top) = &mut *cursor;
-        while y >= *top + self.pieces[*piece].len() / row_bytes {
-            *top += self.pieces[*piece].len() / row_bytes;
-            *piece += 1;
-        }
-        let start = (y - *top) * row_bytes;
-        let [luma, blue, red, _] = buffers;
-        // The encoder takes a 4:2:0 block's chroma from its top-left pixel ([`SUBSAMPLING`]): from
-        // even rows only, and from the last row, which it repeats to pad the bottom. The other
-        // rows' chroma is never read, so it is not worked out.
-        let chroma = y % 2 == 0 || y + 1 == usize::from(self.height);
-        let row = &self.pieces[*piece][start..start + row_bytes];
-        to_ycbcr(row, chroma, luma, blue, red);
-    }
-}
-
-/// Pixels converted at once: enough for the compiler to keep each step in vector registers.
-const LANES: usize = 16;
-
-/// An RGB row as YCbCr, appended to the three planes: `jpeg_encoder::rgb_to_ycbcr`'s
-/// arithmetic (JFIF's coefficients scaled by 2^16), written on fixed-size blocks of pixels so
-/// that it compiles to vector instructions as the encoder's own conversion does. Without
-/// `chroma`, only luma is worked out, and the chroma planes get zeros where the row's would be.
-fn to_ycbcr(row: &[u8], chroma: bool, luma: &mut Vec<u8>, blue: &mut Vec<u8>, red: &mut Vec<u8>) {
-    if !chroma {
-        to_luma(row, luma);
-        blue.resize(luma.len(), 0);
-        red.resize(luma.len(), 0);
-        return;
-    }
-    let mut blocks = row.chunks_exact(3 * LANES);
-    for block in &mut blocks {
-        let (mut r, mut g, mut b) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
-        for (i, pixel) in block.chunks_exact(3).enumerate() {
-            r[i] = i32::from(pixel[0]);
-            g[i] = i32::from(pixel[1]);
-            b[i] = i32::from(pixel[2]);
-        }
-        let (mut ys, mut cbs, mut crs) = ([0u8; LANES], [0u8; LANES], [0u8; LANES]);
-        for i in 0..LANES {
-            ys[i] = ((19595 * r[i] + 38470 * g[i] + 7471 * b[i] + 0x7FFF) >> 16) as u8;
-            cbs[i] =
-                ((-11059 * r[i] - 21709 * g[i] + 32768 * b[i] + (128 << 16) + 0x7FFF) >> 16) as u8;
-            crs[i] =
-                ((32768 * r[i] - 27439 * g[i] - 5329 * b[i] + (128 << 16) + 0x7FFF) >> 16) as u8;
-        }
-        luma.extend_from_slice(&ys);
-        blue.extend_from_slice(&cbs);
-        red.extend_from_slice(&crs);
-    }
-    for pixel in blocks.remainder().chunks_exact(3) {
-        let (y, cb, cr) = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
-        luma.push(y);
-        blue.push(cb);
-        red.push(cr);
-    }
-}
-
-/// An RGB row's luma, appended to its plane: [`to_ycbcr`]'s, for rows whose chroma is not read.
-fn to_luma(row: &[u8], luma: &mut Vec<u8>) {
-    let mut blocks = row.chunks_exact(3 * LANES);
-    for block in &mut blocks {
-        let mut ys = [0u8; LANES];
-        for (y, pixel) in ys.iter_mut().zip(block.chunks_exact(3)) {
-            let (r, g, b) = (
-                i32::from(pixel[0]),
-                i32::from(pixel[1]),
-                i32::from(pixel[2]),
-            );
-            *y = ((19595 * r + 38470 * g + 7471 * b + 0x7FFF) >> 16) as u8;
-        }
-        luma.extend_from_slice(&ys);
-    }
-    for pixel in blocks.remainder().chunks_exact(3) {
-        luma.push(jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]).0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,35 +276,6 @@ mod tests {
                 ((x * 7 + y * 13 + channel * 61) ^ (x * y / 5)) as u8
             })
             .collect()
-    }
-
-    /// A whole picture of RGB rows, for `jpeg-encoder` to encode in one go.
-    struct Whole<'a> {
-        rgb: &'a [u8],
-        width: u16,
-        height: u16,
-    }
-
-    impl ImageBuffer for Whole<'_> {
-        fn get_jpeg_color_type(&self) -> JpegColorType {
-            JpegColorType::Ycbcr
-        }
-        fn width(&self) -> u16 {
-            self.width
-        }
-        fn height(&self) -> u16 {
-            self.height
-        }
-        fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
-            let row_bytes = usize::from(self.width) * 3;
-            let row = &self.rgb[usize::from(y) * row_bytes..][..row_bytes];
-            for pixel in row.chunks_exact(3) {
-                let (luma, blue, red) = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
-                buffers[0].push(luma);
-                buffers[1].push(blue);
-                buffers[2].push(red);
-            }
-        }
     }
 
     /// `pixels` sent to a new [`Strips`] in bands of `band_rows` rows by a scaler thread, while a second
@@ -452,12 +314,9 @@ mod tests {
                 if usize::from(height) > STRIP_ROWS {
                     whole.set_restart_interval(width.div_ceil(16) * 2);
                 }
-                let picture = Whole {
-                    rgb: &rgb,
-                    width,
-                    height,
-                };
-                whole.encode_image(picture).expect("encodes");
+                whole
+                    .encode(&rgb, width, height, ColorType::Rgb)
+                    .expect("encodes");
                 for band_rows in [16, 7, 1000] {
                     let joined = encoded_in_strips(&pixels, (width, height), channels, band_rows);
                     assert!(
@@ -479,13 +338,8 @@ mod tests {
         let pixels = picture(usize::from(width), usize::from(height), 3);
         let joined = encoded_in_strips(&pixels, (width, height), 3, 16);
         let mut plain = Vec::new();
-        let picture = Whole {
-            rgb: &pixels,
-            width,
-            height,
-        };
         encoder(&mut plain, 85)
-            .encode_image(picture)
+            .encode(&pixels, width, height, ColorType::Rgb)
             .expect("encodes");
         assert_ne!(joined, plain, "the joined JPEG has restart markers");
         let decode = |jpeg: &[u8]| image::load_from_memory(jpeg).expect("decodes").into_rgb8();
@@ -513,24 +367,5 @@ mod tests {
             let error = error.expect("a strip could not be encoded").to_string();
             assert!(error.contains("stopped after 40 of 100 rows"), "{error}");
         });
-    }
-    /// The blocks convert exactly as the encoder's own function, for every value of each
-    /// channel.
-    #[test]
-    fn rows_convert_as_the_encoder_converts_a_pixel() {
-        let row: Vec<u8> = (0..=255u8)
-            .flat_map(|value| [value, value.wrapping_mul(7), 255 - value])
-            .chain([1, 2, 3])
-            .collect();
-        let (mut luma, mut blue, mut red) = (Vec::new(), Vec::new(), Vec::new());
-        super::to_ycbcr(&row, true, &mut luma, &mut blue, &mut red);
-        let mut luma_alone = Vec::new();
-        super::to_luma(&row, &mut luma_alone);
-        assert_eq!(luma_alone, luma);
-        assert_eq!(luma.len(), row.len() / 3);
-        for (i, pixel) in row.chunks_exact(3).enumerate() {
-            let expected = jpeg_encoder::rgb_to_ycbcr(pixel[0], pixel[1], pixel[2]);
-            assert_eq!((luma[i], blue[i], red[i]), expected, "pixel {i}: {pixel:?}");
-        }
     }
 }

@@ -78,7 +78,7 @@ pub enum PreviewError {
     #[error("the result image could not be scaled for a preview: {0}")]
     Scale(String),
     #[error("the preview could not be encoded as JPEG: {0}")]
-    Encode(#[from] jpeg_encoder::EncodingError),
+    Encode(#[from] rusty_jpeg::EncodingError),
     #[error(
         "the result image declares {width}x{height} pixels, more than the {max} px per side a preview will decode"
     )]
@@ -243,11 +243,11 @@ fn preview_of<R: BufRead + Seek>(
         for &quality in qualities {
             let mut jpeg = Vec::new();
             // Both sides are at most MAX_DECODE_EDGE_PX, well within u16.
-            jpeg_encoder::Encoder::new(&mut jpeg, quality).encode(
+            rusty_jpeg::Encoder::new(&mut jpeg, quality).encode(
                 &pixels,
                 scaled.width as u16,
                 scaled.height as u16,
-                jpeg_encoder::ColorType::Rgb,
+                rusty_jpeg::ColorType::Rgb,
             )?;
             if let Some(preview) = fitting(jpeg, &scaled) {
                 return Ok(preview);

@@ -166,14 +166,14 @@ fn encoded(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
 
 fn jpeg(image: &image::RgbImage, progressive: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+    let mut encoder = rusty_jpeg::Encoder::new(&mut out, 90);
     encoder.set_progressive(progressive);
     encoder
         .encode(
             image.as_raw(),
             image.width() as u16,
             image.height() as u16,
-            jpeg_encoder::ColorType::Rgb,
+            rusty_jpeg::ColorType::Rgb,
         )
         .unwrap();
     out
@@ -413,12 +413,12 @@ fn the_jpeg_encoded_as_rows_arrive_shows_the_scaled_picture() {
             scaled_and_encoded(Cursor::new(&png), (width, height), budget, 0).unwrap();
         let rgb = rgb_on_white(&scaled.pixels, scaled.channels()).into_owned();
         let mut whole = Vec::new();
-        jpeg_encoder::Encoder::new(&mut whole, JPEG_QUALITIES[0])
+        rusty_jpeg::Encoder::new(&mut whole, JPEG_QUALITIES[0])
             .encode(
                 &rgb,
                 scaled.width as u16,
                 scaled.height as u16,
-                jpeg_encoder::ColorType::Rgb,
+                rusty_jpeg::ColorType::Rgb,
             )
             .unwrap();
         let decode = |jpeg: &[u8]| image::load_from_memory(jpeg).unwrap().into_rgb8();
