@@ -215,8 +215,8 @@ impl SqliteStore {
         let mut connection = Connection::open(path).map_err(fail)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
         // WAL lets other processes read while one writes; FULL syncs each commit (the insert
-        // aside, see there), so a job recorded before its request is sent is on disk before
-        // the request is.
+        // and a success's end aside, see there), so a job recorded before its request is sent
+        // is on disk before the request is.
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;

@@ -33,7 +33,7 @@ use self::connection::unsynced;
 use self::files::{private_file, private_folder};
 use self::schema::{COLUMNS, record_from_row};
 use super::{
-    Claim, ClaimRules, Cost, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobStore,
+    Claim, ClaimRules, Cost, DAY_MS, DayUsage, Ending, JobLifecycle, JobRecord, JobState, JobStore,
     KeptPicture, LimitVerdict, ModelSpending, Payload, PictureCache, Settlement, Spending,
     StoreError, StoreFuture, UsageLedger, now_ms,
 };
@@ -125,9 +125,10 @@ impl JobLifecycle for SqliteStore {
         self.lease
     }
 
-    /// The one commit not synced on its own: nothing is sent before [`JobLifecycle::claim`],
-    /// whose synced commit puts this one on disk too (the WAL is written in order), so a call
-    /// pays for one fsync less and loses no guarantee.
+    /// One of the two commits not synced on its own (a success's end is the other, see
+    /// [`JobLifecycle::finish`]): nothing is sent before [`JobLifecycle::claim`], whose synced
+    /// commit puts this one on disk too (the WAL is written in order), so a call pays for one
+    /// fsync less and loses no guarantee.
     fn insert(&self, job: JobRecord) -> StoreFuture<'_, ()> {
         let run = job.owner_run.clone();
         let lease_until = self.lease_until();
@@ -273,6 +274,12 @@ impl JobLifecycle for SqliteStore {
         })
     }
 
+    /// A success's end is committed without a sync of its own, which the answer would wait for:
+    /// what it paid for is already on disk, under the name a synced update recorded before the
+    /// rename, and a restart after a power cut that lost this commit finishes the job from that
+    /// file (or marks one that sent nothing interrupted). A kill loses nothing: the commit is in
+    /// the write-ahead log, which the next synced commit puts on disk. Every other end is synced,
+    /// since it may say what was charged.
     fn finish(
         &self,
         id: String,
@@ -285,25 +292,33 @@ impl JobLifecycle for SqliteStore {
                 Some(payload) => (payload.revision, Some(payload.to_json())),
                 None => (0, None),
             };
-            connection.execute(
-                "UPDATE jobs SET state = ?2, updated_ms = ?3, finished_ms = ?3, error = ?4, \
+            let succeeded = ending.state == JobState::Succeeded;
+            let commit = |connection: &Connection| {
+                connection.execute(
+                    "UPDATE jobs SET state = ?2, updated_ms = ?3, finished_ms = ?3, error = ?4, \
                  payload = CASE WHEN ?5 IS NOT NULL AND ?6 > revision THEN ?5 ELSE payload END, \
                  revision = MAX(revision, ?6), \
                  may_be_charged = (sent = 1 AND NOT ?7 AND credits_used IS NULL \
                                    AND tokens_used IS NULL AND usd_spent IS NULL), \
                  unsaved = ?8 \
                  WHERE id = ?1 AND state != 'succeeded'",
-                params![
-                    id,
-                    ending.state.as_str(),
-                    now_ms(),
-                    error,
-                    json,
-                    revision,
-                    ending.refused_by_api,
-                    ending.unsaved,
-                ],
-            )?;
+                    params![
+                        id,
+                        ending.state.as_str(),
+                        now_ms(),
+                        error,
+                        json,
+                        revision,
+                        ending.refused_by_api,
+                        ending.unsaved,
+                    ],
+                )
+            };
+            if succeeded {
+                unsynced(connection, commit)?;
+            } else {
+                commit(connection)?;
+            }
             Ok(())
         })
     }

@@ -32,7 +32,7 @@ fn job(id: &str) -> JobRecord {
 
 /// 2 is FULL: every commit after an insert is synced again, even after a failed insert.
 #[tokio::test]
-async fn only_the_insert_itself_goes_unsynced() {
+async fn the_insert_itself_goes_unsynced() {
     let folder = tempfile::tempdir().unwrap();
     let store = SqliteStore::in_folder(folder.path());
     store.insert(job("a")).await.unwrap();
@@ -43,6 +43,30 @@ async fn only_the_insert_itself_goes_unsynced() {
     let record = store.get("a".into()).await.unwrap().unwrap();
     assert_eq!(record.state, JobState::Queued);
     assert!(!record.sent);
+}
+
+/// A success's end, committed without a sync of its own, is there at once for another process
+/// (a `get_edit` that follows the answer, say), and leaves the next commit synced again.
+#[tokio::test]
+async fn the_end_of_a_success_is_seen_by_another_process_at_once() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::in_folder(folder.path());
+    for id in ["a", "b"] {
+        store.insert(job(id)).await.unwrap();
+    }
+    let ended = [
+        ("a", Ending::plain(JobState::Succeeded)),
+        ("b", Ending::plain(JobState::Failed)),
+    ];
+    for (id, ending) in ended {
+        store.finish(id.into(), ending, None, None).await.unwrap();
+        assert_eq!(synchronous(&store), 2);
+    }
+    let other = SqliteStore::in_folder(folder.path());
+    for (id, state) in [("a", JobState::Succeeded), ("b", JobState::Failed)] {
+        let record = other.get(id.into()).await.unwrap().unwrap();
+        assert_eq!(record.state, state, "job {id}");
+    }
 }
 
 /// Today's spending with one model, whose latest cost is `per_edit`.
