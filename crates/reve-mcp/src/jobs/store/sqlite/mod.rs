@@ -296,12 +296,12 @@ impl JobLifecycle for SqliteStore {
             let commit = |connection: &Connection| {
                 connection.execute(
                     "UPDATE jobs SET state = ?2, updated_ms = ?3, finished_ms = ?3, error = ?4, \
-                 payload = CASE WHEN ?5 IS NOT NULL AND ?6 > revision THEN ?5 ELSE payload END, \
-                 revision = MAX(revision, ?6), \
-                 may_be_charged = (sent = 1 AND NOT ?7 AND credits_used IS NULL \
-                                   AND tokens_used IS NULL AND usd_spent IS NULL), \
-                 unsaved = ?8 \
-                 WHERE id = ?1 AND state != 'succeeded'",
+                     payload = CASE WHEN ?5 IS NOT NULL AND ?6 > revision THEN ?5 ELSE payload END, \
+                     revision = MAX(revision, ?6), \
+                     may_be_charged = (sent = 1 AND NOT ?7 AND credits_used IS NULL \
+                                       AND tokens_used IS NULL AND usd_spent IS NULL), \
+                     unsaved = ?8 \
+                     WHERE id = ?1 AND state != 'succeeded'",
                     params![
                         id,
                         ending.state.as_str(),
