@@ -114,11 +114,11 @@ impl Strips {
             };
             // The strip's rows in one piece, as RGB on white: the encoder's own RGB input, which it
             // converts with its vector instructions when the processor has them.
-            let rgb = match (self.channels, pieces.as_slice()) {
-                (3, [piece]) => Cow::Borrowed(piece.as_slice()),
-                (3, _) => Cow::Owned(pieces.concat()),
-                (channels, _) => Cow::Owned(rgb_on_white(&pieces.concat(), channels).into_owned()),
+            let rows = match pieces.as_slice() {
+                [piece] => Cow::Borrowed(piece.as_slice()),
+                _ => Cow::Owned(pieces.concat()),
             };
+            let rgb = rgb_on_white(&rows, self.channels);
             let mut jpeg = Vec::new();
             // A strip is at most STRIP_ROWS high.
             encoder(&mut jpeg, self.quality).encode(
