@@ -185,10 +185,9 @@ impl Client {
     }
 
     /// [`Client::edit_into_dir`], telling `on_generated` what the API answered as soon as it
-    /// answers, and returning only once it is done. A caller that records it (the result's URL
-    /// above all) can still fetch a paid result with [`Client::download_into_dir`] if this
-    /// process dies, or the download fails, before the bytes are safe on disk. The image is
-    /// fetched meanwhile: a record that waits for a disk costs the download no time.
+    /// answers, and waiting for it before the image is fetched. A caller that records it (the
+    /// result's URL above all) can still fetch a paid result with [`Client::download_into_dir`]
+    /// if this process dies, or the download fails, before the bytes are safe on disk.
     ///
     /// `on_generated` also gets an [`ArrivingImage`], a reader of the image as it downloads, for
     /// work that need not wait for the last byte: a preview's decoder, say, can then overlap
@@ -225,9 +224,8 @@ impl Client {
         let call = self.start(body)?;
         let (staging, arriving) = stage_in(dir).await?;
         let generation = self.generate(&call, body, before_retry).await?;
-        let recorded = on_generated(generation.summary(), arriving);
-        let (_, staged) = tokio::join!(recorded, fetch_staged(&call, generation, staging, dir));
-        staged
+        on_generated(generation.summary(), arriving).await;
+        fetch_staged(&call, generation, staging, dir).await
     }
 
     /// Downloads the image of an earlier generation into a hidden temporary file in `dir`, as

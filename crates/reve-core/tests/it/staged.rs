@@ -251,40 +251,6 @@ async fn the_arriving_image_is_read_while_it_downloads_and_ends_as_the_saved_fil
     assert_eq!(read, read_all(staged.open().unwrap()));
 }
 
-/// The download does not wait for the caller to record the API's answer (a record that waits
-/// for a disk would delay it), but the call returns only once that record is done.
-#[tokio::test]
-async fn the_download_runs_while_the_answer_is_recorded_and_the_call_waits_for_both() {
-    let (fake, dir, _) = slow_download().await;
-    let recorded = Arc::new(AtomicBool::new(false));
-    let staged = client(config(&fake))
-        .edit_into_dir_reporting(&noisy_body(), dir.path(), |_, mut arriving| {
-            let recorded = recorded.clone();
-            // This record is done only once the image's first bytes have arrived.
-            let (read, first_read) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let mut first = [0; 8];
-                arriving.read_exact(&mut first).unwrap();
-                read.send(first).unwrap();
-            });
-            async move {
-                let first = tokio::time::timeout(Duration::from_secs(10), first_read)
-                    .await
-                    .expect("the download waited for the answer to be recorded")
-                    .unwrap();
-                assert_eq!(first[..4], *b"\x89PNG", "the image's first bytes");
-                recorded.store(true, Ordering::SeqCst);
-            }
-        })
-        .await
-        .unwrap();
-    assert!(
-        recorded.load(Ordering::SeqCst),
-        "the call returned before the record was done"
-    );
-    assert_eq!(staged.size, read_all(staged.open().unwrap()).len() as u64);
-}
-
 /// A reader of the arriving image learns its size from the server's `Content-Length`, before
 /// the bytes are there: a preview decides from it whether to decode what is arriving.
 #[tokio::test]

@@ -519,7 +519,7 @@ impl Editor {
     }
 
     /// Calls the API, reporting progress while it works and telling `journal` what it answered
-    /// while the image is fetched (returning only once that is recorded); drops the HTTP request the moment `cancel` fires. The
+    /// before the image is fetched; drops the HTTP request the moment `cancel` fires. The
     /// preview starts on the image as it downloads. With the staged result, how long the API
     /// took to answer.
     async fn call_api(
@@ -537,8 +537,7 @@ impl Editor {
         // since the result is paid for and still there to fetch.
         let url = OnceLock::new();
         let staged = {
-            // Recorded while the image downloads, and before it is saved: a restart can then
-            // fetch what was paid for.
+            // Recorded before the download starts: a restart can then fetch what was paid for.
             let call = self.client.edit_into_dir_announcing(
                 body,
                 stage_dir,

@@ -597,7 +597,7 @@ pub trait JobLifecycle: Send + Sync {
     /// at most one edit's worth goes over it.
     fn claim(&self, id: String, fingerprint: String, rules: ClaimRules) -> StoreFuture<'_, Claim>;
 
-    /// Records what the API answered, before the image is saved: its `cost` counted in the
+    /// Records what the API answered, before the image is fetched: its `cost` counted in the
     /// ledger once, and the generation with its answer.
     fn answered(&self, id: String, cost: Option<Cost>, payload: Payload) -> StoreFuture<'_, ()>;
 
