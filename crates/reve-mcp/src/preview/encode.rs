@@ -1,14 +1,14 @@
 //! The preview's JPEG, encoded in strips on two threads while the picture is still decoded and scaled.
 //!
-//! Decoding (and scaling) a result and encoding its preview each take about half of a preview's time, and
-//! encoding a row needs only the rows above it decoded. So the scaler hands each band of rows it makes to
-//! [`Strips`], which cuts the picture into strips of [`STRIP_ROWS`] rows; a second thread encodes each strip
-//! as soon as its rows are made, and the decoding thread, once the picture is decoded, encodes the strips the
-//! other has not reached. Each strip is a JPEG of its own, with the same tables; their entropy-coded data are
-//! joined with restart markers between them (a restart resets what a strip's coding carries over from the one
-//! before), which gives byte for byte the JPEG `rusty_jpeg` makes of the whole picture with a restart interval
-//! of one strip. On two cores a preview then takes about the decoder's time plus a strip or two, rather than the
-//! slower of decoder and encoder, or their sum.
+//! Encoding a row needs only the rows above it decoded and scaled. So the scaler, on the thread the decoder
+//! hands its rows to ([`super::handoff`]), hands each band of rows it makes to [`Strips`], which cuts the picture
+//! into strips of [`STRIP_ROWS`] rows; that thread encodes each strip as soon as its rows are made, between
+//! batches of rows, and the decoding thread, once the picture is decoded, encodes the strips the other has not
+//! reached. Each strip is a JPEG of its own, with the same tables; their entropy-coded data are joined with
+//! restart markers between them (a restart resets what a strip's coding carries over from the one before), which
+//! gives byte for byte the JPEG `rusty_jpeg` makes of the whole picture with a restart interval of one strip. On
+//! two cores a preview then takes about the decoder's time plus a strip or two, rather than the sum of decoding,
+//! scaling and encoding.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +51,7 @@ struct Made {
 }
 
 /// Where the scaler puts the rows it makes; dropping it, whether the picture was scaled whole or not, tells
-/// the encoding threads that no more rows come, so that they never wait for nothing.
+/// the threads that encode strips that no more rows come, so that they never wait for nothing.
 pub(super) struct StripSink(Arc<Strips>);
 
 /// One strip's JPEG, and which strip it is.
@@ -89,15 +89,38 @@ impl Strips {
     /// and the scaler's own error says why.
     pub(super) fn encode_untaken(&self) -> Result<Vec<EncodedStrip>, PreviewError> {
         let mut encoded = Vec::new();
+        self.encode(&mut encoded, true)?;
+        Ok(encoded)
+    }
+
+    /// Encodes, into `encoded`, the strips no other thread has taken whose rows have all arrived, top to bottom,
+    /// stopping at the first whose rows have not: for the thread that makes the rows, between batches.
+    pub(super) fn encode_ready(&self, encoded: &mut Vec<EncodedStrip>) -> Result<(), PreviewError> {
+        self.encode(encoded, false)
+    }
+
+    /// Encodes untaken strips into `encoded`: every one, waiting for its rows, or only those ready.
+    fn encode(&self, encoded: &mut Vec<EncodedStrip>, wait: bool) -> Result<(), PreviewError> {
         loop {
-            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let index = self.next.load(Ordering::Relaxed);
             let top = index * STRIP_ROWS;
             if top >= usize::from(self.height) {
-                return Ok(encoded);
+                return Ok(());
             }
             let bottom = (top + STRIP_ROWS).min(usize::from(self.height));
             let pieces = {
                 let mut made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
+                if !wait && made.rows < bottom && !made.ended {
+                    return Ok(());
+                }
+                if self
+                    .next
+                    .compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+                {
+                    // Another thread took it first.
+                    continue;
+                }
                 while made.rows < bottom && !made.ended {
                     made = self
                         .arrived
@@ -131,7 +154,7 @@ impl Strips {
         }
     }
 
-    /// The picture's JPEG from its strips' (the encoding threads' results together, in any order): the first
+    /// The picture's JPEG from its strips' (both threads' results together, in any order): the first
     /// strip's header with the picture's height and a restart interval of one strip, then each strip's data
     /// with a restart marker before all but the first.
     pub(super) fn joined(&self, mut strips: Vec<EncodedStrip>) -> Result<Vec<u8>, PreviewError> {
@@ -331,6 +354,39 @@ mod tests {
         }
     }
 
+    /// Between batches, the thread that makes the rows encodes only the strips whose rows are all there, and
+    /// never waits; what it and the other thread encode joins into the same JPEG.
+    #[test]
+    fn only_strips_whose_rows_are_made_are_encoded_between_batches() {
+        let (width, height) = (48u16, 100u16);
+        let pixels = picture(48, 100, 3);
+        let row = usize::from(width) * 3;
+        let strips = Strips::new((width, height), 3, 85);
+        let sink = strips.sink();
+        let mut encoded = Vec::new();
+        strips
+            .encode_ready(&mut encoded)
+            .expect("nothing to encode yet");
+        assert!(encoded.is_empty());
+        sink.send(pixels[..40 * row].to_vec());
+        strips.encode_ready(&mut encoded).expect("the first strip");
+        assert_eq!(
+            encoded.iter().map(|strip| strip.index).collect::<Vec<_>>(),
+            [0]
+        );
+        sink.send(pixels[40 * row..].to_vec());
+        drop(sink);
+        let mut rest = strips.encode_untaken().expect("the other strips");
+        rest.append(&mut encoded);
+        let mut expected = Vec::new();
+        let mut whole = encoder(&mut expected, 85);
+        whole.set_restart_interval(width.div_ceil(16) * 2);
+        whole
+            .encode(&pixels, width, height, ColorType::Rgb)
+            .expect("encodes");
+        assert!(strips.joined(rest).expect("every strip") == expected);
+    }
+
     /// A decoder reads the joined JPEG as the same pixels as one encoded without restarts.
     #[test]
     fn a_joined_jpeg_decodes_as_the_picture_encoded_in_one_piece() {
@@ -348,7 +404,7 @@ mod tests {
         assert!(joined == plain, "the two decode to different pixels");
     }
 
-    /// When the scaler stops before the last row (the picture was cut short), both encoding threads stop
+    /// When the scaler stops before the last row (the picture was cut short), both threads that encode strips stop
     /// with an error instead of waiting for rows that never come.
     #[test]
     fn a_scaler_that_stops_early_stops_the_encoders() {

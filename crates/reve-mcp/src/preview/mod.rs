@@ -15,6 +15,7 @@ use crate::byte_pool::BytePool;
 use scale::RowScaler;
 
 mod encode;
+mod handoff;
 mod rows;
 mod scale;
 mod workers;
@@ -266,10 +267,11 @@ fn preview_of<R: BufRead + Seek>(
     }
 }
 
-/// `reader`'s picture, `size` pixels, scaled to fit the budget's edge on its longer side, decoded as rows into the
-/// scaler once its memory is reserved, and its JPEG at the first of [`JPEG_QUALITIES`], encoded in strips on a
-/// second thread from the rows the scaler has made while it makes the rest, and on this one once it is done
-/// ([`encode`]). `held_bytes` of the encoded picture are in memory meanwhile.
+/// `reader`'s picture, `size` pixels, scaled to fit the budget's edge on its longer side, and its JPEG at the first
+/// of [`JPEG_QUALITIES`]. Once its memory is reserved, the picture is decoded on this thread and its rows handed
+/// over ([`handoff`]) to a second one, which scales them and encodes the preview in strips as their rows are made
+/// ([`encode`]); once decoded, this thread encodes the strips the other has not reached. `held_bytes` of the
+/// encoded picture are in memory meanwhile.
 fn scaled_and_encoded<R: BufRead + Seek>(
     mut reader: R,
     size: (u32, u32),
@@ -288,32 +290,65 @@ fn scaled_and_encoded<R: BufRead + Seek>(
         scale::channels(plan.pixel_type),
         JPEG_QUALITIES[0],
     );
+    let (mut rows, batches) = handoff::handoff(plan.row_bytes());
     let scaler =
         RowScaler::new(plan.rows_size, plan.target, plan.pixel_type).sending_to(strips.sink());
     std::thread::scope(|scope| {
-        let encoder = std::thread::Builder::new()
-            .name("reve-preview-encode".to_owned())
-            .spawn_scoped(scope, || strips.encode_untaken())
+        let scaling = std::thread::Builder::new()
+            .name("reve-preview-scale".to_owned())
+            .spawn_scoped(scope, || {
+                let mut encoded = Vec::new();
+                // The scaler (and so the strips' sink) is gone once the rows end, well or not, so no
+                // thread waits for strips that never come.
+                let scaled = scaled_as_handed(batches, scaler, &strips, &mut encoded);
+                let rest = strips.encode_untaken();
+                let encoded = rest.map(|rest| {
+                    encoded.extend(rest);
+                    encoded
+                });
+                (scaled, encoded)
+            })
             .map_err(|error| PreviewError::Workers(error.to_string()))?;
-        // The scaler (and so the strips' sink) is gone once decoding ends, well or not, so the
-        // encoder always finishes; this thread then encodes the strips it has not reached.
-        let decoded = decoded(reader, &plan, scaler);
-        let mine = decoded.as_ref().ok().map(|_| strips.encode_untaken());
-        let theirs = encoder.join().expect("encoding does not panic");
-        let scaled = decoded?;
+        let decoded = decoded(reader, &plan, &mut rows);
+        let handed = rows.finish();
+        let mine = (decoded.is_ok() && handed).then(|| strips.encode_untaken());
+        let (scaled, theirs) = scaling.join().expect("scaling does not panic");
+        // When the scaling thread stopped first, its error is the cause; otherwise the decoder's is.
+        if handed {
+            decoded?;
+        }
+        let scaled = scaled?;
         let mut encoded = theirs?;
         encoded.extend(mine.expect("encoded once decoded")?);
         Ok((scaled, strips.joined(encoded)?))
     })
 }
 
-/// `reader`'s picture decoded into `scaler` as `plan` says, a stream that ends early read as a picture cut short.
+/// The rows handed over in `batches`, scaled as they come, with the strips whose rows are made encoded into
+/// `encoded` between batches.
+fn scaled_as_handed(
+    batches: handoff::RowBatches,
+    mut scaler: RowScaler,
+    strips: &encode::Strips,
+    encoded: &mut Vec<encode::EncodedStrip>,
+) -> Result<scale::Scaled, PreviewError> {
+    while let Some(batch) = batches.next() {
+        for row in batch.rows() {
+            scaler.push(row)?;
+        }
+        batches.give_back(batch);
+        strips.encode_ready(encoded)?;
+    }
+    scaler.finish()
+}
+
+/// `reader`'s picture decoded into `rows` as `plan` says, a stream that ends early read as a picture cut short.
 fn decoded<R: BufRead + Seek>(
     reader: R,
     plan: &rows::Plan,
-    scaler: RowScaler,
-) -> Result<scale::Scaled, PreviewError> {
-    rows::decode_into(reader, plan, scaler, MAX_PREVIEW_PIXEL_BYTES).map_err(|error| match error {
+    rows: &mut handoff::RowHandoff,
+) -> Result<(), PreviewError> {
+    rows::decode_into(reader, plan, rows, MAX_PREVIEW_PIXEL_BYTES).map_err(|error| match error {
         PreviewError::Decode(image::ImageError::IoError(error))
             if error.kind() == std::io::ErrorKind::UnexpectedEof =>
         {
@@ -353,8 +388,8 @@ fn fit_within(width: u32, height: u32, edge: u32) -> (u32, u32) {
 
 /// The memory a preview of this picture holds at once, refused before decoding
 /// when it is more than [`MAX_PREVIEW_PIXEL_BYTES`]: the encoded bytes held,
-/// the decoder's buffers, the scaler's band and scaled picture, and the RGB
-/// copy and JPEG the encoder makes of that.
+/// the decoder's buffers, the rows handed between threads, the scaler's band
+/// and scaled picture, and the RGB copy and JPEG the encoder makes of that.
 fn pixel_memory(
     (width, height): (u32, u32),
     plan: &rows::Plan,
@@ -362,7 +397,8 @@ fn pixel_memory(
 ) -> Result<u64, PreviewError> {
     let scaler = RowScaler::memory(plan.rows_size, plan.target, plan.pixel_type);
     let encoder = 2 * u64::from(plan.target.0) * u64::from(plan.target.1) * 3;
-    let needed = held_bytes + plan.decoder_bytes + scaler + encoder;
+    let handed = handoff::memory(plan.row_bytes());
+    let needed = held_bytes + plan.decoder_bytes + handed + scaler + encoder;
     if needed > MAX_PREVIEW_PIXEL_BYTES {
         return Err(PreviewError::TooManyPixels {
             width,

@@ -1,4 +1,4 @@
-//! Decoding a result into rows for the [`RowScaler`], holding as little of the picture as each format allows.
+//! Decoding a result into rows for the [`RowScaler`](super::scale::RowScaler), holding as little of the picture as each format allows.
 //!
 //! - A PNG that is not interlaced, what the model returns, is decoded a row at a time by the `png` crate.
 //! - A JPEG is decoded by `jpeg-decoder` at the smallest of 1/8, 1/4, 1/2 or full size that still covers twice the
@@ -16,7 +16,8 @@ use fast_image_resize::PixelType;
 use image::{DynamicImage, ImageDecoder as _, ImageReader, Limits};
 
 use super::PreviewError;
-use super::scale::{RowScaler, Scaled, channels};
+use super::handoff::RowHandoff;
+use super::scale::channels;
 
 /// How a picture's rows reach the scaler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,13 @@ pub(super) struct Plan {
     pub(super) pixel_type: PixelType,
     /// Bytes the decoder's own buffers hold.
     pub(super) decoder_bytes: u64,
+}
+
+impl Plan {
+    /// The bytes of one row the decoder delivers.
+    pub(super) fn row_bytes(&self) -> usize {
+        self.rows_size.0 as usize * channels(self.pixel_type)
+    }
 }
 
 /// How `reader`'s picture, `size` pixels, will be decoded for a preview of `target` pixels, from its header alone;
@@ -99,13 +107,15 @@ pub(super) fn plan<R: BufRead + Seek>(
     }
 }
 
-/// Decodes `reader`'s picture into `scaler` as [`plan`] said, allocating at most `max_alloc` bytes in the decoder.
+/// Decodes `reader`'s picture into `rows` as [`plan`] said, allocating at most `max_alloc` bytes in the decoder;
+/// stops early, without an error of its own, if the thread taking the rows has stopped (see
+/// [`RowHandoff::is_closed`]).
 pub(super) fn decode_into<R: BufRead + Seek>(
     reader: R,
     plan: &Plan,
-    mut scaler: RowScaler,
+    rows: &mut RowHandoff,
     max_alloc: u64,
-) -> Result<Scaled, PreviewError> {
+) -> Result<(), PreviewError> {
     let max_alloc_usize = usize::try_from(max_alloc).unwrap_or(usize::MAX);
     match plan.source {
         Source::PngRows => {
@@ -113,12 +123,20 @@ pub(super) fn decode_into<R: BufRead + Seek>(
             decoder.set_limits(png::Limits {
                 bytes: max_alloc_usize,
             });
-            let mut rows = decoder.read_info().map_err(png_error)?;
-            while let Some(row) = rows.next_row().map_err(png_error)? {
-                scaler.push(row.data())?;
+            let mut png = decoder.read_info().map_err(png_error)?;
+            let row_bytes = plan.row_bytes();
+            if png.output_line_size(plan.rows_size.0) != Some(row_bytes) {
+                return Err(PreviewError::Scale(format!(
+                    "the PNG decoder's rows are not {row_bytes} bytes as planned"
+                )));
+            }
+            // Each row decoded straight into the batch that hands it over.
+            while rows.fill(|row| Ok(png.read_row(row).map_err(png_error)?.is_some()))? {}
+            if rows.is_closed() {
+                return Ok(());
             }
             // The rows are all there; the end of the stream (its checksums, IEND) must be too.
-            rows.finish().map_err(png_error)?;
+            png.finish().map_err(png_error)?;
         }
         Source::JpegScaled => {
             let mut decoder = jpeg_decoder::Decoder::new(reader);
@@ -126,7 +144,7 @@ pub(super) fn decode_into<R: BufRead + Seek>(
             let request = jpeg_request(plan.target);
             decoder.scale(request.0, request.1).map_err(jpeg_error)?;
             let pixels = decoder.decode().map_err(jpeg_error)?;
-            push_rows(&mut scaler, &pixels, plan)?;
+            push_rows(rows, &pixels, plan);
         }
         Source::GifRows => {
             let mut options = gif::DecodeOptions::new();
@@ -156,7 +174,9 @@ pub(super) fn decode_into<R: BufRead + Seek>(
                 } else {
                     canvas_row.fill(0);
                 }
-                scaler.push(&canvas_row)?;
+                if !rows.push(&canvas_row) {
+                    return Ok(());
+                }
             }
         }
         Source::WholeFrame => {
@@ -167,18 +187,19 @@ pub(super) fn decode_into<R: BufRead + Seek>(
             limits.max_alloc = Some(max_alloc);
             reader.limits(limits);
             let picture = to_eight_bit(DynamicImage::from_decoder(reader.into_decoder()?)?);
-            push_rows(&mut scaler, picture.as_bytes(), plan)?;
+            push_rows(rows, picture.as_bytes(), plan);
         }
     }
-    scaler.finish()
+    Ok(())
 }
 
-fn push_rows(scaler: &mut RowScaler, pixels: &[u8], plan: &Plan) -> Result<(), PreviewError> {
-    let row_bytes = plan.rows_size.0 as usize * channels(plan.pixel_type);
-    for row in pixels.chunks_exact(row_bytes) {
-        scaler.push(row)?;
+/// The rows of a picture decoded whole, handed over until the other thread stops taking them.
+fn push_rows(rows: &mut RowHandoff, pixels: &[u8], plan: &Plan) {
+    for row in pixels.chunks_exact(plan.row_bytes()) {
+        if !rows.push(row) {
+            return;
+        }
     }
-    Ok(())
 }
 
 const PNG_SIGNATURE: &[u8] = &[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
