@@ -14,15 +14,17 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::cargo::{self, Profile};
 
-const USAGE: &str = "usage: cargo xtask bench [--quick]\n   or: cargo xtask bench --compare <another reve-mcp binary>";
+const USAGE: &str = "usage: cargo xtask bench [--quick]\n   or: cargo xtask bench --compare <another reve-mcp binary> [--large]";
 
-/// `cargo xtask bench [--quick]`, or `cargo xtask bench --compare <reve-mcp>`: measurement 3 for
-/// this tree's build and another (a copy of an earlier build, say), their calls in turn.
+/// `cargo xtask bench [--quick]`, or `cargo xtask bench --compare <reve-mcp> [--large]`:
+/// measurement 3 (or 4, with `--large`) for this tree's build and another (a copy of an earlier
+/// build, say), their calls in turn.
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     let quick = match args {
         [] => false,
         ["--quick"] => true,
-        ["--compare", other] => return compare(root, Path::new(other)),
+        ["--compare", other] => return compare(root, Path::new(other), false),
+        ["--compare", other, "--large"] => return compare(root, Path::new(other), true),
         _ => bail!(USAGE),
     };
     let reve_mcp = build_release(root, "reve-mcp", "reve-mcp")?;
@@ -44,19 +46,22 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn compare(root: &Path, other: &Path) -> Result<()> {
+fn compare(root: &Path, other: &Path, large: bool) -> Result<()> {
     if !other.is_file() {
         bail!("{} is not a reve-mcp binary\n{USAGE}", other.display());
     }
     let reve_mcp = build_release(root, "reve-mcp", "reve-mcp")?;
     let harness = build_release(root, "reve-bench", "reve-bench")?;
-    let status = Command::new(harness)
+    let mut command = Command::new(harness);
+    command
         .current_dir(root)
         .arg("--compare")
         .arg(reve_mcp)
-        .arg(other)
-        .status()
-        .context("starting the release harness")?;
+        .arg(other);
+    if large {
+        command.arg("--large");
+    }
+    let status = command.status().context("starting the release harness")?;
     if !status.success() {
         bail!("the comparison failed ({status})");
     }

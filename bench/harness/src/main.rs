@@ -50,10 +50,15 @@ fn main() -> Result<()> {
                 quick,
             )
         }
-        ["--compare", ours, theirs] => compare::run(
+        ["--compare", ours, theirs, rest @ ..] => compare::run(
             &std::env::current_dir()?,
             Path::new(ours),
             Path::new(theirs),
+            match rest {
+                [] => compare::Served::Photo,
+                ["--large"] => compare::Served::Large,
+                _ => bail!("unexpected arguments after --compare: {rest:?}"),
+            },
         ),
         ["--probe-local-input", file] => local::probe(Path::new(file)),
         ["--probe-preview", file] => preview::probe(Path::new(file), false),
