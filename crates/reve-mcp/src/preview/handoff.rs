@@ -34,6 +34,7 @@ pub(super) struct RowHandoff {
     row_bytes: usize,
     rows_per_batch: usize,
     filling: Option<Batch>,
+    /// Batches allocated so far: at most [`BATCHES`].
     made: usize,
     full: SyncSender<Batch>,
     spare: Receiver<Batch>,
