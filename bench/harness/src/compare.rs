@@ -27,8 +27,8 @@ pub enum Served {
 }
 
 impl Served {
-    /// The result's size, and the calls timed per build (the first two of each, which warm its
-    /// session up, not counted).
+    /// The result's size, and the calls counted per build (two more are made first, to warm its
+    /// session up).
     fn plan(self) -> ((u32, u32), usize) {
         match self {
             Served::Photo => ((1024, 768), 60),

@@ -65,7 +65,7 @@ fn main() -> Result<()> {
         ["--probe-preview", file, "--whole-picture"] => preview::probe(Path::new(file), true),
         _ => bail!(
             "usage: reve-bench --measure <reve-mcp> <baseline> [--quick]\n\
-             or: reve-bench --compare <reve-mcp> <other reve-mcp>\n\
+             or: reve-bench --compare <reve-mcp> <other reve-mcp> [--large]\n\
              (run it through `cargo xtask bench`, which builds both in release)"
         ),
     }

@@ -114,17 +114,32 @@ impl RowHandoff {
         Ok(!self.closed)
     }
 
-    /// Hands over the rows of the last batch, and tells the scaling thread that no more come (by being dropped).
-    pub(super) fn finish(mut self) -> bool {
+    /// Hands over the rows of the batch being filled now, rather than when it is full: the picture's last rows,
+    /// before the decoder reads what follows them.
+    pub(super) fn flush(&mut self) {
         if let Some(batch) = self.filling.take()
             && batch.rows > 0
         {
             self.send(batch);
         }
-        !self.closed
     }
 
-    /// Whether the scaling thread stopped before taking every row.
+    /// Hands over the rows not yet handed, and tells the scaling thread that no more come (by being dropped);
+    /// `false` if it stopped before taking them all, which it does only when it fails: a hand-over failed, or
+    /// it has dropped its end (seen once the batches it handed back are drained, which only a finished
+    /// hand-over may do).
+    pub(super) fn finish(mut self) -> bool {
+        self.flush();
+        loop {
+            match self.spare.try_recv() {
+                Ok(_) => continue,
+                Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return !self.closed,
+            }
+        }
+    }
+
+    /// Whether a hand-over failed: the scaling thread stopped before taking every row.
     pub(super) fn is_closed(&self) -> bool {
         self.closed
     }
@@ -221,6 +236,12 @@ mod tests {
             assert!(pushed < 1000, "the decoder is never told");
         }
         assert!(rows.is_closed());
+        assert!(!rows.finish());
+
+        // Stopped with nothing left to hand over: the decoder hears of it when it finishes.
+        let (rows, batches) = handoff(1000);
+        drop(batches);
+        assert!(!rows.is_closed());
         assert!(!rows.finish());
     }
 

@@ -301,7 +301,11 @@ fn scaled_and_encoded<R: BufRead + Seek>(
                 // The scaler (and so the strips' sink) is gone once the rows end, well or not, so no
                 // thread waits for strips that never come.
                 let scaled = scaled_as_handed(batches, scaler, &strips, &mut encoded);
-                let rest = strips.encode_untaken();
+                // Strips encoded after a failure would be thrown away.
+                let rest = match &scaled {
+                    Ok(_) => strips.encode_untaken(),
+                    Err(_) => Ok(Vec::new()),
+                };
                 let encoded = rest.map(|rest| {
                     encoded.extend(rest);
                     encoded

@@ -130,12 +130,18 @@ pub(super) fn decode_into<R: BufRead + Seek>(
                     "the PNG decoder's rows are not {row_bytes} bytes as planned"
                 )));
             }
-            // Each row decoded straight into the batch that hands it over.
-            while rows.fill(|row| Ok(png.read_row(row).map_err(png_error)?.is_some()))? {}
+            // Each row decoded straight into the batch that hands it over; the last ones handed over at
+            // once, before the decoder reads the end of the stream (its checksums, IEND), which may still be
+            // downloading, and which must be there too.
+            for _ in 0..plan.rows_size.1 {
+                if !rows.fill(|row| Ok(png.read_row(row).map_err(png_error)?.is_some()))? {
+                    break;
+                }
+            }
+            rows.flush();
             if rows.is_closed() {
                 return Ok(());
             }
-            // The rows are all there; the end of the stream (its checksums, IEND) must be too.
             png.finish().map_err(png_error)?;
         }
         Source::JpegScaled => {
@@ -226,7 +232,7 @@ fn png_plan<R: BufRead + Seek>(
             png::ColorType::Rgba => PixelType::U8x4,
             _ => PixelType::U8x3,
         },
-        // The decoder keeps the current and previous raw rows, and the row it hands out.
+        // The decoder keeps the current and previous raw rows, and its buffer of inflated data.
         decoder_bytes: 3 * u64::from(size.0) * 8,
     }))
 }
