@@ -55,7 +55,7 @@ pub(super) fn handoff(row_bytes: usize) -> (RowHandoff, RowBatches) {
     (
         RowHandoff {
             row_bytes,
-            rows_per_batch: (BATCH_BYTES / row_bytes.max(1)).max(1),
+            rows_per_batch: rows_per_batch(row_bytes),
             filling: None,
             made: 0,
             full: full_sender,
@@ -71,8 +71,12 @@ pub(super) fn handoff(row_bytes: usize) -> (RowHandoff, RowBatches) {
 
 /// The memory the batches of rows of `row_bytes` bytes hold at most.
 pub(super) fn memory(row_bytes: usize) -> u64 {
-    let per_batch = (BATCH_BYTES / row_bytes.max(1)).max(1) * row_bytes;
-    (BATCHES * per_batch) as u64
+    (BATCHES * rows_per_batch(row_bytes) * row_bytes) as u64
+}
+
+/// Rows of `row_bytes` bytes in a batch: as many as fit in [`BATCH_BYTES`], and at least one.
+fn rows_per_batch(row_bytes: usize) -> usize {
+    (BATCH_BYTES / row_bytes.max(1)).max(1)
 }
 
 impl RowHandoff {
@@ -146,25 +150,27 @@ impl RowHandoff {
 
     /// A batch handed back, or a new one while fewer than [`BATCHES`] exist.
     fn batch(&mut self) -> Batch {
-        let fresh = |row_bytes, rows: usize| Batch {
-            bytes: vec![0; rows * row_bytes],
-            rows: 0,
-            row_bytes,
-        };
         if self.made < BATCHES {
             return match self.spare.try_recv() {
                 Ok(batch) => batch,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
                     self.made += 1;
-                    fresh(self.row_bytes, self.rows_per_batch)
+                    self.fresh()
                 }
             };
         }
         // Every batch exists: one comes back once the other thread has taken its rows (or never, when it
         // has stopped; then a batch only keeps the decoder going until it finds out).
-        self.spare
-            .recv()
-            .unwrap_or_else(|_| fresh(self.row_bytes, self.rows_per_batch))
+        self.spare.recv().unwrap_or_else(|_| self.fresh())
+    }
+
+    /// A new, empty batch.
+    fn fresh(&self) -> Batch {
+        Batch {
+            bytes: vec![0; self.rows_per_batch * self.row_bytes],
+            rows: 0,
+            row_bytes: self.row_bytes,
+        }
     }
 
     fn send(&mut self, batch: Batch) {

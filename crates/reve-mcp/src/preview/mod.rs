@@ -296,54 +296,42 @@ fn scaled_and_encoded<R: BufRead + Seek>(
     std::thread::scope(|scope| {
         let scaling = std::thread::Builder::new()
             .name("reve-preview-scale".to_owned())
-            .spawn_scoped(scope, || {
-                let mut encoded = Vec::new();
-                // The scaler (and so the strips' sink) is gone once the rows end, well or not, so no
-                // thread waits for strips that never come.
-                let scaled = scaled_as_handed(batches, scaler, &strips, &mut encoded);
-                // Strips encoded after a failure would be thrown away.
-                let rest = match &scaled {
-                    Ok(_) => strips.encode_untaken(),
-                    Err(_) => Ok(Vec::new()),
-                };
-                let encoded = rest.map(|rest| {
-                    encoded.extend(rest);
-                    encoded
-                });
-                (scaled, encoded)
-            })
+            .spawn_scoped(scope, || scaled_as_handed(batches, scaler, &strips))
             .map_err(|error| PreviewError::Workers(error.to_string()))?;
         let decoded = decoded(reader, &plan, &mut rows);
         let handed = rows.finish();
         let mine = (decoded.is_ok() && handed).then(|| strips.encode_untaken());
-        let (scaled, theirs) = scaling.join().expect("scaling does not panic");
+        let theirs = scaling.join().expect("scaling does not panic");
         // When the scaling thread stopped first, its error is the cause; otherwise the decoder's is.
         if handed {
             decoded?;
         }
-        let scaled = scaled?;
-        let mut encoded = theirs?;
+        let (scaled, mut encoded) = theirs?;
         encoded.extend(mine.expect("encoded once decoded")?);
         Ok((scaled, strips.joined(encoded)?))
     })
 }
 
-/// The rows handed over in `batches`, scaled as they come, with the strips whose rows are made encoded into
-/// `encoded` between batches.
+/// The rows handed over in `batches`, scaled as they come, with the strips whose rows are made encoded between
+/// batches and, once the rows end, the strips no thread has taken. The scaler (and so the strips' sink) is gone
+/// once the rows end, well or not, so no thread waits for strips that never come; after a failure nothing more
+/// is encoded.
 fn scaled_as_handed(
     batches: handoff::RowBatches,
     mut scaler: RowScaler,
     strips: &encode::Strips,
-    encoded: &mut Vec<encode::EncodedStrip>,
-) -> Result<scale::Scaled, PreviewError> {
+) -> Result<(scale::Scaled, Vec<encode::EncodedStrip>), PreviewError> {
+    let mut encoded = Vec::new();
     while let Some(batch) = batches.next() {
         for row in batch.rows() {
             scaler.push(row)?;
         }
         batches.give_back(batch);
-        strips.encode_ready(encoded)?;
+        strips.encode_ready(&mut encoded)?;
     }
-    scaler.finish()
+    let scaled = scaler.finish()?;
+    encoded.extend(strips.encode_untaken()?);
+    Ok((scaled, encoded))
 }
 
 /// `reader`'s picture decoded into `rows` as `plan` says, a stream that ends early read as a picture cut short.
