@@ -48,8 +48,9 @@ impl Progress {
     }
 }
 
-/// The writing side: owned by the staged file's sink, it publishes each write once it is on disk,
-/// and tells readers the download is over when it is dropped unfinished.
+/// The writing side: owned by the staged file's sink, it tells readers how the download stands
+/// (each write's [`WriteNotice`] says what is on disk), and that it is over when it is dropped
+/// unfinished.
 #[derive(Debug)]
 pub(crate) struct Publisher(Arc<Progress>);
 
@@ -68,9 +69,9 @@ impl Publisher {
         }
     }
 
-    /// The file now holds `on_disk` bytes.
-    pub(crate) fn wrote(&self, on_disk: u64) {
-        self.0.update(|state| state.on_disk = on_disk);
+    /// What the thread that writes the file tells readers with, the moment a write is on disk.
+    pub(crate) fn notice(&self) -> WriteNotice {
+        WriteNotice(self.0.clone())
     }
 
     /// The file is about to be emptied for another attempt.
@@ -103,6 +104,18 @@ impl Drop for Publisher {
                 state.end = End::Abandoned;
             }
         });
+    }
+}
+
+/// Tells a file's readers of its writes, from the blocking thread that makes them; unlike a
+/// [`Publisher`], it says nothing of the download's end when dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteNotice(Arc<Progress>);
+
+impl WriteNotice {
+    /// The file now holds `on_disk` bytes.
+    pub(crate) fn wrote(&self, on_disk: u64) {
+        self.0.update(|state| state.on_disk = on_disk);
     }
 }
 
@@ -233,10 +246,10 @@ mod tests {
         });
         // Written but published only in part: the reader sees only that part.
         temp.write_all(b"abcde").unwrap();
-        publisher.wrote(2);
+        publisher.notice().wrote(2);
         assert_eq!(first_rx.recv().unwrap(), b"ab");
         temp.write_all(b"fgh").unwrap();
-        publisher.wrote(8);
+        publisher.notice().wrote(8);
         publisher.complete();
         assert_eq!(reading.join().unwrap(), b"cdefgh");
     }
@@ -251,9 +264,9 @@ mod tests {
             (end, last)
         });
         temp.write_all(b"12").unwrap();
-        publisher.wrote(2);
+        publisher.notice().wrote(2);
         temp.write_all(b"345").unwrap();
-        publisher.wrote(5);
+        publisher.notice().wrote(5);
         publisher.complete();
         assert_eq!(seeking.join().unwrap(), (4, b"5".to_vec()));
     }
@@ -262,7 +275,7 @@ mod tests {
     fn seeking_from_the_end_goes_by_the_announced_size_without_waiting() {
         let (mut temp, publisher, mut reader) = staged();
         temp.write_all(b"12").unwrap();
-        publisher.wrote(2);
+        publisher.notice().wrote(2);
         publisher.announced(Some(5));
         assert_eq!(reader.seek(SeekFrom::End(0)).unwrap(), 5);
         reader.rewind().unwrap();
@@ -272,7 +285,7 @@ mod tests {
             all
         });
         temp.write_all(b"345").unwrap();
-        publisher.wrote(5);
+        publisher.notice().wrote(5);
         publisher.complete();
         assert_eq!(reading.join().unwrap(), b"12345");
 
@@ -281,7 +294,7 @@ mod tests {
         publisher.announced(Some(9));
         publisher.started_over();
         let seeking = thread::spawn(move || reader.seek(SeekFrom::End(0)).unwrap());
-        publisher.wrote(3);
+        publisher.notice().wrote(3);
         publisher.complete();
         assert_eq!(seeking.join().unwrap(), 3);
     }
@@ -290,7 +303,7 @@ mod tests {
     fn a_download_that_stops_or_starts_over_fails_the_read_rather_than_hanging() {
         let (mut temp, publisher, mut reader) = staged();
         temp.write_all(b"xy").unwrap();
-        publisher.wrote(2);
+        publisher.notice().wrote(2);
         let mut two = [0; 2];
         reader.read_exact(&mut two).unwrap();
         publisher.started_over();
@@ -312,7 +325,7 @@ mod tests {
         let (mut temp, publisher, mut reader) = staged();
         publisher.started_over();
         temp.write_all(b"ok").unwrap();
-        publisher.wrote(2);
+        publisher.notice().wrote(2);
         publisher.complete();
         let mut all = Vec::new();
         reader.read_to_end(&mut all).unwrap();

@@ -20,7 +20,7 @@ use crate::image::ImageSource;
 use crate::output::{EditedImage, StagedImage, create_temp_in};
 use crate::response::{Generated, Generation, ResultImage, decode_base64_image, text_excerpt};
 use crate::retry;
-use crate::sink::{FILE_WRITE_BATCH, Sink};
+use crate::sink::{BatchedWrites, Sink};
 use crate::text::error_chain;
 use crate::transport::{self, Call};
 
@@ -389,13 +389,11 @@ async fn stage_in(dir: &Path) -> Result<((tempfile::NamedTempFile, Sink), Arrivi
     let publisher = Publisher::new();
     let arriving = publisher.reader(reader);
     let sink = Sink::File {
-        file: tokio::fs::File::from_std(writer),
-        pending: Vec::with_capacity(FILE_WRITE_BATCH),
+        writes: BatchedWrites::new(writer, &publisher),
         publisher,
         dir: dir.to_owned(),
         head: Vec::new(),
         size: 0,
-        handed: 0,
     };
     Ok(((temp, sink), arriving))
 }
