@@ -10,6 +10,7 @@ pub mod codegen;
 pub mod devtools;
 pub mod release;
 pub mod snapshots;
+pub mod startup_order;
 
 use std::path::{Path, PathBuf};
 

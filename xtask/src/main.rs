@@ -52,7 +52,12 @@ tasks:
                      behind a real HAProxy, from the files in deploy/ (needs Debian's
                      redis-server and haproxy)
   bench [--quick]    build in release, measure reve-mcp against its performance
-                     budgets and write BENCHMARKS.md (--quick: fewer repetitions)";
+                     budgets and write BENCHMARKS.md (--quick: fewer repetitions)
+  startup-order      record which functions the release reve-mcp runs to start (under
+                     valgrind's callgrind; needs Debian's valgrind) into
+                     crates/reve-mcp/startup-order.txt, which its build script links together
+  startup-order --check
+                     fail if that file names under 95% of the functions this build runs to start";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -84,6 +89,8 @@ fn main() -> ExitCode {
             xtask::release::install_only(&root).map(|()| ExitCode::SUCCESS)
         }
         ["scale-out"] => scale_out(&root),
+        ["startup-order"] => xtask::startup_order::run(&root, false),
+        ["startup-order", "--check"] => xtask::startup_order::run(&root, true),
         ["bench", rest @ ..] => xtask::bench::run(&root, rest).map(|()| ExitCode::SUCCESS),
         _ => {
             eprintln!("{USAGE}");
