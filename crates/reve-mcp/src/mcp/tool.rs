@@ -71,8 +71,18 @@ pub struct EditImageTool {
 impl EditImageTool {
     pub fn new(jobs: Jobs, local_files_rule: LocalFilesRule) -> Self {
         let saves = jobs.editor().options().saves;
-        let definitions = TOOLS.iter().map(|tool| definition(tool, saves)).collect();
-        let get_edit = get_edit_definition(saves);
+        // Every tool answers with the same result: its schema is made once (most of the work a
+        // server does to start) and shared.
+        let output_schema = Arc::new(if saves {
+            output::output_schema()
+        } else {
+            output::unsaved_output_schema()
+        });
+        let definitions = TOOLS
+            .iter()
+            .map(|tool| definition(tool, saves, &output_schema))
+            .collect();
+        let get_edit = get_edit_definition(&output_schema);
         Self {
             jobs,
             local_files_rule,
@@ -231,8 +241,9 @@ pub fn error_result(error: &JobError) -> CallToolResult {
 
 /// A model tool's definition: its generated input schema (without `output_path` when nothing
 /// is saved), and a description made from its document: what the model does, each argument with
-/// its limits and allowed values, what it returns, that it is paid, and how a long call ends.
-fn definition(model_tool: &ModelTool, saves: bool) -> Tool {
+/// its limits and allowed values, what it returns, that it is paid, and how a long call ends;
+/// `output_schema` is the one every tool shares.
+fn definition(model_tool: &ModelTool, saves: bool, output_schema: &Arc<JsonObject>) -> Tool {
     let mut input_schema = (model_tool.input_schema)().as_ref().clone();
     input_schema.remove("$schema");
     input_schema.remove("title");
@@ -308,11 +319,7 @@ fn definition(model_tool: &ModelTool, saves: bool) -> Tool {
     let title = model_tool.title;
     Tool::new(tool, description, Arc::new(input_schema))
         .with_title(title)
-        .with_raw_output_schema(Arc::new(if saves {
-            output::output_schema()
-        } else {
-            output::unsaved_output_schema()
-        }))
+        .with_raw_output_schema(Arc::clone(output_schema))
         .with_annotations(
             ToolAnnotations::with_title(title)
                 .read_only(false)
@@ -322,16 +329,11 @@ fn definition(model_tool: &ModelTool, saves: bool) -> Tool {
         )
 }
 
-fn get_edit_definition(saves: bool) -> Tool {
+fn get_edit_definition(output_schema: &Arc<JsonObject>) -> Tool {
     let mut input_schema = schema_for_type::<GetEditArguments>().as_ref().clone();
     input_schema.remove("$schema");
     input_schema.remove("title");
     input_schema.remove("description");
-    let output_schema = if saves {
-        output::output_schema()
-    } else {
-        output::unsaved_output_schema()
-    };
     let title = "Get an edit's result";
     Tool::new(
         GET_EDIT_TOOL_NAME,
@@ -342,7 +344,7 @@ fn get_edit_definition(saves: bool) -> Tool {
         Arc::new(input_schema),
     )
     .with_title(title)
-    .with_raw_output_schema(Arc::new(output_schema))
+    .with_raw_output_schema(Arc::clone(output_schema))
     .with_annotations(
         ToolAnnotations::with_title(title)
             .read_only(true)
