@@ -11,8 +11,10 @@
 //! symbol ordering file: rust-lld, the default since Rust 1.90, and mold do; GNU ld does not. A
 //! tiny program is linked with the option first, as this build would link, to find out. The names
 //! in the file are the binary's own mangled symbols, which depend on the toolchain and the build:
-//! a name the linker does not find is skipped without a word, so a stale file costs memory, never
-//! a build. `REVE_MCP_NO_STARTUP_ORDER=1` leaves the order alone.
+//! a name the linker does not find is skipped without a word, so a stale file costs memory, not a
+//! build. The answer is kept until the file, the flags or the toolchain change: after switching
+//! to a linker without the option, `cargo clean -p reve-mcp` asks again. `REVE_MCP_NO_STARTUP_ORDER`
+//! (set to anything) leaves the order alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +25,7 @@ const ORDER_FILE: &str = "startup-order.txt";
 fn main() {
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     println!("cargo:rerun-if-env-changed=REVE_MCP_NO_STARTUP_ORDER");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let wanted = var("TARGET") == "x86_64-unknown-linux-gnu"
         && var("PROFILE") == "release"
@@ -59,16 +62,18 @@ fn links_with(arguments: &[String]) -> bool {
     {
         return false;
     }
+    // In the build script's own folder: a relative path in the build's flags still means a file.
     let mut rustc = Command::new(var("RUSTC"));
     rustc
-        .current_dir(&out)
         .args([
             "--crate-type=bin",
             "--edition=2021",
             "--target",
             &var("TARGET"),
         ])
-        .args(["-o", "probe", "probe.rs"]);
+        .arg("-o")
+        .arg(out.join("probe"))
+        .arg(out.join("probe.rs"));
     if let Ok(linker) = std::env::var("RUSTC_LINKER") {
         rustc.arg(format!("-Clinker={linker}"));
     }

@@ -38,7 +38,7 @@ const HEADER: &str = "\
 pub fn run(root: &Path, check: bool) -> Result<ExitCode> {
     let valgrind = Command::new("valgrind").arg("--version").output();
     if !valgrind.is_ok_and(|output| output.status.success()) {
-        bail!("valgrind is missing; install it with `apt-get install valgrind`");
+        bail!("valgrind is missing; install it with `apt-get install -y valgrind`");
     }
     let binary = cargo::build_bin(root, "reve-mcp", "reve-mcp", Profile::Release)?;
     let work = root.join(WORK_DIR);
@@ -140,9 +140,20 @@ fn record(work: &Path, binary: &Path, run: &str) -> Result<BTreeSet<String>> {
             }
         }
     });
-    if answers.recv_timeout(ANSWER_TIMEOUT).is_err() {
-        let _ = server.kill();
-        bail!("reve-mcp under valgrind did not answer tools/list within {ANSWER_TIMEOUT:?}");
+    match answers.recv_timeout(ANSWER_TIMEOUT) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // Its output closed: it has ended, or is stopped here.
+            let _ = server.kill();
+            let status = server.wait()?;
+            bail!(
+                "reve-mcp under valgrind closed its output ({status}) before it answered tools/list"
+            );
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            let _ = server.kill();
+            bail!("reve-mcp under valgrind did not answer tools/list within {ANSWER_TIMEOUT:?}");
+        }
     }
     // Its stdin closed, the server exits, and callgrind writes its report.
     drop(stdin);

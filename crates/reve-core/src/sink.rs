@@ -103,25 +103,41 @@ impl BatchedWrites {
     /// tells readers of them once they are on disk.
     async fn hand(&mut self) -> std::io::Result<()> {
         self.settle().await?;
-        let (mut file, mut batch) = self.idle.take().expect("settled writes are idle");
-        std::mem::swap(&mut batch, &mut self.pending);
-        self.handed += batch.len() as u64;
+        let (_, spare) = self.idle.as_mut().expect("settled writes are idle");
+        std::mem::swap(spare, &mut self.pending);
+        self.handed += spare.len() as u64;
         let (on_disk, notice) = (self.handed, WriteNotice::clone(&self.notice));
-        self.writing = Some(tokio::task::spawn_blocking(move || {
-            let written = file.write_all(&batch);
+        self.start(move |file, batch| {
+            let written = file.write_all(batch);
             if written.is_ok() {
                 notice.wrote(on_disk);
             }
             batch.clear();
-            (file, batch, written)
-        }));
+            written
+        });
         Ok(())
     }
 
-    /// Waits for the write under way, if any, to be over.
+    /// Starts `work` on the file and the batch buffer on a blocking thread; they come back when
+    /// it is over (see [`Self::settle`]). No write may be under way.
+    fn start(
+        &mut self,
+        work: impl FnOnce(&mut std::fs::File, &mut Vec<u8>) -> std::io::Result<()> + Send + 'static,
+    ) {
+        let (mut file, mut batch) = self.idle.take().expect("no write is under way");
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let done = work(&mut file, &mut batch);
+            (file, batch, done)
+        }));
+    }
+
+    /// Waits for the write under way, if any, to be over. The write stays under way if this
+    /// future is dropped before, so that a later call waits for it again rather than find no
+    /// file.
     async fn settle(&mut self) -> std::io::Result<()> {
-        if let Some(writing) = self.writing.take() {
+        if let Some(writing) = &mut self.writing {
             let (file, spare, written) = writing.await.expect("writing a file does not panic");
+            self.writing = None;
             self.idle = Some((file, spare));
             written?;
         }
@@ -144,18 +160,12 @@ impl BatchedWrites {
         self.pending.clear();
         self.handed = 0;
         settled?;
-        let (file, spare) = self.idle.take().expect("settled writes are idle");
-        let (file, emptied) = tokio::task::spawn_blocking(move || {
-            let emptied = file.set_len(0).and_then(|()| {
-                use std::io::Seek as _;
-                (&file).rewind()
-            });
-            (file, emptied)
-        })
-        .await
-        .expect("emptying a file does not panic");
-        self.idle = Some((file, spare));
-        emptied
+        self.start(|file, _| {
+            use std::io::Seek as _;
+            file.set_len(0)?;
+            file.rewind()
+        });
+        self.settle().await
     }
 }
 
@@ -335,6 +345,20 @@ mod tests {
         assert_eq!(sink.size(), sent.len() as u64);
         assert_eq!(reading.join().unwrap(), sent);
         assert_eq!(std::fs::read(temp.path()).unwrap(), sent);
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_write_given_up_halfway_leaves_the_sink_usable() {
+        for round in 0..20 {
+            let (temp, mut sink, _reader) = file_sink();
+            let sent = numbered(FILE_WRITE_BATCH * 2 + 5, round);
+            sink.append(&sent).await.unwrap();
+            // A caller that stops waiting (a timeout, a select) drops the wait at its first poll,
+            // when the write is usually still under way on its thread.
+            let _ = tokio::time::timeout(Duration::ZERO, sink.finish()).await;
+            sink.finish().await.unwrap();
+            assert_eq!(std::fs::read(temp.path()).unwrap(), sent);
+        }
     }
 
     #[tokio::test]
