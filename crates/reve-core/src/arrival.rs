@@ -219,13 +219,14 @@ impl Seek for ArrivingImage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::thread;
 
     use super::*;
 
-    fn staged() -> (tempfile::NamedTempFile, Publisher, ArrivingImage) {
+    /// A temporary file, its publisher, and a reader following it.
+    pub(crate) fn staged() -> (tempfile::NamedTempFile, Publisher, ArrivingImage) {
         let temp = tempfile::NamedTempFile::new().unwrap();
         let publisher = Publisher::new();
         let reader = publisher.reader(temp.reopen().unwrap());

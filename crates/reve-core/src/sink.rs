@@ -267,9 +267,7 @@ mod tests {
 
     /// A file sink on a temporary file, and a reader following it.
     fn file_sink() -> (tempfile::NamedTempFile, Sink, ArrivingImage) {
-        let temp = tempfile::NamedTempFile::new().unwrap();
-        let publisher = Publisher::new();
-        let reader = publisher.reader(temp.reopen().unwrap());
+        let (temp, publisher, reader) = crate::arrival::tests::staged();
         let sink = Sink::File {
             writes: BatchedWrites::new(temp.as_file().try_clone().unwrap(), &publisher),
             publisher,
